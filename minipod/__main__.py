@@ -1,0 +1,6 @@
+"""`python -m minipod` runs the CLI (the agent is started this way too)."""
+import sys
+
+from minipod.runtime.cli import main
+
+sys.exit(main())

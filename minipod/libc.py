@@ -1,0 +1,142 @@
+"""The few Linux syscalls Python 3.11 lacks, through cffi in ABI mode.
+
+No compiler is needed: cffi opens the C library already loaded and calls
+its wrappers. Each function raises OSError(errno, strerror, object) with the
+step in the message, so callers can catch FileNotFoundError and a user reads
+what failed, on what, and why.
+
+    unshare(2)      unshare(flags)
+    setns(2)        setns(fd, nstype)
+    mount(2)        mount(source, target, fstype, flags, data)
+    umount2(2)      umount(target, flags)
+    pivot_root(2)   pivot_root(new_root, put_old)   (no glibc wrapper: syscall)
+    mknod(2)        os.mknod exists; not needed here
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+import cffi
+
+_ffi = cffi.FFI()
+_ffi.cdef(
+    """
+    int unshare(int flags);
+    int setns(int fd, int nstype);
+    int mount(const char *source, const char *target, const char *fstype,
+              unsigned long flags, const void *data);
+    int umount2(const char *target, int flags);
+    long syscall(long number, ...);
+    """
+)
+_lib = _ffi.dlopen(None)
+
+# <linux/sched.h>
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NAMESPACE_FLAGS = {
+    "mnt": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC,
+    "pid": CLONE_NEWPID, "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP,
+    "user": CLONE_NEWUSER,
+}
+
+# <linux/mount.h>
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_MS_NAMES = [
+    (MS_RDONLY, "MS_RDONLY"), (MS_NOSUID, "MS_NOSUID"), (MS_NODEV, "MS_NODEV"),
+    (MS_NOEXEC, "MS_NOEXEC"), (MS_REMOUNT, "MS_REMOUNT"), (MS_BIND, "MS_BIND"),
+    (MS_MOVE, "MS_MOVE"), (MS_REC, "MS_REC"), (MS_PRIVATE, "MS_PRIVATE"),
+    (MS_SLAVE, "MS_SLAVE"), (MS_SHARED, "MS_SHARED"),
+]
+
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
+
+
+def mount_flag_names(flags: int) -> str:
+    """`MS_BIND|MS_REC` for 0x5000: how runc prints mount flags in errors."""
+    names = [name for bit, name in _MS_NAMES if flags & bit]
+    return "|".join(names) or "0"
+
+
+def _raise(step: str, obj: str | None = None) -> None:
+    err = _ffi.errno
+    raise OSError(err, f"{step}: {os.strerror(err)}", obj)
+
+
+def _retry(call):
+    """Call until it does not fail with EINTR (man 7 signal)."""
+    while True:
+        rc = call()
+        if rc != -1 or _ffi.errno != _errno.EINTR:
+            return rc
+
+
+def unshare(flags: int) -> None:
+    """Move the calling process into new namespaces (man 2 unshare).
+
+    CLONE_NEWPID does not move the caller: its next child becomes PID 1 of
+    the new namespace. Only safe in a single-threaded process."""
+    if _retry(lambda: _lib.unshare(flags)) == -1:
+        _raise(f"unshare({_ns_names(flags)})")
+
+
+def setns(fd: int, nstype: int = 0, what: str | None = None) -> None:
+    """Join the namespace that fd (an open /proc/PID/ns/X or pinned file) names."""
+    if _retry(lambda: _lib.setns(fd, nstype)) == -1:
+        _raise(f"setns({_ns_names(nstype) or 'any'})", what)
+
+
+def mount(source: str | None, target: str, fstype: str | None = None,
+          flags: int = 0, data: str | None = None) -> None:
+    """mount(2); the error names source, target, fstype and flags by name."""
+    src = source.encode() if source is not None else _ffi.NULL
+    fs = fstype.encode() if fstype is not None else _ffi.NULL
+    dat = data.encode() if data is not None else _ffi.NULL
+    if _retry(lambda: _lib.mount(src, target.encode(), fs, flags, dat)) == -1:
+        _raise(f"mount {source or 'none'} type {fstype or '-'} "
+               f"flags {mount_flag_names(flags)}"
+               + (f" data {data}" if data else ""), target)
+
+
+def umount(target: str, flags: int = 0) -> None:
+    """umount2(2); MNT_DETACH for a lazy unmount of a busy mount."""
+    if _retry(lambda: _lib.umount2(target.encode(), flags)) == -1:
+        _raise("umount", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """Make new_root the root of this mount namespace (man 2 pivot_root).
+
+    Kernel rules that bite: new_root must be a mount point, put_old must be
+    under new_root, and neither may be on a shared mount (make / private
+    first). pivot_root(".", ".") stacks the old root on the new one, so it
+    can be unmounted from "/" without a directory for it (runc does this)."""
+    rc = _retry(lambda: _lib.syscall(_ffi.cast("long", _SYS_PIVOT_ROOT),
+                                     _ffi.new("char[]", new_root.encode()),
+                                     _ffi.new("char[]", put_old.encode())))
+    if rc == -1:
+        _raise("pivot_root", new_root)
+
+
+def _ns_names(flags: int) -> str:
+    return "|".join(("CLONE_NEWNS" if n == "mnt" else f"CLONE_NEW{n.upper()}")
+                    for n, bit in NAMESPACE_FLAGS.items() if flags & bit)

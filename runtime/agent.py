@@ -1,0 +1,662 @@
+"""The node agent: one small process for all pods, like the kubelet.
+
+It holds netlink and the image store open, creates each pod's sandbox and
+network, starts the containers as its children (it is their subreaper),
+copies their output into CRI log files, notices their exits, restarts them
+by policy, and tears pods down on delete. One single-threaded event loop
+(selectors) serves them all, so namespaces can be changed in forked children
+safely and a pod costs the agent a few open files, not a process.
+
+Requests arrive on a unix socket as one JSON line each (see client.py):
+
+    {"op": "ping"} | {"op": "run", "object": {...}, "source": "pod.yaml"}
+    {"op": "delete", "name": "web", "grace": null} | {"op": "stop"}
+
+and are answered with one JSON line: {"ok": true, ...} or {"ok": false,
+"code": "AlreadyExists", "error": "..."}.
+
+If the agent dies, pods keep running. The next agent re-adopts them from
+their state records and the kernel (pid + start time, pidfd to notice the
+exit); an exit it could not see is recorded as unknown, never invented.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import heapq
+import itertools
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+from minipod.netns import bridge
+from minipod.netns.ipam import IPAM
+from minipod.rootfs import mounts
+from minipod.rootfs.store import ImageStore
+from minipod.runtime import container as ctr
+from minipod.runtime import logs, manifest, process, sandbox, state
+from minipod.runtime.paths import Paths
+
+IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
+BACKOFF_BASE = float(os.environ.get("MINIPOD_BACKOFF_BASE", "10"))
+BACKOFF_MAX = 300.0
+BACKOFF_RESET = 600.0  # a container that ran 10 minutes starts over at the base
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def log(msg: str) -> None:
+    print(f"{now_iso()} {msg}", file=sys.stderr, flush=True)
+
+
+class RequestError(Exception):
+    """An answer for the client: a Kubernetes-style code and a message."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class RunningContainer:
+    """What the agent holds for one live container: pid, pidfd, log pipes."""
+
+    def __init__(self, pod: str, name: str):
+        self.pod, self.name = pod, name
+        self.pid: int | None = None
+        self.pidfd: int | None = None       # only for adopted (non-child) pids
+        self.fifo_fds: dict[int, str] = {}  # fd -> "stdout" | "stderr"
+        self.writer: logs.LogWriter | None = None
+
+
+class Agent:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.sel = selectors.DefaultSelector()
+        self.timers: list = []
+        self._seq = itertools.count()
+        self.records: dict[str, dict] = {}           # pod name -> state record
+        self.live: dict[tuple[str, str], RunningContainer] = {}
+        self.by_pid: dict[int, RunningContainer] = {}
+        self.delete_waiters: dict[str, list[socket.socket]] = {}
+        self.idle_since = time.monotonic()
+        self.stopping = False
+        self.net = bridge.NetworkConfig(
+            bridge=os.environ.get("MINIPOD_BRIDGE", "minipod0"),
+            subnet=os.environ.get("MINIPOD_SUBNET", "10.89.0.0/16"))
+        self.ipam = IPAM(paths.ipam, self.net.subnet)
+        self.images = ImageStore(paths.images)
+        self._ipr = None
+
+    # ---- setup -------------------------------------------------------------
+
+    @property
+    def ipr(self):
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+            self._ipr = IPRoute()
+        return self._ipr
+
+    def serve(self) -> int:
+        """Run until stopped or idle; returns the exit code."""
+        for d in (self.paths.run, self.paths.pods, self.paths.log):
+            d.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(self.paths.agent_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another agent is running; exiting")
+            return 0
+        import prctl  # subreaper: orphaned container processes come to us
+        prctl.set_child_subreaper(True)
+        # SIGCHLD wakes the loop through a pipe (set_wakeup_fd needs a handler).
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        self.sel.register(wake_r, selectors.EVENT_READ, self._on_wakeup)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.paths.socket)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        server.bind(str(self.paths.socket))
+        os.chmod(self.paths.socket, 0o600)
+        server.listen(64)
+        self.sel.register(server, selectors.EVENT_READ, self._on_accept)
+        self.adopt_all()
+        log(f"agent {os.getpid()} listening on {self.paths.socket}; {len(self.records)} pods")
+        self._reap()  # exits that happened before the handler was installed
+        while not self.stopping:
+            timeout = self._run_timers()
+            for key, _ in self.sel.select(timeout):
+                try:
+                    key.data(key.fileobj)
+                except Exception:
+                    log("error in event handler:\n" + traceback.format_exc())
+            if not self.records and time.monotonic() - self.idle_since > IDLE_EXIT_SECONDS:
+                log(f"no pods for {IDLE_EXIT_SECONDS:.0f}s; exiting")
+                break
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.paths.socket)
+        for rc in list(self.live.values()):
+            self._close_pipes(rc, drain=True)
+        return 0
+
+    def _on_signal(self, signum, frame) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stopping = True
+
+    def _on_wakeup(self, fd) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(fd, 4096)
+        self._reap()
+
+    # ---- timers ------------------------------------------------------------
+
+    def call_later(self, delay: float, fn, *args) -> None:
+        heapq.heappush(self.timers, (time.monotonic() + delay, next(self._seq), fn, args))
+
+    def _run_timers(self) -> float:
+        while self.timers and self.timers[0][0] <= time.monotonic():
+            _, _, fn, args = heapq.heappop(self.timers)
+            try:
+                fn(*args)
+            except Exception:
+                log("error in timer:\n" + traceback.format_exc())
+        if self.timers:
+            return max(0.0, min(5.0, self.timers[0][0] - time.monotonic()))
+        return 5.0
+
+    # ---- requests ----------------------------------------------------------
+
+    def _on_accept(self, server) -> None:
+        conn, _ = server.accept()
+        conn.settimeout(5)
+        try:
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+            request = json.loads(data or b"{}")
+            op = request.get("op")
+            handler = getattr(self, f"op_{op}", None)
+            if handler is None:
+                raise RequestError("BadRequest", f"unknown operation {op!r}")
+            answer = handler(request, conn)
+        except RequestError as e:
+            answer = {"ok": False, "code": e.code, "error": str(e)}
+        except Exception as e:
+            log("request failed:\n" + traceback.format_exc())
+            answer = {"ok": False, "code": "InternalError", "error": str(e)}
+        if answer is not None:  # None: answered later (delete waits)
+            self._answer(conn, answer)
+
+    def _answer(self, conn: socket.socket, answer: dict) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall((json.dumps(answer) + "\n").encode())
+        conn.close()
+
+    def op_ping(self, request, conn) -> dict:
+        return {"ok": True, "pid": os.getpid(), "pods": len(self.records)}
+
+    def op_stop(self, request, conn) -> dict:
+        self.stopping = True
+        return {"ok": True, "pid": os.getpid()}
+
+    def op_run(self, request, conn) -> dict:
+        pod = manifest.load_object(request["object"], request.get("source", "<request>"))
+        record = self.create_pod(pod)
+        return {"ok": True, "pod": record}
+
+    def op_delete(self, request, conn):
+        name = request["name"]
+        if name not in self.records:
+            raise RequestError("NotFound", f'pods "{name}" not found')
+        self.delete_waiters.setdefault(name, []).append(conn)
+        self.delete_pod(name, request.get("grace"))
+        return None
+
+    # ---- pod creation ------------------------------------------------------
+
+    def create_pod(self, pod: manifest.Pod) -> dict:
+        """Create the sandbox, network and containers of a validated pod.
+
+        Each acquisition registers its undo at once; if any step fails,
+        the undo runs in reverse order and the first error is reported."""
+        if pod.name in self.records or self.paths.pod_dir(pod.name).exists():
+            raise RequestError("AlreadyExists", f'pods "{pod.name}" already exists')
+        images = {}
+        for c in pod.containers:
+            images[c.name] = self._image_for(c)
+        pod_dir = self.paths.pod_dir(pod.name)
+        uid = str(uuid.uuid4())
+        record = {
+            "name": pod.name, "namespace": pod.namespace, "uid": uid,
+            "manifest": pod.raw, "source": pod.source,
+            "creationTimestamp": now_iso(), "phase": "Pending",
+            "restartPolicy": pod.restart_policy,
+            "terminationGracePeriodSeconds": pod.termination_grace_period_seconds,
+            "nodeName": socket.gethostname(), "netns": self.paths.netns_name(pod.name),
+            "containers": [{"name": c.name, "image": c.image, "imageID": images[c.name].digest,
+                            "state": "waiting", "reason": "ContainerCreating",
+                            "restartCount": 0} for c in pod.containers],
+        }
+        netns_path = self.paths.netns_path(pod.name)
+        with contextlib.ExitStack() as undo:
+            pod_dir.mkdir(parents=True)
+            undo.callback(shutil.rmtree, pod_dir, True)
+            self.records[pod.name] = record
+            undo.callback(self.records.pop, pod.name, None)
+            self._save(pod.name)
+            # 1. namespaces: net, ipc, uts, pinned by bind mounts
+            undo.callback(sandbox.destroy, pod_dir, netns_path)
+            sandbox.create(pod_dir, netns_path, pod.name)
+            # 2. an IP from the pod network
+            undo.callback(self.ipam.release, uid)
+            ip = self.ipam.allocate(uid)
+            # 3. the bridge, and a veth pair into the pod
+            bridge.ensure_bridge(self.ipr, self.net, str(self.ipam.gateway), self.ipam.prefixlen)
+            ifname = bridge.host_ifname(uid)
+            undo.callback(bridge.detach_pod, self.ipr, ifname)
+            link = bridge.attach_pod(self.ipr, self.net, str(netns_path), ifname, str(ip),
+                                     self.ipam.prefixlen, str(self.ipam.gateway))
+            record.update(podIP=str(ip), hostIfname=link.host_ifname,
+                          hostIP=self._host_ip(), bridge=self.net.bridge)
+            # 4. the files every container of the pod sees: hosts, hostname, resolv.conf
+            self._write_etc_files(pod_dir, pod.name, str(ip))
+            undo.callback(shutil.rmtree, self.paths.containers / uid, True)
+            undo.callback(shutil.rmtree, self.paths.pod_logs / pod.name, True)
+            undo.pop_all()
+        record["phase"] = "Running"
+        record["startTime"] = now_iso()
+        self.idle_since = time.monotonic()
+        # 5. the containers, in order; a failure here is a container status
+        for c in pod.containers:
+            self.start_container(pod.name, c.name)
+        self._save(pod.name)
+        return record
+
+    def _image_for(self, c: manifest.Container):
+        from minipod.rootfs.store import ImageNotFound
+        try:
+            return self.images.get(c.image)
+        except ImageNotFound as e:
+            raise RequestError("ErrImageNeverPull" if c.image_pull_policy == "Never"
+                               else "ImageNotFound",
+                               f"container {c.name}: {e}") from None
+
+    def _host_ip(self) -> str | None:
+        for addr in self.ipr.get_addr(family=socket.AF_INET):
+            ip = addr.get_attr("IFA_ADDRESS")
+            label = addr.get_attr("IFA_LABEL") or ""
+            if not ip.startswith("127.") and label != self.net.bridge:
+                return ip
+        return str(self.ipam.gateway)
+
+    def _write_etc_files(self, pod_dir: Path, name: str, ip: str) -> None:
+        (pod_dir / "hostname").write_text(name + "\n")
+        (pod_dir / "hosts").write_text(
+            "# Kubernetes-managed hosts file (written by minipod).\n"
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\n"
+            f"fe00::2\tip6-allrouters\n{ip}\t{name}\n")
+        lines = []
+        with contextlib.suppress(OSError):
+            for line in Path("/etc/resolv.conf").read_text().splitlines():
+                # a loopback resolver (systemd-resolved's stub) is unreachable in the pod
+                if line.startswith("nameserver") and line.split()[1:2] and \
+                        line.split()[1].startswith("127."):
+                    continue
+                lines.append(line)
+        (pod_dir / "resolv.conf").write_text("\n".join(lines) + "\n")
+
+    # ---- containers --------------------------------------------------------
+
+    def _container_spec(self, record: dict, name: str) -> ctr.ProcessSpec:
+        pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
+        c = next(c for c in pod.containers if c.name == name)
+        image = self.images.get(c.image)
+        env = process.environment(image.config, [(e.name, e.value) for e in c.env], pod.name)
+        argv = process.argv(c.command, c.args, image.config, env)
+        top = image.layer_dirs
+        cdir = self.paths.container_dir(record["uid"], name)
+        upper, work, merged = cdir / "upper", cdir / "work", cdir / "merged"
+        # every start is a new container: a fresh upper dir over the image
+        shutil.rmtree(upper, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        for d in (upper, work, merged):
+            d.mkdir(parents=True, exist_ok=True)
+        passwd = group = ""
+        if image.config.get("User"):
+            passwd = _read_in_layers(top, "etc/passwd")
+            group = _read_in_layers(top, "etc/group")
+        uid, gid = process.user(image.config.get("User"), passwd, group)
+        pod_dir = self.paths.pod_dir(record["name"])
+        plan = mounts.plan([str(p) for p in top], str(upper), str(work), str(merged), {
+            "/etc/hosts": str(pod_dir / "hosts"),
+            "/etc/hostname": str(pod_dir / "hostname"),
+            "/etc/resolv.conf": str(pod_dir / "resolv.conf"),
+        })
+        ns = {n: str(pod_dir / "ns" / n) for n in sandbox.SHARED}
+        return ctr.ProcessSpec(
+            name=f"{record['name']}/{name}", namespaces=ns, rootfs=plan, argv=argv, env=env,
+            cwd=c.working_dir or image.config.get("WorkingDir") or "/",
+            stdout=str(pod_dir / f"{name}.stdout"), stderr=str(pod_dir / f"{name}.stderr"),
+            uid=uid, gid=gid)
+
+    def start_container(self, pod_name: str, name: str) -> None:
+        """Start (or restart) one container; a failure becomes its status."""
+        record = self.records[pod_name]
+        cs = _find(record, name)
+        pod_dir = self.paths.pod_dir(pod_name)
+        rc = RunningContainer(pod_name, name)
+        try:
+            spec = self._container_spec(record, name)
+            for stream in ("stdout", "stderr"):
+                fifo = pod_dir / f"{name}.{stream}"
+                if not fifo.exists():
+                    os.mkfifo(fifo, 0o600)
+            rc.writer = logs.LogWriter(self.paths.log_path(pod_name, name, cs["restartCount"]))
+            self._open_pipes(rc)
+            pid = ctr.start(spec)
+        except (ctr.StartError, process.ProcessError, OSError) as e:
+            self._close_pipes(rc, drain=True)
+            step = getattr(e, "step", "create")
+            log(f"pod {pod_name} container {name}: start failed at {step}: {e}")
+            cs.update(state="terminated", reason="StartError", message=str(e),
+                      exitCode=128, startedAt=None, finishedAt=now_iso(), pid=None)
+            cs.pop("containerID", None)
+            self._after_exit(pod_name, name)
+            return
+        cs.update(state="running", pid=pid, pidStart=state.proc_start_time(pid),
+                  startedAt=now_iso(), containerID=f"{record['uid'][:8]}-{name}",
+                  reason=None, message=None, exitCode=None, signal=None, finishedAt=None)
+        rc.pid = pid
+        self.live[(pod_name, name)] = rc
+        self.by_pid[pid] = rc
+        self._save(pod_name)
+
+    def _open_pipes(self, rc: RunningContainer) -> None:
+        """Open the container's FIFOs read+write and non-blocking: as a
+        writer ourselves we never see end-of-file, only data."""
+        pod_dir = self.paths.pod_dir(rc.pod)
+        for stream in ("stdout", "stderr"):
+            fd = os.open(pod_dir / f"{rc.name}.{stream}", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            rc.fifo_fds[fd] = stream
+            self.sel.register(fd, selectors.EVENT_READ, self._on_output)
+
+    def _on_output(self, fd: int) -> None:
+        rc = next((r for r in self.live.values() if fd in r.fifo_fds), None)
+        if rc is None:
+            self.sel.unregister(fd)
+            return
+        self._drain(rc, fd)
+
+    def _drain(self, rc: RunningContainer, fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            rc.writer.write(rc.fifo_fds[fd], data)
+
+    def _close_pipes(self, rc: RunningContainer, drain: bool) -> None:
+        for fd in list(rc.fifo_fds):
+            if drain and rc.writer:
+                self._drain(rc, fd)
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(fd)
+            os.close(fd)
+        rc.fifo_fds.clear()
+        if rc.writer:
+            rc.writer.close()
+            rc.writer = None
+
+    def _reap(self) -> None:
+        """waitpid every exited child: containers (adopted by subreaping)
+        and the short-lived helper children."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            rc = self.by_pid.get(pid)
+            if rc is not None:
+                code = os.waitstatus_to_exitcode(status)
+                self._container_exited(rc, code)
+
+    def _on_pidfd(self, fd: int) -> None:
+        rc = next((r for r in self.live.values() if r.pidfd == fd), None)
+        self.sel.unregister(fd)
+        os.close(fd)
+        if rc is not None:
+            rc.pidfd = None
+            self._container_exited(rc, None)
+
+    def _container_exited(self, rc: RunningContainer, code: int | None) -> None:
+        """Record the exit (code None: not our child, so unknowable)."""
+        self.by_pid.pop(rc.pid, None)
+        self.live.pop((rc.pod, rc.name), None)
+        self._close_pipes(rc, drain=True)
+        record = self.records.get(rc.pod)
+        if record is None:
+            return
+        cs = _find(record, rc.name)
+        cs.update(state="terminated", finishedAt=now_iso(), pid=None)
+        if code is None:
+            cs.update(exitCode=None, reason="Unknown",
+                      message="the container ended while it was not the agent's child; "
+                              "its exit code cannot be known")
+        elif code < 0:
+            cs.update(exitCode=128 - code, signal=-code, reason="Error")
+        else:
+            cs.update(exitCode=code, reason="Completed" if code == 0 else "Error")
+        log(f"pod {rc.pod} container {rc.name} exited: {cs['exitCode']} ({cs['reason']})")
+        self._after_exit(rc.pod, rc.name)
+
+    def _after_exit(self, pod_name: str, name: str) -> None:
+        """restartPolicy decides: restart after a back-off, or stay terminated."""
+        record = self.records[pod_name]
+        cs = _find(record, name)
+        if record.get("deletionTimestamp"):
+            self._save(pod_name)
+            self._maybe_finish_delete(pod_name)
+            return
+        policy = record.get("restartPolicy", "Always")
+        failed = cs.get("exitCode") != 0
+        if policy == "Always" or (policy == "OnFailure" and failed):
+            ran = _seconds_between(cs.get("startedAt"), cs.get("finishedAt"))
+            if ran is not None and ran >= BACKOFF_RESET:
+                cs["backoff"] = 0
+            delay = min(BACKOFF_BASE * (2 ** cs.get("backoff", 0)), BACKOFF_MAX)
+            cs["backoff"] = cs.get("backoff", 0) + 1
+            last = {k: cs.get(k) for k in ("exitCode", "signal", "reason", "message",
+                                          "startedAt", "finishedAt", "state")}
+            cs.update(state="waiting", reason="CrashLoopBackOff",
+                      message=f"back-off {delay:.0f}s restarting failed container={name} "
+                              f"pod={pod_name}", lastState=last)
+            self.call_later(delay, self._restart, pod_name, name, record["uid"])
+        self._save(pod_name)
+
+    def _restart(self, pod_name: str, name: str, uid: str) -> None:
+        record = self.records.get(pod_name)
+        if record is None or record["uid"] != uid or record.get("deletionTimestamp"):
+            return
+        cs = _find(record, name)
+        if cs["state"] != "waiting":
+            return
+        cs["restartCount"] = cs.get("restartCount", 0) + 1
+        self.start_container(pod_name, name)
+
+    # ---- deletion ----------------------------------------------------------
+
+    def delete_pod(self, name: str, grace: int | None) -> None:
+        """SIGTERM every container, SIGKILL after the grace period, then
+        tear the sandbox down (kubelet's killPod)."""
+        record = self.records[name]
+        if grace is None:
+            grace = record.get("terminationGracePeriodSeconds", 30)
+        first = not record.get("deletionTimestamp")
+        record.setdefault("deletionTimestamp", now_iso())
+        self._save(name)
+        if first or grace == 0:
+            for rc in self._live_of(name):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(rc.pid, signal.SIGKILL if grace == 0 else signal.SIGTERM)
+            self.call_later(grace, self._kill_all, name, record["uid"])
+        self._maybe_finish_delete(name)
+
+    def _live_of(self, name: str) -> list[RunningContainer]:
+        return [rc for (pod, _), rc in self.live.items() if pod == name]
+
+    def _kill_all(self, name: str, uid: str) -> None:
+        record = self.records.get(name)
+        if record is None or record["uid"] != uid:
+            return
+        for rc in self._live_of(name):
+            log(f"pod {name} container {rc.name}: grace period over, SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rc.pid, signal.SIGKILL)
+
+    def _maybe_finish_delete(self, name: str) -> None:
+        if self._live_of(name):
+            return
+        record = self.records.pop(name)
+        try:
+            self.teardown(record)
+            answer = {"ok": True, "name": name}
+        except Exception as e:
+            log(f"teardown of pod {name} failed:\n" + traceback.format_exc())
+            answer = {"ok": False, "code": "InternalError",
+                      "error": f"pod {name} deleted with errors: {e}"}
+        for conn in self.delete_waiters.pop(name, []):
+            self._answer(conn, answer)
+        if not self.records:
+            self.idle_since = time.monotonic()
+
+    def teardown(self, record: dict) -> None:
+        """Undo everything create_pod made; each step tolerates 'already gone'.
+        Every step runs; the first error is raised at the end."""
+        name, uid = record["name"], record["uid"]
+        pod_dir = self.paths.pod_dir(name)
+        errors = []
+        steps = [
+            ("remove veth", lambda: bridge.detach_pod(self.ipr, record.get("hostIfname")
+                                                      or bridge.host_ifname(uid))),
+            ("release IP", lambda: self.ipam.release(uid)),
+            ("unpin namespaces", lambda: sandbox.destroy(pod_dir, self.paths.netns_path(name))),
+            ("remove container dirs", lambda: _rmtree(self.paths.containers / uid)),
+            ("remove logs", lambda: _rmtree(self.paths.pod_logs / name)),
+            ("remove state", lambda: _rmtree(pod_dir)),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as e:
+                errors.append(f"{what}: {e}")
+        log(f"pod {name} deleted" + (f" with errors: {errors}" if errors else ""))
+        if errors:
+            raise RuntimeError("; ".join(errors))
+
+    # ---- adoption after a restart ------------------------------------------
+
+    def adopt_all(self) -> None:
+        """Rebuild the in-memory view from the state records and the kernel."""
+        records, errors = state.read_all(self.paths.pods)
+        for e in errors:
+            log(e)
+        for record in records:
+            name = record["name"]
+            self.records[name] = record
+            if record.get("phase") == "Pending":
+                # killed half-way through creation: remove what was made
+                log(f"pod {name} was half-created; removing it")
+                self.records.pop(name)
+                with contextlib.suppress(Exception):
+                    self.teardown(record)
+                continue
+            for cs in record.get("containers", []):
+                if cs["state"] == "running":
+                    self._adopt(record, cs)
+                elif cs["state"] == "waiting" and cs.get("reason") == "CrashLoopBackOff":
+                    self.call_later(BACKOFF_BASE, self._restart, name, cs["name"], record["uid"])
+            self._save(name)
+            if record.get("deletionTimestamp"):
+                self.delete_pod(name, 0)
+
+    def _adopt(self, record: dict, cs: dict) -> None:
+        rc = RunningContainer(record["name"], cs["name"])
+        pid = cs.get("pid")
+        if state.alive(pid, cs.get("pidStart")):
+            try:
+                rc.pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                rc.pidfd = None
+        if rc.pidfd is None:
+            cs.update(state="terminated", exitCode=None, reason="Unknown", pid=None,
+                      message="the container ended while the agent was not running; "
+                              "its exit code is unknown", finishedAt=now_iso())
+            self._after_exit(record["name"], cs["name"])
+            return
+        rc.pid = pid
+        rc.writer = logs.LogWriter(self.paths.log_path(rc.pod, rc.name, cs.get("restartCount", 0)))
+        self._open_pipes(rc)
+        self.live[(rc.pod, rc.name)] = rc
+        self.by_pid[pid] = rc
+        self.sel.register(rc.pidfd, selectors.EVENT_READ, self._on_pidfd)
+        log(f"re-adopted pod {rc.pod} container {rc.name} (pid {pid})")
+
+    def _save(self, name: str) -> None:
+        record = self.records.get(name)
+        if record is not None and self.paths.pod_dir(name).exists():
+            state.write(self.paths.pod_dir(name), record)
+
+
+def _find(record: dict, name: str) -> dict:
+    return next(c for c in record["containers"] if c["name"] == name)
+
+
+def _rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=False) if path.exists() else None
+
+
+def _seconds_between(a: str | None, b: str | None) -> float | None:
+    if not a or not b:
+        return None
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return time.mktime(time.strptime(b, fmt)) - time.mktime(time.strptime(a, fmt))
+
+
+def _read_in_layers(layers: list[Path], rel: str) -> str:
+    """A file of the image as the container will see it: the top layer wins."""
+    for layer in reversed(layers):
+        p = layer / rel
+        if p.is_file() and not p.is_symlink():
+            return p.read_text(errors="replace")
+    return ""
+
+
+def main(paths: Paths | None = None) -> int:
+    """`minipod agent`: serve in the foreground until stopped or idle."""
+    paths = paths or Paths()
+    try:
+        return Agent(paths).serve()
+    except OSError as e:
+        log(f"agent failed: {e}")
+        return 1

@@ -1,0 +1,48 @@
+"""`minipod`: the command line, kubectl's conventions, one module per verb.
+
+Each verb module (cmd_*.py) adds its parser and a `run(args, paths)`; this
+module only dispatches and turns errors into one line and an exit code:
+
+    0  success          1  error (NotFound, AlreadyExists, start failure, …)
+    2  usage error      3  needs root
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from minipod import __version__
+from minipod.runtime import cmd_agent, cmd_delete, cmd_get, cmd_image, cmd_logs, cmd_run
+from minipod.runtime.cmdutil import CommandError
+from minipod.runtime.paths import Paths
+
+VERBS = [cmd_run, cmd_get, cmd_logs, cmd_delete, cmd_image, cmd_agent]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="minipod",
+        description="Run Kubernetes v1 Pods on this machine: namespaces, overlayfs, "
+                    "a veth on a bridge. No Docker, no kubelet.")
+    p.add_argument("--version", action="version", version=f"minipod {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND")
+    for verb in VERBS:
+        verb.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if not getattr(args, "func", None):
+        p.print_help()
+        return 2
+    try:
+        return args.func(args, Paths()) or 0
+    except CommandError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

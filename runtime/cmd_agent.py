@@ -1,0 +1,34 @@
+"""`minipod agent`: the node agent in the foreground; `agent stop|status`."""
+from __future__ import annotations
+
+from minipod.runtime.cmdutil import require_root
+
+
+def register(sub) -> None:
+    p = sub.add_parser("agent", help="run the node agent (started on demand otherwise)",
+                       description="Run the node agent in the foreground (for systemd). "
+                                   "`agent stop` stops it (pods keep running); "
+                                   "`agent status` says whether it runs.")
+    p.add_argument("action", nargs="?", choices=["run", "stop", "status"], default="run")
+    p.set_defaults(func=run)
+
+
+def run(args, paths) -> int:
+    from minipod.runtime import client
+    if args.action == "status":
+        if client.agent_running(paths):
+            answer = client.request(paths, {"op": "ping"}, start=False)
+            print(f"agent running (pid {answer['pid']}, {answer['pods']} pods)")
+            return 0
+        print("agent not running")
+        return 1
+    require_root(f"agent {args.action}")
+    if args.action == "stop":
+        if not client.agent_running(paths):
+            print("agent not running")
+            return 0
+        answer = client.request(paths, {"op": "stop"}, start=False)
+        print(f"agent (pid {answer['pid']}) stopping; pods keep running")
+        return 0
+    from minipod.runtime import agent
+    return agent.main(paths)

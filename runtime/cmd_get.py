@@ -1,0 +1,92 @@
+"""`minipod get pods [NAME] [-o wide|yaml|json|name]`: read the state files.
+
+No agent and no netlink: reading state must stay cheap. A container the
+record calls running is checked against the kernel (pid + start time), so
+a stale record is never shown as running.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from minipod.runtime import podstatus, state
+from minipod.runtime.cmdutil import CommandError, print_table
+
+
+def register(sub) -> None:
+    p = sub.add_parser("get", help="list pods or show one",
+                       description="Like `kubectl get pods` / `kubectl get pod NAME -o yaml`.")
+    p.add_argument("kind", metavar="pods|pod|po[/NAME]")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
+    p.set_defaults(func=run)
+
+
+def resource_names(kind: str, names: list[str]) -> list[str]:
+    """Accept kubectl's forms: `pods`, `pod NAME`, `po/NAME`, `pod/NAME`."""
+    base, _, name = kind.partition("/")
+    if base not in ("pods", "pod", "po"):
+        raise CommandError(f'the server doesn\'t have a resource type "{base}"; '
+                           f"minipod knows pods only")
+    return ([name] if name else []) + [n.removeprefix("pod/") for n in names]
+
+
+def refreshed(record: dict) -> dict:
+    """A running container whose process is gone (while the agent was away)."""
+    for cs in record.get("containers", []):
+        if cs.get("state") == "running" and not state.alive(cs.get("pid"), cs.get("pidStart")):
+            cs.update(state="terminated", reason="Unknown", exitCode=None,
+                      message="the process is gone and the agent has not seen it end")
+    return record
+
+
+def load(paths, names: list[str]) -> list[dict]:
+    if names:
+        out = []
+        for n in names:
+            try:
+                out.append(refreshed(state.read(paths.pod_dir(n))))
+            except FileNotFoundError:
+                raise CommandError(f'Error from server (NotFound): pods "{n}" not found')
+            except state.StateError as e:
+                raise CommandError(str(e))
+        return out
+    records, errors = state.read_all(paths.pods)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    return [refreshed(r) for r in records]
+
+
+def run(args, paths) -> int:
+    names = resource_names(args.kind, args.names)
+    records = load(paths, names)
+    if args.output in ("yaml", "json"):
+        objects = [podstatus.pod_object(r) for r in records]
+        obj = objects[0] if len(names) == 1 else {
+            "apiVersion": "v1", "kind": "List", "items": objects, "metadata": {}}
+        if args.output == "json":
+            print(json.dumps(obj, indent=4))
+        else:
+            import yaml
+            sys.stdout.write(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+        return 0
+    if args.output == "name":
+        for r in records:
+            print(f"pod/{r['name']}")
+        return 0
+    if not records:
+        print("No resources found in default namespace.", file=sys.stderr)
+        return 0
+    header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    if args.output == "wide":
+        header += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
+    rows = []
+    for r in records:
+        ready, total = podstatus.ready_count(r)
+        row = [r["name"], f"{ready}/{total}", podstatus.status_column(r),
+               podstatus.restarts_column(r), podstatus.age(r.get("creationTimestamp"))]
+        if args.output == "wide":
+            row += [r.get("podIP") or "<none>", r.get("nodeName") or "<none>", "<none>", "<none>"]
+        rows.append(row)
+    print_table(header, rows)
+    return 0

@@ -1,0 +1,110 @@
+"""`minipod images`, `minipod image import|load|ls|rm|inspect`: the local store.
+
+Images live in a content-addressed store (/var/lib/minipod/images): blobs by
+sha256, each layer unpacked once, shared by every image and container that
+uses it. Registry pulls come later; for now images come from files.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from minipod.runtime.cmdutil import CommandError, print_table, require_root
+
+
+def register(sub) -> None:
+    i = sub.add_parser("images", help="list images in the local store")
+    i.set_defaults(func=run, action="ls")
+    p = sub.add_parser("image", help="import, load, list, remove, inspect images")
+    s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    imp = s.add_parser("import", help="a root file system (directory or tar) as a 1-layer image",
+                       description="Like `podman import`: DIR or TAR (plain or gzip) becomes "
+                                   "the image NAME[:TAG].")
+    imp.add_argument("source", metavar="DIR|TAR")
+    imp.add_argument("name", metavar="NAME[:TAG]")
+    imp.add_argument("--cmd", help="the image's Cmd, as a JSON list or a shell string")
+    imp.add_argument("--entrypoint", help="the image's Entrypoint, as a JSON list")
+    imp.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    imp.add_argument("--workdir")
+    load = s.add_parser("load", help="an OCI image layout or a `docker save` tarball")
+    load.add_argument("path", metavar="PATH")
+    s.add_parser("ls", help="list images")
+    rm = s.add_parser("rm", help="remove images (layers used by others stay)")
+    rm.add_argument("names", nargs="+", metavar="IMAGE")
+    ins = s.add_parser("inspect", help="an image's config and layers as JSON")
+    ins.add_argument("name", metavar="IMAGE")
+    p.set_defaults(func=run)
+
+
+def _cmd(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    if value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except ValueError as e:
+            raise CommandError(f"--cmd/--entrypoint: not a JSON list: {e}")
+    return ["/bin/sh", "-c", value]
+
+
+def run(args, paths) -> int:
+    from minipod.rootfs import archive, reference
+    from minipod.rootfs.store import ImageNotFound, ImageStore
+    store = ImageStore(paths.images)
+    try:
+        if args.action == "import":
+            require_root("image import")
+            config = {k: v for k, v in {
+                "Cmd": _cmd(args.cmd), "Entrypoint": _cmd(args.entrypoint),
+                "Env": args.env or None, "WorkingDir": args.workdir}.items() if v}
+            image = archive.import_rootfs(store, Path(args.source), args.name, config)
+            print(f"imported {image.reference} ({image.digest[:19]})")
+        elif args.action == "load":
+            require_root("image load")
+            for image in archive.load(store, Path(args.path)):
+                print(f"Loaded image: {image.reference}")
+        elif args.action == "rm":
+            require_root("image rm")
+            for name in args.names:
+                store.remove(name)
+                print(f"Untagged: {reference.parse(name)}")
+        elif args.action == "inspect":
+            image = store.get(args.name)
+            print(json.dumps({"Reference": image.reference, "Digest": image.digest,
+                              "Created": image.created, "Size": image.size,
+                              "Config": image.config,
+                              "Layers": [str(p) for p in image.layer_dirs]}, indent=2))
+        else:
+            rows = []
+            for image in store.list():
+                ref = reference.parse(image.reference)
+                repo = f"{ref.registry}/{ref.repository}"
+                rows.append([repo, ref.tag or "<none>", image.digest.split(":")[1][:12],
+                             _ago(image.created), _size(image.size)])
+            print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+    except ImageNotFound as e:
+        raise CommandError(str(e))
+    except ValueError as e:
+        raise CommandError(str(e))
+    except OSError as e:
+        raise CommandError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{n} B"
+        n /= 1000
+    return str(n)
+
+
+def _ago(created: str | None) -> str:
+    if not created:
+        return "<unknown>"
+    from minipod.runtime.podstatus import age
+    created = created.split(".")[0].rstrip("Z") + "Z"
+    try:
+        return age(created) + " ago"
+    except ValueError:
+        return created

@@ -1,0 +1,74 @@
+"""`minipod run FILE` and `minipod create -f FILE`: validate, then ask the agent.
+
+The manifest is checked here, with file and line in every message, before
+the agent is even contacted: bad input creates nothing.
+"""
+from __future__ import annotations
+
+import sys
+
+from minipod.runtime.cmdutil import CommandError, require_root, server_error
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="create the pods of a manifest and start them",
+                       description="Create every Pod in FILE (YAML, several documents "
+                                   "allowed, or JSON; - reads stdin) and wait until its "
+                                   "containers run. A pod that already exists with the "
+                                   "same manifest is left unchanged.")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=run, create=False)
+    c = sub.add_parser("create", help="create the pods of a manifest (fails if one exists)",
+                       description="Like `kubectl create -f FILE`: AlreadyExists if a pod "
+                                   "of that name exists.")
+    c.add_argument("-f", "--filename", dest="file", metavar="FILE", required=True)
+    c.set_defaults(func=run, create=True)
+
+
+def load(path: str):
+    """Parse and validate; warnings go to stderr like kubectl's."""
+    from minipod.runtime import manifest
+    try:
+        pods, warnings = manifest.load_file(path)
+    except manifest.ManifestError as e:
+        raise CommandError(f"{path} is not a valid Pod manifest:\n" +
+                           "\n".join(f"  {p}" for p in e.problems))
+    for w in warnings:
+        print(f"Warning: {w}", file=sys.stderr)
+    if not pods:
+        raise CommandError(f"{path}: no objects to create")
+    return pods
+
+
+def run(args, paths) -> int:
+    pods = load(args.file)
+    require_root("run" if not args.create else "create")
+    from minipod.runtime import client, state
+    failed = False
+    for pod in pods:
+        if not args.create:
+            try:
+                existing = state.read(paths.pod_dir(pod.name))
+            except FileNotFoundError:
+                existing = None
+            if existing is not None:
+                if existing.get("manifest") == pod.raw:
+                    print(f"pod/{pod.name} unchanged")
+                    continue
+                raise CommandError(f'Error from server (AlreadyExists): pods "{pod.name}" '
+                                   f"already exists with another manifest; delete it first: "
+                                   f"minipod delete pod {pod.name}")
+        try:
+            answer = client.request(paths, {"op": "run", "object": pod.raw,
+                                            "source": pod.source})
+        except client.AgentError as e:
+            raise server_error(e)
+        print(f"pod/{pod.name} created")
+        for cs in answer["pod"]["containers"]:
+            if cs.get("reason") == "StartError" or (cs["state"] == "waiting"
+                                                   and cs.get("lastState", {}).get("reason") == "StartError"):
+                msg = cs.get("message") or cs.get("lastState", {}).get("message")
+                print(f"error: pod {pod.name}: container {cs['name']} failed to start: {msg}",
+                      file=sys.stderr)
+                failed = True
+    return 1 if failed else 0

@@ -1,0 +1,211 @@
+"""Starting one container: two forks, a named protocol, then exec.
+
+Namespaces are changed only in freshly forked, single-threaded children
+(the agent stays where it is). The sequence, as runc's nsexec does it:
+
+    agent                     [1:SETNS] child             [2:INIT] grandchild
+    fork ───────────────────► setns(net, ipc, uts of pod)
+                              unshare(NEWNS | NEWPID)
+                              fork ─────────────────────► (PID 1 of a new PID ns)
+    wait_for(PID) ◄────────── send PID <host pid of 2>    mount overlay, /proc, /dev…
+                              _exit(0)                    pivot_root, stdio, chdir
+                                                          exec(argv)  ─ pipe closes
+    wait_for(EXEC) ◄── EOF on the pipe (close-on-exec) ── or send ERROR {step, errno}
+
+The status pipe is close-on-exec, so its end-of-file is the proof that exec
+succeeded; a failure before exec is always reported with the step and errno,
+never guessed. By hand: `nsenter --net=… --ipc=… --uts=… unshare --mount
+--pid --fork sh -c 'mount …; pivot_root …; exec …'`.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import os
+import select
+from dataclasses import dataclass, field
+
+from minipod import libc
+from minipod.rootfs import mounts
+
+START_TIMEOUT = 10.0  # seconds for the children to reach exec
+
+
+class Message(enum.Enum):
+    PID = "pid"      # [1:SETNS] → agent: host pid of the container's init
+    ERROR = "error"  # either child → agent: a step failed before exec
+
+
+class StartError(Exception):
+    """A container failed before exec; `step` and `errno` say where and why."""
+
+    def __init__(self, step: str, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.step, self.errno = step, errno
+
+
+@dataclass
+class ProcessSpec:
+    """Everything the children need: plain values, decided by the agent."""
+    name: str                      # "pod/container", for messages and ps
+    namespaces: dict[str, str]     # {"net": pinned file, "ipc": …, "uts": …}
+    rootfs: mounts.RootfsPlan
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str = "/"
+    stdout: str = "/dev/null"      # FIFOs read by the agent
+    stderr: str = "/dev/null"
+    uid: int = 0
+    gid: int = 0
+    groups: list[int] = field(default_factory=list)
+
+
+def start(spec: ProcessSpec) -> int:
+    """Start the container; returns the host pid of its PID 1 once exec'd.
+
+    The agent must be a child subreaper (PR_SET_CHILD_SUBREAPER): when
+    [1:SETNS] exits, its child, the container, is re-parented to the agent,
+    which then reaps it and reads its exit code."""
+    ns_fds = {ns: os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+              for ns, path in spec.namespaces.items() if ns in ("net", "ipc", "uts")}
+    status_r, status_w = os.pipe()  # both ends close-on-exec (PEP 446)
+    try:
+        setns_pid = os.fork()
+        if setns_pid == 0:
+            os.close(status_r)
+            _setns_child(spec, ns_fds, status_w)  # never returns
+        os.close(status_w)
+        status_w = -1
+        channel = _Channel(status_r, spec.name)
+        try:
+            init_pid = int(channel.wait_for(Message.PID)["pid"])
+        finally:
+            os.waitpid(setns_pid, 0)
+        channel.wait_for_exec()
+        return init_pid
+    finally:
+        for fd in ns_fds.values():
+            os.close(fd)
+        os.close(status_r)
+        if status_w != -1:
+            os.close(status_w)
+
+
+class _Channel:
+    """The agent's end of the status pipe: JSON lines, then EOF at exec."""
+
+    def __init__(self, fd: int, name: str):
+        self.fd, self.name, self.buf = fd, name, b""
+
+    def _next(self) -> dict | None:
+        while b"\n" not in self.buf:
+            ready, _, _ = select.select([self.fd], [], [], START_TIMEOUT)
+            if not ready:
+                raise StartError("start", f"container {self.name} did not reach exec "
+                                 f"within {START_TIMEOUT:.0f}s")
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def _raise_if_error(self, msg: dict | None) -> None:
+        if msg and msg.get("type") == Message.ERROR.value:
+            raise StartError(msg["step"], msg["message"], msg.get("errno"))
+
+    def wait_for(self, expected: Message) -> dict:
+        msg = self._next()
+        self._raise_if_error(msg)
+        if msg is None or msg.get("type") != expected.value:
+            got = "end of pipe (child died)" if msg is None else msg.get("type")
+            raise StartError("start", f"container {self.name}: expected {expected.value}, got {got}")
+        return msg
+
+    def wait_for_exec(self) -> None:
+        msg = self._next()
+        self._raise_if_error(msg)
+        if msg is not None:
+            raise StartError("start", f"container {self.name}: expected exec, got {msg.get('type')}")
+
+
+def _send(fd: int, kind: Message, **fields) -> None:
+    os.write(fd, (json.dumps({"type": kind.value, **fields}) + "\n").encode())
+
+
+def _report_and_exit(fd: int, step: str, e: BaseException) -> None:
+    errno = getattr(e, "errno", None)
+    message = f"{step}: {e}"
+    if isinstance(e, OSError) and e.filename:
+        message = f"{step}: {e.strerror} ({e.filename}, errno {e.errno})"
+    try:
+        _send(fd, Message.ERROR, step=step, message=message, errno=errno)
+    finally:
+        os._exit(127)
+
+
+def _set_name(name: str) -> None:
+    """PR_SET_NAME, so `ps` shows which stage a stuck child is in."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:
+        pass
+
+
+def _setns_child(spec: ProcessSpec, ns_fds: dict[str, int], status_w: int) -> None:
+    """[1:SETNS]: join the pod, make the new mount and PID namespaces, fork."""
+    step = "setns"
+    try:
+        _set_name("minipod:[1:SETNS]")
+        for ns, fd in ns_fds.items():
+            step = f"setns {ns} ({spec.namespaces[ns]})"
+            libc.setns(fd, libc.NAMESPACE_FLAGS[ns], spec.namespaces[ns])
+        step = "unshare mount and pid namespaces"
+        libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWPID)
+        step = "fork container init"
+        pid = os.fork()
+        if pid == 0:
+            _init_child(spec, status_w)  # never returns
+        _send(status_w, Message.PID, pid=pid)
+    except BaseException as e:
+        _report_and_exit(status_w, step, e)
+    os._exit(0)
+
+
+def _init_child(spec: ProcessSpec, status_w: int) -> None:
+    """[2:INIT]: PID 1 of the container. Build the root, then exec."""
+    step = "mount root file system"
+    try:
+        _set_name("minipod:[2:INIT]")
+        # Open the log FIFOs while the host's paths are still visible.
+        # O_RDWR: the container itself then counts as a reader, so a write
+        # never fails with EPIPE while the agent is away (it blocks when the
+        # pipe is full instead) and no output is lost across agent restarts.
+        step = "open stdio"
+        stdin = os.open("/dev/null", os.O_RDONLY)
+        out = os.open(spec.stdout, os.O_RDWR)
+        err = os.open(spec.stderr, os.O_RDWR)
+        step = "mount root file system"
+        mounts.apply(spec.rootfs)
+        for fd, target in ((stdin, 0), (out, 1), (err, 2)):
+            os.dup2(fd, target)
+            os.close(fd)
+        step = f"set user {spec.uid}:{spec.gid}"
+        if spec.uid or spec.gid or spec.groups:
+            os.setgroups(spec.groups)
+            os.setgid(spec.gid)
+            os.setuid(spec.uid)
+        step = f"chdir to working directory {spec.cwd}"
+        os.makedirs(spec.cwd, exist_ok=True)
+        os.chdir(spec.cwd)
+        step = f'exec "{spec.argv[0]}"'
+        if "/" not in spec.argv[0] and not _on_path(spec.argv[0], spec.env.get("PATH", "")):
+            raise OSError(2, "executable file not found in $PATH", spec.argv[0])
+        os.execvpe(spec.argv[0], spec.argv, spec.env)
+    except BaseException as e:
+        _report_and_exit(status_w, step, e)
+
+
+def _on_path(name: str, path: str) -> bool:
+    return any(os.access(os.path.join(d or ".", name), os.X_OK) for d in path.split(":"))

@@ -1,0 +1,76 @@
+"""Container logs in the CRI format, the one the kubelet reads:
+
+    2026-11-25T12:00:00.123456789Z stdout F Kubia server starting...
+    TIMESTAMP                      STREAM TAG MESSAGE
+
+TAG is F for a full line, P for a partial one (a line longer than
+MAX_LINE is cut into P pieces ended by an F). One file per container
+start: /var/log/minipod/pods/POD/CONTAINER/RESTART.log.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+MAX_LINE = 16 * 1024
+
+
+def timestamp(ns: int | None = None) -> str:
+    ns = time.time_ns() if ns is None else ns
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+class LogWriter:
+    """Turns chunks of a stream into CRI lines appended to one file."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.partial = {"stdout": b"", "stderr": b""}
+
+    def write(self, stream: str, data: bytes) -> None:
+        buf = self.partial[stream] + data
+        out = []
+        stamp = timestamp().encode()
+        *lines, rest = buf.split(b"\n")
+        for line in lines:
+            out.append(b"%s %s F %s\n" % (stamp, stream.encode(), line))
+        while len(rest) >= MAX_LINE:
+            out.append(b"%s %s P %s\n" % (stamp, stream.encode(), rest[:MAX_LINE]))
+            rest = rest[MAX_LINE:]
+        self.partial[stream] = rest
+        if out:
+            os.write(self.fd, b"".join(out))
+
+    def flush(self) -> None:
+        """At the container's end: an unterminated last line is still a line."""
+        for stream, rest in self.partial.items():
+            if rest:
+                os.write(self.fd, b"%s %s F %s\n" % (timestamp().encode(), stream.encode(), rest))
+                self.partial[stream] = b""
+
+    def close(self) -> None:
+        self.flush()
+        os.close(self.fd)
+
+
+def parse_line(line: bytes) -> tuple[str, str, bool, bytes] | None:
+    """(timestamp, stream, full, message) of one CRI line, None if malformed."""
+    parts = line.rstrip(b"\n").split(b" ", 3)
+    if len(parts) < 3:
+        return None
+    message = parts[3] if len(parts) == 4 else b""
+    return parts[0].decode(), parts[1].decode(), parts[2] == b"F", message
+
+
+def render(line: bytes, timestamps: bool = False) -> bytes:
+    """What `logs` prints for one CRI line: the message (and a newline if full)."""
+    parsed = parse_line(line)
+    if parsed is None:
+        return b""
+    stamp, _stream, full, message = parsed
+    out = message + (b"\n" if full else b"")
+    return (stamp.encode() + b" " + out) if timestamps else out

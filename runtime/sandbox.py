@@ -1,0 +1,112 @@
+"""The pod sandbox: network, IPC and UTS namespaces that outlive any process.
+
+A namespace lives while a process is in it or a file refers to it. The
+kubelet keeps a "pause" process per pod; minipod keeps no process: it pins
+each namespace by bind-mounting /proc/PID/ns/X onto a plain file, the way
+`ip netns add` does (containerd's pkg/netns too). The steps:
+
+    1. fork a child; the child calls unshare(CLONE_NEWNET|CLONE_NEWIPC|
+       CLONE_NEWUTS) and sets the pod's hostname, then waits
+    2. the parent bind-mounts the child's /proc/CHILD/ns/{net,ipc,uts}
+       onto POD_DIR/ns/{net,ipc,uts}, and the netns also onto
+       /run/netns/minipod-POD so `ip netns list` shows it
+    3. the child exits; the namespaces stay, held by the mounts
+
+The same by hand:
+    unshare --net --ipc --uts sleep infinity &   # then, for X in net ipc uts:
+    touch ns/X && mount --bind /proc/$!/ns/X ns/X
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from minipod import libc
+
+SHARED = ("net", "ipc", "uts")
+
+
+def create(pod_dir: Path, netns_path: Path, hostname: str) -> dict[str, str]:
+    """Create and pin the pod's namespaces; returns {"net": path, ...}.
+
+    On failure nothing stays pinned (the caller also calls destroy)."""
+    ns_dir = pod_dir / "ns"
+    ns_dir.mkdir(parents=True, exist_ok=True)
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: only syscalls, then _exit
+        code = 0
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            libc.unshare(libc.CLONE_NEWNET | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS)
+            socket.sethostname(hostname)
+            os.write(ready_w, b"ok")
+        except BaseException as e:  # report, never raise past the fork
+            os.write(ready_w, f"error: {e}".encode())
+            code = 1
+        finally:
+            os.close(ready_w)
+            if code == 0:
+                os.read(done_r, 1)  # hold the namespaces until pinned
+            os._exit(code)
+    os.close(ready_w)
+    os.close(done_r)
+    paths = {}
+    try:
+        answer = os.read(ready_r, 4096).decode()
+        if answer != "ok":
+            raise OSError(f"cannot create namespaces of pod {hostname}: {answer or 'child died'}")
+        for ns in SHARED:
+            paths[ns] = str(ns_dir / ns)
+            pin(f"/proc/{pid}/ns/{ns}", paths[ns])
+        netns_path.parent.mkdir(parents=True, exist_ok=True)
+        pin(f"/proc/{pid}/ns/net", str(netns_path))
+        paths["netns"] = str(netns_path)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)  # lets the child exit
+        os.waitpid(pid, 0)
+    return paths
+
+
+def pin(ns_file: str, target: str) -> None:
+    """Bind-mount a namespace file onto target (created empty)."""
+    fd = os.open(target, os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o444)
+    os.close(fd)
+    try:
+        libc.mount(ns_file, target, None, libc.MS_BIND)
+    except OSError as e:
+        os.unlink(target)
+        raise OSError(e.errno, f"cannot pin namespace {ns_file}: {e.strerror}", target)
+
+
+def unpin(target: str) -> None:
+    """Unmount and remove a pinned namespace file; a missing one is fine."""
+    try:
+        libc.umount(target, libc.MNT_DETACH)
+    except OSError as e:
+        if e.errno not in (22, 2):  # EINVAL: not a mount; ENOENT: gone
+            raise
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        pass
+
+
+def destroy(pod_dir: Path, netns_path: Path) -> None:
+    """Release every pin; the kernel frees a namespace when nothing holds it."""
+    for ns in SHARED:
+        unpin(str(pod_dir / "ns" / ns))
+    unpin(str(netns_path))
+    try:
+        (pod_dir / "ns").rmdir()
+    except (FileNotFoundError, OSError):
+        pass
+
+
+def inode(path: str) -> int:
+    """The namespace's identity: the inode of its nsfs file (`ls -i`)."""
+    return os.stat(path).st_ino

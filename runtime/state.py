@@ -1,0 +1,83 @@
+"""One JSON record per pod, written atomically, read without locks.
+
+The agent is the only writer. A record is replaced whole: written to a temp
+file in the same directory, fsynced, then renamed over the old one
+(rename(2) is atomic), so a reader (`minipod get`) sees the old record or
+the new one, never half of one. Pids are stored with their start time
+(field 22 of /proc/PID/stat) so a reused pid cannot fool a reader.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+RECORD = "pod.json"
+
+
+class StateError(Exception):
+    """A state file that cannot be read: reported with its path, never dropped."""
+
+
+def write(pod_dir: Path, record: dict) -> None:
+    record = dict(record, version=SCHEMA_VERSION)
+    path = pod_dir / RECORD
+    tmp = pod_dir / f".{RECORD}.{os.getpid()}.tmp"
+    data = json.dumps(record, indent=1, sort_keys=True).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read(pod_dir: Path) -> dict:
+    path = pod_dir / RECORD
+    try:
+        record = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:
+        raise StateError(f"cannot read pod state {path}: {e}") from None
+    if not isinstance(record, dict) or record.get("version") != SCHEMA_VERSION:
+        raise StateError(f"cannot read pod state {path}: schema version "
+                         f"{record.get('version') if isinstance(record, dict) else '?'}, "
+                         f"this minipod reads version {SCHEMA_VERSION}")
+    return record
+
+
+def read_all(pods_dir: Path) -> tuple[list[dict], list[str]]:
+    """Every pod record, sorted by name, and the errors of unreadable ones."""
+    records, errors = [], []
+    try:
+        names = sorted(os.listdir(pods_dir))
+    except FileNotFoundError:
+        return [], []
+    for name in names:
+        try:
+            records.append(read(pods_dir / name))
+        except FileNotFoundError:
+            continue  # a pod being created or removed right now
+        except StateError as e:
+            errors.append(str(e))
+    return records, errors
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of pid in clock ticks since boot, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm (field 2) may hold spaces and parens: split after the last ')'.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return int(fields[19])
+
+
+def alive(pid: int | None, start_time: int | None) -> bool:
+    """Is pid still the process we started (same start time)?"""
+    return bool(pid) and proc_start_time(pid) == start_time
