@@ -22,7 +22,6 @@ exit); an exit it could not see is recorded as unknown, never invented.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import heapq
 import itertools

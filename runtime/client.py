@@ -8,7 +8,6 @@ kubectl user never starts the kubelet by hand.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys

@@ -33,13 +33,16 @@ class LogWriter:
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self.partial[stream] + data
+        prefix = b"%s %s " % (timestamp().encode(), stream.encode())
         out = []
-        stamp = timestamp().encode()
         *lines, rest = buf.split(b"\n")
         for line in lines:
-            out.append(b"%s %s F %s\n" % (stamp, stream.encode(), line))
+            while len(line) > MAX_LINE:
+                out.append(prefix + b"P " + line[:MAX_LINE] + b"\n")
+                line = line[MAX_LINE:]
+            out.append(prefix + b"F " + line + b"\n")
         while len(rest) >= MAX_LINE:
-            out.append(b"%s %s P %s\n" % (stamp, stream.encode(), rest[:MAX_LINE]))
+            out.append(prefix + b"P " + rest[:MAX_LINE] + b"\n")
             rest = rest[MAX_LINE:]
         self.partial[stream] = rest
         if out:

@@ -1,0 +1,34 @@
+"""The CRI log format: what the agent writes and what `logs` prints."""
+import re
+
+from minipod.runtime import logs
+
+CRI = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP] ")
+
+
+def test_lines_are_cri_formatted_and_partial_lines_wait(tmp_path):
+    w = logs.LogWriter(tmp_path / "c" / "0.log")
+    w.write("stdout", b"hello\nwor")
+    w.write("stderr", b"oops\n")
+    w.write("stdout", b"ld\n")
+    w.write("stdout", b"no newline at the end")
+    w.close()
+    lines = (tmp_path / "c" / "0.log").read_bytes().splitlines(keepends=True)
+    assert all(CRI.match(line) for line in lines)
+    assert [logs.render(line) for line in lines] == [
+        b"hello\n", b"oops\n", b"world\n", b"no newline at the end\n"]
+    assert lines[1].split(b" ")[1] == b"stderr"
+
+
+def test_long_lines_are_split_into_partial_pieces(tmp_path):
+    w = logs.LogWriter(tmp_path / "0.log")
+    w.write("stdout", b"x" * (logs.MAX_LINE * 2 + 5) + b"\n")
+    w.close()
+    lines = (tmp_path / "0.log").read_bytes().splitlines(keepends=True)
+    assert [line.split(b" ")[2] for line in lines] == [b"P", b"P", b"F"]
+    assert b"".join(logs.render(line) for line in lines) == b"x" * (logs.MAX_LINE * 2 + 5) + b"\n"
+
+
+def test_timestamps_option_prefixes_the_time():
+    line = b"2026-11-25T12:00:00.000000001Z stdout F hi\n"
+    assert logs.render(line, timestamps=True) == b"2026-11-25T12:00:00.000000001Z hi\n"
