@@ -1,0 +1,395 @@
+"""The pod network: one Linux bridge, one veth pair per pod.
+
+Every pod gets its own IP on a flat layer-2 network. The bridge is the
+switch and holds the gateway address; each pod's veth pair is a cable with
+one end (mpXXXXXXXXXX) plugged into the bridge and the other end (eth0)
+inside the pod's network namespace. In `ip` commands, for the pod web with
+IP 10.89.0.2:
+
+    # ensure_bridge(): once per host
+    ip link add minipod0 address 0a:58:0a:59:00:01 type bridge
+    ip addr add 10.89.0.1/16 brd + dev minipod0
+    ip link set minipod0 up
+
+    # attach_pod(): per pod
+    ip link add mp1a2b3c4d5e type veth \\
+        peer name eth0 address 0a:58:0a:59:00:02 netns /run/netns/minipod-web
+    ip link set mp1a2b3c4d5e addrgenmode none master minipod0
+    ip -n minipod-web addr add 10.89.0.2/16 brd + dev eth0
+    ip -n minipod-web link set eth0 up
+    ip -n minipod-web link set lo up
+    ip -n minipod-web route add default via 10.89.0.1 dev eth0
+    ip link set mp1a2b3c4d5e up
+
+    # detach_pod(): deleting one end of a veth deletes the other
+    ip link del mp1a2b3c4d5e
+
+All of it is netlink (rtnetlink, man 7 rtnetlink) through pyroute2: one
+request per line above, no `ip` process per step. The host-side requests
+go through the IPRoute the caller keeps open. The pod-side ones need a
+netlink socket that lives in the pod's namespace: a socket belongs to the
+namespace its creator was in at socket(2) time and keeps it, so we setns(2)
+into the pod, create the socket, and setns straight back (pyroute2's own
+netns code does the same in a forked child, which costs milliseconds more).
+The caller's thread is outside its own namespace for two C calls, socket()
+and if_nametoindex(); setns moves one thread only, so a threaded caller
+may run this in a worker thread. pyroute2's synchronous IPRoute cannot run
+inside a running asyncio event loop: call these functions outside one.
+
+MAC addresses are not left to chance:
+  * The bridge gets 0a:58 + its gateway IP. A bridge without an address
+    set by hand takes the lowest MAC of its ports and changes it as pods
+    come and go, and every change makes the neighbours' ARP entries for
+    the gateway stale; a MAC set at creation never changes.
+  * Each pod's eth0 gets 0a:58 + its IP (the scheme OVN-Kubernetes uses),
+    so when an IP is reused by a new pod, ARP caches elsewhere still hold
+    the right MAC. 0x0a = locally administered, unicast.
+IPv6: the host end gets `addrgenmode none` so it has no link-local
+address, and so sends no DAD, router solicitations or MLD reports: it is a
+switch port and needs no address. The pod's own eth0 is left as a normal
+Linux interface would be.
+
+No sysctl is changed: host<->pod and pod<->pod traffic stays on the bridge
+and needs no net.ipv4.ip_forward. One thing outside minipod can still
+block it: with the br_netfilter module loaded and
+net.bridge.bridge-nf-call-iptables=1, bridged IPv4 frames go through
+iptables' FORWARD chain, and a DROP policy there (Docker sets one) drops
+pod<->pod traffic.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import ipaddress
+import os
+import re
+import socket
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from minipod import libc
+
+__all__ = [
+    "NetworkConfig", "NetworkError", "PodLink", "attach_pod", "delete_bridge",
+    "detach_pod", "ensure_bridge", "host_ifname", "mac_for_ip", "pod_links",
+]
+
+POD_IFNAME = "eth0"
+IFNAMSIZ = 16                    # including the trailing NUL
+LOOPBACK_INDEX = 1               # lo is the first device of every netns
+_HOST_IFNAME = re.compile(r"mp[0-9a-f]{10}\Z")
+# IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_ADDR_GEN_MODE = IN6_ADDR_GEN_MODE_NONE
+_NO_IPV6_LL = {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]}
+
+
+class NetworkError(OSError):
+    """A netlink or namespace step failed: str() names the step, the object
+    and the kernel's reason, e.errno holds the errno."""
+
+
+@dataclass
+class NetworkConfig:
+    bridge: str = "minipod0"
+    subnet: str = "10.89.0.0/16"
+
+
+@dataclass
+class PodLink:
+    host_ifname: str      # the bridge-side end, in the host's netns
+    pod_ifname: str       # the pod-side end: always "eth0"
+    ip: str
+    prefixlen: int
+    gateway: str
+    mac: str              # of the pod's eth0
+
+
+def host_ifname(pod_uid: str) -> str:
+    """The host-side veth name of a pod: "mp" + 10 hex chars of sha256(uid).
+
+    Interface names hold at most 15 bytes (IFNAMSIZ 16 with the NUL), far
+    too few for a pod name, so a hash it is (40 bits: collisions are out of
+    reach for the pods of one host). The same uid always gives the same
+    name, so an agent restarted after a crash finds the pod's veth."""
+    return "mp" + hashlib.sha256(pod_uid.encode()).hexdigest()[:10]
+
+
+def mac_for_ip(ip: str) -> str:
+    """0a:58 followed by the four bytes of an IPv4 address."""
+    return "0a:58:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+
+
+def ensure_bridge(ipr, cfg: NetworkConfig, gateway: str, prefixlen: int) -> None:
+    """Create the bridge if missing, give it gateway/prefixlen, bring it up.
+
+    Idempotent, and safe when two processes run it at once: every step
+    tolerates EEXIST, which is what the loser of a race gets. A bridge that
+    exists with another address keeps it and gets ours as well."""
+    _check_ifname(cfg.bridge)
+    # 1. ip link add minipod0 address 0a:58:.. type bridge
+    try:
+        ipr.link("add", ifname=cfg.bridge, kind="bridge", address=mac_for_ip(gateway))
+    except NetlinkError as e:
+        if e.code != errno.EEXIST:
+            raise _error(e, f"create bridge {cfg.bridge}") from None
+    # 2. a link of that name may exist and be something else
+    index, kind = _link_index_kind(ipr, cfg.bridge, "look up bridge")
+    if kind != "bridge":
+        raise NetworkError(errno.EEXIST,
+                           f"create bridge {cfg.bridge}: a link of that name exists "
+                           f"and is a {kind or 'device'}, not a bridge")
+    # 3. ip addr add GATEWAY/PREFIX brd + dev minipod0
+    net = ipaddress.IPv4Network(f"{gateway}/{prefixlen}", strict=False)
+    try:
+        ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen,
+                 broadcast=str(net.broadcast_address))
+    except NetlinkError as e:
+        if e.code != errno.EEXIST:
+            raise _error(e, f"add address {gateway}/{prefixlen} to bridge {cfg.bridge}") from None
+    # 4. ip link set minipod0 up
+    try:
+        ipr.link("set", index=index, state="up")
+    except NetlinkError as e:
+        raise _error(e, f"bring bridge {cfg.bridge} up") from None
+
+
+def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
+               ip: str, prefixlen: int, gateway: str) -> PodLink:
+    """Plug the pod whose netns is pinned at netns_path into the bridge.
+
+    The steps (see the module docstring for the `ip` commands):
+      1. create the veth pair: host_ifname here, eth0 created directly in
+         the pod's netns with the MAC 0a:58+IP; the host end gets no IPv6
+         link-local address and joins the bridge (still down)
+      2. in the pod's netns: ip/prefixlen on eth0, eth0 up, lo up, default
+         route via gateway
+      3. the host end up: traffic flows
+    On a failure the veth is deleted (the pod's end goes with it) and a
+    NetworkError names the step, the object and errno. The calling thread
+    is back in its own network namespace when this returns or raises."""
+    _check_ifname(host_ifname)
+    mac = mac_for_ip(ip)                 # also checks ip is an IPv4 address
+    ipaddress.IPv4Address(gateway)
+    net = ipaddress.IPv4Network(f"{ip}/{prefixlen}", strict=False)
+    try:
+        # An ioctl, ~100x cheaper than a netlink query decoded by pyroute2.
+        # That it is a bridge, ensure_bridge checked; if not, joining fails.
+        bridge_index = socket.if_nametoindex(cfg.bridge)
+    except OSError as e:
+        raise NetworkError(e.errno, f"look up bridge {cfg.bridge}: {e.strerror} "
+                           "(ensure_bridge creates it)") from None
+    with _open_netns(netns_path) as ns_fd, contextlib.ExitStack() as undo:
+        # 1. ip link add HOST type veth peer name eth0 address MAC netns PATH
+        step = (f"step 1/3: create veth {host_ifname} with peer {POD_IFNAME} "
+                f"in {netns_path}")
+        try:
+            ipr.link("add", ifname=host_ifname, kind="veth",
+                     peer={"ifname": POD_IFNAME, "address": mac, "net_ns_fd": ns_fd})
+        except NetlinkError as e:
+            if e.code == errno.EEXIST:
+                step += (f" ({host_ifname} already exists on the host)"
+                         if ipr.link_lookup(ifname=host_ifname) else
+                         f" ({netns_path} already has an {POD_IFNAME})")
+            raise _error(e, step) from None
+        # Registered at once, so every later failure deletes the pair.
+        undo.push(_undo_veth(ipr, host_ifname))
+        try:
+            # Before the link comes up: an interface that comes up with a
+            # carrier gets its IPv6 link-local address (and DAD) at once.
+            ipr.link("set", ifname=host_ifname, master=bridge_index,
+                     IFLA_AF_SPEC=_NO_IPV6_LL)
+        except NetlinkError as e:
+            raise _error(e, f"step 1/3: join {host_ifname} to bridge {cfg.bridge}") from None
+
+        # 2. inside the pod's netns
+        with _ipr_in(ns_fd, netns_path) as (pod, eth0):
+            where = f"{POD_IFNAME} in {netns_path}"
+            try:
+                step = f"step 2/3: add address {ip}/{prefixlen} to {where}"
+                pod.addr("add", index=eth0, address=ip, prefixlen=prefixlen,
+                         broadcast=str(net.broadcast_address))
+                step = f"step 2/3: bring {where} up"
+                pod.link("set", index=eth0, state="up")
+                step = f"step 2/3: bring lo in {netns_path} up"
+                pod.link("set", index=LOOPBACK_INDEX, state="up")
+                step = f"step 2/3: add default route via {gateway} to {where}"
+                pod.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth0)
+            except NetlinkError as e:
+                raise _error(e, step) from None
+
+        # 3. ip link set HOST up
+        try:
+            ipr.link("set", ifname=host_ifname, state="up")
+        except NetlinkError as e:
+            raise _error(e, f"step 3/3: bring {host_ifname} up") from None
+        undo.pop_all()            # success: keep the veth
+    return PodLink(host_ifname=host_ifname, pod_ifname=POD_IFNAME, ip=ip,
+                   prefixlen=prefixlen, gateway=gateway, mac=mac)
+
+
+def detach_pod(ipr, host_ifname: str) -> None:
+    """ip link del HOST: the pod's eth0 goes with it. A missing link is fine.
+
+    The pod's end also disappears by itself when the pod's netns dies."""
+    try:
+        ipr.link("del", ifname=host_ifname)
+    except NetlinkError as e:
+        if e.code != errno.ENODEV:
+            raise _error(e, f"delete veth {host_ifname}") from None
+
+
+def pod_links(ipr, cfg: NetworkConfig) -> list[str]:
+    """Names of minipod's veths on the bridge, for garbage collection.
+
+    Only links named like host_ifname() count: a veth someone else plugged
+    into the bridge is not ours to delete."""
+    index = _link_index(ipr, cfg.bridge)
+    if index is None:
+        return []
+    names = []
+    for link in ipr.link("dump"):
+        name = link.get("ifname")
+        if (link.get("master") == index and _link_kind(link) == "veth"
+                and _HOST_IFNAME.match(name or "")):
+            names.append(name)
+    return sorted(names)
+
+
+def delete_bridge(ipr, cfg: NetworkConfig) -> None:
+    """ip link del minipod0; a missing bridge is fine. Its ports (pod veths)
+    are released, not deleted."""
+    try:
+        ipr.link("del", ifname=cfg.bridge)
+    except NetlinkError as e:
+        if e.code != errno.ENODEV:
+            raise _error(e, f"delete bridge {cfg.bridge}") from None
+
+
+# -- helpers ------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _ipr_in(ns_fd: int, netns_path: str):
+    """(IPRoute, index of eth0) for the netns that ns_fd refers to.
+
+    setns(2) moves only the calling thread; we hold our own namespace open
+    and go back to it right after two C calls made inside the pod's: the
+    netlink socket(2), which stays in the pod's namespace for its whole
+    life, and if_nametoindex("eth0") (an ioctl, far cheaper than a netlink
+    query). Failing to go back would leave the agent in a pod's namespace,
+    where every later host-side call would be wrong: that error says so,
+    and the agent must exit."""
+    opening = f"step 2/3: open a netlink socket in {netns_path}"
+    finding = f"step 2/3: find {POD_IFNAME} in {netns_path}"
+    own_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    sock = failure = None
+    try:
+        try:
+            libc.setns(ns_fd, libc.CLONE_NEWNET, netns_path)
+        except OSError as e:
+            raise NetworkError(e.errno, f"step 2/3: enter network namespace "
+                               f"{netns_path}: {os.strerror(e.errno)}") from None
+        # -- inside the pod's netns: nothing but these two calls --
+        step = opening
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                                 socket.NETLINK_ROUTE)
+            step = finding
+            index = socket.if_nametoindex(POD_IFNAME)
+        except OSError as e:
+            failure = (step, e)
+        # -- back home --
+        try:
+            libc.setns(own_fd, libc.CLONE_NEWNET, "/proc/thread-self/ns/net")
+        except OSError as e:
+            raise NetworkError(e.errno, "cannot return to the agent's own network "
+                               f"namespace after entering {netns_path}: "
+                               f"{os.strerror(e.errno)}; the agent must exit") from None
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+    finally:
+        os.close(own_fd)
+    if failure is not None:
+        if sock is not None:
+            sock.close()
+        step, e = failure
+        code = e.errno or errno.ENODEV   # if_nametoindex's OSError has no errno
+        raise NetworkError(code, f"{step}: {os.strerror(code)}")
+    try:
+        # groups=0: no multicast subscriptions, this socket only asks.
+        pod = IPRoute(fileno=sock.detach(), groups=0)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        yield pod, index
+    finally:
+        pod.close()
+
+
+@contextlib.contextmanager
+def _open_netns(path: str):
+    """An fd for the network namespace pinned at path (a bind-mounted nsfs)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise NetworkError(e.errno, f"open pod network namespace {path}: "
+                           f"{e.strerror}") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _undo_veth(ipr, name: str):
+    """An ExitStack exit callback deleting the veth name on failure.
+
+    A failing cleanup does not replace the error being raised: it becomes a
+    note on it (str(error) stays the first failure)."""
+    def undo(exc_type, exc, tb):
+        try:
+            detach_pod(ipr, name)
+        except OSError as e:
+            if exc is None:
+                raise
+            exc.add_note(f"cleanup: could not delete veth {name}: {e}")
+        return False
+    return undo
+
+
+def _link_index(ipr, name: str) -> int | None:
+    try:
+        return ipr.link("get", ifname=name)[0]["index"]
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return None
+        raise _error(e, f"look up link {name}") from None
+
+
+def _link_index_kind(ipr, name: str, step: str) -> tuple[int, str | None]:
+    try:
+        link = ipr.link("get", ifname=name)[0]
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            raise NetworkError(e.code, f"{step} {name}: no such device "
+                               "(ensure_bridge creates it)") from None
+        raise _error(e, f"{step} {name}") from None
+    return link["index"], _link_kind(link)
+
+
+def _link_kind(link) -> str | None:
+    return link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+
+
+def _check_ifname(name: str) -> None:
+    if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or name.strip() != name:
+        raise NetworkError(errno.EINVAL, f"bad interface name {name!r}: "
+                           f"1 to {IFNAMSIZ - 1} bytes, no '/' or spaces")
+
+
+def _error(e: NetlinkError, step: str) -> NetworkError:
+    code = e.code or errno.EIO
+    return NetworkError(code, f"{step}: {os.strerror(code)}")
