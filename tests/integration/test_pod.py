@@ -76,8 +76,9 @@ def test_the_seeds_broken_example_names_both_fixes_and_creates_nothing(minipod):
 
 
 def test_container_is_pid_1_with_the_pod_hostname_and_own_root(minipod, tmp_path):
+    # Kubernetes turns "$$" into "$" in command (escape of "$(VAR)"): "$$$$" is sh's "$$".
     minipod.run_manifest(pod_manifest(
-        "probe", "echo pid=$$ host=$(hostname); ls /; cat /etc/hostname; "
+        "probe", "echo pid=$$$$ host=$(hostname); ls /; cat /etc/hostname; "
                  "grep ' / ' /proc/mounts", restartPolicy="Never"), tmp_path)
     minipod.wait_for("probe", terminated)
     out = minipod("logs", "probe").stdout
