@@ -93,7 +93,8 @@ def plan(lower: list[str], upper: str, work: str, merged: str,
     bind-mounted there (the pod's shared copy)."""
     nosuid_nodev = MS_NOSUID | MS_NODEV
     mounts = [
-        Mount("overlay", "", "overlay", 0, overlay_options(lower, upper, work)),
+        # nodev: a device node shipped in an image must not open a host device
+        Mount("overlay", "", "overlay", MS_NODEV, overlay_options(lower, upper, work)),
         Mount("proc", "/proc", "proc", nosuid_nodev | MS_NOEXEC),
         Mount("tmpfs", "/dev", "tmpfs", MS_NOSUID, "mode=755,size=65536k"),
         Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,

@@ -66,6 +66,7 @@ def run(args, paths) -> int:
         elif args.action == "rm":
             require_root("image rm")
             for name in args.names:
+                _refuse_if_used(paths, store.get(name))
                 store.remove(name)
                 print(f"Untagged: {reference.parse(name)}")
         elif args.action == "inspect":
@@ -79,7 +80,7 @@ def run(args, paths) -> int:
             for image in store.list():
                 ref = reference.parse(image.reference)
                 repo = f"{ref.registry}/{ref.repository}"
-                rows.append([repo, ref.tag or "<none>", image.digest.split(":")[1][:12],
+                rows.append([repo, ref.tag or "<none>", image.id,
                              _ago(image.created), _size(image.size)])
             print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
     except ImageNotFound as e:
@@ -89,6 +90,17 @@ def run(args, paths) -> int:
     except OSError as e:
         raise CommandError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
     return 0
+
+
+def _refuse_if_used(paths, image) -> None:
+    """Like `docker rmi`: an image a pod uses stays (its layers are in use)."""
+    from minipod.runtime import state
+    records, _ = state.read_all(paths.pods)
+    users = [r["name"] for r in records
+             if any(c.get("imageID") == image.digest for c in r.get("containers", []))]
+    if users:
+        raise CommandError(f"image {image.reference} is used by pod(s) {', '.join(users)}; "
+                           f"delete them first")
 
 
 def _size(n: int) -> str:

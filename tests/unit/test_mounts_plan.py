@@ -13,6 +13,7 @@ def test_plan_order_and_flags():
     targets = [m.target for m in p.mounts]
     assert targets == ["", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys",
                        "/etc/hosts"]
+    assert p.mounts[0].flags & libc.MS_NODEV, "image device nodes must not work"
     sysfs = p.mounts[6]
     assert sysfs.flags & libc.MS_RDONLY, "/sys must be read-only"
     assert p.mounts[1].flags & libc.MS_NOSUID and p.mounts[1].flags & libc.MS_NOEXEC
@@ -23,7 +24,7 @@ def test_plan_order_and_flags():
 def test_shell_form_reads_like_the_mount_command():
     p = mounts.plan(["/l/1"], "/u", "/w", "/m", {"/etc/hosts": "/pod/hosts"})
     assert p.mounts[0].shell("/m") == \
-        "mount -t overlay -o lowerdir=/l/1,upperdir=/u,workdir=/w overlay /m"
+        "mount -t overlay -o nodev,lowerdir=/l/1,upperdir=/u,workdir=/w overlay /m"
     assert p.mounts[6].shell("/m") == "mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /m/sys"
     assert p.mounts[-1].shell("/m") == "mount --bind /pod/hosts /m/etc/hosts"
 
