@@ -15,7 +15,7 @@ step minipod run examples/kubia-manual-broken.yaml || true
 step minipod run examples/kubia.yaml
 step minipod get pods -o wide
 ip=$(minipod get pod kubia-manual -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["podIP"])')
-step curl -s --max-time 5 "http://$ip:8080"
+step curl -s --max-time 5 --retry 5 --retry-connrefused --retry-delay 1 "http://$ip:8080"
 step minipod logs kubia-manual
 step ip netns list
 if [ "$keep" = "--keep" ]; then
@@ -23,4 +23,6 @@ if [ "$keep" = "--keep" ]; then
 else
     step minipod delete pod kubia-manual
     step minipod get pods
+    # With no pod left, the stopping agent also removes the bridge.
+    step minipod agent stop
 fi

@@ -149,6 +149,11 @@ class Agent:
             os.unlink(self.paths.socket)
         for rc in list(self.live.values()):
             self._close_pipes(rc, drain=True)
+        if not self.records and self._ipr is not None:
+            # no pod left: leave the host as it was before the first pod
+            with contextlib.suppress(Exception):
+                bridge.delete_bridge(self.ipr, self.net)
+                log(f"no pods left; removed bridge {self.net.bridge}")
         return 0
 
     def _on_signal(self, signum, frame) -> None:

@@ -58,7 +58,7 @@ def run(args, paths) -> int:
                 "Cmd": _cmd(args.cmd), "Entrypoint": _cmd(args.entrypoint),
                 "Env": args.env or None, "WorkingDir": args.workdir}.items() if v}
             image = archive.import_rootfs(store, Path(args.source), args.name, config)
-            print(f"imported {image.reference} ({image.digest[:19]})")
+            print(f"imported {image.reference} (IMAGE ID {image.id})")
         elif args.action == "load":
             require_root("image load")
             for image in archive.load(store, Path(args.path)):
