@@ -9,7 +9,6 @@ test suite runs beside the host's minipod without touching it.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -24,6 +23,7 @@ class Paths:
             base = Path(root)
             self.run, self.lib, self.log = base / "run", base / "lib", base / "log"
             # Pods of a test root get their own prefix in /run/netns.
+            import hashlib
             self.netns_prefix = "minipod-" + hashlib.sha256(root.encode()).hexdigest()[:6] + "-"
         else:
             self.run = Path("/run/minipod")

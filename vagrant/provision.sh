@@ -4,7 +4,8 @@
 #      libcap-dev, busybox-static (test and demo images), iproute2, curl
 #   2. a virtual environment REPO/.venv from the system's python3 (Debian's
 #      interpreter starts ~4x faster than a pyenv build; every command pays it)
-#   3. minipod installed there (editable) and linked as /usr/local/bin/minipod
+#   3. minipod installed there and linked as /usr/local/bin/minipod (a regular
+#      install, compiled: an editable one costs every command ~18 ms of imports)
 # Vagrant runs it as the box's provisioner; .ci/run and examples/demo.sh too.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,12 +25,14 @@ if [ ! -x "$venv/bin/python" ]; then
     echo "provision: creating $venv"
     /usr/bin/python3 -m venv "$venv"
 fi
-# Reinstall only when pyproject.toml changed (the stamp holds its hash).
+# Reinstall only when the sources changed (the stamp holds their hash).
 stamp="$venv/.minipod-installed"
-want=$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)
+want=$(cd "$repo" && find pyproject.toml minipod runtime netns rootfs cgroups -name '*.py' \
+       -o -name pyproject.toml | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "provision: installing minipod and its dependencies into $venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -e "$repo[test]"
+    "$venv/bin/pip" install -q --disable-pip-version-check wheel
+    "$venv/bin/pip" install -q --disable-pip-version-check "$repo[test]"
     echo "$want" > "$stamp"
 fi
 ln -sf "$venv/bin/minipod" /usr/local/bin/minipod
