@@ -71,7 +71,7 @@ def main() -> int:
     from imagebuild import build_busybox_rootfs
 
     root = Path(tempfile.mkdtemp(prefix="minipod-bench-"))
-    env = dict(os.environ, MINIPOD_ROOT=str(root), MINIPOD_AGENT_IDLE="600")
+    env = dict(os.environ, MINIPOD_ROOT=str(root), MINIPOD_AGENT_IDLE="600", PYTHONSAFEPATH="1")
     mp = [sys.executable, "-m", "minipod"]
     try:
         rootfs = build_busybox_rootfs(root / "rootfs")
