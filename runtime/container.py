@@ -76,7 +76,7 @@ def start(spec: ProcessSpec) -> int:
             _setns_child(spec, ns_fds, status_w)  # never returns
         os.close(status_w)
         status_w = -1
-        channel = _Channel(status_r, spec.name)
+        channel = Channel(status_r, spec.name)
         try:
             init_pid = int(channel.wait_for(Message.PID)["pid"])
         finally:
@@ -91,7 +91,7 @@ def start(spec: ProcessSpec) -> int:
             os.close(status_w)
 
 
-class _Channel:
+class Channel:
     """The agent's end of the status pipe: JSON lines, then EOF at exec."""
 
     def __init__(self, fd: int, name: str):
@@ -133,7 +133,7 @@ def _send(fd: int, kind: Message, **fields) -> None:
     os.write(fd, (json.dumps({"type": kind.value, **fields}) + "\n").encode())
 
 
-def _report_and_exit(fd: int, step: str, e: BaseException) -> None:
+def report_and_exit(fd: int, step: str, e: BaseException) -> None:
     errno = getattr(e, "errno", None)
     message = f"{step}: {e}"
     if isinstance(e, OSError) and e.filename:
@@ -144,7 +144,7 @@ def _report_and_exit(fd: int, step: str, e: BaseException) -> None:
         os._exit(127)
 
 
-def _set_name(name: str) -> None:
+def set_name(name: str) -> None:
     """PR_SET_NAME, so `ps` shows which stage a stuck child is in."""
     try:
         with open("/proc/self/comm", "w") as f:
@@ -157,7 +157,7 @@ def _setns_child(spec: ProcessSpec, ns_fds: dict[str, int], status_w: int) -> No
     """[1:SETNS]: join the pod, make the new mount and PID namespaces, fork."""
     step = "setns"
     try:
-        _set_name("minipod:[1:SETNS]")
+        set_name("minipod:[1:SETNS]")
         for ns, fd in ns_fds.items():
             step = f"setns {ns} ({spec.namespaces[ns]})"
             libc.setns(fd, libc.NAMESPACE_FLAGS[ns], spec.namespaces[ns])
@@ -169,7 +169,7 @@ def _setns_child(spec: ProcessSpec, ns_fds: dict[str, int], status_w: int) -> No
             _init_child(spec, status_w)  # never returns
         _send(status_w, Message.PID, pid=pid)
     except BaseException as e:
-        _report_and_exit(status_w, step, e)
+        report_and_exit(status_w, step, e)
     os._exit(0)
 
 
@@ -177,7 +177,7 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
     """[2:INIT]: PID 1 of the container. Build the root, then exec."""
     step = "mount root file system"
     try:
-        _set_name("minipod:[2:INIT]")
+        set_name("minipod:[2:INIT]")
         # Open the log FIFOs while the host's paths are still visible.
         # O_RDWR: the container itself then counts as a reader, so a write
         # never fails with EPIPE while the agent is away (it blocks when the
@@ -200,12 +200,12 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
         os.makedirs(spec.cwd, exist_ok=True)
         os.chdir(spec.cwd)
         step = f'exec "{spec.argv[0]}"'
-        if "/" not in spec.argv[0] and not _on_path(spec.argv[0], spec.env.get("PATH", "")):
+        if "/" not in spec.argv[0] and not on_path(spec.argv[0], spec.env.get("PATH", "")):
             raise OSError(2, "executable file not found in $PATH", spec.argv[0])
         os.execvpe(spec.argv[0], spec.argv, spec.env)
     except BaseException as e:
-        _report_and_exit(status_w, step, e)
+        report_and_exit(status_w, step, e)
 
 
-def _on_path(name: str, path: str) -> bool:
+def on_path(name: str, path: str) -> bool:
     return any(os.access(os.path.join(d or ".", name), os.X_OK) for d in path.split(":"))
