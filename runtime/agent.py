@@ -49,6 +49,7 @@ IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
 BACKOFF_BASE = float(os.environ.get("MINIPOD_BACKOFF_BASE", "10"))
 BACKOFF_MAX = 300.0
 BACKOFF_RESET = 600.0  # a container that ran 10 minutes starts over at the base
+MAX_EVENTS = 100
 
 
 def now_iso() -> str:
@@ -263,6 +264,8 @@ class Agent:
             undo.callback(shutil.rmtree, pod_dir, True)
             self.records[pod.name] = record
             undo.callback(self.records.pop, pod.name, None)
+            self.event(pod.name, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} "
+                                              f"to {record['nodeName']}")
             self._save(pod.name)
             # 1. namespaces: net, ipc, uts, pinned by bind mounts
             undo.callback(sandbox.destroy, pod_dir, netns_path)
@@ -374,6 +377,9 @@ class Agent:
                     os.mkfifo(fifo, 0o600)
             rc.writer = logs.LogWriter(self.paths.log_path(pod_name, name, cs["restartCount"]))
             self._open_pipes(rc)
+            self.event(pod_name, "Pulled", f'Container image "{cs["image"]}" already present '
+                                           f"on machine")
+            self.event(pod_name, "Created", f"Created container {name}")
             pid = ctr.start(spec)
         except (ctr.StartError, process.ProcessError, OSError) as e:
             self._close_pipes(rc, drain=True)
@@ -382,6 +388,7 @@ class Agent:
             cs.update(state="terminated", reason="StartError", message=str(e),
                       exitCode=128, startedAt=None, finishedAt=now_iso(), pid=None)
             cs.pop("containerID", None)
+            self.event(pod_name, "Failed", f"Error: {e}", warning=True)
             self._after_exit(pod_name, name)
             return
         cs.update(state="running", pid=pid, pidStart=state.proc_start_time(pid),
@@ -390,6 +397,7 @@ class Agent:
         rc.pid = pid
         self.live[(pod_name, name)] = rc
         self.by_pid[pid] = rc
+        self.event(pod_name, "Started", f"Started container {name}")
         self._save(pod_name)
 
     def _open_pipes(self, rc: RunningContainer) -> None:
@@ -492,6 +500,8 @@ class Agent:
             cs["backoff"] = cs.get("backoff", 0) + 1
             last = {k: cs.get(k) for k in ("exitCode", "signal", "reason", "message",
                                           "startedAt", "finishedAt", "state")}
+            self.event(pod_name, "BackOff", f"Back-off restarting failed container {name} in "
+                                            f"pod {pod_name}", warning=True)
             cs.update(state="waiting", reason="CrashLoopBackOff",
                       message=f"back-off {delay:.0f}s restarting failed container={name} "
                               f"pod={pod_name}", lastState=last)
@@ -521,6 +531,7 @@ class Agent:
         self._save(name)
         if first or grace == 0:
             for rc in self._live_of(name):
+                self.event(name, "Killing", f"Stopping container {rc.name}")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(rc.pid, signal.SIGKILL if grace == 0 else signal.SIGTERM)
             self.call_later(grace, self._kill_all, name, record["uid"])
@@ -625,6 +636,24 @@ class Agent:
         self.by_pid[pid] = rc
         self.sel.register(rc.pidfd, selectors.EVENT_READ, self._on_pidfd)
         log(f"re-adopted pod {rc.pod} container {rc.name} (pid {pid})")
+
+    def event(self, pod_name: str, reason: str, message: str, warning: bool = False) -> None:
+        """Record a Kubernetes-style event on the pod (shown by `describe`).
+        A repeat of the last same reason and message only bumps its count."""
+        record = self.records.get(pod_name)
+        if record is None:
+            return
+        events = record.setdefault("events", [])
+        now = now_iso()
+        for e in events[-5:]:
+            if e["reason"] == reason and e["message"] == message:
+                e["count"] += 1
+                e["lastTimestamp"] = now
+                return
+        events.append({"type": "Warning" if warning else "Normal", "reason": reason,
+                       "message": message, "count": 1, "firstTimestamp": now,
+                       "lastTimestamp": now})
+        del events[:-MAX_EVENTS]
 
     def _save(self, name: str) -> None:
         record = self.records.get(name)

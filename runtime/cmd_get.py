@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("kind", metavar="pods|pod|po[/NAME]")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
+    p.add_argument("-w", "--watch", action="store_true",
+                   help="after listing, print a row whenever a pod changes")
     p.set_defaults(func=run)
 
 
@@ -80,13 +82,37 @@ def run(args, paths) -> int:
     header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     if args.output == "wide":
         header += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
-    rows = []
-    for r in records:
-        ready, total = podstatus.ready_count(r)
-        row = [r["name"], f"{ready}/{total}", podstatus.status_column(r),
-               podstatus.restarts_column(r), podstatus.age(r.get("creationTimestamp"))]
-        if args.output == "wide":
-            row += [r.get("podIP") or "<none>", r.get("nodeName") or "<none>", "<none>", "<none>"]
-        rows.append(row)
-    print_table(header, rows)
+    wide = args.output == "wide"
+    print_table(header, [row(r, wide) for r in records])
+    if args.watch:
+        watch(paths, names, wide, {r["name"]: row(r, wide)[:4] for r in records})
     return 0
+
+
+def row(r: dict, wide: bool) -> list[str]:
+    ready, total = podstatus.ready_count(r)
+    cells = [r["name"], f"{ready}/{total}", podstatus.status_column(r),
+             podstatus.restarts_column(r), podstatus.age(r.get("creationTimestamp"))]
+    if wide:
+        cells += [r.get("podIP") or "<none>", r.get("nodeName") or "<none>", "<none>", "<none>"]
+    return cells
+
+
+def watch(paths, names: list[str], wide: bool, shown: dict) -> None:
+    """Like `kubectl get pods -w`: a new row whenever READY, STATUS or
+    RESTARTS of a pod changes, until Ctrl-C. Reads the state files."""
+    import time
+    while True:
+        time.sleep(0.2)
+        records, _ = state.read_all(paths.pods)
+        if names:
+            records = [r for r in records if r["name"] in names]
+        current = {}
+        for r in records:
+            cells = row(refreshed(r), wide)
+            current[r["name"]] = cells[:4]
+            if shown.get(r["name"]) != cells[:4]:
+                print("   ".join(cells), flush=True)
+        for gone in set(shown) - set(current):
+            print(f"{gone}   0/0   Deleted", flush=True)
+        shown = current

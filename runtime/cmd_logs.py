@@ -1,4 +1,5 @@
-"""`minipod logs POD [-c CONTAINER] [-f] [-p] [--tail N] [--timestamps]`.
+"""`minipod logs POD [-c C] [-f] [-p] [--tail N] [--since 5m] [--timestamps]
+[--all-containers] [--prefix]`.
 
 Reads the CRI log files the agent writes (no agent needed). With -f it
 follows the file, moves on to the next file when the container restarts,
@@ -6,6 +7,7 @@ and stops when the container has ended for good or the pod is deleted.
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -25,20 +27,34 @@ def register(sub) -> None:
     p.add_argument("-p", "--previous", action="store_true",
                    help="the previous instance of the container (before its last restart)")
     p.add_argument("--tail", type=int, default=-1, metavar="N")
+    p.add_argument("--since", metavar="DURATION", help="only lines newer than 5s, 2m, 3h")
     p.add_argument("--timestamps", action="store_true")
+    p.add_argument("--all-containers", action="store_true")
+    p.add_argument("--prefix", action="store_true", help="start lines with [pod/POD/CONTAINER]")
     p.set_defaults(func=run)
 
 
-def pick_container(record: dict, wanted: str | None) -> dict:
+def parse_duration(text: str) -> float:
+    """Go's duration syntax as kubectl takes it: 1h30m, 5m, 10s, 250ms."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise CommandError(f'invalid duration "{text}": use e.g. 10s, 5m, 1h30m', 2)
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def pick_containers(record: dict, wanted: str | None, all_containers: bool) -> list[dict]:
     names = [c["name"] for c in record["containers"]]
+    if all_containers:
+        return record["containers"]
     if wanted is None:
         if len(names) == 1:
-            return record["containers"][0]
+            return record["containers"]
         raise CommandError(f"a container name must be specified for pod {record['name']}, "
                            f"choose one of: [{' '.join(names)}]")
     for c in record["containers"]:
         if c["name"] == wanted:
-            return c
+            return [c]
     raise CommandError(f"container {wanted} is not valid for pod {record['name']}")
 
 
@@ -49,79 +65,105 @@ def _record(paths, name: str) -> dict | None:
         return None
 
 
+class Stream:
+    """One container's log, possibly followed across restarts."""
+
+    def __init__(self, paths, pod: str, cs: dict, previous: bool, opts):
+        self.paths, self.pod, self.name, self.opts = paths, pod, cs["name"], opts
+        self.restart = cs.get("restartCount", 0)
+        if previous:
+            if self.restart == 0:
+                raise CommandError(f'previous terminated container "{self.name}" in pod '
+                                   f'"{pod}" not found')
+            self.restart -= 1
+        path = paths.log_path(pod, self.name, self.restart)
+        try:
+            self.f = open(path, "rb")
+        except FileNotFoundError:
+            if cs["state"] == "waiting" and self.restart == 0:
+                raise CommandError(f'container "{self.name}" in pod "{pod}" is waiting to '
+                                   f"start: {cs.get('reason') or 'ContainerCreating'}")
+            raise CommandError(f"no log file for container {self.name} of pod {pod} ({path})")
+        self.pending = b""
+        self.done = False
+        self.prefix = f"[pod/{pod}/{self.name}] ".encode() if opts.prefix else b""
+
+    def emit(self, lines: list[bytes], out) -> None:
+        for line in lines:
+            if self.opts.since_stamp and line[:20].decode(errors="replace") < self.opts.since_stamp:
+                continue
+            text = logs.render(line, self.opts.timestamps)
+            if text:
+                out.write(self.prefix + text)
+
+    def backlog(self, out, tail: int) -> None:
+        lines = self.f.readlines()
+        if tail >= 0:
+            lines = lines[-tail:] if tail else []
+        self.emit(lines, out)
+
+    def poll(self, out) -> bool:
+        """Print what is new; False when nothing was new."""
+        chunk = self.f.read()
+        if chunk:
+            self.pending += chunk
+            *lines, self.pending = self.pending.split(b"\n")
+            self.emit([line + b"\n" for line in lines], out)
+            return True
+        record = _record(self.paths, self.pod)
+        cs = next((c for c in record["containers"] if c["name"] == self.name), None) \
+            if record else None
+        if cs is None:
+            self.done = True  # pod deleted
+        elif cs.get("restartCount", 0) > self.restart:
+            path = self.paths.log_path(self.pod, self.name, cs["restartCount"])
+            try:
+                new = open(path, "rb")
+            except FileNotFoundError:
+                return False  # the next instance has not written yet
+            self.f.close()
+            self.f, self.restart = new, cs["restartCount"]
+            return True
+        elif cs["state"] == "terminated" and not _will_restart(record, cs):
+            # the agent flushes the last lines before it records the exit
+            rest = self.f.read()
+            if rest:
+                self.pending += rest
+                return True
+            if self.pending:
+                self.emit([self.pending + b"\n"], out)
+            self.done = True
+        return False
+
+
 def run(args, paths) -> int:
     name = args.pod.removeprefix("pod/")
     record = _record(paths, name)
     if record is None:
         raise CommandError(f'Error from server (NotFound): pods "{name}" not found')
-    cs = pick_container(record, args.container or args.container_arg)
-    restart = cs.get("restartCount", 0)
-    if args.previous:
-        if restart == 0:
-            raise CommandError(f'previous terminated container "{cs["name"]}" in pod '
-                               f'"{name}" not found')
-        restart -= 1
-    path = paths.log_path(name, cs["name"], restart)
+    args.since_stamp = None
+    if args.since:
+        t = time.time() - parse_duration(args.since)
+        args.since_stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+    streams = [Stream(paths, name, cs, args.previous, args)
+               for cs in pick_containers(record, args.container or args.container_arg,
+                                         args.all_containers)]
     out = sys.stdout.buffer
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        if cs["state"] == "waiting" and restart == 0:
-            raise CommandError(f'container "{cs["name"]}" in pod "{name}" is waiting to '
-                               f"start: {cs.get('reason') or 'ContainerCreating'}")
-        raise CommandError(f"no log file for container {cs['name']} of pod {name} ({path})")
-    with f:
-        lines = f.readlines()
-        if args.tail >= 0:
-            lines = lines[-args.tail:] if args.tail else []
-        for line in lines:
-            out.write(logs.render(line, args.timestamps))
-        out.flush()
-        if args.follow and not args.previous:
-            follow(paths, name, cs["name"], restart, f, args.timestamps, out)
-    return 0
-
-
-def follow(paths, pod: str, container: str, restart: int, f, timestamps: bool, out) -> None:
-    pending = b""
-    while True:
-        chunk = f.read()
-        if chunk:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                out.write(logs.render(line + b"\n", timestamps))
+    for s in streams:
+        s.backlog(out, args.tail)
+    out.flush()
+    if args.follow and not args.previous:
+        while not all(s.done for s in streams):
+            busy = False
+            for s in streams:
+                if not s.done:
+                    busy |= s.poll(out)
             out.flush()
-            continue
-        record = _record(paths, pod)
-        if record is None:
-            return  # pod deleted
-        cs = next((c for c in record["containers"] if c["name"] == container), None)
-        if cs is None:
-            return
-        if cs.get("restartCount", 0) > restart:
-            restart = cs["restartCount"]
-            f.close()
-            f = _wait_open(paths.log_path(pod, container, restart))
-            if f is None:
-                return
-            continue
-        if cs["state"] == "terminated" and not _will_restart(record, cs):
-            if not f.read():
-                return
-        time.sleep(FOLLOW_POLL)
+            if not busy:
+                time.sleep(FOLLOW_POLL)
+    return 0
 
 
 def _will_restart(record: dict, cs: dict) -> bool:
     policy = record.get("restartPolicy", "Always")
     return policy == "Always" or (policy == "OnFailure" and cs.get("exitCode") != 0)
-
-
-def _wait_open(path, timeout: float = 600.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return open(path, "rb")
-        except FileNotFoundError:
-            time.sleep(FOLLOW_POLL)
-    return None

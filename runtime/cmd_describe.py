@@ -1,0 +1,141 @@
+"""`minipod describe pod NAME`: the pod in kubectl's describe layout, with events.
+
+Reads the state record only (no agent). The events are the ones the agent
+recorded: Scheduled, Pulled, Created, Started, Killing, BackOff, Failed…
+"""
+from __future__ import annotations
+
+import time
+
+from minipod.runtime import podstatus
+from minipod.runtime.cmdutil import CommandError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("describe", help="show a pod in detail, with its events",
+                       description="Like `kubectl describe pod NAME`.")
+    p.add_argument("kind", metavar="pod|pod/NAME")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.set_defaults(func=run)
+
+
+def run(args, paths) -> int:
+    from minipod.runtime.cmd_get import load, resource_names
+    names = resource_names(args.kind, args.names)
+    records = load(paths, names)
+    if not records:
+        raise CommandError("No resources found in default namespace.")
+    print("\n\n".join(describe(r) for r in records))
+    return 0
+
+
+def _when(iso: str | None) -> str:
+    """kubectl's RFC 1123 time: Wed, 25 Nov 2026 13:09:15 +0000."""
+    if not iso:
+        return "<unknown>"
+    t = time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%a, %d %b %Y %H:%M:%S +0000", t)
+
+
+def _map(d: dict | None, indent: int) -> list[str]:
+    if not d:
+        return ["<none>"]
+    return [f"{k}={v}" for k, v in sorted(d.items())]
+
+
+def _state_lines(state: dict, label: str) -> list[str]:
+    (kind, detail), = state.items() if state else (("waiting", {}),)
+    lines = [f"    {label}:{' ' * (max(1, 15 - len(label)))}{kind.capitalize()}"]
+    if kind == "running":
+        lines.append(f"      Started:      {_when(detail.get('startedAt'))}")
+    elif kind == "terminated":
+        lines.append(f"      Reason:       {detail.get('reason') or ''}")
+        if detail.get("message"):
+            lines.append(f"      Message:      {detail['message']}")
+        code = detail.get("exitCode")
+        lines.append(f"      Exit Code:    {'<unknown>' if code is None else code}")
+        lines.append(f"      Started:      {_when(detail.get('startedAt'))}")
+        lines.append(f"      Finished:     {_when(detail.get('finishedAt'))}")
+    elif detail.get("reason"):
+        lines.append(f"      Reason:       {detail['reason']}")
+    return lines
+
+
+def describe(record: dict) -> str:
+    pod = podstatus.pod_object(record)
+    meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
+    out = [
+        f"Name:             {meta['name']}",
+        f"Namespace:        {meta['namespace']}",
+        f"Node:             {spec.get('nodeName')}/{status.get('hostIP')}",
+        f"Start Time:       {_when(status.get('startTime'))}",
+    ]
+    labels = _map(meta.get("labels"), 18)
+    out.append(f"Labels:           {labels[0]}")
+    out += [f"                  {line}" for line in labels[1:]]
+    annotations = _map(meta.get("annotations"), 18)
+    out.append(f"Annotations:      {annotations[0]}")
+    out += [f"                  {line}" for line in annotations[1:]]
+    out += [
+        f"Status:           {podstatus.status_column(record) if meta.get('deletionTimestamp') else status['phase']}",
+        f"IP:               {status.get('podIP') or ''}",
+        "IPs:",
+        f"  IP:  {status.get('podIP') or ''}" if status.get("podIP") else "  <none>",
+        "Containers:",
+    ]
+    statuses = {c["name"]: c for c in status["containerStatuses"]}
+    for c in spec.get("containers", []):
+        cs = statuses.get(c["name"], {})
+        out.append(f"  {c['name']}:")
+        if cs.get("containerID"):
+            out.append(f"    Container ID:   {cs['containerID']}")
+        out.append(f"    Image:          {c.get('image')}")
+        out.append(f"    Image ID:       {cs.get('imageID', '')}")
+        ports = c.get("ports") or []
+        out.append("    Port:           " + (", ".join(
+            f"{p['containerPort']}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"))
+        out.append("    Host Port:      " + (", ".join(
+            f"{p.get('hostPort', 0)}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"))
+        if c.get("command"):
+            out.append("    Command:")
+            out += [f"      {a}" for a in c["command"]]
+        if c.get("args"):
+            out.append("    Args:")
+            out += [f"      {a}" for a in c["args"]]
+        out += _state_lines(cs.get("state", {}), "State")
+        if cs.get("lastState"):
+            out += _state_lines(cs["lastState"], "Last State")
+        out.append(f"    Ready:          {cs.get('ready', False)}")
+        out.append(f"    Restart Count:  {cs.get('restartCount', 0)}")
+        env = c.get("env") or []
+        out.append("    Environment:" + ("    <none>" if not env else ""))
+        out += [f"      {e['name']}:  {e.get('value', '')}" for e in env]
+        mounts = c.get("volumeMounts") or []
+        out.append("    Mounts:" + ("         <none>" if not mounts else ""))
+        out += [f"      {m['mountPath']} from {m['name']} ({'ro' if m.get('readOnly') else 'rw'})"
+                for m in mounts]
+    out.append("Conditions:")
+    width = max(len(c["type"]) for c in status["conditions"]) + 3
+    out.append(f"  {'Type'.ljust(width)} Status")
+    out += [f"  {c['type'].ljust(width)} {c['status']}" for c in status["conditions"]]
+    volumes = spec.get("volumes") or []
+    out.append("Volumes:" + ("            <none>" if not volumes else ""))
+    for v in volumes:
+        kind = next((k for k in v if k != "name"), "?")
+        out.append(f"  {v['name']}:")
+        out.append(f"    Type:       {kind}")
+    out.append(f"QoS Class:          {status.get('qosClass', 'BestEffort')}")
+    out.append("Events:" + ("             <none>" if not record.get("events") else ""))
+    events = record.get("events") or []
+    if events:
+        rows = [["Type", "Reason", "Age", "From", "Message"],
+                ["----", "------", "----", "----", "-------"]]
+        for e in events:
+            age = podstatus.age(e["lastTimestamp"])
+            if e["count"] > 1:
+                age = f"{age} (x{e['count']} over {podstatus.age(e['firstTimestamp'])})"
+            rows.append([e["type"], e["reason"], age, "minipod-agent", e["message"]])
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            out.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    return "\n".join(out)
