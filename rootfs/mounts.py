@@ -85,12 +85,21 @@ def overlay_options(lower: list[str], upper: str, work: str) -> str:
     return f"lowerdir={':'.join(reversed(lower))},upperdir={upper},workdir={work}"
 
 
+@dataclass(frozen=True)
+class BindMount:
+    """A volume in a container: host `source` at `target` inside."""
+    source: str
+    target: str
+    read_only: bool = False
+    is_file: bool = False
+
+
 def plan(lower: list[str], upper: str, work: str, merged: str,
-         etc_files: dict[str, str]) -> RootfsPlan:
+         etc_files: dict[str, str], binds: list[BindMount] = ()) -> RootfsPlan:
     """The mounts of a container root, in order (pure: no system calls).
 
     etc_files maps a path in the container (/etc/hosts) to the host file
-    bind-mounted there (the pod's shared copy)."""
+    bind-mounted there (the pod's shared copy); binds are the volumes."""
     nosuid_nodev = MS_NOSUID | MS_NODEV
     mounts = [
         # nodev: a device node shipped in an image must not open a host device
@@ -105,6 +114,9 @@ def plan(lower: list[str], upper: str, work: str, merged: str,
     ]
     for target, source in etc_files.items():
         mounts.append(Mount(source, target, None, MS_BIND, kind="file"))
+    for b in binds:
+        mounts.append(Mount(b.source, b.target, None, MS_BIND | MS_REC,
+                            kind="file" if b.is_file else "dir", remount_ro=b.read_only))
     return RootfsPlan(merged, mounts, list(DEFAULT_DEVICES), dict(DEV_SYMLINKS))
 
 
@@ -113,8 +125,9 @@ def apply(p: RootfsPlan) -> None:
     pivot_root into it. Raises OSError naming the step and path."""
     libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
     for m in p.mounts:
-        target = p.merged + m.target
+        target = p.merged
         if m.target:
+            target = resolve_in_root(p.merged, m.target)
             _ensure(target, m.kind)
         libc.mount(m.source, target, m.fstype, m.flags, m.data)
         if m.remount_ro:
@@ -136,14 +149,44 @@ def _populate_dev(p: RootfsPlan) -> None:
         os.symlink(target, p.merged + link)
 
 
+def resolve_in_root(root: str, path: str) -> str:
+    """The host path of `path` as seen from inside `root`, symlinks included.
+
+    Symlinks in the image are followed the way they will be inside the
+    container: an absolute target restarts at `root`, and `..` never climbs
+    above it (like runc's securejoin). Without this, an image with
+    /data -> /etc would turn a volume at /data/x into a mount over the
+    host's /etc/x."""
+    parts = [p for p in path.split("/") if p]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        if os.path.islink(candidate):
+            links += 1
+            if links > 40:
+                raise OSError(40, "too many levels of symbolic links", path)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
 def _ensure(path: str, kind: str) -> None:
     """Create a mount point inside the new root if the image lacks it.
 
-    The path is inside the overlay, so this writes to the container's upper
-    dir only. A symlink in the image at that place is refused rather than
-    followed out of the root."""
-    if os.path.islink(path):
-        raise OSError(40, "mount point is a symlink in the image; refusing to follow it", path)
+    The path is already resolved inside the root (resolve_in_root), so this
+    writes to the container's upper dir only."""
     if kind == "dir":
         os.makedirs(path, exist_ok=True)
     elif not os.path.exists(path):

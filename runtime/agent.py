@@ -42,7 +42,7 @@ from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
-from minipod.runtime import logs, manifest, process, sandbox, state
+from minipod.runtime import logs, manifest, podstatus, process, sandbox, state, volumes
 from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -243,8 +243,9 @@ class Agent:
         if pod.name in self.records or self.paths.pod_dir(pod.name).exists():
             raise RequestError("AlreadyExists", f'pods "{pod.name}" already exists')
         images = {}
-        for c in pod.containers:
+        for c in pod.init_containers + pod.containers:
             images[c.name] = self._image_for(c)
+        first_wait = "PodInitializing" if pod.init_containers else "ContainerCreating"
         pod_dir = self.paths.pod_dir(pod.name)
         uid = str(uuid.uuid4())
         record = {
@@ -255,8 +256,13 @@ class Agent:
             "terminationGracePeriodSeconds": pod.termination_grace_period_seconds,
             "nodeName": socket.gethostname(), "netns": self.paths.netns_name(pod.name),
             "containers": [{"name": c.name, "image": c.image, "imageID": images[c.name].digest,
-                            "state": "waiting", "reason": "ContainerCreating",
+                            "state": "waiting", "reason": first_wait,
                             "restartCount": 0} for c in pod.containers],
+            "initContainers": [{"name": c.name, "image": c.image,
+                                "imageID": images[c.name].digest, "state": "waiting",
+                                "reason": "PodInitializing", "restartCount": 0,
+                                "sidecar": c.restart_policy == "Always"}
+                               for c in pod.init_containers],
         }
         netns_path = self.paths.netns_path(pod.name)
         with contextlib.ExitStack() as undo:
@@ -282,18 +288,50 @@ class Agent:
             record.update(podIP=str(ip), hostIfname=link.host_ifname,
                           hostIP=self._host_ip(), bridge=self.net.bridge)
             # 4. the files every container of the pod sees: hosts, hostname, resolv.conf
-            self._write_etc_files(pod_dir, pod.name, str(ip))
+            self._write_etc_files(pod_dir, pod.hostname or pod.name, str(ip))
             undo.callback(shutil.rmtree, self.paths.containers / uid, True)
             undo.callback(shutil.rmtree, self.paths.pod_logs / pod.name, True)
+            # 5. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
+            vol_base = self.paths.containers / uid / "volumes"
+            undo.callback(volumes.release, vol_base)
+            try:
+                record["volumes"] = volumes.prepare(pod.volumes, vol_base)
+            except volumes.VolumeError as e:
+                raise RequestError("FailedMount", str(e)) from None
             undo.pop_all()
         record["phase"] = "Running"
         record["startTime"] = now_iso()
         self.idle_since = time.monotonic()
-        # 5. the containers, in order; a failure here is a container status
-        for c in pod.containers:
-            self.start_container(pod.name, c.name)
+        # 6. the containers: init containers one by one, then the others in
+        # order; a failure here is a container status, not a failed run
+        self.sync(pod.name)
         self._save(pod.name)
         return record
+
+    def sync(self, pod_name: str) -> None:
+        """Start whatever should run next (kubelet's computePodActions):
+        regular init containers one at a time to completion, sidecars
+        (restartPolicy Always init containers) started and kept running,
+        then every main container that has not started yet."""
+        record = self.records.get(pod_name)
+        if record is None or record.get("deletionTimestamp"):
+            return
+        for cs in record.get("initContainers", []):
+            if cs["state"] == "running":
+                if cs.get("sidecar"):
+                    continue
+                return  # wait for this init container to finish
+            if cs["state"] == "terminated" and cs.get("exitCode") == 0 and not cs.get("sidecar"):
+                continue
+            if cs["state"] == "waiting" and cs.get("reason") == "PodInitializing":
+                self.start_container(pod_name, cs["name"])
+                if cs["state"] == "running" and cs.get("sidecar"):
+                    continue
+            return  # failed, backing off, or just started
+        for cs in record["containers"]:
+            if cs["state"] == "waiting" and cs.get("reason") in ("PodInitializing",
+                                                                 "ContainerCreating"):
+                self.start_container(pod_name, cs["name"])
 
     def _image_for(self, c: manifest.Container):
         from minipod.rootfs.store import ImageNotFound
@@ -333,7 +371,7 @@ class Agent:
 
     def _container_spec(self, record: dict, name: str) -> ctr.ProcessSpec:
         pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
-        c = next(c for c in pod.containers if c.name == name)
+        c = next(c for c in pod.init_containers + pod.containers if c.name == name)
         image = self.images.get(c.image)
         env = process.environment(image.config, [(e.name, e.value) for e in c.env], pod.name)
         argv = process.argv(c.command, c.args, image.config, env)
@@ -351,11 +389,16 @@ class Agent:
             group = _read_in_layers(top, "etc/group")
         uid, gid = process.user(image.config.get("User"), passwd, group)
         pod_dir = self.paths.pod_dir(record["name"])
+        binds = []
+        for vm in c.volume_mounts:
+            source = volumes.source_for(record["volumes"][vm.name], vm.sub_path, vm.name)
+            binds.append(mounts.BindMount(source, vm.mount_path, vm.read_only,
+                                          is_file=not os.path.isdir(source)))
         plan = mounts.plan([str(p) for p in top], str(upper), str(work), str(merged), {
             "/etc/hosts": str(pod_dir / "hosts"),
             "/etc/hostname": str(pod_dir / "hostname"),
             "/etc/resolv.conf": str(pod_dir / "resolv.conf"),
-        })
+        }, binds)
         ns = {n: str(pod_dir / "ns" / n) for n in sandbox.SHARED}
         return ctr.ProcessSpec(
             name=f"{record['name']}/{name}", namespaces=ns, rootfs=plan, argv=argv, env=env,
@@ -381,7 +424,7 @@ class Agent:
                                            f"on machine")
             self.event(pod_name, "Created", f"Created container {name}")
             pid = ctr.start(spec)
-        except (ctr.StartError, process.ProcessError, OSError) as e:
+        except (ctr.StartError, process.ProcessError, volumes.VolumeError, OSError) as e:
             self._close_pipes(rc, drain=True)
             step = getattr(e, "step", "create")
             log(f"pod {pod_name} container {name}: start failed at {step}: {e}")
@@ -490,9 +533,7 @@ class Agent:
             self._save(pod_name)
             self._maybe_finish_delete(pod_name)
             return
-        policy = record.get("restartPolicy", "Always")
-        failed = cs.get("exitCode") != 0
-        if policy == "Always" or (policy == "OnFailure" and failed):
+        if podstatus.will_restart(record, cs):
             ran = _seconds_between(cs.get("startedAt"), cs.get("finishedAt"))
             if ran is not None and ran >= BACKOFF_RESET:
                 cs["backoff"] = 0
@@ -506,7 +547,31 @@ class Agent:
                       message=f"back-off {delay:.0f}s restarting failed container={name} "
                               f"pod={pod_name}", lastState=last)
             self.call_later(delay, self._restart, pod_name, name, record["uid"])
+        else:
+            self.sync(pod_name)  # an init container done: start the next
+        if podstatus.main_containers_done(record):
+            self._stop_sidecars(pod_name)
         self._save(pod_name)
+
+    def _stop_sidecars(self, pod_name: str) -> None:
+        """Every main container has ended for good: sidecars end too (SIGTERM)."""
+        record = self.records[pod_name]
+        for cs in record.get("initContainers", []):
+            if cs.get("sidecar") and not cs.get("stopping"):
+                cs["stopping"] = True
+                rc = self.live.get((pod_name, cs["name"]))
+                if rc is not None:
+                    self.event(pod_name, "Killing", f"Stopping container {cs['name']}")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(rc.pid, signal.SIGTERM)
+                    self.call_later(record.get("terminationGracePeriodSeconds", 30),
+                                    self._kill_one, pod_name, cs["name"], rc.pid)
+
+    def _kill_one(self, pod_name: str, name: str, pid: int) -> None:
+        rc = self.live.get((pod_name, name))
+        if rc is not None and rc.pid == pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _restart(self, pod_name: str, name: str, uid: str) -> None:
         record = self.records.get(pod_name)
@@ -576,6 +641,7 @@ class Agent:
                                                       or bridge.host_ifname(uid))),
             ("release IP", lambda: self.ipam.release(uid)),
             ("unpin namespaces", lambda: sandbox.destroy(pod_dir, self.paths.netns_path(name))),
+            ("unmount volumes", lambda: volumes.release(self.paths.containers / uid / "volumes")),
             ("remove container dirs", lambda: _rmtree(self.paths.containers / uid)),
             ("remove logs", lambda: _rmtree(self.paths.pod_logs / name)),
             ("remove state", lambda: _rmtree(pod_dir)),
@@ -606,7 +672,7 @@ class Agent:
                 with contextlib.suppress(Exception):
                     self.teardown(record)
                 continue
-            for cs in record.get("containers", []):
+            for cs in record.get("initContainers", []) + record.get("containers", []):
                 if cs["state"] == "running":
                     self._adopt(record, cs)
                 elif cs["state"] == "waiting" and cs.get("reason") == "CrashLoopBackOff":
@@ -662,7 +728,8 @@ class Agent:
 
 
 def _find(record: dict, name: str) -> dict:
-    return next(c for c in record["containers"] if c["name"] == name)
+    return next(c for c in record.get("initContainers", []) + record["containers"]
+                if c["name"] == name)
 
 
 def _rmtree(path: Path) -> None:

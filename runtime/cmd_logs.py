@@ -11,7 +11,7 @@ import re
 import sys
 import time
 
-from minipod.runtime import logs, state
+from minipod.runtime import logs, podstatus, state
 from minipod.runtime.cmdutil import CommandError
 
 FOLLOW_POLL = 0.05  # seconds between looks at a followed file
@@ -46,13 +46,14 @@ def parse_duration(text: str) -> float:
 def pick_containers(record: dict, wanted: str | None, all_containers: bool) -> list[dict]:
     names = [c["name"] for c in record["containers"]]
     if all_containers:
-        return record["containers"]
+        return [c for c in record.get("initContainers", []) + record["containers"]
+                if c.get("restartCount") or c["state"] != "waiting"]
     if wanted is None:
         if len(names) == 1:
             return record["containers"]
         raise CommandError(f"a container name must be specified for pod {record['name']}, "
                            f"choose one of: [{' '.join(names)}]")
-    for c in record["containers"]:
+    for c in record.get("initContainers", []) + record["containers"]:
         if c["name"] == wanted:
             return [c]
     raise CommandError(f"container {wanted} is not valid for pod {record['name']}")
@@ -111,8 +112,8 @@ class Stream:
             self.emit([line + b"\n" for line in lines], out)
             return True
         record = _record(self.paths, self.pod)
-        cs = next((c for c in record["containers"] if c["name"] == self.name), None) \
-            if record else None
+        cs = next((c for c in record.get("initContainers", []) + record["containers"]
+                   if c["name"] == self.name), None) if record else None
         if cs is None:
             self.done = True  # pod deleted
         elif cs.get("restartCount", 0) > self.restart:
@@ -124,7 +125,7 @@ class Stream:
             self.f.close()
             self.f, self.restart = new, cs["restartCount"]
             return True
-        elif cs["state"] == "terminated" and not _will_restart(record, cs):
+        elif cs["state"] == "terminated" and not podstatus.will_restart(record, cs):
             # the agent flushes the last lines before it records the exit
             rest = self.f.read()
             if rest:
@@ -163,7 +164,3 @@ def run(args, paths) -> int:
                 time.sleep(FOLLOW_POLL)
     return 0
 
-
-def _will_restart(record: dict, cs: dict) -> bool:
-    policy = record.get("restartPolicy", "Always")
-    return policy == "Always" or (policy == "OnFailure" and cs.get("exitCode") != 0)

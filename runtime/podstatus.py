@@ -16,9 +16,45 @@ from __future__ import annotations
 import time
 
 
+def will_restart(record: dict, cs: dict) -> bool:
+    """Does this terminated container start again (after a back-off)?
+
+    Sidecars always do while the pod's main containers run; a regular init
+    container retries a failure unless the pod's policy is Never; a main
+    container follows restartPolicy (Always, OnFailure, Never)."""
+    policy = record.get("restartPolicy", "Always")
+    failed = cs.get("exitCode") != 0
+    if cs.get("sidecar"):
+        return not main_containers_done(record) and not record.get("deletionTimestamp")
+    if cs in record.get("initContainers", []):
+        return failed and policy != "Never"
+    return policy == "Always" or (policy == "OnFailure" and failed)
+
+
+def main_containers_done(record: dict) -> bool:
+    """Every main container has ended and none will start again."""
+    mains = record.get("containers", [])
+    return bool(mains) and all(c["state"] == "terminated" and not will_restart(record, c)
+                               for c in mains)
+
+
+def _init_failed(record: dict) -> bool:
+    return any(c["state"] == "terminated" and c.get("exitCode") != 0 and not c.get("sidecar")
+               and not will_restart(record, c) for c in record.get("initContainers", []))
+
+
+def _init_pending(record: dict) -> bool:
+    return any(not c.get("sidecar") and not (c["state"] == "terminated" and c.get("exitCode") == 0)
+               for c in record.get("initContainers", []))
+
+
 def phase(record: dict) -> str:
     containers = record.get("containers", [])
     if record.get("phase") == "Pending" or not containers:
+        return "Pending"
+    if _init_failed(record):
+        return "Failed"
+    if _init_pending(record):
         return "Pending"
     states = [c["state"] for c in containers]
     if any(s == "running" for s in states):
@@ -33,16 +69,36 @@ def phase(record: dict) -> str:
     return "Failed"
 
 
+def is_ready(cs: dict) -> bool:
+    """Running, and its readiness probe (if any) says ready."""
+    return cs["state"] == "running" and cs.get("ready", True)
+
+
 def ready_count(record: dict) -> tuple[int, int]:
-    containers = record.get("containers", [])
-    return sum(1 for c in containers if c["state"] == "running"), len(containers)
+    """kubectl's READY: main containers and sidecars."""
+    containers = record.get("containers", []) + [
+        c for c in record.get("initContainers", []) if c.get("sidecar")]
+    return sum(1 for c in containers if is_ready(c)), len(containers)
 
 
 def status_column(record: dict) -> str:
     """kubectl's STATUS: the most telling container reason, else the phase."""
     if record.get("deletionTimestamp"):
         return "Terminating"
+    inits = [c for c in record.get("initContainers", []) if not c.get("sidecar")]
+    done = sum(1 for c in inits if c["state"] == "terminated" and c.get("exitCode") == 0)
+    for c in record.get("initContainers", []):
+        if c.get("sidecar") or (c["state"] == "terminated" and c.get("exitCode") == 0):
+            continue
+        if c["state"] == "terminated":
+            return f"Init:{c.get('reason') or 'Error'}"
+        if c["state"] == "waiting" and c.get("reason") not in (None, "PodInitializing"):
+            return f"Init:{c['reason']}"
+        return f"Init:{done}/{len(inits)}"
     reason = phase(record)
+    if all(c["state"] == "waiting" and c.get("reason") == "PodInitializing"
+           for c in record.get("containers", [])) and record.get("initContainers"):
+        return "PodInitializing"
     for c in record.get("containers", []):
         if c["state"] == "waiting" and c.get("reason"):
             reason = c["reason"]
@@ -74,9 +130,9 @@ def age(since: str | None, now: float | None = None) -> str:
 
 
 def restarts_column(record: dict) -> str:
-    total = sum(c.get("restartCount", 0) for c in record.get("containers", []))
-    last = max((c.get("lastState", {}).get("finishedAt") or ""
-                for c in record.get("containers", [])), default="")
+    every = record.get("containers", []) + record.get("initContainers", [])
+    total = sum(c.get("restartCount", 0) for c in every)
+    last = max((c.get("lastState", {}).get("finishedAt") or "" for c in every), default="")
     return f"{total} ({age(last)} ago)" if total and last else str(total)
 
 
@@ -85,9 +141,10 @@ def conditions(record: dict) -> list[dict]:
     created = record.get("creationTimestamp")
     all_ready = "True" if total and ready == total else "False"
     sandbox = "False" if record.get("phase") == "Pending" else "True"
+    initialized = "False" if _init_pending(record) else "True"
     return [
         {"type": "PodReadyToStartContainers", "status": sandbox, "lastTransitionTime": created},
-        {"type": "Initialized", "status": "True", "lastTransitionTime": created},
+        {"type": "Initialized", "status": initialized, "lastTransitionTime": created},
         {"type": "Ready", "status": all_ready, "lastTransitionTime": created},
         {"type": "ContainersReady", "status": all_ready, "lastTransitionTime": created},
         {"type": "PodScheduled", "status": "True", "lastTransitionTime": created},
@@ -112,8 +169,8 @@ def container_status(c: dict) -> dict:
         "image": c.get("image"),
         "imageID": c.get("imageID", ""),
         "containerID": f"minipod://{c['containerID']}" if c.get("containerID") else None,
-        "ready": c["state"] == "running",
-        "started": c["state"] == "running",
+        "ready": is_ready(c),
+        "started": c["state"] == "running" and c.get("started", True),
         "restartCount": c.get("restartCount", 0),
         "state": _state(c),
         "lastState": {},
@@ -154,6 +211,9 @@ def pod_object(record: dict) -> dict:
         "qosClass": "BestEffort",
         "containerStatuses": [container_status(c) for c in record.get("containers", [])],
     }
+    if record.get("initContainers"):
+        status["initContainerStatuses"] = [container_status(c)
+                                           for c in record["initContainers"]]
     if record.get("message"):
         status["message"] = record["message"]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec,

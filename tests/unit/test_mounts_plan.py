@@ -37,3 +37,24 @@ def test_mount_errors_name_flags_source_and_target():
         assert "MS_BIND|MS_REC" in str(e) and "/nonexistent-dst" in str(e)
     else:
         raise AssertionError("mount of a missing path succeeded")
+
+
+def test_symlinks_in_the_image_resolve_inside_the_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "data").symlink_to("/etc")              # absolute: the container's /etc
+    (root / "up").symlink_to("../../../../../tmp")   # climbs: clamped at the root
+    r = str(root)
+    assert mounts.resolve_in_root(r, "/data/x") == f"{r}/etc/x"
+    assert mounts.resolve_in_root(r, "/up/y") == f"{r}/tmp/y"
+    assert mounts.resolve_in_root(r, "/../../etc/hosts") == f"{r}/etc/hosts"
+    assert mounts.resolve_in_root(r, "/a/./b/../c") == f"{r}/a/c"
+
+
+def test_volume_binds_are_recursive_and_read_only_when_asked():
+    p = mounts.plan(["/l"], "/u", "/w", "/m", {}, [
+        mounts.BindMount("/vol/a", "/data", read_only=True),
+        mounts.BindMount("/vol/f", "/etc/x.conf", is_file=True)])
+    data, conf = p.mounts[-2], p.mounts[-1]
+    assert data.flags == libc.MS_BIND | libc.MS_REC and data.remount_ro and data.kind == "dir"
+    assert conf.kind == "file" and not conf.remount_ro
