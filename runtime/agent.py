@@ -42,7 +42,8 @@ from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
-from minipod.runtime import logs, manifest, podstatus, process, sandbox, state, volumes
+from minipod.runtime import (logs, manifest, podstatus, probes, process, sandbox, state,
+                             volumes)
 from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -77,6 +78,7 @@ class RunningContainer:
         self.pidfd: int | None = None       # only for adopted (non-child) pids
         self.fifo_fds: dict[int, str] = {}  # fd -> "stdout" | "stderr"
         self.writer: logs.LogWriter | None = None
+        self.probes: dict[str, probes.ProbeState] = {}
 
 
 class Agent:
@@ -89,6 +91,8 @@ class Agent:
         self.live: dict[tuple[str, str], RunningContainer] = {}
         self.by_pid: dict[int, RunningContainer] = {}
         self.delete_waiters: dict[str, list[socket.socket]] = {}
+        self.specs: dict[str, manifest.Pod] = {}       # pod name -> parsed manifest
+        self.checks: dict[int, tuple[int, object]] = {}  # probe/hook child pid -> (fd, done)
         self.idle_since = time.monotonic()
         self.stopping = False
         self.net = bridge.NetworkConfig(
@@ -369,9 +373,21 @@ class Agent:
 
     # ---- containers --------------------------------------------------------
 
+    def pod_spec(self, record: dict) -> manifest.Pod:
+        """The pod's validated manifest, parsed once per agent."""
+        spec = self.specs.get(record["name"])
+        if spec is None or spec.raw != record["manifest"]:
+            spec = manifest.load_object(record["manifest"], record.get("source", "<state>"))
+            self.specs[record["name"]] = spec
+        return spec
+
+    def container_of(self, record: dict, name: str) -> manifest.Container:
+        pod = self.pod_spec(record)
+        return next(c for c in pod.init_containers + pod.containers if c.name == name)
+
     def _container_spec(self, record: dict, name: str) -> ctr.ProcessSpec:
-        pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
-        c = next(c for c in pod.init_containers + pod.containers if c.name == name)
+        pod = self.pod_spec(record)
+        c = self.container_of(record, name)
         image = self.images.get(c.image)
         env = process.environment(image.config, [(e.name, e.value) for e in c.env], pod.name)
         argv = process.argv(c.command, c.args, image.config, env)
@@ -441,6 +457,7 @@ class Agent:
         self.live[(pod_name, name)] = rc
         self.by_pid[pid] = rc
         self.event(pod_name, "Started", f"Started container {name}")
+        self._start_probes(pod_name, name, rc)
         self._save(pod_name)
 
     def _open_pipes(self, rc: RunningContainer) -> None:
@@ -495,6 +512,14 @@ class Agent:
             if rc is not None:
                 code = os.waitstatus_to_exitcode(status)
                 self._container_exited(rc, code)
+            elif pid in self.checks:
+                fd, done = self.checks.pop(pid)
+                try:
+                    message = os.read(fd, 4096).decode(errors="replace")
+                except BlockingIOError:
+                    message = ""
+                os.close(fd)
+                done(os.waitstatus_to_exitcode(status) == 0, message)
 
     def _on_pidfd(self, fd: int) -> None:
         rc = next((r for r in self.live.values() if r.pidfd == fd), None)
@@ -583,6 +608,107 @@ class Agent:
         cs["restartCount"] = cs.get("restartCount", 0) + 1
         self.start_container(pod_name, name)
 
+    # ---- probes and lifecycle hooks ----------------------------------------
+
+    def spawn_check(self, pod_name: str, name: str, handler, timeout: float, done) -> None:
+        """Run one probe or hook check in a forked child; `done(ok, message)`
+        is called when it is reaped."""
+        rc = self.live.get((pod_name, name))
+        pid, fd = probes.fork_check(handler, self.records[pod_name].get("podIP"),
+                                    rc.pid if rc else None, timeout)
+        os.set_blocking(fd, False)
+        self.checks[pid] = (fd, done)
+
+    def _start_probes(self, pod_name: str, name: str, rc: RunningContainer,
+                      post_start: bool = True) -> None:
+        record = self.records[pod_name]
+        cs = _find(record, name)
+        c = self.container_of(record, name)
+        cs["started"] = c.startup_probe is None
+        cs["ready"] = c.readiness_probe is None
+        kinds = ["startup"] if c.startup_probe else ["liveness", "readiness"]
+        for kind in kinds:
+            self._schedule_probe(pod_name, name, kind, rc)
+        hook = c.lifecycle.post_start
+        if hook is not None and post_start:
+            def after_hook(ok: bool, message: str, pid=rc.pid) -> None:
+                live = self.live.get((pod_name, name))
+                if not ok and live is not None and live.pid == pid:
+                    self.event(pod_name, "FailedPostStartHook", message, warning=True)
+                    self._kill_container(pod_name, name, "FailedPostStartHook")
+            self.spawn_check(pod_name, name, hook,
+                             record.get("terminationGracePeriodSeconds", 30), after_hook)
+
+    def _schedule_probe(self, pod_name: str, name: str, kind: str, rc: RunningContainer) -> None:
+        probe = getattr(self.container_of(self.records[pod_name], name), f"{kind}_probe")
+        if probe is None:
+            return
+        rc.probes[kind] = probes.ProbeState(kind, str(rc.pid))
+        self.call_later(probe.initial_delay_seconds, self._probe_tick, pod_name, name, kind,
+                        rc.pid)
+
+    def _probe_tick(self, pod_name: str, name: str, kind: str, pid: int) -> None:
+        rc = self.live.get((pod_name, name))
+        record = self.records.get(pod_name)
+        if rc is None or rc.pid != pid or record is None or record.get("deletionTimestamp"):
+            return  # the container instance this probe was for is gone
+        if kind == "startup" and _find(record, name).get("started"):
+            return
+        probe = getattr(self.container_of(record, name), f"{kind}_probe")
+        st = rc.probes[kind]
+        if not st.running:
+            st.running = True
+            self.spawn_check(pod_name, name, probe.handler, probe.timeout_seconds,
+                             lambda ok, msg: self._probe_result(pod_name, name, kind, pid, ok, msg))
+        self.call_later(probe.period_seconds, self._probe_tick, pod_name, name, kind, pid)
+
+    def _probe_result(self, pod_name: str, name: str, kind: str, pid: int, ok: bool,
+                      message: str) -> None:
+        rc = self.live.get((pod_name, name))
+        if rc is None or rc.pid != pid:
+            return
+        record = self.records[pod_name]
+        cs = _find(record, name)
+        probe = getattr(self.container_of(record, name), f"{kind}_probe")
+        st = rc.probes[kind]
+        st.running = False
+        if ok:
+            st.successes, st.failures = st.successes + 1, 0
+        else:
+            st.successes, st.failures = 0, st.failures + 1
+            self.event(pod_name, "Unhealthy", f"{kind.capitalize()} probe failed: {message}",
+                       warning=True)
+        if kind == "readiness":
+            if ok and st.successes >= probe.success_threshold:
+                cs["ready"] = True
+            elif not ok and st.failures >= probe.failure_threshold:
+                cs["ready"] = False
+        elif kind == "startup" and ok:
+            cs["started"] = True
+            for k in ("liveness", "readiness"):
+                self._schedule_probe(pod_name, name, k, rc)
+        elif not ok and st.failures >= probe.failure_threshold:
+            self.event(pod_name, "Killing", f"Container {name} failed {kind} probe, "
+                                            f"will be restarted")
+            st.failures = 0
+            self._kill_container(pod_name, name, f"{kind} probe failed",
+                                 probe.termination_grace_period_seconds)
+        self._save(pod_name)
+
+    def _kill_container(self, pod_name: str, name: str, why: str,
+                        grace: int | None = None) -> None:
+        """SIGTERM one container, SIGKILL after the grace period; its exit
+        then follows restartPolicy like any other."""
+        rc = self.live.get((pod_name, name))
+        if rc is None:
+            return
+        if grace is None:
+            grace = self.records[pod_name].get("terminationGracePeriodSeconds", 30)
+        log(f"pod {pod_name} container {name}: stopping ({why})")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rc.pid, signal.SIGTERM)
+        self.call_later(grace, self._kill_one, pod_name, name, rc.pid)
+
     # ---- deletion ----------------------------------------------------------
 
     def delete_pod(self, name: str, grace: int | None) -> None:
@@ -597,6 +723,16 @@ class Agent:
         if first or grace == 0:
             for rc in self._live_of(name):
                 self.event(name, "Killing", f"Stopping container {rc.name}")
+                hook = self.container_of(record, rc.name).lifecycle.pre_stop
+                if hook is not None and grace > 0:
+                    # preStop first, inside the grace period; SIGTERM after it
+                    def then_term(ok, message, rc=rc):
+                        if not ok:
+                            self.event(name, "FailedPreStopHook", message, warning=True)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(rc.pid, signal.SIGTERM)
+                    self.spawn_check(name, rc.name, hook, grace, then_term)
+                    continue
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(rc.pid, signal.SIGKILL if grace == 0 else signal.SIGTERM)
             self.call_later(grace, self._kill_all, name, record["uid"])
@@ -618,6 +754,7 @@ class Agent:
         if self._live_of(name):
             return
         record = self.records.pop(name)
+        self.specs.pop(name, None)
         try:
             self.teardown(record)
             answer = {"ok": True, "name": name}
@@ -701,6 +838,7 @@ class Agent:
         self.live[(rc.pod, rc.name)] = rc
         self.by_pid[pid] = rc
         self.sel.register(rc.pidfd, selectors.EVENT_READ, self._on_pidfd)
+        self._start_probes(rc.pod, rc.name, rc, post_start=False)
         log(f"re-adopted pod {rc.pod} container {rc.name} (pid {pid})")
 
     def event(self, pod_name: str, reason: str, message: str, warning: bool = False) -> None:

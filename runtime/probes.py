@@ -1,0 +1,131 @@
+"""Probes and lifecycle hooks: one check, run in a short-lived forked child.
+
+The agent never blocks: for each check it forks a child that performs it
+(with the probe's timeout) and exits 0 (success) or 1 (failure) after
+writing one line of explanation to a pipe; the agent's SIGCHLD handling
+reaps it and counts the result. The kubelet does the same checks:
+
+    httpGet    GET http://POD_IP:PORT/PATH from the node; 200-399 succeeds
+    tcpSocket  a TCP connect to POD_IP:PORT from the node succeeds
+    exec       the command, run inside the container (like `exec`), exits 0
+    sleep      (lifecycle only) wait N seconds
+
+So an httpGet or tcpSocket probe needs no curl or nc in the image.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import time
+from dataclasses import dataclass
+
+# kubelet's probe user agent, so server logs tell probes from users
+USER_AGENT = "kube-probe/minipod"
+
+
+@dataclass
+class ProbeState:
+    """Counters of one probe of one container instance."""
+    kind: str                  # "liveness" | "readiness" | "startup"
+    instance: str              # the container instance (containerID + pid)
+    successes: int = 0
+    failures: int = 0
+    running: bool = False      # a check is in flight
+
+
+def fork_check(handler, pod_ip: str, container_pid: int | None, timeout: float) -> tuple[int, int]:
+    """Fork a child that runs one check; returns (pid, read end of its message pipe)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        signal.set_wakeup_fd(-1)  # the agent's wake-up pipe is not ours to write
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        code, message = 1, "check crashed"
+        try:
+            code, message = check(handler, pod_ip, container_pid, timeout)
+        except BaseException as e:  # report, never raise past the fork
+            message = f"{type(e).__name__}: {e}"
+        try:
+            os.write(w, message.encode()[:2000])
+        finally:
+            os._exit(code)
+    os.close(w)
+    return pid, r
+
+
+def check(handler, pod_ip: str, container_pid: int | None, timeout: float) -> tuple[int, str]:
+    if handler.kind == "httpGet":
+        return _http(handler, pod_ip, timeout)
+    if handler.kind == "tcpSocket":
+        host = handler.host or pod_ip
+        try:
+            with socket.create_connection((host, handler.port), timeout=timeout):
+                return 0, f"connected to {host}:{handler.port}"
+        except OSError as e:
+            return 1, f"dial tcp {host}:{handler.port}: {e.strerror or e}"
+    if handler.kind == "exec":
+        return _exec(handler, container_pid, timeout)
+    if handler.kind == "sleep":
+        time.sleep(handler.seconds or 0)
+        return 0, f"slept {handler.seconds}s"
+    return 1, f"unsupported handler {handler.kind}"
+
+
+def _http(handler, pod_ip: str, timeout: float) -> tuple[int, str]:
+    import http.client
+    host = handler.host or pod_ip
+    url = f"{handler.scheme.lower()}://{host}:{handler.port}{handler.path}"
+    if handler.scheme == "HTTPS":
+        import ssl
+        ctx = ssl._create_unverified_context()  # the kubelet does not verify either
+        conn = http.client.HTTPSConnection(host, handler.port, timeout=timeout, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(host, handler.port, timeout=timeout)
+    headers = {"User-Agent": USER_AGENT, **dict(handler.headers)}
+    try:
+        conn.request("GET", handler.path, headers=headers)
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as e:
+        return 1, f'Get "{url}": {getattr(e, "strerror", None) or e}'
+    finally:
+        conn.close()
+    if 200 <= status < 400:
+        return 0, f"HTTP probe succeeded with statuscode: {status}"
+    return 1, f"HTTP probe failed with statuscode: {status}"
+
+
+def _exec(handler, container_pid: int | None, timeout: float) -> tuple[int, str]:
+    from minipod.runtime import container as ctr
+    from minipod.runtime import enter
+    if not container_pid:
+        return 1, "container is not running"
+    out_r, out_w = os.pipe()
+    os.dup2(out_w, 1)
+    os.dup2(out_w, 2)
+    os.close(out_w)
+    try:
+        child = enter.start(enter.ExecSpec(pid=container_pid, argv=handler.command,
+                                           name="probe"))
+    except ctr.StartError as e:
+        return 1, str(e)
+    os.close(1)
+    os.close(2)
+    deadline = time.monotonic() + timeout
+    output = b""
+    while True:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        ready, _, _ = select.select([out_r], [], [], 0.01)
+        if ready:
+            output += os.read(out_r, 4096)
+        if pid:
+            code = os.waitstatus_to_exitcode(status)
+            text = output.decode(errors="replace").strip()
+            return (0 if code == 0 else 1), (text or f"command exited with {code}")
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            return 1, f"command timed out after {timeout:g}s"
