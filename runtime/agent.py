@@ -295,7 +295,12 @@ class Agent:
             self._write_etc_files(pod_dir, pod.hostname or pod.name, str(ip))
             undo.callback(shutil.rmtree, self.paths.containers / uid, True)
             undo.callback(shutil.rmtree, self.paths.pod_logs / pod.name, True)
-            # 5. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
+            # 5. shareProcessNamespace: one PID namespace, held by a pause process
+            if pod.share_process_namespace:
+                undo.callback(self._stop_pause, record)
+                pause = sandbox.start_pause(pod.name)
+                record["pause"] = {"pid": pause, "pidStart": state.proc_start_time(pause)}
+            # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
             vol_base = self.paths.containers / uid / "volumes"
             undo.callback(volumes.release, vol_base)
             try:
@@ -306,7 +311,7 @@ class Agent:
         record["phase"] = "Running"
         record["startTime"] = now_iso()
         self.idle_since = time.monotonic()
-        # 6. the containers: init containers one by one, then the others in
+        # 7. the containers: init containers one by one, then the others in
         # order; a failure here is a container status, not a failed run
         self.sync(pod.name)
         self._save(pod.name)
@@ -416,6 +421,8 @@ class Agent:
             "/etc/resolv.conf": str(pod_dir / "resolv.conf"),
         }, binds)
         ns = {n: str(pod_dir / "ns" / n) for n in sandbox.SHARED}
+        if record.get("pause"):
+            ns["pid"] = f"/proc/{record['pause']['pid']}/ns/pid"
         return ctr.ProcessSpec(
             name=f"{record['name']}/{name}", namespaces=ns, rootfs=plan, argv=argv, env=env,
             cwd=c.working_dir or image.config.get("WorkingDir") or "/",
@@ -778,6 +785,7 @@ class Agent:
                                                       or bridge.host_ifname(uid))),
             ("release IP", lambda: self.ipam.release(uid)),
             ("unpin namespaces", lambda: sandbox.destroy(pod_dir, self.paths.netns_path(name))),
+            ("stop the pause process", lambda: self._stop_pause(record)),
             ("unmount volumes", lambda: volumes.release(self.paths.containers / uid / "volumes")),
             ("remove container dirs", lambda: _rmtree(self.paths.containers / uid)),
             ("remove logs", lambda: _rmtree(self.paths.pod_logs / name)),
@@ -791,6 +799,11 @@ class Agent:
         log(f"pod {name} deleted" + (f" with errors: {errors}" if errors else ""))
         if errors:
             raise RuntimeError("; ".join(errors))
+
+    def _stop_pause(self, record: dict) -> None:
+        pause = record.get("pause")
+        if pause and state.alive(pause["pid"], pause["pidStart"]):
+            os.kill(pause["pid"], signal.SIGKILL)
 
     # ---- adoption after a restart ------------------------------------------
 

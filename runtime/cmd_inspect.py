@@ -53,6 +53,18 @@ def _ns_inode(pid: int, ns: str) -> int | None:
         return None
 
 
+def _pid_inside(pid: int) -> int | None:
+    """The pid as the container sees it: the last NSpid of /proc/PID/status."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except OSError:
+        pass
+    return None
+
+
 def _overlay(pid: int) -> dict:
     """The container's root mount, from its own mountinfo."""
     try:
@@ -103,7 +115,7 @@ def inspect(record: dict, paths) -> dict:
         entry = {"name": cs["name"], "state": cs["state"], "hostPID": pid}
         if pid:
             first_pid = first_pid or pid
-            entry["pidInside"] = 1
+            entry["pidInside"] = _pid_inside(pid)
             entry["namespaces"] = {ns: _ns_inode(pid, ns) for ns in NAMESPACES}
             entry["overlay"] = _overlay(pid)
             entry["mounts"] = _mounts(pid)

@@ -67,7 +67,7 @@ def start(spec: ProcessSpec) -> int:
     [1:SETNS] exits, its child, the container, is re-parented to the agent,
     which then reaps it and reads its exit code."""
     ns_fds = {ns: os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-              for ns, path in spec.namespaces.items() if ns in ("net", "ipc", "uts")}
+              for ns, path in spec.namespaces.items() if ns in ("net", "ipc", "uts", "pid")}
     status_r, status_w = os.pipe()  # both ends close-on-exec (PEP 446)
     try:
         setns_pid = os.fork()
@@ -161,8 +161,11 @@ def _setns_child(spec: ProcessSpec, ns_fds: dict[str, int], status_w: int) -> No
         for ns, fd in ns_fds.items():
             step = f"setns {ns} ({spec.namespaces[ns]})"
             libc.setns(fd, libc.NAMESPACE_FLAGS[ns], spec.namespaces[ns])
+        # Its own PID namespace, unless the pod shares one (shareProcessNamespace:
+        # then "pid" was joined above, and our child lands in it).
+        new = libc.CLONE_NEWNS if "pid" in ns_fds else libc.CLONE_NEWNS | libc.CLONE_NEWPID
         step = "unshare mount and pid namespaces"
-        libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWPID)
+        libc.unshare(new)
         step = "fork container init"
         pid = os.fork()
         if pid == 0:

@@ -110,3 +110,52 @@ def destroy(pod_dir: Path, netns_path: Path) -> None:
 def inode(path: str) -> int:
     """The namespace's identity: the inode of its nsfs file (`ls -i`)."""
     return os.stat(path).st_ino
+
+
+def start_pause(name: str) -> int:
+    """For shareProcessNamespace: a tiny PID 1 that holds the pod's PID
+    namespace and reaps orphans, like the kubelet's pause container.
+
+    A PID namespace whose PID 1 has died accepts no new process, so it
+    cannot be pinned by a bind mount alone: something must live in it.
+    Forked from the agent (no exec, no image): it closes every inherited
+    file and sleeps in waitpid. Returns its host pid; the agent is its
+    subreaper and kills it at teardown. By hand: `unshare --pid --fork
+    sleep infinity`, then `nsenter --pid=/proc/PID/ns/pid` per container."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(r)
+            libc.unshare(libc.CLONE_NEWPID)
+            pid = os.fork()
+            if pid == 0:
+                _pause_loop(name, w)
+            os.write(w, str(pid).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        data = os.read(r, 64)
+    finally:
+        os.close(r)
+        os.waitpid(child, 0)
+    if not data:
+        raise OSError(f"cannot start the pause process of pod {name}")
+    return int(data)
+
+
+def _pause_loop(name: str, w: int) -> None:
+    import signal
+    signal.set_wakeup_fd(-1)
+    os.closerange(3, 1 << 16)  # the agent's sockets, pipes, FIFOs are not ours
+    with open("/proc/self/comm", "w") as f:
+        f.write("minipod-pause")
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wake signal.pause()
+    while True:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        signal.pause()

@@ -74,3 +74,19 @@ def test_logs_of_a_two_container_pod_need_a_container_name(minipod, pair):
     assert proc.returncode == 1
     assert "a container name must be specified for pod pair, choose one of: [web side]" \
         in proc.stderr
+
+
+def test_share_process_namespace_shows_every_containers_processes(minipod, tmp_path):
+    text = TWO.replace("name: pair", "name: shared").replace(
+        "spec:\n", "spec:\n  shareProcessNamespace: true\n", 1)
+    minipod.run_manifest(text, tmp_path)
+    minipod.wait_for("shared", lambda p: all("running" in c["state"]
+                                             for c in p["status"]["containerStatuses"]))
+    ps = minipod("exec", "shared", "-c", "side", "--", "ps", "-o", "pid,comm").stdout
+    assert "httpd" in ps and "sleep" in ps
+    assert minipod("exec", "shared", "-c", "side", "--", "cat", "/proc/1/comm").stdout \
+        == "minipod-pause\n"
+    report = json.loads(minipod("inspect", "pod", "shared", "-o", "json").stdout)
+    web, side = report["containers"]
+    assert web["namespaces"]["pid"] == side["namespaces"]["pid"]
+    minipod("delete", "pod", "shared", "--grace-period", "0")
