@@ -7,6 +7,7 @@ and stops when the container has ended for good or the pod is deleted.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -89,6 +90,30 @@ class Stream:
         self.done = False
         self.prefix = f"[pod/{pod}/{self.name}] ".encode() if opts.prefix else b""
 
+    def _rotated(self) -> bool:
+        """The file was renamed aside (rotation): we have read it to its
+        end (the caller just saw no new data), so continue with the file
+        written after it: the next rotated one, else the current one."""
+        path = self.paths.log_path(self.pod, self.name, self.restart)
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            return False
+        ours = os.fstat(self.f.fileno()).st_ino
+        if current == ours:
+            return False
+        rest = self.f.read()
+        if rest:
+            self.pending += rest
+            return True  # print it first; the next poll switches
+        rotated = sorted(p for p in os.listdir(path.parent) if p.startswith(path.name + "."))
+        inodes = [os.stat(path.parent / p).st_ino for p in rotated]
+        # files renamed after ours; if ours is already deleted, every one left is newer
+        later = rotated[inodes.index(ours) + 1:] if ours in inodes else rotated
+        self.f.close()
+        self.f = open(path.parent / later[0] if later else path, "rb")
+        return True
+
     def emit(self, lines: list[bytes], out) -> None:
         for line in lines:
             if self.opts.since_stamp and line[:20].decode(errors="replace") < self.opts.since_stamp:
@@ -110,6 +135,8 @@ class Stream:
             self.pending += chunk
             *lines, self.pending = self.pending.split(b"\n")
             self.emit([line + b"\n" for line in lines], out)
+            return True
+        if self._rotated():
             return True
         record = _record(self.paths, self.pod)
         cs = next((c for c in record.get("initContainers", []) + record["containers"]

@@ -6,6 +6,13 @@
 TAG is F for a full line, P for a partial one (a line longer than
 MAX_LINE is cut into P pieces ended by an F). One file per container
 start: /var/log/minipod/pods/POD/CONTAINER/RESTART.log.
+
+Rotation, like the kubelet's containerLogMaxSize/containerLogMaxFiles: when
+the file passes MINIPOD_LOG_MAX_SIZE bytes (default 10 MiB) it is renamed
+to RESTART.log.TIMESTAMP and a new one is started; at most
+MINIPOD_LOG_MAX_FILES files (default 5) are kept per container. A follower
+notices the rename (the path names another inode), reads the old file to
+its end, then moves on: no line is lost.
 """
 from __future__ import annotations
 
@@ -14,6 +21,8 @@ import time
 from pathlib import Path
 
 MAX_LINE = 16 * 1024
+MAX_SIZE = int(os.environ.get("MINIPOD_LOG_MAX_SIZE", str(10 << 20)))
+MAX_FILES = max(1, int(os.environ.get("MINIPOD_LOG_MAX_FILES", "5")))
 
 
 def timestamp(ns: int | None = None) -> str:
@@ -28,8 +37,30 @@ class LogWriter:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.fd = self._open()
+        self.size = os.fstat(self.fd).st_size
         self.partial = {"stdout": b"", "stderr": b""}
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+
+    def _append(self, data: bytes) -> None:
+        os.write(self.fd, data)
+        self.size += len(data)
+        if self.size >= MAX_SIZE:
+            self.rotate()
+
+    def rotate(self) -> None:
+        """Rename the full file aside, start a new one, drop the oldest."""
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}"
+        os.rename(self.path, f"{self.path}.{stamp}")
+        os.close(self.fd)
+        self.fd = self._open()
+        self.size = 0
+        rotated = sorted(p for p in os.listdir(self.path.parent)
+                         if p.startswith(self.path.name + "."))
+        for old in rotated[:max(0, len(rotated) - (MAX_FILES - 1))]:
+            os.unlink(self.path.parent / old)
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self.partial[stream] + data
@@ -46,13 +77,13 @@ class LogWriter:
             rest = rest[MAX_LINE:]
         self.partial[stream] = rest
         if out:
-            os.write(self.fd, b"".join(out))
+            self._append(b"".join(out))
 
     def flush(self) -> None:
         """At the container's end: an unterminated last line is still a line."""
         for stream, rest in self.partial.items():
             if rest:
-                os.write(self.fd, b"%s %s F %s\n" % (timestamp().encode(), stream.encode(), rest))
+                self._append(b"%s %s F %s\n" % (timestamp().encode(), stream.encode(), rest))
                 self.partial[stream] = b""
 
     def close(self) -> None:

@@ -55,7 +55,8 @@ class Minipod:
     def __init__(self, root: Path):
         self.root = root
         self.env = dict(os.environ, MINIPOD_ROOT=str(root), MINIPOD_AGENT_IDLE="600",
-                        MINIPOD_BACKOFF_BASE="1")
+                        MINIPOD_BACKOFF_BASE="1",
+                        MINIPOD_LOG_MAX_SIZE=str(64 * 1024), MINIPOD_LOG_MAX_FILES="3")
 
     def __call__(self, *args, check: bool = True, input: str | None = None,
                  timeout: float = 60) -> subprocess.CompletedProcess:

@@ -32,3 +32,26 @@ def test_long_lines_are_split_into_partial_pieces(tmp_path):
 def test_timestamps_option_prefixes_the_time():
     line = b"2026-11-25T12:00:00.000000001Z stdout F hi\n"
     assert logs.render(line, timestamps=True) == b"2026-11-25T12:00:00.000000001Z hi\n"
+
+
+def test_rotation_keeps_at_most_max_files_and_loses_no_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "MAX_SIZE", 500)
+    monkeypatch.setattr(logs, "MAX_FILES", 3)
+    path = tmp_path / "c" / "0.log"
+    w = logs.LogWriter(path)
+    reader = open(path, "rb")
+    seen = []
+    for i in range(100):
+        w.write("stdout", b"line %d\n" % i)
+        # a follower: read to the end, and switch files after a rotation
+        seen += reader.read().splitlines()
+        import os
+        if os.stat(path).st_ino != os.fstat(reader.fileno()).st_ino:
+            seen += reader.read().splitlines()
+            reader.close()
+            reader = open(path, "rb")
+    seen += reader.read().splitlines()
+    w.close()
+    assert [logs.render(line + b"\n") for line in seen] == [b"line %d\n" % i for i in range(100)]
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert len(files) == 3 and "0.log" in files
