@@ -93,6 +93,8 @@ class Agent:
         self.delete_waiters: dict[str, list[socket.socket]] = {}
         self.specs: dict[str, manifest.Pod] = {}       # pod name -> parsed manifest
         self.checks: dict[int, tuple[int, object]] = {}  # probe/hook child pid -> (fd, done)
+        self.pulls: dict[str, dict] = {}                 # image ref -> its pull in flight
+        self.pull_pids: dict[int, str] = {}
         self.idle_since = time.monotonic()
         self.stopping = False
         self.net = bridge.NetworkConfig(
@@ -246,9 +248,12 @@ class Agent:
         the undo runs in reverse order and the first error is reported."""
         if pod.name in self.records or self.paths.pod_dir(pod.name).exists():
             raise RequestError("AlreadyExists", f'pods "{pod.name}" already exists')
-        images = {}
+        from minipod.rootfs import reference
         for c in pod.init_containers + pod.containers:
-            images[c.name] = self._image_for(c)
+            try:
+                reference.parse(c.image)
+            except ValueError as e:
+                raise RequestError("InvalidImageName", f"container {c.name}: {e}") from None
         first_wait = "PodInitializing" if pod.init_containers else "ContainerCreating"
         pod_dir = self.paths.pod_dir(pod.name)
         uid = str(uuid.uuid4())
@@ -259,11 +264,11 @@ class Agent:
             "restartPolicy": pod.restart_policy,
             "terminationGracePeriodSeconds": pod.termination_grace_period_seconds,
             "nodeName": socket.gethostname(), "netns": self.paths.netns_name(pod.name),
-            "containers": [{"name": c.name, "image": c.image, "imageID": images[c.name].digest,
+            "containers": [{"name": c.name, "image": c.image, "imageID": "",
                             "state": "waiting", "reason": first_wait,
                             "restartCount": 0} for c in pod.containers],
             "initContainers": [{"name": c.name, "image": c.image,
-                                "imageID": images[c.name].digest, "state": "waiting",
+                                "imageID": "", "state": "waiting",
                                 "reason": "PodInitializing", "restartCount": 0,
                                 "sidecar": c.restart_policy == "Always"}
                                for c in pod.init_containers],
@@ -332,24 +337,134 @@ class Agent:
                 return  # wait for this init container to finish
             if cs["state"] == "terminated" and cs.get("exitCode") == 0 and not cs.get("sidecar"):
                 continue
-            if cs["state"] == "waiting" and cs.get("reason") == "PodInitializing":
+            if cs["state"] == "waiting" and cs.get("reason") in ("PodInitializing",
+                                                                 "ContainerCreating") \
+                    and not cs.get("restartCount"):
                 self.start_container(pod_name, cs["name"])
                 if cs["state"] == "running" and cs.get("sidecar"):
                     continue
             return  # failed, backing off, or just started
         for cs in record["containers"]:
             if cs["state"] == "waiting" and cs.get("reason") in ("PodInitializing",
-                                                                 "ContainerCreating"):
+                                                                 "ContainerCreating") \
+                    and not cs.get("restartCount"):
                 self.start_container(pod_name, cs["name"])
 
-    def _image_for(self, c: manifest.Container):
+    # ---- images: the pull policy, pulls in child processes ------------------
+
+    def _image_ready(self, pod_name: str, name: str):
+        """The container's image, if the store has it and imagePullPolicy is
+        satisfied; otherwise a pull is started (or joined) and None returned.
+
+            Always        pulled once per container of the pod (a restart reuses it)
+            IfNotPresent  pulled only when the store lacks it
+            Never         never pulled: ErrImageNeverPull when missing
+        """
         from minipod.rootfs.store import ImageNotFound
+        record = self.records[pod_name]
+        cs = _find(record, name)
+        c = self.container_of(record, name)
         try:
-            return self.images.get(c.image)
-        except ImageNotFound as e:
-            raise RequestError("ErrImageNeverPull" if c.image_pull_policy == "Never"
-                               else "ImageNotFound",
-                               f"container {c.name}: {e}") from None
+            image = self.images.get(c.image)
+        except ImageNotFound:
+            image = None
+        if c.image_pull_policy == "Never" and image is None:
+            msg = f'Container image "{c.image}" is not present with pull policy of Never'
+            cs.update(state="waiting", reason="ErrImageNeverPull", message=msg)
+            self.event(pod_name, "ErrImageNeverPull", msg, warning=True)
+            return None
+        if image is not None and (c.image_pull_policy != "Always" or cs.get("pulled")):
+            if not cs.get("pulled"):
+                cs["pulled"] = True
+                self.event(pod_name, "Pulled", f'Container image "{c.image}" already present '
+                                               f"on machine")
+            return image
+        self._pull(c.image, pod_name, name)
+        return None
+
+    def _pull(self, ref: str, pod_name: str, name: str) -> None:
+        """`minipod pull -q REF` as a child process: the loop never waits on
+        the network, and several containers needing one image share it."""
+        entry = self.pulls.get(ref)
+        if entry is None:
+            r, w = os.pipe()
+            pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "minipod", "pull",
+                                                  "-q", ref], dict(os.environ), file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, w, 2)])
+            os.close(w)
+            os.set_blocking(r, False)
+            entry = self.pulls[ref] = {"pid": pid, "fd": r, "out": b"", "waiters": set(),
+                                       "start": time.monotonic()}
+            self.pull_pids[pid] = ref
+            self.sel.register(r, selectors.EVENT_READ, self._on_pull_output)
+            self.event(pod_name, "Pulling", f'Pulling image "{ref}"')
+        entry["waiters"].add((pod_name, name))
+        _find(self.records[pod_name], name).update(state="waiting", reason="ContainerCreating",
+                                                   message=None)
+
+    def _on_pull_output(self, fd: int) -> None:
+        entry = next((e for e in self.pulls.values() if e["fd"] == fd), None)
+        with contextlib.suppress(BlockingIOError):
+            data = os.read(fd, 65536)
+            if entry is not None:
+                entry["out"] = (entry["out"] + data)[-8192:]
+            if not data:
+                self.sel.unregister(fd)
+
+    def _pull_done(self, pid: int, code: int) -> None:
+        ref = self.pull_pids.pop(pid)
+        entry = self.pulls.pop(ref)
+        with contextlib.suppress(BlockingIOError, OSError):
+            entry["out"] += os.read(entry["fd"], 65536)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(entry["fd"])
+        os.close(entry["fd"])
+        lines = [line for line in entry["out"].decode(errors="replace").splitlines()
+                 if line.startswith("error:")]
+        reason = lines[-1].split(":", 2)[-1].strip() if lines else f"pull exited with {code}"
+        seconds = time.monotonic() - entry["start"]
+        for pod_name, name in entry["waiters"]:
+            record = self.records.get(pod_name)
+            if record is None or record.get("deletionTimestamp"):
+                continue
+            cs = _find(record, name)
+            if code == 0:
+                cs.update(pulled=True, pullBackoff=0)
+                self.event(pod_name, "Pulled", f'Successfully pulled image "{ref}" in '
+                                               f"{seconds:.3f}s")
+                self.sync(pod_name)
+                if cs["state"] == "waiting" and cs.get("restartCount"):
+                    self.start_container(pod_name, name)  # a restart that waited for it
+            else:
+                delay = min(BACKOFF_BASE * 2 ** cs.get("pullBackoff", 0), BACKOFF_MAX)
+                cs["pullBackoff"] = cs.get("pullBackoff", 0) + 1
+                cs.update(state="waiting", reason="ErrImagePull", message=reason)
+                self.event(pod_name, "Failed", f'Failed to pull image "{ref}": {reason}',
+                           warning=True)
+                self.call_later(min(1.0, delay), self._pull_backoff, pod_name, name,
+                                record["uid"], delay)
+                self.call_later(delay, self._retry_pull, pod_name, name, record["uid"])
+            self._save(pod_name)
+
+    def _pull_backoff(self, pod_name: str, name: str, uid: str, delay: float) -> None:
+        record = self.records.get(pod_name)
+        if record is not None and record["uid"] == uid:
+            cs = _find(record, name)
+            if cs.get("reason") == "ErrImagePull":
+                cs.update(reason="ImagePullBackOff",
+                          message=f'Back-off pulling image "{cs["image"]}" ({delay:.0f}s)')
+                self.event(pod_name, "BackOff", f'Back-off pulling image "{cs["image"]}"')
+                self._save(pod_name)
+
+    def _retry_pull(self, pod_name: str, name: str, uid: str) -> None:
+        record = self.records.get(pod_name)
+        if record is not None and record["uid"] == uid and not record.get("deletionTimestamp"):
+            cs = _find(record, name)
+            if cs["state"] == "waiting" and cs.get("reason") in ("ErrImagePull",
+                                                                 "ImagePullBackOff"):
+                self.start_container(pod_name, name)
 
     def _host_ip(self) -> str | None:
         for addr in self.ipr.get_addr(family=socket.AF_INET):
@@ -390,10 +505,9 @@ class Agent:
         pod = self.pod_spec(record)
         return next(c for c in pod.init_containers + pod.containers if c.name == name)
 
-    def _container_spec(self, record: dict, name: str) -> ctr.ProcessSpec:
+    def _container_spec(self, record: dict, name: str, image) -> ctr.ProcessSpec:
         pod = self.pod_spec(record)
         c = self.container_of(record, name)
-        image = self.images.get(c.image)
         env = process.environment(image.config, [(e.name, e.value) for e in c.env], pod.name)
         argv = process.argv(c.command, c.args, image.config, env)
         top = image.layer_dirs
@@ -435,16 +549,19 @@ class Agent:
         cs = _find(record, name)
         pod_dir = self.paths.pod_dir(pod_name)
         rc = RunningContainer(pod_name, name)
+        image = self._image_ready(pod_name, name)
+        if image is None:  # pulling, or the policy forbids it: a waiting status
+            self._save(pod_name)
+            return
+        cs["imageID"] = image.digest
         try:
-            spec = self._container_spec(record, name)
+            spec = self._container_spec(record, name, image)
             for stream in ("stdout", "stderr"):
                 fifo = pod_dir / f"{name}.{stream}"
                 if not fifo.exists():
                     os.mkfifo(fifo, 0o600)
             rc.writer = logs.LogWriter(self.paths.log_path(pod_name, name, cs["restartCount"]))
             self._open_pipes(rc)
-            self.event(pod_name, "Pulled", f'Container image "{cs["image"]}" already present '
-                                           f"on machine")
             self.event(pod_name, "Created", f"Created container {name}")
             pid = ctr.start(spec)
         except (ctr.StartError, process.ProcessError, volumes.VolumeError, OSError) as e:
@@ -519,6 +636,8 @@ class Agent:
             if rc is not None:
                 code = os.waitstatus_to_exitcode(status)
                 self._container_exited(rc, code)
+            elif pid in self.pull_pids:
+                self._pull_done(pid, os.waitstatus_to_exitcode(status))
             elif pid in self.checks:
                 fd, done = self.checks.pop(pid)
                 try:

@@ -64,11 +64,38 @@ def run(args, paths) -> int:
         except client.AgentError as e:
             raise server_error(e)
         print(f"pod/{pod.name} created")
-        for cs in answer["pod"]["containers"]:
-            if cs.get("reason") == "StartError" or (cs["state"] == "waiting"
-                                                   and cs.get("lastState", {}).get("reason") == "StartError"):
-                msg = cs.get("message") or cs.get("lastState", {}).get("message")
+        record = wait_for_images(paths, pod.name, answer["pod"])
+        for cs in record.get("initContainers", []) + record["containers"]:
+            last = cs.get("lastState") or {}
+            if cs.get("reason") == "StartError" or last.get("reason") == "StartError":
+                msg = cs.get("message") or last.get("message")
                 print(f"error: pod {pod.name}: container {cs['name']} failed to start: {msg}",
                       file=sys.stderr)
                 failed = True
+            elif cs.get("reason") in PULL_ERRORS:
+                print(f"error: pod {pod.name}: container {cs['name']}: {cs['reason']}: "
+                      f"{cs.get('message')}", file=sys.stderr)
+                failed = True
     return 1 if failed else 0
+
+
+PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull")
+
+
+def wait_for_images(paths, name: str, record: dict, timeout: float = 600) -> dict:
+    """While images are pulled the containers wait in ContainerCreating;
+    return once none does (pulled and started, or failed), like `run`
+    promises. Reads the state file: the agent is not kept busy."""
+    import time
+    from minipod.runtime import state
+    deadline = time.monotonic() + timeout
+    while any(c["state"] == "waiting" and c.get("reason") == "ContainerCreating"
+              for c in record.get("initContainers", []) + record["containers"]):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+        try:
+            record = state.read(paths.pod_dir(name))
+        except FileNotFoundError:
+            break
+    return record

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Prepare a Debian 12 machine for minipod, idempotently:
 #   1. Debian packages: Python's venv and headers (python-prctl compiles),
-#      libcap-dev, busybox-static (test and demo images), iproute2, curl
+#      libcap-dev, busybox-static (test and demo images), iproute2, curl,
+#      docker-registry and openssl (the tests' local registry, with TLS)
 #   2. a virtual environment REPO/.venv from the system's python3 (Debian's
 #      interpreter starts ~4x faster than a pyenv build; every command pays it)
 #   3. minipod installed there and linked as /usr/local/bin/minipod (a regular
@@ -9,7 +10,8 @@
 # Vagrant runs it as the box's provisioner; .ci/run and examples/demo.sh too.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
-packages="python3-venv python3-dev gcc libcap-dev busybox-static iproute2 curl util-linux"
+packages="python3-venv python3-dev gcc libcap-dev busybox-static iproute2 curl util-linux
+          docker-registry openssl"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
