@@ -125,12 +125,7 @@ def reg(tmp_path_factory, layers):
         r.cdn.stop()
 
 
-# `python -m minipod`, with the pull verbs registered even before runtime/cli.py
-# lists them in VERBS (a no-op once it does).
-MINIPOD = [sys.executable, "-c",
-           "import sys; from minipod.runtime import cli, cmd_pull\n"
-           "if cmd_pull not in cli.VERBS: cli.VERBS.append(cmd_pull)\n"
-           "sys.exit(cli.main())"]
+MINIPOD = [sys.executable, "-m", "minipod"]
 
 
 def cli(root: Path, *args: str, input: str | None = None, env: dict | None = None,
@@ -441,3 +436,45 @@ def test_a_pulled_image_runs_in_a_pod(reg, minipod, tmp_path):
     finally:
         minipod("delete", "pod", "pulled", "--now", check=False)
         minipod("image", "rm", ref, check=False)
+
+
+def test_the_agent_pulls_an_image_the_store_lacks(reg, minipod, tmp_path):
+    """imagePullPolicy IfNotPresent with an empty store: `run` waits while the
+    agent pulls, then the container runs; the events tell the story."""
+    ref = f"{reg.plain.host}/t/docker:1"
+    text = pod_manifest("autopull", "cat /data/b; sleep 100000", image=ref).replace(
+        f"image: {ref}", f"image: {ref}\n    imagePullPolicy: IfNotPresent")
+    try:
+        minipod.run_manifest(text, tmp_path)
+        pod = minipod.wait_for("autopull", lambda p: p["status"]["phase"] == "Running")
+        assert pod["status"]["containerStatuses"][0]["imageID"].startswith("sha256:")
+        events = minipod("describe", "pod", "autopull").stdout
+        assert f'Pulling image "{ref}"' in events and "Successfully pulled image" in events
+    finally:
+        minipod("delete", "pod", "autopull", "--now", check=False)
+        minipod("image", "rm", ref, check=False)
+
+
+def test_a_missing_image_is_err_image_pull_then_back_off(reg, minipod, tmp_path):
+    ref = f"{reg.plain.host}/t/does-not-exist:1"
+    proc = minipod.run_manifest(pod_manifest("nopull", "true", image=ref), tmp_path,
+                                check=False)
+    try:
+        assert proc.returncode == 1
+        assert "ErrImagePull" in proc.stderr and "not found" in proc.stderr
+        pod = minipod.wait_for("nopull", lambda p: p["status"]["containerStatuses"][0]
+                               ["state"]["waiting"].get("reason") == "ImagePullBackOff")
+        assert pod["status"]["phase"] == "Pending"
+        assert minipod("get", "pods", "nopull").stdout.split()[7] == "ImagePullBackOff"
+    finally:
+        minipod("delete", "pod", "nopull", "--now", check=False)
+
+
+def test_never_with_a_missing_image_is_err_image_never_pull(minipod, tmp_path):
+    text = pod_manifest("neverpull", "true", image="example.invalid/none:1").replace(
+        "image: example.invalid/none:1", "image: example.invalid/none:1\n    imagePullPolicy: Never")
+    proc = minipod.run_manifest(text, tmp_path, check=False)
+    try:
+        assert proc.returncode == 1 and "ErrImageNeverPull" in proc.stderr
+    finally:
+        minipod("delete", "pod", "neverpull", "--now", check=False)
