@@ -71,6 +71,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from minipod import libc
+from minipod import explain
 
 __all__ = [
     "NetworkConfig", "NetworkError", "PodLink", "attach_pod", "delete_bridge",
@@ -131,6 +132,11 @@ def ensure_bridge(ipr, cfg: NetworkConfig, gateway: str, prefixlen: int) -> None
     # 1. ip link add minipod0 address 0a:58:.. type bridge
     try:
         ipr.link("add", ifname=cfg.bridge, kind="bridge", address=mac_for_ip(gateway))
+        explain.step(f"ip link add {cfg.bridge} address {mac_for_ip(gateway)} type bridge && "
+                     f"ip addr add {gateway}/{prefixlen} dev {cfg.bridge} && "
+                     f"ip link set {cfg.bridge} up",
+                     "the first pod: create the bridge all pods plug into (a virtual switch); "
+                     "its address is the pods' gateway")
     except NetlinkError as e:
         if e.code != errno.EEXIST:
             raise _error(e, f"create bridge {cfg.bridge}") from None
@@ -195,6 +201,11 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
             raise _error(e, step) from None
         # Registered at once, so every later failure deletes the pair.
         undo.push(_undo_veth(ipr, host_ifname))
+        ns = os.path.basename(netns_path)
+        explain.step(f"ip link add {host_ifname} type veth peer name {POD_IFNAME} address {mac} "
+                     f"netns {ns}",
+                     "a veth pair is a cable: one end stays on the host, the other is the "
+                     "pod's eth0")
         try:
             # Before the link comes up: an interface that comes up with a
             # carrier gets its IPv6 link-local address (and DAD) at once.
@@ -218,12 +229,20 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
                 pod.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth0)
             except NetlinkError as e:
                 raise _error(e, step) from None
+        explain.step(f"ip -n {ns} addr add {ip}/{prefixlen} dev {POD_IFNAME} && "
+                     f"ip -n {ns} link set {POD_IFNAME} up && ip -n {ns} link set lo up && "
+                     f"ip -n {ns} route add default via {gateway}",
+                     "inside the pod's network namespace: its own IP, loopback, and the "
+                     "bridge as its router")
 
         # 3. ip link set HOST up
         try:
             ipr.link("set", ifname=host_ifname, state="up")
         except NetlinkError as e:
             raise _error(e, f"step 3/3: bring {host_ifname} up") from None
+        explain.step(f"ip link set {host_ifname} master {cfg.bridge} up",
+                     "plug the host end into the bridge: the host and other pods now reach "
+                     f"{ip}")
         undo.pop_all()            # success: keep the veth
     return PodLink(host_ifname=host_ifname, pod_ifname=POD_IFNAME, ip=ip,
                    prefixlen=prefixlen, gateway=gateway, mac=mac)
@@ -235,6 +254,8 @@ def detach_pod(ipr, host_ifname: str) -> None:
     The pod's end also disappears by itself when the pod's netns dies."""
     try:
         ipr.link("del", ifname=host_ifname)
+        explain.step(f"ip link del {host_ifname}",
+                     "unplug the pod: deleting one end of a veth pair deletes both")
     except NetlinkError as e:
         if e.code != errno.ENODEV:
             raise _error(e, f"delete veth {host_ifname}") from None

@@ -37,6 +37,7 @@ import traceback
 import uuid
 from pathlib import Path
 
+from minipod import explain
 from minipod.netns import bridge
 from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
@@ -94,6 +95,7 @@ class Agent:
         self.specs: dict[str, manifest.Pod] = {}       # pod name -> parsed manifest
         self.checks: dict[int, tuple[int, object]] = {}  # probe/hook child pid -> (fd, done)
         self.pulls: dict[str, dict] = {}                 # image ref -> its pull in flight
+        self.explain_delete: dict[str, list] = {}        # pod -> --explain steps so far
         self.pull_pids: dict[int, str] = {}
         self.idle_since = time.monotonic()
         self.stopping = False
@@ -228,15 +230,27 @@ class Agent:
 
     def op_run(self, request, conn) -> dict:
         pod = manifest.load_object(request["object"], request.get("source", "<request>"))
-        record = self.create_pod(pod)
-        return {"ok": True, "pod": record}
+        if request.get("explain"):
+            explain.start()
+        try:
+            record = self.create_pod(pod)
+        finally:
+            steps = explain.stop()
+        return {"ok": True, "pod": record, "explain": steps}
 
     def op_delete(self, request, conn):
         name = request["name"]
         if name not in self.records:
             raise RequestError("NotFound", f'pods "{name}" not found')
         self.delete_waiters.setdefault(name, []).append(conn)
-        self.delete_pod(name, request.get("grace"))
+        if request.get("explain"):
+            self.explain_delete[name] = []
+            explain.start()
+        try:
+            self.delete_pod(name, request.get("grace"))
+        finally:
+            if name in self.explain_delete:
+                self.explain_delete[name] += explain.stop()
         return None
 
     # ---- pod creation ------------------------------------------------------
@@ -288,6 +302,9 @@ class Agent:
             # 2. an IP from the pod network
             undo.callback(self.ipam.release, uid)
             ip = self.ipam.allocate(uid)
+            explain.step(f"echo {uid} > {self.paths.ipam}/{ip}",
+                         f"lease an IP from {self.net.subnet}: one file per IP, taken under "
+                         f"a lock, so two pods never get the same one")
             # 3. the bridge, and a veth pair into the pod
             bridge.ensure_bridge(self.ipr, self.net, str(self.ipam.gateway), self.ipam.prefixlen)
             ifname = bridge.host_ifname(uid)
@@ -861,6 +878,9 @@ class Agent:
                     continue
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(rc.pid, signal.SIGKILL if grace == 0 else signal.SIGTERM)
+                explain.step(f"kill -{'KILL' if grace == 0 else 'TERM'} {rc.pid}",
+                             f"container {rc.name}: ask its PID 1 to stop"
+                             + (f"; SIGKILL after {grace}s if it does not" if grace else ""))
             self.call_later(grace, self._kill_all, name, record["uid"])
         self._maybe_finish_delete(name)
 
@@ -881,6 +901,9 @@ class Agent:
             return
         record = self.records.pop(name)
         self.specs.pop(name, None)
+        steps = self.explain_delete.pop(name, None)
+        if steps is not None:
+            explain.start()
         try:
             self.teardown(record)
             answer = {"ok": True, "name": name}
@@ -888,6 +911,8 @@ class Agent:
             log(f"teardown of pod {name} failed:\n" + traceback.format_exc())
             answer = {"ok": False, "code": "InternalError",
                       "error": f"pod {name} deleted with errors: {e}"}
+        if steps is not None:
+            answer["explain"] = steps + explain.stop()
         for conn in self.delete_waiters.pop(name, []):
             self._answer(conn, answer)
         if not self.records:
@@ -902,7 +927,8 @@ class Agent:
         steps = [
             ("remove veth", lambda: bridge.detach_pod(self.ipr, record.get("hostIfname")
                                                       or bridge.host_ifname(uid))),
-            ("release IP", lambda: self.ipam.release(uid)),
+            ("release IP", lambda: (self.ipam.release(uid), explain.step(
+                f"rm {self.paths.ipam}/{record.get('podIP')}", "return the pod's IP"))),
             ("unpin namespaces", lambda: sandbox.destroy(pod_dir, self.paths.netns_path(name))),
             ("stop the pause process", lambda: self._stop_pause(record)),
             ("unmount volumes", lambda: volumes.release(self.paths.containers / uid / "volumes")),
@@ -915,6 +941,8 @@ class Agent:
                 step()
             except Exception as e:
                 errors.append(f"{what}: {e}")
+        explain.step(f"rm -rf {self.paths.containers / uid} {self.paths.pod_logs / name} {pod_dir}",
+                     "the containers' upper dirs, the logs, the pod's state: nothing stays")
         log(f"pod {name} deleted" + (f" with errors: {errors}" if errors else ""))
         if errors:
             raise RuntimeError("; ".join(errors))

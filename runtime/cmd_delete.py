@@ -21,6 +21,8 @@ def register(sub) -> None:
                    help="override terminationGracePeriodSeconds (0: SIGKILL at once)")
     p.add_argument("--now", action="store_true", help="same as --grace-period=1")
     p.add_argument("--ignore-not-found", action="store_true")
+    p.add_argument("--explain", action="store_true",
+                   help="print each kernel step as the shell command that does the same")
     p.set_defaults(func=run)
 
 
@@ -46,8 +48,12 @@ def run(args, paths) -> int:
                 status = 1
             continue
         try:
-            client.request(paths, {"op": "delete", "name": name, "grace": grace})
+            answer = client.request(paths, {"op": "delete", "name": name, "grace": grace,
+                                            "explain": args.explain})
         except client.AgentError as e:
             raise server_error(e)
+        if args.explain:
+            from minipod import explain
+            print(explain.render(answer.get("explain", [])) + "\n")
         print(f'pod "{name}" deleted')
     return status

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import select
+import shlex
 import signal
 import sys
 
@@ -23,6 +24,8 @@ def register(sub) -> None:
     p.add_argument("-c", "--container")
     p.add_argument("-i", "--stdin", action="store_true", help="pass stdin to the command")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("--explain", action="store_true",
+                   help="print the equivalent nsenter command first")
     p.add_argument("argv", nargs="+", metavar="-- CMD")
     p.set_defaults(func=run)
 
@@ -43,6 +46,11 @@ def run(args, paths) -> int:
     argv = args.argv[1:] if args.argv[0] == "--" else args.argv
     if not argv:
         raise CommandError("say what to run: minipod exec POD -- CMD", 2)
+    if args.explain:
+        flags = "--mount --uts --ipc --net --pid"
+        print(f"# join every namespace of the container's PID 1 (host pid {cs['pid']}); "
+              f"joining its mount namespace also makes its root ours\n"
+              f"$ nsenter --target {cs['pid']} {flags} -- {shlex.join(argv)}", file=sys.stderr)
     ours = theirs = None
     if args.tty:
         import socket

@@ -17,12 +17,14 @@ def register(sub) -> None:
                                    "containers run. A pod that already exists with the "
                                    "same manifest is left unchanged.")
     p.add_argument("file", metavar="FILE")
+    p.add_argument("--explain", action="store_true",
+                   help="print each kernel step as the shell command that does the same")
     p.set_defaults(func=run, create=False)
     c = sub.add_parser("create", help="create the pods of a manifest (fails if one exists)",
                        description="Like `kubectl create -f FILE`: AlreadyExists if a pod "
                                    "of that name exists.")
     c.add_argument("-f", "--filename", dest="file", metavar="FILE", required=True)
-    c.set_defaults(func=run, create=True)
+    c.set_defaults(func=run, create=True, explain=False)
 
 
 def load(path: str):
@@ -60,9 +62,12 @@ def run(args, paths) -> int:
                                    f"minipod delete pod {pod.name}")
         try:
             answer = client.request(paths, {"op": "run", "object": pod.raw,
-                                            "source": pod.source})
+                                            "source": pod.source, "explain": args.explain})
         except client.AgentError as e:
             raise server_error(e)
+        if args.explain:
+            from minipod import explain
+            print(explain.render(answer.get("explain", [])) + "\n")
         print(f"pod/{pod.name} created")
         record = wait_for_images(paths, pod.name, answer["pod"])
         for cs in record.get("initContainers", []) + record["containers"]:

@@ -23,9 +23,10 @@ import enum
 import json
 import os
 import select
+import shlex
 from dataclasses import dataclass, field
 
-from minipod import libc
+from minipod import explain, libc
 from minipod.rootfs import mounts
 
 START_TIMEOUT = 10.0  # seconds for the children to reach exec
@@ -68,6 +69,8 @@ def start(spec: ProcessSpec) -> int:
     which then reaps it and reads its exit code."""
     ns_fds = {ns: os.open(path, os.O_RDONLY | os.O_CLOEXEC)
               for ns, path in spec.namespaces.items() if ns in ("net", "ipc", "uts", "pid")}
+    if explain.active():
+        describe(spec)
     status_r, status_w = os.pipe()  # both ends close-on-exec (PEP 446)
     try:
         setns_pid = os.fork()
@@ -131,6 +134,30 @@ class Channel:
 
 def _send(fd: int, kind: Message, **fields) -> None:
     os.write(fd, (json.dumps({"type": kind.value, **fields}) + "\n").encode())
+
+
+def describe(spec: ProcessSpec) -> None:
+    """The steps the two children take, from the same spec they act on."""
+    joins = " ".join(f"--{ns}={path}" for ns, path in spec.namespaces.items())
+    new_pid = "" if "pid" in spec.namespaces else " --pid --fork"
+    explain.step(f"nsenter {joins} unshare --mount{new_pid} sh   # then, in that shell:",
+                 f"container {spec.name}: join the pod's namespaces, and make its own mount "
+                 f"and PID namespaces (it will be PID 1)")
+    explain.step("mount --make-rprivate /",
+                 "mounts made from now on stay in this container")
+    for m in spec.rootfs.mounts:
+        explain.step(m.shell(spec.rootfs.merged),
+                     "the root: image layers (read-only) under a private upper dir"
+                     if m.fstype == "overlay" else f"{m.target}: what every container expects")
+        if m.target == "/dev":
+            devs = " && ".join(f"mknod -m {d.mode:o} {spec.rootfs.merged}{d.path} c {d.major} "
+                               f"{d.minor}" for d in spec.rootfs.devices)
+            explain.step(devs, "the only devices a container gets")
+    explain.step(f"cd {spec.rootfs.merged} && pivot_root . . && umount -l .",
+                 "make the overlay the root; the host's file system is gone from view")
+    explain.step(f"cd {spec.cwd} && exec {shlex.join(spec.argv)}",
+                 "become the container's process (PID 1), with its stdout/stderr on the "
+                 "agent's log pipes")
 
 
 def report_and_exit(fd: int, step: str, e: BaseException) -> None:

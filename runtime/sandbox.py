@@ -22,7 +22,7 @@ import os
 import socket
 from pathlib import Path
 
-from minipod import libc
+from minipod import explain, libc
 
 SHARED = ("net", "ipc", "uts")
 
@@ -59,11 +59,15 @@ def create(pod_dir: Path, netns_path: Path, hostname: str) -> dict[str, str]:
         answer = os.read(ready_r, 4096).decode()
         if answer != "ok":
             raise OSError(f"cannot create namespaces of pod {hostname}: {answer or 'child died'}")
+        explain.step(f"unshare --net --ipc --uts sh -c 'hostname {hostname}; sleep infinity' &",
+                     "a process in three new namespaces: the pod's network, IPC and hostname")
         for ns in SHARED:
             paths[ns] = str(ns_dir / ns)
             pin(f"/proc/{pid}/ns/{ns}", paths[ns])
         netns_path.parent.mkdir(parents=True, exist_ok=True)
         pin(f"/proc/{pid}/ns/net", str(netns_path))
+        explain.step("kill %1",
+                     "the process may go: the bind mounts keep its namespaces alive")
         paths["netns"] = str(netns_path)
     finally:
         os.close(ready_r)
@@ -81,12 +85,17 @@ def pin(ns_file: str, target: str) -> None:
     except OSError as e:
         os.unlink(target)
         raise OSError(e.errno, f"cannot pin namespace {ns_file}: {e.strerror}", target)
+    explain.step(f"touch {target} && mount --bind {ns_file.replace(ns_file.split('/')[2], '$!')} "
+                 f"{target}",
+                 "pin the namespace: a bind mount of its /proc file holds it open")
 
 
 def unpin(target: str) -> None:
     """Unmount and remove a pinned namespace file; a missing one is fine."""
     try:
         libc.umount(target, libc.MNT_DETACH)
+        explain.step(f"umount -l {target} && rm {target}",
+                     "unpin: the kernel frees the namespace once nothing holds it")
     except OSError as e:
         if e.errno not in (22, 2):  # EINVAL: not a mount; ENOENT: gone
             raise

@@ -18,7 +18,7 @@ import os
 import stat
 from pathlib import Path
 
-from minipod import libc
+from minipod import explain, libc
 
 
 class VolumeError(ValueError):
@@ -43,10 +43,14 @@ def prepare(volumes, base: Path) -> dict[str, str]:
             d = base / v.name
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o777)  # like the kubelet: any user of any container may write
+            explain.step(f"mkdir -m 777 -p {d}", f'emptyDir "{v.name}": a directory the '
+                                                 "pod's containers will share")
             if v.medium == "Memory":
                 size = f",size={v.size_limit}" if v.size_limit else ""
                 libc.mount("tmpfs", str(d), "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
                            f"mode=1777{size}")
+                explain.step(f"mount -t tmpfs -o nosuid,nodev,mode=1777{size} tmpfs {d}",
+                             "medium: Memory: the volume lives in RAM, capped at sizeLimit")
             paths[v.name] = str(d)
         else:
             paths[v.name] = _host_path(v)

@@ -38,15 +38,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def _netns_inodes() -> set[int]:
-    out = set()
+def _processes_of(root: Path) -> list[int]:
+    """Processes of this suite: the agent (MINIPOD_ROOT in its environment)
+    and containers (their mount table names an overlay under the root).
+    Other users of the machine are not counted."""
+    found = []
+    marker = f"MINIPOD_ROOT={root}".encode()
     for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                out.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
-            except OSError:
-                pass
-    return out
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    found.append(int(pid))
+                    continue
+            with open(f"/proc/{pid}/mountinfo") as f:
+                if str(root) in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
 
 
 class Minipod:
@@ -97,7 +108,6 @@ class Minipod:
 def minipod():
     if not is_root():
         pytest.skip("needs root")
-    before = _netns_inodes()
     root = Path(tempfile.mkdtemp(prefix="minipod-it-"))
     mp = Minipod(root)
     from imagebuild import build_busybox_rootfs
@@ -113,7 +123,7 @@ def minipod():
     if pid:
         mp("agent", "stop", check=False)
         _wait_gone(pid)
-    leaks = find_leaks(root, before)
+    leaks = find_leaks(root)
     shutil.rmtree(root, ignore_errors=True)
     assert not names, f"tests left pods behind: {names}"
     assert not leaks, "leaked: " + "; ".join(leaks)
@@ -128,7 +138,7 @@ def _wait_gone(pid: int, timeout: float = 10) -> None:
     os.kill(pid, signal.SIGKILL)  # the agent this session started, by its pid
 
 
-def find_leaks(root: Path, netns_before: set[int]) -> list[str]:
+def find_leaks(root: Path) -> list[str]:
     leaks = []
     mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
               if str(root) in line]
@@ -146,9 +156,9 @@ def find_leaks(root: Path, netns_before: set[int]) -> list[str]:
     extra = [name for name in links if name not in ("lo", "minipod0")]
     if extra:
         leaks.append(f"links {extra}")
-    stray = _netns_inodes() - netns_before - {os.stat("/proc/self/ns/net").st_ino}
+    stray = _processes_of(root)
     if stray:
-        leaks.append(f"processes in {len(stray)} network namespaces made during the suite")
+        leaks.append(f"processes still using {root}: {stray}")
     for sub in ("run/pods", "lib/containers", "log/pods", "run/ipam"):
         d = root / sub
         left = [p.name for p in d.iterdir() if not p.name.startswith(".")
