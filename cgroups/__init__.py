@@ -1,1 +1,20 @@
-"""minipod.cgroups"""
+"""minipod.cgroups: a cgroup per pod and per container, on cgroup v2 or v1.
+
+    from minipod import cgroups
+    driver = cgroups.detect()                  # V2Driver or V1Driver for this host
+    pod_cg = driver.create_pod(uid, cgroups.pod_limits([limits]))
+    cg = driver.create_container(pod_cg, "web", limits)
+    procs = driver.join_paths(cg)              # in the agent
+    cgroups.join(procs)                        # in the container's init, before exec
+    driver.stats(cg), driver.oom_killed(cg)
+    driver.remove(pod_cg)                      # once every process has exited
+
+This package imports nothing from the rest of minipod (plain values in,
+plain values out), and the drivers only read and write files.
+"""
+from minipod.cgroups.driver import (CgroupBusy, Driver, Limits, Stats, cpu_quota_us,
+                                    cpu_shares, cpu_weight, default_pids_limit, detect,
+                                    join, pod_limits)
+
+__all__ = ["CgroupBusy", "Driver", "Limits", "Stats", "cpu_quota_us", "cpu_shares",
+           "cpu_weight", "default_pids_limit", "detect", "join", "pod_limits"]

@@ -37,14 +37,14 @@ import traceback
 import uuid
 from pathlib import Path
 
-from minipod import explain
+from minipod import cgroups, explain
 from minipod.netns import bridge
 from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
-from minipod.runtime import (logs, manifest, podstatus, probes, process, sandbox, state,
-                             volumes)
+from minipod.runtime import (logs, manifest, podstatus, probes, process, qos, sandbox,
+                             security, state, volumes)
 from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -104,6 +104,7 @@ class Agent:
             subnet=os.environ.get("MINIPOD_SUBNET", "10.89.0.0/16"))
         self.ipam = IPAM(paths.ipam, self.net.subnet)
         self.images = ImageStore(paths.images)
+        self.cgroups = cgroups.detect(parent=paths.cgroup_parent)
         self._ipr = None
 
     # ---- setup -------------------------------------------------------------
@@ -163,6 +164,9 @@ class Agent:
             with contextlib.suppress(Exception):
                 bridge.delete_bridge(self.ipr, self.net)
                 log(f"no pods left; removed bridge {self.net.bridge}")
+        if not self.records:
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(self.cgroups.parent)
         return 0
 
     def _on_signal(self, signum, frame) -> None:
@@ -317,7 +321,15 @@ class Agent:
             self._write_etc_files(pod_dir, pod.hostname or pod.name, str(ip))
             undo.callback(shutil.rmtree, self.paths.containers / uid, True)
             undo.callback(shutil.rmtree, self.paths.pod_logs / pod.name, True)
-            # 5. shareProcessNamespace: one PID namespace, held by a pause process
+            # 5. a cgroup for the pod (limits: the sum of its containers')
+            undo.callback(self.cgroups.remove, self.cgroups.pod_cgroup(uid))
+            running = pod.containers + [c for c in pod.init_containers
+                                        if c.restart_policy == "Always"]
+            record["cgroup"] = self.cgroups.create_pod(
+                uid, cgroups.pod_limits([_limits(c) for c in running]))
+            record["qosClass"] = qos.pod_qos([qos.resources_of(c.resources)
+                                              for c in pod.init_containers + pod.containers])
+            # shareProcessNamespace: one PID namespace, held by a pause process
             if pod.share_process_namespace:
                 undo.callback(self._stop_pause, record)
                 pause = sandbox.start_pause(pod.name)
@@ -535,11 +547,11 @@ class Agent:
         shutil.rmtree(work, ignore_errors=True)
         for d in (upper, work, merged):
             d.mkdir(parents=True, exist_ok=True)
-        passwd = group = ""
-        if image.config.get("User"):
-            passwd = _read_in_layers(top, "etc/passwd")
-            group = _read_in_layers(top, "etc/group")
-        uid, gid = process.user(image.config.get("User"), passwd, group)
+        passwd = _read_in_layers(top, "etc/passwd")
+        group = _read_in_layers(top, "etc/group")
+        where = f'pod: "{pod.name}_{pod.namespace}({record["uid"]})", container: {name}'
+        sec = security.prepare(security.plan_security(
+            c.security_context, image.config.get("User"), passwd, group, where))
         pod_dir = self.paths.pod_dir(record["name"])
         binds = []
         for vm in c.volume_mounts:
@@ -558,7 +570,7 @@ class Agent:
             name=f"{record['name']}/{name}", namespaces=ns, rootfs=plan, argv=argv, env=env,
             cwd=c.working_dir or image.config.get("WorkingDir") or "/",
             stdout=str(pod_dir / f"{name}.stdout"), stderr=str(pod_dir / f"{name}.stderr"),
-            uid=uid, gid=gid)
+            uid=sec.uid, gid=sec.gid, groups=sec.groups, security=sec)
 
     def start_container(self, pod_name: str, name: str) -> None:
         """Start (or restart) one container; a failure becomes its status."""
@@ -572,7 +584,19 @@ class Agent:
             return
         cs["imageID"] = image.digest
         try:
-            spec = self._container_spec(record, name, image)
+            try:
+                spec = self._container_spec(record, name, image)
+            except security.SecurityError as e:
+                # the kubelet's status for a container it refuses to create
+                cs.update(state="waiting", reason="CreateContainerConfigError", message=str(e))
+                self.event(pod_name, "Failed", f"Error: {e}", warning=True)
+                self._save(pod_name)
+                return
+            c = self.container_of(record, name)
+            cg = self.cgroups.create_container(record["cgroup"], name, _limits(c),
+                                               c.security_context.privileged)
+            cs["cgroup"] = cg
+            spec.cgroup_procs = self.cgroups.join_paths(cg)
             for stream in ("stdout", "stderr"):
                 fifo = pod_dir / f"{name}.{stream}"
                 if not fifo.exists():
@@ -682,7 +706,15 @@ class Agent:
             return
         cs = _find(record, rc.name)
         cs.update(state="terminated", finishedAt=now_iso(), pid=None)
-        if code is None:
+        oom = False
+        if cs.get("cgroup"):
+            with contextlib.suppress(OSError):
+                oom = self.cgroups.oom_killed(cs["cgroup"]) > 0
+        if oom:
+            cs.update(exitCode=137 if code is None else (128 - code if code < 0 else code),
+                      signal=9, reason="OOMKilled",
+                      message="the container went over its memory limit")
+        elif code is None:
             cs.update(exitCode=None, reason="Unknown",
                       message="the container ended while it was not the agent's child; "
                               "its exit code cannot be known")
@@ -931,6 +963,8 @@ class Agent:
                 f"rm {self.paths.ipam}/{record.get('podIP')}", "return the pod's IP"))),
             ("unpin namespaces", lambda: sandbox.destroy(pod_dir, self.paths.netns_path(name))),
             ("stop the pause process", lambda: self._stop_pause(record)),
+            ("remove cgroups", lambda: record.get("cgroup") and
+             self.cgroups.remove(record["cgroup"])),
             ("unmount volumes", lambda: volumes.release(self.paths.containers / uid / "volumes")),
             ("remove container dirs", lambda: _rmtree(self.paths.containers / uid)),
             ("remove logs", lambda: _rmtree(self.paths.pod_logs / name)),
@@ -959,6 +993,10 @@ class Agent:
         records, errors = state.read_all(self.paths.pods)
         for e in errors:
             log(e)
+        with contextlib.suppress(OSError):
+            removed, problems = self.cgroups.gc({r["uid"] for r in records})
+            for p in problems:
+                log(f"cgroup gc: {p}")
         for record in records:
             name = record["name"]
             self.records[name] = record
@@ -1023,6 +1061,12 @@ class Agent:
         record = self.records.get(name)
         if record is not None and self.paths.pod_dir(name).exists():
             state.write(self.paths.pod_dir(name), record)
+
+
+def _limits(c: manifest.Container) -> cgroups.Limits:
+    return cgroups.Limits(cpu_limit_milli=c.resources.cpu_limit_milli,
+                          cpu_request_milli=c.resources.cpu_request_milli,
+                          memory_limit=c.resources.memory_limit)
 
 
 def _find(record: dict, name: str) -> dict:

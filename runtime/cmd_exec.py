@@ -57,6 +57,7 @@ def run(args, paths) -> int:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     spec = enter.ExecSpec(pid=cs["pid"], argv=argv, console=theirs, stdin=args.stdin,
                           name=f"{name}/{cs['name']}")
+    confine(spec, record, cs, paths)
     try:
         child = enter.start(spec)
     except ctr.StartError as e:
@@ -70,6 +71,35 @@ def run(args, paths) -> int:
         _relay_tty(master, child, args.stdin)
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def confine(spec, record: dict, cs: dict, paths) -> None:
+    """The command gets what the container's own process has: its cgroup,
+    its user, capabilities, no_new_privs and seccomp filter (the mounts,
+    masked paths and read-only root are already in its mount namespace)."""
+    import dataclasses
+    from minipod import cgroups
+    from minipod.runtime import manifest, security
+    if cs.get("cgroup"):
+        spec.cgroup_procs = cgroups.detect(parent=paths.cgroup_parent).join_paths(cs["cgroup"])
+    pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
+    c = next(c for c in pod.init_containers + pod.containers if c.name == cs["name"])
+    uid, gid = _ids(cs["pid"])
+    plan = security.plan_security(c.security_context, f"{uid}:{gid}")
+    spec.security = security.prepare(dataclasses.replace(
+        plan, masked_paths=[], readonly_paths=[], readonly_root=False))
+
+
+def _ids(pid: int) -> tuple[int, int]:
+    """The uid and gid the container's process runs as."""
+    uid = gid = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                uid = int(line.split()[1])
+            elif line.startswith("Gid:"):
+                gid = int(line.split()[1])
+    return uid, gid
 
 
 def _pick(record: dict, wanted: str | None) -> dict:

@@ -26,8 +26,10 @@ import select
 import shlex
 from dataclasses import dataclass, field
 
-from minipod import explain, libc
+from minipod import cgroups, explain, libc
 from minipod.rootfs import mounts
+from minipod.runtime import security  # imported before the fork: after
+# pivot_root the host's Python library is out of sight
 
 START_TIMEOUT = 10.0  # seconds for the children to reach exec
 
@@ -59,6 +61,8 @@ class ProcessSpec:
     uid: int = 0
     gid: int = 0
     groups: list[int] = field(default_factory=list)
+    cgroup_procs: list[str] = field(default_factory=list)  # cgroup.procs files to join
+    security: object = None        # runtime.security.SecurityPlan, prepared
 
 
 def start(spec: ProcessSpec) -> int:
@@ -208,6 +212,8 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
     step = "mount root file system"
     try:
         set_name("minipod:[2:INIT]")
+        step = "join cgroup"  # while /sys/fs/cgroup is still in sight
+        cgroups.join(spec.cgroup_procs)
         # Open the log FIFOs while the host's paths are still visible.
         # O_RDWR: the container itself then counts as a reader, so a write
         # never fails with EPIPE while the agent is away (it blocks when the
@@ -221,13 +227,17 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
         for fd, target in ((stdin, 0), (out, 1), (err, 2)):
             os.dup2(fd, target)
             os.close(fd)
-        step = f"set user {spec.uid}:{spec.gid}"
-        if spec.uid or spec.gid or spec.groups:
+        step = f"create working directory {spec.cwd}"
+        os.makedirs(spec.cwd, exist_ok=True)  # as root, before a read-only root
+        if spec.security is not None:
+            step = "apply security settings"
+            security.apply(spec.security)
+        elif spec.uid or spec.gid or spec.groups:
+            step = f"set user {spec.uid}:{spec.gid}"
             os.setgroups(spec.groups)
             os.setgid(spec.gid)
             os.setuid(spec.uid)
         step = f"chdir to working directory {spec.cwd}"
-        os.makedirs(spec.cwd, exist_ok=True)
         os.chdir(spec.cwd)
         step = f'exec "{spec.argv[0]}"'
         if "/" not in spec.argv[0] and not on_path(spec.argv[0], spec.env.get("PATH", "")):

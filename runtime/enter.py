@@ -28,8 +28,9 @@ import struct
 import termios  # imported here: after joining the mount namespace, the
 from dataclasses import dataclass  # host's Python library is out of sight
 
-from minipod import libc
+from minipod import cgroups, libc
 from minipod.runtime import container as ctr
+from minipod.runtime import security
 
 # Order matters a little: mnt last, so the /proc paths we opened stay valid.
 JOIN_ORDER = ("ipc", "uts", "net", "pid", "mnt")
@@ -45,6 +46,8 @@ class ExecSpec:
     argv: list[str]
     console: socket.socket | None = None  # -t: the pty master comes back here
     cwd: str = "/"
+    cgroup_procs: list[str] | None = None  # the container's cgroup.procs files
+    security: object = None                # a prepared SecurityPlan, no mounts
     stdin: bool = False         # -i: keep stdin; otherwise /dev/null
     name: str = "exec"
 
@@ -99,6 +102,8 @@ def _join_child(spec: ExecSpec, fds: dict[str, int], env: dict[str, str],
     step = "join"
     try:
         ctr.set_name("minipod:[1:JOIN]")
+        step = "join the container's cgroup"
+        cgroups.join(spec.cgroup_procs or [])
         for ns in JOIN_ORDER:
             step = f"setns {ns} of pid {spec.pid}"
             libc.setns(fds[ns], libc.NAMESPACE_FLAGS[ns], f"/proc/{spec.pid}/ns/{ns}")
@@ -130,6 +135,9 @@ def _exec_child(spec: ExecSpec, env: dict[str, str], status_w: int) -> None:
             devnull = os.open("/dev/null", os.O_RDONLY)
             os.dup2(devnull, 0)
         os.chdir(spec.cwd if os.path.isdir(spec.cwd) else "/")
+        if spec.security is not None:
+            step = "drop to the container's user, capabilities and seccomp filter"
+            security.apply(spec.security)
         step = f'exec "{spec.argv[0]}"'
         if "/" not in spec.argv[0] and not ctr.on_path(spec.argv[0], env.get("PATH", "")):
             raise OSError(2, "executable file not found in $PATH", spec.argv[0])

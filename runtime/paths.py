@@ -24,12 +24,15 @@ class Paths:
             self.run, self.lib, self.log = base / "run", base / "lib", base / "log"
             # Pods of a test root get their own prefix in /run/netns.
             import hashlib
-            self.netns_prefix = "minipod-" + hashlib.sha256(root.encode()).hexdigest()[:6] + "-"
+            tag = hashlib.sha256(root.encode()).hexdigest()[:6]
+            self.netns_prefix = f"minipod-{tag}-"
+            self.cgroup_parent = f"minipod-{tag}"
         else:
             self.run = Path("/run/minipod")
             self.lib = Path("/var/lib/minipod")
             self.log = Path("/var/log/minipod")
             self.netns_prefix = "minipod-"
+            self.cgroup_parent = "minipod"
         self.socket = self.run / "agent.sock"
         self.agent_lock = self.run / "agent.lock"
         self.agent_log = self.log / "agent.log"

@@ -208,7 +208,7 @@ def pod_object(record: dict) -> dict:
         "podIP": record.get("podIP"),
         "podIPs": [{"ip": record["podIP"]}] if record.get("podIP") else [],
         "startTime": record.get("startTime"),
-        "qosClass": "BestEffort",
+        "qosClass": record.get("qosClass", "BestEffort"),
         "containerStatuses": [container_status(c) for c in record.get("containers", [])],
     }
     if record.get("initContainers"):

@@ -11,7 +11,7 @@
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 packages="python3-venv python3-dev gcc libcap-dev busybox-static iproute2 curl util-linux
-          docker-registry openssl"
+          docker-registry openssl libseccomp2"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -159,6 +159,11 @@ def find_leaks(root: Path) -> list[str]:
     stray = _processes_of(root)
     if stray:
         leaks.append(f"processes still using {root}: {stray}")
+    import glob
+    parent = Paths(str(root)).cgroup_parent
+    cgs = glob.glob(f"/sys/fs/cgroup/*/{parent}/pod*") + glob.glob(f"/sys/fs/cgroup/{parent}/pod*")
+    if cgs:
+        leaks.append(f"cgroups {cgs}")
     for sub in ("run/pods", "lib/containers", "log/pods", "run/ipam"):
         d = root / sub
         left = [p.name for p in d.iterdir() if not p.name.startswith(".")
