@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("kind", metavar="pod|pod/NAME")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument("--check", action="store_true",
+                   help="prove, inside the real pod, each claim of the notes (shared network, "
+                        "IPC and hostname; private files; own PID 1; a flat network)")
     p.set_defaults(func=run)
 
 
@@ -39,6 +42,8 @@ def run(args, paths) -> int:
     except FileNotFoundError:
         raise CommandError(f'Error from server (NotFound): pods "{names[0]}" not found')
     report = inspect(record, paths)
+    if args.check:
+        return run_checks(record, report, paths)
     if args.output == "json":
         print(json.dumps(report, indent=2))
     else:
@@ -144,6 +149,49 @@ def inspect(record: dict, paths) -> dict:
         "hostNamespaces": {ns: _ns_inode(host, ns) for ns in NAMESPACES},
         "containers": containers,
     }
+
+
+def run_checks(record: dict, report: dict, paths) -> int:
+    """✓/✗ per claim, with the kernel's evidence; exit 1 if any fails."""
+    from minipod.runtime import checks, manifest
+    report["live"] = [c for c in report["containers"] if c.get("namespaces")]
+    if not report["live"]:
+        raise CommandError(f"pod {record['name']} has no running container to check")
+    pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
+    mounts: dict[str, list[tuple[str, str]]] = {}
+    for c in pod.init_containers + pod.containers:
+        for vm in c.volume_mounts:
+            if not vm.sub_path:
+                mounts.setdefault(vm.name, []).append((c.name, vm.mount_path))
+    others, _ = state.read_all(paths.pods)
+    other = next((inspect(o, paths) for o in others
+                  if o["name"] != record["name"] and o.get("podIP")), None)
+    report["gateway"] = _gateway(report)
+    results = [
+        ("all containers share one IP and one port space", checks.check_port_space, (report,)),
+        ("IPC and hostname (UTS) are shared", checks.check_ipc_uts, (report,)),
+        ("files are not shared, except on volumes", checks.check_files, (report, mounts)),
+        ("each container's process is PID 1 of its own tree", checks.check_pid1,
+         (report, pod.share_process_namespace)),
+        ("pods reach each other (and the host) by IP, no NAT", checks.check_flat_network,
+         (report, other)),
+    ]
+    failed = 0
+    for claim, check, check_args in results:
+        try:
+            ok, evidence = check(*check_args)
+        except OSError as e:
+            ok, evidence = False, f"check failed: {e}"
+        failed += not ok
+        print(f"{'✓' if ok else '✗'} {claim}\n    {evidence}")
+    return 1 if failed else 0
+
+
+def _gateway(report: dict) -> str | None:
+    for route in report["routes"]:
+        if route.startswith("default via "):
+            return route.split()[2]
+    return None
 
 
 def render(r: dict) -> str:

@@ -90,3 +90,24 @@ def test_share_process_namespace_shows_every_containers_processes(minipod, tmp_p
     web, side = report["containers"]
     assert web["namespaces"]["pid"] == side["namespaces"]["pid"]
     minipod("delete", "pod", "shared", "--grace-period", "0")
+
+
+def test_inspect_check_proves_each_claim_of_the_notes(minipod, tmp_path):
+    text = TWO.replace("name: pair", "name: checked").replace(
+        "  containers:\n", "  volumes: [{name: shared, emptyDir: {}}]\n  containers:\n", 1)
+    text = text.replace('    command: ["sleep", "100000"]\n',
+                        '    command: ["sleep", "100000"]\n'
+                        '    volumeMounts: [{name: shared, mountPath: /shared}]\n')
+    text = text.replace("touch /only-in-web; exec", "touch /only-in-web; exec")
+    text = text.replace('''    image: minipod.test/busybox:1
+    command: ["sh", "-c", "mkdir''', '''    image: minipod.test/busybox:1
+    volumeMounts: [{name: shared, mountPath: /data}]
+    command: ["sh", "-c", "mkdir''')
+    minipod.run_manifest(text, tmp_path)
+    minipod.wait_for("checked", lambda p: all("running" in c["state"]
+                                              for c in p["status"]["containerStatuses"]))
+    out = minipod("inspect", "pod", "checked", "--check").stdout
+    assert out.count("✓") == 5 and "✗" not in out, out
+    assert "EADDRINUSE" in out and "no NAT" in out
+    assert "on volume shared" in out and "is visible" in out.replace("it is visible", "is visible")
+    minipod("delete", "pod", "checked", "--grace-period", "0")
