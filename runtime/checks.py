@@ -90,13 +90,7 @@ def check_files(report: dict, volumes: dict[str, list[tuple[str, str]]]) -> tupl
         return True, "one container: nothing to share (needs two to show it)"
     a, b = live[0], live[1]
     name = f"minipod-check-{uuid.uuid4().hex[:8]}"
-    path_a = f"/proc/{a['hostPID']}/root/tmp/{name}"
-    try:
-        with open(path_a, "w") as f:
-            f.write("check\n")
-        seen = os.path.exists(f"/proc/{b['hostPID']}/root/tmp/{name}")
-    finally:
-        os.unlink(path_a)
+    seen = _crosses(a, "/tmp", b, "/tmp", name)
     evidence = f"/tmp/{name} made in {a['name']} is {'VISIBLE' if seen else 'absent'} in {b['name']}"
     ok = not seen
     shared = [(v, ma, mb) for v, mounts in volumes.items()
@@ -104,17 +98,23 @@ def check_files(report: dict, volumes: dict[str, list[tuple[str, str]]]) -> tupl
               for cb, mb in mounts if cb == b["name"]]
     if shared:
         vol, ma, mb = shared[0]
-        pa = f"/proc/{a['hostPID']}/root{ma}/{name}"
-        try:
-            with open(pa, "w") as f:
-                f.write("check\n")
-            on_volume = os.path.exists(f"/proc/{b['hostPID']}/root{mb}/{name}")
-        finally:
-            os.unlink(pa)
+        on_volume = _crosses(a, ma, b, mb, name)
         evidence += (f"; on volume {vol} ({a['name']}:{ma}, {b['name']}:{mb}) it is "
                      f"{'visible' if on_volume else 'ABSENT'}")
         ok = ok and on_volume
     return ok, evidence
+
+
+def _crosses(a: dict, dir_a: str, b: dict, dir_b: str, name: str) -> bool:
+    """Make a file in container a's dir_a; does container b see it in dir_b?
+    Both roots are reached through /proc/PID/root; the file is removed."""
+    path = f"/proc/{a['hostPID']}/root{dir_a}/{name}"
+    try:
+        with open(path, "w") as f:
+            f.write("check\n")
+        return os.path.exists(f"/proc/{b['hostPID']}/root{dir_b}/{name}")
+    finally:
+        os.unlink(path)
 
 
 def check_pid1(report: dict, shared_pid: bool) -> tuple[bool, str]:

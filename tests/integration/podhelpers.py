@@ -14,6 +14,19 @@ def http_get(url: str, timeout: float = 5) -> str:
         return r.read().decode()
 
 
+def http_get_when_up(url: str, wait: float = 10) -> str:
+    """http_get, retried while the server in the pod is still starting."""
+    import time
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return http_get(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def pod_manifest(name: str, command: str, image: str = BUSYBOX_IMAGE, **spec) -> str:
     """A one-container pod running `sh -c COMMAND`."""
     extra = "".join(f"  {k}: {v}\n" for k, v in spec.items())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from podhelpers import REPO, http_get, pod_manifest
+from podhelpers import REPO, http_get, http_get_when_up, pod_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,7 @@ def test_kubia_example_answers_over_its_pod_ip(minipod):
     pod = minipod.wait_for("kubia-manual", running)
     ip = pod["status"]["podIP"]
     assert ip.startswith("10.89.")
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            answer = http_get(f"http://{ip}:8080/")
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    answer = http_get_when_up(f"http://{ip}:8080/")
     assert answer == "You've hit kubia-manual\n"
     table = minipod("get", "pods", "-o", "wide").stdout.splitlines()
     assert table[0].split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
-from podhelpers import BUSYBOX_IMAGE, http_get
+from podhelpers import BUSYBOX_IMAGE, http_get_when_up
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +40,7 @@ def test_shared_volume_example_is_served_to_the_host(minipod, tmp_path):
     minipod.run_manifest(SHARED, tmp_path)
     ip = minipod.wait_for("two-containers", lambda p: p["status"]["phase"] == "Running")[
         "status"]["podIP"]
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            page = http_get(f"http://{ip}/index.html")
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    page = http_get_when_up(f"http://{ip}/index.html")
     assert page == "Hello from the writer container\n"
     described = minipod("describe", "pod", "two-containers").stdout
     assert "/pod-data from shared-data (rw)" in described
