@@ -38,7 +38,7 @@ import uuid
 from pathlib import Path
 
 from minipod import cgroups, explain
-from minipod.netns import bridge
+from minipod.netns import bridge, hostport
 from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
@@ -106,6 +106,7 @@ class Agent:
         self.images = ImageStore(paths.images)
         self.cgroups = cgroups.detect(parent=paths.cgroup_parent)
         self._ipr = None
+        self._nat_ready = False
 
     # ---- setup -------------------------------------------------------------
 
@@ -162,6 +163,8 @@ class Agent:
         if not self.records and self._ipr is not None:
             # no pod left: leave the host as it was before the first pod
             with contextlib.suppress(Exception):
+                if self._nat_ready:
+                    hostport.remove_network(self.net.bridge, self.net.subnet)
                 bridge.delete_bridge(self.ipr, self.net)
                 log(f"no pods left; removed bridge {self.net.bridge}")
         if not self.records:
@@ -295,6 +298,17 @@ class Agent:
         with contextlib.ExitStack() as undo:
             pod_dir.mkdir(parents=True)
             undo.callback(shutil.rmtree, pod_dir, True)
+            # 0. hostPorts claimed first: a clash fails before any kernel work
+            mappings = [hostport.Mapping(host_port=p.host_port, container_port=p.container_port,
+                                         protocol=p.protocol, host_ip=p.host_ip or "")
+                        for c in pod.containers + pod.init_containers for p in c.ports
+                        if p.host_port]
+            if mappings:
+                undo.callback(hostport.release, self.paths.hostports, uid)
+                try:
+                    hostport.claim(self.paths.hostports, uid, pod.name, mappings)
+                except hostport.HostPortConflict as e:
+                    raise RequestError("Conflict", str(e)) from None
             self.records[pod.name] = record
             undo.callback(self.records.pop, pod.name, None)
             self.event(pod.name, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} "
@@ -311,12 +325,24 @@ class Agent:
                          f"a lock, so two pods never get the same one")
             # 3. the bridge, and a veth pair into the pod
             bridge.ensure_bridge(self.ipr, self.net, str(self.ipam.gateway), self.ipam.prefixlen)
+            self._ensure_nat(required=bool(mappings))
             ifname = bridge.host_ifname(uid)
             undo.callback(bridge.detach_pod, self.ipr, ifname)
             link = bridge.attach_pod(self.ipr, self.net, str(netns_path), ifname, str(ip),
                                      self.ipam.prefixlen, str(self.ipam.gateway))
             record.update(podIP=str(ip), hostIfname=link.host_ifname,
                           hostIP=self._host_ip(), bridge=self.net.bridge)
+            if mappings:
+                undo.callback(hostport.remove_rules, uid)
+                try:
+                    hostport.add_rules(uid, str(ip), mappings, host_ifname=ifname)
+                except hostport.HostPortError as e:
+                    raise RequestError("HostPortError", str(e)) from None
+                for m in mappings:
+                    explain.step(f"nft add rule ip minipod ... {m.protocol.lower()} dport {m.host_port} dnat to "
+                                 f"{ip}:{m.container_port}",
+                                 f"hostPort {m.host_port}: the kernel rewrites traffic to the "
+                                 f"host's port into the pod's")
             # 4. the files every container of the pod sees: hosts, hostname, resolv.conf
             self._write_etc_files(pod_dir, pod.hostname or pod.name, str(ip))
             undo.callback(shutil.rmtree, self.paths.containers / uid, True)
@@ -494,6 +520,19 @@ class Agent:
             if cs["state"] == "waiting" and cs.get("reason") in ("ErrImagePull",
                                                                  "ImagePullBackOff"):
                 self.start_container(pod_name, name)
+
+    def _ensure_nat(self, required: bool) -> None:
+        """The pod network's NAT table (masquerade out, hostPort hairpin),
+        once per agent. Only pods with hostPorts fail without it."""
+        if self._nat_ready:
+            return
+        try:
+            hostport.add_network(self.net.bridge, self.net.subnet)
+            self._nat_ready = True
+        except hostport.HostPortError as e:
+            if required:
+                raise RequestError("HostPortError", str(e)) from None
+            log(f"warning: no NAT for the pod network (pods cannot reach out): {e}")
 
     def _host_ip(self) -> str | None:
         for addr in self.ipr.get_addr(family=socket.AF_INET):
@@ -957,6 +996,7 @@ class Agent:
         pod_dir = self.paths.pod_dir(name)
         errors = []
         steps = [
+            ("remove hostPort rules", lambda: hostport.remove(self.paths.hostports, uid)),
             ("remove veth", lambda: bridge.detach_pod(self.ipr, record.get("hostIfname")
                                                       or bridge.host_ifname(uid))),
             ("release IP", lambda: (self.ipam.release(uid), explain.step(
@@ -993,6 +1033,10 @@ class Agent:
         records, errors = state.read_all(self.paths.pods)
         for e in errors:
             log(e)
+        with contextlib.suppress(hostport.HostPortError, OSError):
+            stale = hostport.gc(self.paths.hostports, {r["uid"] for r in records})
+            if stale:
+                log(f"removed hostPort rules of vanished pods {stale}")
         with contextlib.suppress(OSError):
             removed, problems = self.cgroups.gc({r["uid"] for r in records})
             for p in problems:

@@ -38,6 +38,7 @@ class Paths:
         self.agent_log = self.log / "agent.log"
         self.pods = self.run / "pods"
         self.ipam = self.run / "ipam"
+        self.hostports = self.run / "hostports"
         self.images = self.lib / "images"
         self.containers = self.lib / "containers"
         self.pod_logs = self.log / "pods"

@@ -10,8 +10,11 @@
 # Vagrant runs it as the box's provisioner; .ci/run and examples/demo.sh too.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# One provisioning at a time (parallel test runs would race in pip).
+exec 9>"/tmp/minipod-provision.lock"
+flock 9
 packages="python3-venv python3-dev gcc libcap-dev busybox-static iproute2 curl util-linux
-          docker-registry openssl libseccomp2"
+          docker-registry openssl libseccomp2 nftables"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

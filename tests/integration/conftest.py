@@ -164,7 +164,14 @@ def find_leaks(root: Path) -> list[str]:
     cgs = glob.glob(f"/sys/fs/cgroup/*/{parent}/pod*") + glob.glob(f"/sys/fs/cgroup/{parent}/pod*")
     if cgs:
         leaks.append(f"cgroups {cgs}")
-    for sub in ("run/pods", "lib/containers", "log/pods", "run/ipam"):
+    from minipod.netns import hostport
+    try:
+        rules = hostport.rules()
+    except hostport.HostPortError as e:
+        rules = [f"cannot list: {e}"]
+    if rules:
+        leaks.append(f"hostPort rules {rules}")
+    for sub in ("run/pods", "lib/containers", "log/pods", "run/ipam", "run/hostports"):
         d = root / sub
         left = [p.name for p in d.iterdir() if not p.name.startswith(".")
                 and p.name != "lock"] if d.is_dir() else []
