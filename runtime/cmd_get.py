@@ -76,14 +76,16 @@ def run(args, paths) -> int:
         for r in records:
             print(f"pod/{r['name']}")
         return 0
-    if not records:
+    if not records and not args.watch:
         print("No resources found in default namespace.", file=sys.stderr)
         return 0
     header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     if args.output == "wide":
         header += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
     wide = args.output == "wide"
-    print_table(header, [row(r, wide) for r in records])
+    if records:
+        print_table(header, [row(r, wide) for r in records])
+    sys.stdout.flush()
     if args.watch:
         watch(paths, names, wide, {r["name"]: row(r, wide)[:4] for r in records})
     return 0

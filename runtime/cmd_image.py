@@ -15,6 +15,9 @@ from minipod.runtime.cmdutil import CommandError, print_table, require_root
 def register(sub) -> None:
     i = sub.add_parser("images", help="list images in the local store")
     i.set_defaults(func=run, action="ls")
+    r = sub.add_parser("rmi", help="remove images (like `docker rmi`)")
+    r.add_argument("names", nargs="+", metavar="IMAGE")
+    r.set_defaults(func=run, action="rm")
     p = sub.add_parser("image", help="import, load, list, remove, inspect images")
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     imp = s.add_parser("import", help="a root file system (directory or tar) as a 1-layer image",
@@ -31,6 +34,9 @@ def register(sub) -> None:
     s.add_parser("ls", help="list images")
     rm = s.add_parser("rm", help="remove images (layers used by others stay)")
     rm.add_argument("names", nargs="+", metavar="IMAGE")
+    pr = s.add_parser("prune", help="delete blobs and layers no image uses; -a: also every "
+                                    "image no pod uses")
+    pr.add_argument("-a", "--all", action="store_true")
     ins = s.add_parser("inspect", help="an image's config and layers as JSON")
     ins.add_argument("name", metavar="IMAGE")
     p.set_defaults(func=run)
@@ -69,6 +75,19 @@ def run(args, paths) -> int:
                 _refuse_if_used(paths, store.get(name))
                 store.remove(name)
                 print(f"Untagged: {reference.parse(name)}")
+        elif args.action == "prune":
+            require_root("image prune")
+            before = _disk_usage(paths.images)
+            if args.all:
+                for image in store.list():
+                    try:
+                        _refuse_if_used(paths, image)
+                    except CommandError:
+                        continue
+                    store.remove(image.reference)
+                    print(f"Untagged: {image.reference}")
+            store.gc()
+            print(f"Total reclaimed space: {_size(max(0, before - _disk_usage(paths.images)))}")
         elif args.action == "inspect":
             image = store.get(args.name)
             print(json.dumps({"Reference": image.reference, "Digest": image.digest,
@@ -101,6 +120,18 @@ def _refuse_if_used(paths, image) -> None:
     if users:
         raise CommandError(f"image {image.reference} is used by pod(s) {', '.join(users)}; "
                            f"delete them first")
+
+
+def _disk_usage(root) -> int:
+    import os
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 def _size(n: int) -> str:

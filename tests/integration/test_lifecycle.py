@@ -61,3 +61,37 @@ def test_never_leaves_a_failed_container_failed(minipod, tmp_path):
     pod = minipod.wait_for("never", lambda p: p["status"]["phase"] == "Failed")
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
     minipod("delete", "pod", "never")
+
+
+def test_get_pods_watch_prints_a_row_on_each_change(minipod, tmp_path):
+    import subprocess
+    import sys
+    watch = subprocess.Popen([sys.executable, "-m", "minipod", "get", "pods", "-w"],
+                             env=minipod.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        time.sleep(0.5)
+        minipod.run_manifest(pod_manifest("watched", "sleep 1; exit 1",
+                                          restartPolicy="Never"), tmp_path)
+        minipod.wait_for("watched", lambda p: p["status"]["phase"] == "Failed")
+        time.sleep(0.6)
+    finally:
+        watch.terminate()
+    out = watch.communicate(timeout=10)[0]
+    statuses = [line.split()[2] for line in out.splitlines() if line.startswith("watched")]
+    assert "Running" in statuses and statuses[-1] == "Error", out
+    minipod("delete", "pod", "watched")
+
+
+def test_image_prune_removes_only_what_no_pod_uses(minipod, tmp_path):
+    from imagebuild import build_busybox_rootfs
+    rootfs = build_busybox_rootfs(tmp_path / "r")
+    (rootfs / "extra").write_text("x" * 100000)
+    minipod("image", "import", str(rootfs), "minipod.test/prunable:1")
+    minipod.run_manifest(pod_manifest("user", "sleep 100000"), tmp_path)  # uses the busybox image
+    out = minipod("image", "prune", "-a").stdout
+    assert "Untagged: minipod.test/prunable:1" in out and "Total reclaimed space" in out
+    images = minipod("images").stdout
+    assert "prunable" not in images
+    assert "minipod.test/busybox" in images, "an image a pod uses must stay"
+    minipod("delete", "pod", "user", "--now")
