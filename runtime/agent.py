@@ -43,8 +43,8 @@ from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
-from minipod.runtime import (logs, manifest, podstatus, probes, process, qos, sandbox,
-                             security, state, volumes)
+from minipod.runtime import (faults, logs, manifest, podstatus, probes, process, qos,
+                             sandbox, security, state, volumes)
 from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -314,12 +314,15 @@ class Agent:
             self.event(pod.name, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} "
                                               f"to {record['nodeName']}")
             self._save(pod.name)
+            faults.point("create:state")
             # 1. namespaces: net, ipc, uts, pinned by bind mounts
             undo.callback(sandbox.destroy, pod_dir, netns_path)
             sandbox.create(pod_dir, netns_path, pod.name)
+            faults.point("create:namespaces")
             # 2. an IP from the pod network
             undo.callback(self.ipam.release, uid)
             ip = self.ipam.allocate(uid)
+            faults.point("create:ip")
             explain.step(f"echo {uid} > {self.paths.ipam}/{ip}",
                          f"lease an IP from {self.net.subnet}: one file per IP, taken under "
                          f"a lock, so two pods never get the same one")
@@ -332,6 +335,7 @@ class Agent:
                                      self.ipam.prefixlen, str(self.ipam.gateway))
             record.update(podIP=str(ip), hostIfname=link.host_ifname,
                           hostIP=self._host_ip(), bridge=self.net.bridge)
+            faults.point("create:veth")
             if mappings:
                 undo.callback(hostport.remove_rules, uid)
                 try:
@@ -355,6 +359,7 @@ class Agent:
                 uid, cgroups.pod_limits([_limits(c) for c in running]))
             record["qosClass"] = qos.pod_qos([qos.resources_of(c.resources)
                                               for c in pod.init_containers + pod.containers])
+            faults.point("create:cgroup")
             # shareProcessNamespace: one PID namespace, held by a pause process
             if pod.share_process_namespace:
                 undo.callback(self._stop_pause, record)
@@ -367,6 +372,7 @@ class Agent:
                 record["volumes"] = volumes.prepare(pod.volumes, vol_base)
             except volumes.VolumeError as e:
                 raise RequestError("FailedMount", str(e)) from None
+            faults.point("create:volumes")
             undo.pop_all()
         record["phase"] = "Running"
         record["startTime"] = now_iso()
@@ -375,6 +381,7 @@ class Agent:
         # order; a failure here is a container status, not a failed run
         self.sync(pod.name)
         self._save(pod.name)
+        faults.point("create:containers")
         return record
 
     def sync(self, pod_name: str) -> None:
@@ -934,6 +941,7 @@ class Agent:
         first = not record.get("deletionTimestamp")
         record.setdefault("deletionTimestamp", now_iso())
         self._save(name)
+        faults.point("delete:marked")
         if first or grace == 0:
             for rc in self._live_of(name):
                 self.event(name, "Killing", f"Stopping container {rc.name}")
@@ -1003,14 +1011,16 @@ class Agent:
                 f"rm {self.paths.ipam}/{record.get('podIP')}", "return the pod's IP"))),
             ("unpin namespaces", lambda: sandbox.destroy(pod_dir, self.paths.netns_path(name))),
             ("stop the pause process", lambda: self._stop_pause(record)),
-            ("remove cgroups", lambda: record.get("cgroup") and
-             self.cgroups.remove(record["cgroup"])),
+            # by the uid, not the record: a record saved before the cgroup
+            # was made (an agent killed in between) must not leak it
+            ("remove cgroups", lambda: self.cgroups.remove(self.cgroups.pod_cgroup(uid))),
             ("unmount volumes", lambda: volumes.release(self.paths.containers / uid / "volumes")),
             ("remove container dirs", lambda: _rmtree(self.paths.containers / uid)),
             ("remove logs", lambda: _rmtree(self.paths.pod_logs / name)),
             ("remove state", lambda: _rmtree(pod_dir)),
         ]
         for what, step in steps:
+            faults.point(f"teardown:{what}")
             try:
                 step()
             except Exception as e:

@@ -68,6 +68,8 @@ def request(paths: Paths, message: dict, start: bool = True, timeout: float | No
     with s:
         s.settimeout(timeout)
         s.sendall((json.dumps(message) + "\n").encode())
+        from minipod.runtime import faults
+        faults.point("cli:sent")
         data = b""
         while not data.endswith(b"\n"):
             chunk = s.recv(1 << 20)

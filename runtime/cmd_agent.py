@@ -7,9 +7,12 @@ from minipod.runtime.cmdutil import require_root
 def register(sub) -> None:
     p = sub.add_parser("agent", help="run the node agent (started on demand otherwise)",
                        description="Run the node agent in the foreground (for systemd). "
-                                   "`agent stop` stops it (pods keep running); "
-                                   "`agent status` says whether it runs.")
-    p.add_argument("action", nargs="?", choices=["run", "stop", "status"], default="run")
+                                   "`agent start` starts it in the background (it re-adopts "
+                                   "the pods and repairs half-done work); `agent stop` stops "
+                                   "it (pods keep running); `agent status` says whether it "
+                                   "runs.")
+    p.add_argument("action", nargs="?", choices=["run", "start", "stop", "status"],
+                   default="run")
     p.set_defaults(func=run)
 
 
@@ -23,6 +26,10 @@ def run(args, paths) -> int:
         print("agent not running")
         return 1
     require_root(f"agent {args.action}")
+    if args.action == "start":
+        answer = client.request(paths, {"op": "ping"})
+        print(f"agent running (pid {answer['pid']}, {answer['pods']} pods)")
+        return 0
     if args.action == "stop":
         if not client.agent_running(paths):
             print("agent not running")

@@ -51,6 +51,8 @@ def run(args, paths) -> int:
             answer = client.request(paths, {"op": "delete", "name": name, "grace": grace,
                                             "explain": args.explain})
         except client.AgentError as e:
+            if e.code == "NotFound" and args.ignore_not_found:
+                continue
             raise server_error(e)
         if args.explain:
             from minipod import explain
