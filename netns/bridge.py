@@ -231,7 +231,7 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
                 raise _error(e, step) from None
         explain.step(f"ip -n {ns} addr add {ip}/{prefixlen} dev {POD_IFNAME} && "
                      f"ip -n {ns} link set {POD_IFNAME} up && ip -n {ns} link set lo up && "
-                     f"ip -n {ns} route add default via {gateway}",
+                     f"ip -n {ns} route add default via {gateway} proto static",
                      "inside the pod's network namespace: its own IP, loopback, and the "
                      "bridge as its router")
 

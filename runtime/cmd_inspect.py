@@ -183,8 +183,12 @@ def run_checks(record: dict, report: dict, paths) -> int:
         except OSError as e:
             ok, evidence = False, f"check failed: {e}"
         failed += not ok
-        print(f"{'✓' if ok else '✗'} {claim}\n    {evidence}")
+        print(render_check(claim, ok, evidence))
     return 1 if failed else 0
+
+
+def render_check(claim: str, ok: bool, evidence: str) -> str:
+    return f"{'✓' if ok else '✗'} {claim}\n    {evidence}"
 
 
 def _gateway(report: dict) -> str | None:
