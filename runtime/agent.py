@@ -107,6 +107,7 @@ class Agent:
         self.cgroups = cgroups.detect(parent=paths.cgroup_parent)
         self._ipr = None
         self._nat_ready = False
+        self._bridge_ready = False
 
     # ---- setup -------------------------------------------------------------
 
@@ -327,12 +328,10 @@ class Agent:
                          f"lease an IP from {self.net.subnet}: one file per IP, taken under "
                          f"a lock, so two pods never get the same one")
             # 3. the bridge, and a veth pair into the pod
-            bridge.ensure_bridge(self.ipr, self.net, str(self.ipam.gateway), self.ipam.prefixlen)
-            self._ensure_nat(required=bool(mappings))
             ifname = bridge.host_ifname(uid)
             undo.callback(bridge.detach_pod, self.ipr, ifname)
-            link = bridge.attach_pod(self.ipr, self.net, str(netns_path), ifname, str(ip),
-                                     self.ipam.prefixlen, str(self.ipam.gateway))
+            link = self._attach(str(netns_path), ifname, str(ip))
+            self._ensure_nat(required=bool(mappings))
             record.update(podIP=str(ip), hostIfname=link.host_ifname,
                           hostIP=self._host_ip(), bridge=self.net.bridge)
             faults.point("create:veth")
@@ -527,6 +526,22 @@ class Agent:
             if cs["state"] == "waiting" and cs.get("reason") in ("ErrImagePull",
                                                                  "ImagePullBackOff"):
                 self.start_container(pod_name, name)
+
+    def _attach(self, netns_path: str, ifname: str, ip: str):
+        """Plug the pod into the bridge, making the bridge the first time (or
+        again, if someone deleted it while the agent ran)."""
+        for attempt in (1, 2):
+            if not self._bridge_ready:
+                bridge.ensure_bridge(self.ipr, self.net, str(self.ipam.gateway),
+                                     self.ipam.prefixlen)
+                self._bridge_ready = True
+            try:
+                return bridge.attach_pod(self.ipr, self.net, netns_path, ifname, ip,
+                                         self.ipam.prefixlen, str(self.ipam.gateway))
+            except bridge.NetworkError as e:
+                if attempt == 2 or "look up bridge" not in str(e):
+                    raise
+                self._bridge_ready = self._nat_ready = False
 
     def _ensure_nat(self, required: bool) -> None:
         """The pod network's NAT table (masquerade out, hostPort hairpin),
