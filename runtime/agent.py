@@ -144,6 +144,16 @@ class Agent:
         server.listen(64)
         self.sel.register(server, selectors.EVENT_READ, self._on_accept)
         self.adopt_all()
+        try:
+            from minipod.runtime import gc
+            done = gc.run(self.paths, self.ipr, self.net.bridge, self.records.values(),
+                          cgroups=self.cgroups)
+            for line in done["removed"]:
+                log(f"gc: removed {line}")
+            for line in done["kept"] + done["errors"]:
+                log(f"gc: {line}")
+        except Exception:
+            log("gc at start failed:\n" + traceback.format_exc())
         log(f"agent {os.getpid()} listening on {self.paths.socket}; {len(self.records)} pods")
         self._reap()  # exits that happened before the handler was installed
         while not self.stopping:
@@ -261,6 +271,12 @@ class Agent:
                 self.explain_delete[name] += explain.stop()
         return None
 
+    def op_gc(self, request, conn) -> dict:
+        """Remove what no live pod owns (runtime/gc.py)."""
+        from minipod.runtime import gc
+        return gc.run(self.paths, self.ipr, self.net.bridge, self.records.values(),
+                      dry_run=bool(request.get("dryRun")), cgroups=self.cgroups)
+
     # ---- pod creation ------------------------------------------------------
 
     def create_pod(self, pod: manifest.Pod) -> dict:
@@ -299,6 +315,7 @@ class Agent:
         with contextlib.ExitStack() as undo:
             pod_dir.mkdir(parents=True)
             undo.callback(shutil.rmtree, pod_dir, True)
+            faults.point("create:dir")
             # 0. hostPorts claimed first: a clash fails before any kernel work
             mappings = [hostport.Mapping(host_port=p.host_port, container_port=p.container_port,
                                          protocol=p.protocol, host_ip=p.host_ip or "")
@@ -364,6 +381,7 @@ class Agent:
                 undo.callback(self._stop_pause, record)
                 pause = sandbox.start_pause(pod.name)
                 record["pause"] = {"pid": pause, "pidStart": state.proc_start_time(pause)}
+                self._save(pod.name)  # a crash from here on must know to kill it
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
             vol_base = self.paths.containers / uid / "volumes"
             undo.callback(volumes.release, vol_base)
@@ -1076,16 +1094,31 @@ class Agent:
                 with contextlib.suppress(Exception):
                     self.teardown(record)
                 continue
+            ended = []
             for cs in record.get("initContainers", []) + record.get("containers", []):
                 if cs["state"] == "running":
-                    self._adopt(record, cs)
+                    if not self._adopt(record, cs):
+                        ended.append(cs["name"])
                 elif cs["state"] == "waiting" and cs.get("reason") == "CrashLoopBackOff":
                     self.call_later(BACKOFF_BASE, self._restart, name, cs["name"], record["uid"])
+                elif cs["state"] == "waiting" and cs.get("reason") in (
+                        "ErrImagePull", "ImagePullBackOff") or (
+                        cs.get("reason") == "ContainerCreating" and cs.get("restartCount")):
+                    self.call_later(0, self._retry_pull, name, cs["name"], record["uid"])
+            # exits only once every live container is adopted: a pod being
+            # deleted must not be torn down while one of them still runs
+            for cname in ended:
+                if name in self.records:
+                    self._after_exit(name, cname)
+            if name not in self.records:
+                continue                  # its deletion finished just now
             self._save(name)
             if record.get("deletionTimestamp"):
                 self.delete_pod(name, 0)
+            else:
+                self.call_later(0, self.sync, name)   # e.g. a pull the dead agent began
 
-    def _adopt(self, record: dict, cs: dict) -> None:
+    def _adopt(self, record: dict, cs: dict) -> bool:
         rc = RunningContainer(record["name"], cs["name"])
         pid = cs.get("pid")
         if state.alive(pid, cs.get("pidStart")):
@@ -1097,8 +1130,7 @@ class Agent:
             cs.update(state="terminated", exitCode=None, reason="Unknown", pid=None,
                       message="the container ended while the agent was not running; "
                               "its exit code is unknown", finishedAt=now_iso())
-            self._after_exit(record["name"], cs["name"])
-            return
+            return False
         rc.pid = pid
         rc.writer = logs.LogWriter(self.paths.log_path(rc.pod, rc.name, cs.get("restartCount", 0)))
         self._open_pipes(rc)
@@ -1107,6 +1139,7 @@ class Agent:
         self.sel.register(rc.pidfd, selectors.EVENT_READ, self._on_pidfd)
         self._start_probes(rc.pod, rc.name, rc, post_start=False)
         log(f"re-adopted pod {rc.pod} container {rc.name} (pid {pid})")
+        return True
 
     def event(self, pod_name: str, reason: str, message: str, warning: bool = False) -> None:
         """Record a Kubernetes-style event on the pod (shown by `describe`).

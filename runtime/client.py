@@ -65,17 +65,20 @@ def request(paths: Paths, message: dict, start: bool = True, timeout: float | No
         s = _connect(paths)
         if s is None:
             raise AgentError("AgentUnavailable", f"cannot reach the agent at {paths.socket}")
+    data = b""
     with s:
         s.settimeout(timeout)
-        s.sendall((json.dumps(message) + "\n").encode())
-        from minipod.runtime import faults
-        faults.point("cli:sent")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                break
-            data += chunk
+        try:
+            s.sendall((json.dumps(message) + "\n").encode())
+            from minipod.runtime import faults
+            faults.point("cli:sent")
+            while not data.endswith(b"\n"):
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""     # the agent died mid-request: said below
     if not data:
         raise AgentError("AgentUnavailable", "the agent closed the connection without an answer"
                          f" (see {paths.agent_log})")

@@ -296,6 +296,8 @@ MAX_ANNOTATIONS_BYTES = 256 * 1024
 # Limits on the YAML tree. Aliases let a few lines expand to billions of
 # nodes ("billion laughs"): count nodes as they are expanded and stop early.
 MAX_NODES = 100_000
+# kube-apiserver refuses a request body over 3 MiB ("request entity too large")
+MAX_MANIFEST_BYTES = 3 * 1024 * 1024
 MAX_DEPTH = 100
 
 
@@ -601,6 +603,11 @@ def load_file(path: str) -> tuple[list[Pod], list[Problem]]:
 
 def load_text(text: str, source: str) -> tuple[list[Pod], list[Problem]]:
     """Parse and validate manifest text; see :func:`load_file`."""
+    size = len(text) if len(text) > MAX_MANIFEST_BYTES else len(text.encode("utf-8", "replace"))
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError([Problem(source, None, "", (
+            f"the file is {size / 2**20:.1f} MiB; Kubernetes takes at most "
+            f"{MAX_MANIFEST_BYTES // 2**20} MiB in one request: split it into several files"))])
     roots = _compose(text, source)
     builder = _Builder(source)
     pods: list[Pod] = []
@@ -660,6 +667,7 @@ def _compose(text: str, source: str) -> list:
     """Compose every YAML document of ``text`` into a node tree."""
     import yaml
     text = _untab_json(text)
+    _count_events(text, source)
     try:
         return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as e:
@@ -683,6 +691,33 @@ def _compose(text: str, source: str) -> list:
                                      "invalid YAML: nested too deeply")])
 
 
+def _count_events(text: str, source: str) -> None:
+    """Refuse a file of more than MAX_NODES nodes before composing it:
+    libyaml's event parser counts 200k events in 0.2 s, composing them
+    takes seconds. Its syntax errors are left to the composer, whose
+    messages say more."""
+    import yaml
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is None:
+        return
+    depth = 0
+    try:
+        for n, event in enumerate(yaml.parse(text, Loader=loader)):
+            if n > 2 * MAX_NODES:
+                raise ManifestError([Problem(source, event.start_mark.line + 1, "", (
+                    f"the file expands to more than {MAX_NODES} YAML nodes; "
+                    "refusing to load it"))])
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ManifestError([Problem(source, event.start_mark.line + 1, "", (
+                        f"nested more than {MAX_DEPTH} levels deep"))])
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return
+
+
 def _untab_json(text: str) -> str:
     """Let JSON indented with tabs through YAML, which forbids tab indents.
 
@@ -690,14 +725,16 @@ def _untab_json(text: str) -> str:
     ``\\t``), so in valid JSON every tab is whitespace and may become a
     space; lines do not move. Anything else is left for YAML to judge.
     """
-    if "\t" not in text or text.lstrip()[:1] not in ("{", "["):
+    if text.lstrip()[:1] not in ("{", "["):
         return text
     import json
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
-    return text.replace("\t", " ")
+    # characters JSON strings may hold raw but YAML's reader refuses
+    return re.sub("[\x7f-\x9f\ufffe\uffff]", lambda m: f"\\u{ord(m.group()):04x}",
+                  text.replace("\t", " "))
 
 
 class _Stop(Exception):
@@ -788,7 +825,12 @@ class _Builder:
             return None
         if tag in ("bool", "int", "float"):
             constructor = self.constructor
-            return constructor.yaml_constructors[node.tag](constructor, node)
+            try:
+                return constructor.yaml_constructors[node.tag](constructor, node)
+            except ValueError:   # an integer of more than 4300 digits
+                self.problems.append(self._problem(
+                    node, path, f"a number of {len(node.value)} digits is out of range"))
+                return node.value
         if tag == "timestamp":
             # Kept as written: Kubernetes reads timestamps as strings, and
             # raw must stay printable as JSON.
@@ -2028,10 +2070,11 @@ def _check_name(value: str, path: tuple, pattern: re.Pattern, limit: int,
     """Report ``value`` unless it is a DNS-1123 label/subdomain."""
     if len(value) <= limit and pattern.fullmatch(value):
         return
-    message = (f'invalid name "{value}": must be {what}: at most {limit} '
+    shown = value if len(value) <= 80 else f"{value[:60]}…\" ({len(value)} characters)"
+    message = (f'invalid name "{shown}": must be {what}: at most {limit} '
                f"characters, lowercase letters, digits and {extra}, starting "
                "and ending with a letter or digit")
-    guess = _dns_guess(value, pattern, limit)
+    guess = _dns_guess(value, pattern, limit) if len(value) <= 2 * limit else None
     if guess:
         message += f'; did you mean "{guess}"?'
     check.error(path, message)

@@ -1,0 +1,577 @@
+"""Garbage collection: find what no pod owns any more, and remove it.
+
+A pod is many things spread over the machine: a state dir, pinned
+namespaces, a veth, an IP lease, container dirs, logs, tmpfs mounts,
+processes. create_pod and teardown make and remove them in order, but an
+agent killed between two steps (kill -9, OOM, power cut) leaves the ones
+already made. Those are orphans: things of this MINIPOD_ROOT that no live
+pod record refers to. `minipod gc` (the agent's op "gc") finds and removes
+them, in the three steps every part of minipod follows:
+
+    scan(paths, ipr, bridge)            what exists       (reads the kernel)
+    find_orphans(paths, live, listing)  what is orphaned  (pure: unit tested)
+    collect(paths, ipr, orphans)        remove them       (each step idempotent)
+
+What counts, and how each is recognised as this root's:
+
+    pod state dir    paths.pods/NAME            no live pod NAME
+    pinned netns     /run/netns/PREFIX+NAME     (Paths.netns_prefix)
+    pinned ns file   paths.pods/NAME/ns/X       a bind mount (mountinfo)
+    tmpfs mount      paths.containers/UID/...   an emptyDir of medium Memory
+    veth             mpXXXXXXXXXX on the bridge  netns.bridge.host_ifname(uid)
+    IP lease         paths.ipam/IP, content UID netns.ipam leases()
+    container dir    paths.containers/UID
+    log dir          paths.pod_logs/NAME
+    process          a container's: its mount table names an overlay whose
+                     upperdir is under paths.containers/UID; or any process
+                     inside an orphaned pinned netns; or a pause process
+                     (comm minipod-pause) with this MINIPOD_ROOT
+
+A container process of a *live* pod that is not the one its record names
+(an agent killed between starting it and saving its pid, then a second
+start) is an orphan too: it runs unmanaged, unlogged, forever.
+
+Never removed, only reported: a pod dir whose pod.json cannot be read
+(issue 7, item 6). Its name (and, when the text still shows it, its uid)
+protect what it may own; when its uid cannot be found, the things known by
+uid alone (veths, leases, container dirs) are reported, not removed.
+
+One assumption, the same the IPAM makes: one MINIPOD_ROOT per network
+namespace (two roots on one bridge would hand out the same IPs). So every
+veth named like ours on our bridge is ours. The default root's netns prefix,
+"minipod-", also starts every test root's names ("minipod-1a2b3c-web"):
+for the default root such names are left alone.
+
+By hand, for one orphaned pod web with uid U and IP 10.89.0.7:
+
+    kill -9 $(pids whose /proc/PID/mountinfo says upperdir=.../containers/U/)
+    umount -l /var/lib/minipod/containers/U/volumes/cache
+    ip link del mp$(printf %s U | sha256sum | cut -c1-10)
+    rm /run/minipod/ipam/10.89.0.7
+    umount /run/netns/minipod-web && rm /run/netns/minipod-web
+    rm -rf /var/lib/minipod/containers/U /var/log/minipod/pods/web /run/minipod/pods/web
+
+hostPort NAT rules and cgroups have their own gc (netns/hostport.gc,
+cgroups Driver.gc, both given the live uids); `run` calls them when they
+are there.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minipod.runtime.paths import Paths
+
+# The order collect() works in: processes first (they hold namespaces and
+# mounts), then mounts, links and leases, the dirs last.
+KINDS = ("process", "mount", "veth", "lease", "netns", "container-dir", "log-dir",
+         "pod-dir", "state")
+PAUSE_COMM = "minipod-pause"
+KILL_WAIT = 2.0
+_VETH = re.compile(r"mp[0-9a-f]{10}\Z")
+_TEST_ROOT_NETNS = re.compile(r"minipod-[0-9a-f]{6}-")
+_UID_IN_TEXT = re.compile(rb'"uid"\s*:\s*"([0-9a-f-]{36})"')
+
+
+# ---- what exists --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PodDir:
+    """One entry of paths.pods: its record, or why there is none."""
+    name: str
+    record: dict | None = None   # pod.json, if it could be read
+    error: str | None = None     # why pod.json could not be read; None: there is none
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One process, as far as gc cares."""
+    pid: int
+    start: int | None            # start time (ticks): a reused pid is not the same process
+    netns: int                   # inode of /proc/PID/ns/net
+    mntns: int                   # inode of /proc/PID/ns/mnt
+    container: tuple[str, str] | None = None   # (pod uid, container) by its overlay
+    pause: bool = False          # a pause process of this root
+
+
+@dataclass
+class Listing:
+    """Everything of one root that exists right now (scan() fills it)."""
+    pod_dirs: list[PodDir] = field(default_factory=list)
+    netns: list[str] = field(default_factory=list)         # pod names pinned in /run/netns
+    netns_inodes: dict[str, int] = field(default_factory=dict)  # pin path -> nsfs inode
+    mounts: list[str] = field(default_factory=list)        # mount points under the root
+    veths: list[str] = field(default_factory=list)
+    leases: dict[str, str] = field(default_factory=dict)   # ip -> owner (pod uid)
+    container_dirs: list[str] = field(default_factory=list)  # pod uids
+    log_dirs: list[str] = field(default_factory=list)      # pod names
+    procs: list[Proc] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """One thing to remove (or, remove=False, only to report)."""
+    kind: str          # one of KINDS
+    name: str          # the object: a path, a link name, an IP, a pid
+    reason: str        # why it is an orphan, for the user
+    owner: str = ""    # a lease's owner; a process's start time
+    remove: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}: {self.reason}"
+
+
+# ---- plan: pure -----------------------------------------------------------------------
+
+def find_orphans(paths: Paths, live_records, listing: Listing) -> list[Orphan]:
+    """What in `listing` no live pod record refers to, in removal order.
+
+    `live_records` are the agent's records (dicts with name, uid, and
+    hostIfname, netns, containers[].pid/pidStart, pause when present)."""
+    from minipod.netns.bridge import host_ifname
+    live = {r["name"]: r for r in live_records}
+    keep_names = set(live)
+    keep_uids = {r["uid"] for r in live.values()}
+    keep_veths = {r.get("hostIfname") or host_ifname(r["uid"]) for r in live.values()}
+    keep_pauses = {(r["pause"]["pid"], r["pause"].get("pidStart"))
+                   for r in live.values() if r.get("pause")}
+    out: list[Orphan] = []
+    unsure = []      # unreadable pod dirs whose uid is unknown
+    gone: dict[str, dict] = {}   # readable records the agent does not manage
+    for d in listing.pod_dirs:
+        if d.name in live:
+            continue
+        if d.error is not None:
+            keep_names.add(d.name)
+            uid = _uid_of(d)
+            if uid:
+                keep_uids.add(uid)
+                keep_veths.add(host_ifname(uid))
+            else:
+                unsure.append(d.name)
+            out.append(Orphan("state", str(paths.pod_dir(d.name)),
+                              f"kept, not removed: {d.error}; fix or remove it by hand",
+                              remove=False))
+        elif d.record is not None:
+            gone[d.name] = d.record
+            out.append(Orphan("pod-dir", str(paths.pod_dir(d.name)),
+                              "pod record the agent does not manage (half-created or "
+                              "half-deleted pod)"))
+        else:
+            out.append(Orphan("pod-dir", str(paths.pod_dir(d.name)),
+                              "pod dir without pod.json (killed before its first save, "
+                              "or during removal)"))
+    unsure_why = (f"kept: pod state of {', '.join(sorted(unsure))} cannot be read "
+                  "and may own it") if unsure else ""
+
+    def by_uid(kind: str, name: str, reason: str, owner: str = "") -> Orphan:
+        """Things known by uid alone: kept while an unreadable pod may own them."""
+        if unsure:
+            return Orphan(kind, name, unsure_why, owner=owner, remove=False)
+        return Orphan(kind, name, reason, owner=owner)
+
+    # processes: containers of gone pods, untracked containers of live ones,
+    # anything in an orphaned netns, pauses nobody records
+    orphan_netns = {ino for path, ino in listing.netns_inodes.items()
+                    if _pin_owner(paths, path) not in keep_names}
+    by_pid = {p.pid: p for p in listing.procs}
+    for p in listing.procs:
+        start = str(p.start)
+        if p.container is not None:
+            uid, cname = p.container
+            record = next((r for r in live.values() if r["uid"] == uid), None)
+            if record is not None:
+                if p.mntns != _tracked_mntns(record, cname, by_pid):
+                    out.append(Orphan("process", str(p.pid), (
+                        f"an untracked process of container {cname} of pod "
+                        f"{record['name']} (not the pid its record names)"), owner=start))
+            elif uid not in keep_uids:
+                pod = next((n for n, r in gone.items() if r.get("uid") == uid), None)
+                out.append(by_uid("process", str(p.pid), (
+                    f"container {cname} of pod {pod} (uid {uid}), which is gone" if pod
+                    else f"container {cname} of pod uid {uid}, which no live pod owns"),
+                    owner=start))
+        elif p.netns in orphan_netns:
+            out.append(Orphan("process", str(p.pid), "runs in the network namespace of a pod "
+                              "that is gone", owner=start))
+        elif p.pause and (p.pid, p.start) not in keep_pauses:
+            out.append(by_uid("process", str(p.pid), "a pause process no live pod records",
+                              owner=start))
+
+    # mounts: pinned ns files of gone pod dirs, tmpfs of gone container dirs
+    for m in sorted(listing.mounts, key=lambda m: -m.count("/")):
+        owner = _mount_owner(paths, m)
+        if owner is None:
+            continue
+        kind, key = owner
+        if kind == "pod" and key not in keep_names:
+            out.append(Orphan("mount", m, f"pinned namespace of pod {key}, which is gone"))
+        elif kind == "uid" and key not in keep_uids:
+            out.append(by_uid("mount", m, f"mount of pod uid {key}, which no live pod owns"))
+    for name in sorted(listing.veths):
+        if name not in keep_veths:
+            out.append(by_uid("veth", name, "host end of a pod's veth; no live pod uses it"))
+    for ip, owner in sorted(listing.leases.items()):
+        if owner not in keep_uids:
+            out.append(by_uid("lease", ip, f"leased to pod uid {owner}, which no live pod "
+                              "owns", owner=owner))
+    for pod in sorted(listing.netns):
+        if pod not in keep_names:
+            out.append(Orphan("netns", f"/run/netns/{paths.netns_name(pod)}",
+                              f"pinned network namespace of pod {pod}, which is gone"))
+    for uid in sorted(listing.container_dirs):
+        if uid not in keep_uids:
+            out.append(by_uid("container-dir", str(paths.containers / uid),
+                              f"container dirs of pod uid {uid}, which no live pod owns"))
+    for pod in sorted(listing.log_dirs):
+        if pod not in keep_names:
+            out.append(Orphan("log-dir", str(paths.pod_logs / pod),
+                              f"logs of pod {pod}, which is gone"))
+    out.sort(key=lambda o: KINDS.index(o.kind))   # stable: keeps the order within a kind
+    return out
+
+
+def _uid_of(d: PodDir) -> str | None:
+    """The uid an unreadable record still shows, if any (set by scan())."""
+    return (d.record or {}).get("uid")
+
+
+def _tracked_mntns(record: dict, cname: str, by_pid: dict[int, Proc]) -> int | None:
+    """The mount namespace of the process the record names for a container."""
+    for cs in record.get("initContainers", []) + record.get("containers", []):
+        if cs.get("name") == cname and cs.get("state") == "running" and cs.get("pid"):
+            p = by_pid.get(cs["pid"])
+            if p is not None and (cs.get("pidStart") is None or p.start == cs["pidStart"]):
+                return p.mntns
+    return None
+
+
+def netns_pod(paths: Paths, name: str) -> str | None:
+    """The pod whose netns /run/netns/NAME is, if it is this root's.
+
+    The default root's prefix "minipod-" also starts a test root's
+    "minipod-1a2b3c-": the default root leaves names of that shape alone."""
+    if not name.startswith(paths.netns_prefix):
+        return None
+    if not paths.root and _TEST_ROOT_NETNS.match(name):
+        return None
+    return name[len(paths.netns_prefix):] or None
+
+
+def _pin_owner(paths: Paths, path: str) -> str | None:
+    """The pod a namespace pin belongs to: /run/netns/PREFIX+POD or PODS/POD/ns/X."""
+    p = Path(path)
+    if p.parent == Path("/run/netns") and p.name.startswith(paths.netns_prefix):
+        return p.name[len(paths.netns_prefix):]
+    if p.parent.parent.parent == paths.pods:
+        return p.parent.parent.name
+    return None
+
+
+def _mount_owner(paths: Paths, mount: str) -> tuple[str, str] | None:
+    """("pod", NAME) for a mount under paths.pods/NAME, ("uid", UID) under
+    paths.containers/UID; None for anything else (e.g. /run/netns pins,
+    handled as netns)."""
+    for base, kind in ((paths.pods, "pod"), (paths.containers, "uid")):
+        try:
+            rel = Path(mount).relative_to(base)
+        except ValueError:
+            continue
+        if rel.parts:
+            return kind, rel.parts[0]
+    return None
+
+
+# ---- what exists: reading the machine -------------------------------------------
+
+def scan(paths: Paths, ipr=None, bridge_name: str | None = None) -> Listing:
+    """Read what exists for this root. ipr=None: no veths (no netlink)."""
+    from minipod.netns.ipam import IPAM
+    from minipod.runtime import state
+    listing = Listing()
+    for name in _listdir(paths.pods):
+        d = paths.pod_dir(name)
+        if not d.is_dir():
+            continue
+        try:
+            listing.pod_dirs.append(PodDir(name, record=state.read(d)))
+        except FileNotFoundError:
+            listing.pod_dirs.append(PodDir(name))
+        except state.StateError as e:
+            uid = _salvage_uid(d / state.RECORD)
+            listing.pod_dirs.append(PodDir(name, record={"uid": uid} if uid else None,
+                                           error=str(e)))
+    for name in _listdir(Path("/run/netns")):
+        pod = netns_pod(paths, name)
+        if pod is not None:
+            listing.netns.append(pod)
+    listing.mounts = [m for m in _mount_points()
+                      if _under(m, paths.pods) or _under(m, paths.containers)]
+    for pod in listing.netns:
+        _add_inode(listing, str(paths.netns_path(pod)))
+    for m in listing.mounts:
+        if _under(m, paths.pods) and Path(m).parent.name == "ns":
+            _add_inode(listing, m)
+    if ipr is not None and bridge_name:
+        from minipod.netns import bridge
+        listing.veths = [n for n in bridge.pod_links(ipr, bridge.NetworkConfig(bridge_name))
+                         if _VETH.match(n)]
+    listing.leases = IPAM(paths.ipam).leases()
+    listing.container_dirs = [n for n in _listdir(paths.containers)
+                              if (paths.containers / n).is_dir()]
+    listing.log_dirs = [n for n in _listdir(paths.pod_logs) if (paths.pod_logs / n).is_dir()]
+    listing.procs = scan_processes(paths)
+    return listing
+
+
+def scan_processes(paths: Paths) -> list[Proc]:
+    """Processes that may be this root's: every process (for the netns
+    check), with its container named when its mount table shows an overlay
+    with upperdir under paths.containers, and pauses of this root marked.
+
+    Cheap: two readlinks per process; a mount table is read once per mount
+    namespace other than ours, /proc/PID/comm only in our own."""
+    from minipod.runtime import state
+    own_net, own_mnt = _ns_inode("self", "net"), _ns_inode("self", "mnt")
+    upper = re.compile(r"upperdir=" + re.escape(str(paths.containers)) +
+                       r"/([^/,\s]+)/([^/,\s]+)/upper")
+    marker = f"MINIPOD_ROOT={paths.root}".encode() if paths.root else None
+    by_mntns: dict[int, tuple[str, str] | None] = {}
+    procs = []
+    me = os.getpid()
+    for entry in _listdir(Path("/proc")):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        net, mnt = _ns_inode(entry, "net"), _ns_inode(entry, "mnt")
+        if net is None or mnt is None:
+            continue   # gone, or a zombie (its namespaces are released)
+        container = None
+        pause = False
+        if mnt != own_mnt:
+            if mnt not in by_mntns:
+                by_mntns[mnt] = _container_of(entry, upper)
+            container = by_mntns[mnt]
+        elif net == own_net:
+            pause = _is_pause(entry, marker)
+        procs.append(Proc(pid, state.proc_start_time(pid), net, mnt, container, pause))
+    return procs
+
+
+def _container_of(pid: str, upper: re.Pattern) -> tuple[str, str] | None:
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            m = upper.search(f.read())
+    except OSError:
+        return None
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _is_pause(pid: str, marker: bytes | None) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() != PAUSE_COMM:
+                return False
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read().split(b"\0")
+    except OSError:
+        return False
+    if marker is not None:
+        return marker in env
+    return not any(v.startswith(b"MINIPOD_ROOT=") and v != b"MINIPOD_ROOT=" for v in env)
+
+
+def _ns_inode(pid: str, ns: str) -> int | None:
+    try:
+        return int(os.readlink(f"/proc/{pid}/ns/{ns}").split("[")[1].rstrip("]"))
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _salvage_uid(path: Path) -> str | None:
+    """The uid a damaged pod.json still shows (`"uid": "…"`), if any."""
+    try:
+        m = _UID_IN_TEXT.search(path.read_bytes())
+    except OSError:
+        return None
+    return m.group(1).decode() if m else None
+
+
+def _add_inode(listing: Listing, path: str) -> None:
+    with contextlib.suppress(OSError):
+        listing.netns_inodes[path] = os.stat(path).st_ino
+
+
+def _mount_points() -> list[str]:
+    """Mount points of our mount namespace (field 5 of mountinfo, unescaped)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split(" ")
+            if len(fields) > 4:
+                out.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)),
+                                  fields[4]))
+    return out
+
+
+def _under(path: str, base: Path) -> bool:
+    return path.startswith(str(base) + "/")
+
+
+def _listdir(d: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(d))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+# ---- act -------------------------------------------------------------------------------
+
+def collect(paths: Paths, ipr, orphans: list[Orphan], errors: list[str] | None = None
+            ) -> list[str]:
+    """Remove every orphan (remove=True), in the order given; returns what
+    was removed, one line each. Each step tolerates "already gone"; a step
+    that fails is recorded in `errors` (if given) and the others still run."""
+    from minipod import libc
+    from minipod.runtime import sandbox
+    errors = errors if errors is not None else []
+    removed = []
+    doomed = [o for o in orphans if o.remove]
+
+    def step(o: Orphan, fn) -> None:
+        try:
+            fn()
+            removed.append(str(o))
+        except Exception as e:
+            errors.append(f"cannot remove {o.kind} {o.name}: {e}")
+
+    killed = []
+    for o in doomed:
+        if o.kind == "process":
+            step(o, lambda o=o: killed.append(_kill(int(o.name), o.owner)))
+    _wait_dead([k for k in killed if k])
+    for o in doomed:
+        if o.kind == "mount":
+            step(o, lambda o=o: _umount(libc, o.name))
+        elif o.kind == "veth":
+            step(o, lambda o=o: _del_veth(ipr, o.name))
+        elif o.kind == "lease":
+            step(o, lambda o=o: _release(paths, o.owner))
+        elif o.kind == "netns":
+            step(o, lambda o=o: sandbox.unpin(o.name))
+        elif o.kind in ("container-dir", "log-dir"):
+            step(o, lambda o=o: _rmtree(libc, o.name))
+        elif o.kind == "pod-dir":
+            step(o, lambda o=o: _remove_pod_dir(paths, sandbox, libc, o.name))
+    return removed
+
+
+def _kill(pid: int, start: str) -> int | None:
+    """SIGKILL pid if it is still the process listed (same start time)."""
+    from minipod.runtime import state
+    if str(state.proc_start_time(pid)) != start:
+        return None   # gone already, or the pid was reused
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def _wait_dead(pids: list[int]) -> None:
+    """Until each killed process has released its namespaces (a zombie has)."""
+    deadline = time.monotonic() + KILL_WAIT
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _ns_inode(str(p), "net") is not None]
+        if pids:
+            time.sleep(0.01)
+
+
+def _umount(libc, target: str) -> None:
+    try:
+        libc.umount(target, libc.MNT_DETACH)
+    except OSError as e:
+        if e.errno not in (2, 22):   # ENOENT: gone; EINVAL: not a mount (any more)
+            raise
+
+
+def _del_veth(ipr, name: str) -> None:
+    from minipod.netns import bridge
+    bridge.detach_pod(ipr, name)
+
+
+def _release(paths: Paths, owner: str) -> None:
+    from minipod.netns.ipam import IPAM
+    IPAM(paths.ipam).release(owner)
+
+
+def _rmtree(libc, path: str) -> None:
+    """rm -rf, after unmounting whatever is still mounted below it."""
+    for m in sorted((m for m in _mount_points() if _under(m, Path(path))),
+                    key=lambda m: -m.count("/")):
+        _umount(libc, m)
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)
+
+
+def _remove_pod_dir(paths: Paths, sandbox, libc, path: str) -> None:
+    d = Path(path)
+    sandbox.destroy(d, paths.netns_path(d.name))
+    _rmtree(libc, path)
+
+
+# ---- the agent's op "gc" ---------------------------------------------------------------
+
+def run(paths: Paths, ipr, bridge_name: str, records, dry_run: bool = False,
+        cgroups=None) -> dict:
+    """Scan, plan, collect; the agent's answer to {"op": "gc"}.
+
+    Returns {"ok": True, "removed": [...], "kept": [...], "errors": [...]}
+    (with dry_run, "removed" lists what would be). hostPort rules and
+    cgroups of pods not in `records` are collected by their own modules,
+    when present."""
+    records = list(records)
+    listing = scan(paths, ipr, bridge_name)
+    orphans = find_orphans(paths, records, listing)
+    kept = [str(o) for o in orphans if not o.remove]
+    errors: list[str] = []
+    if dry_run:
+        removed = [str(o) for o in orphans if o.remove]
+    else:
+        removed = collect(paths, ipr, orphans, errors)
+        # an unreadable pod keeps what its uid owns; without a uid, everything
+        unreadable = [d for d in listing.pod_dirs if d.error is not None]
+        if all(_uid_of(d) for d in unreadable):
+            keep = {r["uid"] for r in records} | {_uid_of(d) for d in unreadable}
+            removed += _extension_gc(paths, keep, cgroups, errors)
+    return {"ok": True, "removed": removed, "kept": kept, "errors": errors}
+
+
+def _extension_gc(paths: Paths, live: set[str], cgroups, errors: list[str]) -> list[str]:
+    """hostPort rules and cgroups of gone pods, by the modules that own them."""
+    removed = []
+    try:
+        from minipod.netns import hostport
+    except ImportError:
+        hostport = None
+    state_dir = getattr(paths, "hostports", None)
+    if hostport is not None and state_dir is not None:
+        try:
+            removed += [f"hostport rules of pod uid {u}" for u in hostport.gc(state_dir, live)]
+        except Exception as e:
+            errors.append(f"hostport gc: {e}")
+    if cgroups is not None:
+        try:
+            gone, problems = cgroups.gc(live)
+            removed += [f"cgroup {cg}" for cg in gone]
+            errors += problems
+        except Exception as e:
+            errors.append(f"cgroup gc: {e}")
+    return removed
+
