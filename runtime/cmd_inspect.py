@@ -213,9 +213,13 @@ def render(r: dict) -> str:
         out.append(f"    PID:       {c['hostPID']} on the host, {c['pidInside']} inside")
         out.append("    namespaces (inode; shared = same as another container of the pod):")
         for ns, ino in c["namespaces"].items():
-            host = " (the host's!)" if ino == r["hostNamespaces"][ns] else ""
-            shared = "shared" if c["shared"][ns] else "own"
-            out.append(f"      {ns:<7} {ino}  {shared}{host}")
+            if ino == r["hostNamespaces"][ns]:
+                whose = "the host's"
+            elif ns in ("net", "ipc", "uts"):
+                whose = "the pod's" + (", shared" if c["shared"][ns] else "")
+            else:
+                whose = "shared" if c["shared"][ns] else "its own"
+            out.append(f"      {ns:<7} {ino}  {whose}")
         ov = c.get("overlay") or {}
         if ov:
             out.append(f"    root:      overlay, upper {ov['upperdir']}")
