@@ -716,7 +716,8 @@ class Agent:
     def _on_output(self, fd: int) -> None:
         rc = next((r for r in self.live.values() if fd in r.fifo_fds), None)
         if rc is None:
-            self.sel.unregister(fd)
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(fd)
             return
         self._drain(rc, fd)
 

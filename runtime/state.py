@@ -75,6 +75,8 @@ def proc_start_time(pid: int) -> int | None:
         return None
     # comm (field 2) may hold spaces and parens: split after the last ')'.
     fields = stat[stat.rindex(b")") + 2:].split()
+    if fields[0] == b"Z":
+        return None  # a zombie has ended: only its exit status is left
     return int(fields[19])
 
 

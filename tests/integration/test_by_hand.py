@@ -30,13 +30,13 @@ PAGE = REPO / "docs" / "by-hand.md"
 NAMES = {"POD", "NS", "BR", "VETH", "GW", "IP"}
 
 
-def load_generate():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("docs_generate", REPO / "docs" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["docs_generate"] = module
-    spec.loader.exec_module(module)
-    return module
+def docs_modules():
+    """docs/generate.py (the page's markers) and docs/session.py (the bash
+    that runs them, with the helpers of the hidden lines)."""
+    sys.path.insert(0, str(REPO / "docs"))
+    import generate
+    import session
+    return generate, session
 
 
 def _start_time(pid: int) -> str | None:
@@ -58,8 +58,8 @@ def _mounts_naming(*words: str) -> list[str]:
 
 
 def test_one_pod_by_hand(tmp_path):
-    g = load_generate()
-    blocks = [b for b in g.parse(PAGE.read_text()) if b.commands]
+    generate, session = docs_modules()
+    blocks = [b for b in generate.parse(PAGE.read_text()) if b.commands]
     first = blocks[0]
     named = set(re.findall(r"\b([A-Z]+)=", " ".join(c.text for c in first.commands)))
     assert named == NAMES, f"by-hand.md's first block should name exactly {sorted(NAMES)}"
@@ -70,7 +70,7 @@ def test_one_pod_by_hand(tmp_path):
     tag, n = uuid.uuid4().hex[:6], random.randint(1, 254)
     names = {"POD": str(tmp_path / "pod"), "NS": f"byhand-{tag}", "BR": f"hb{tag}",
              "VETH": f"hb{tag}-w", "GW": f"10.99.{n}.1", "IP": f"10.99.{n}.2"}
-    shell = g.Shell(g.command_env(), str(REPO), str(tmp_path / "output"))
+    shell = session.Shell(session.command_env(), str(REPO), str(tmp_path / "output"))
     index = 0
     pids: dict[str, tuple[int, str | None]] = {}
 

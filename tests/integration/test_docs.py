@@ -11,7 +11,6 @@ tables re-aligned) is pure logic, tested here too.
 """
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
@@ -24,13 +23,13 @@ pytestmark = pytest.mark.integration
 GENERATE = REPO / "docs" / "generate.py"
 
 
-def load_generate():
-    """docs/generate.py as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("docs_generate", GENERATE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["docs_generate"] = module
-    spec.loader.exec_module(module)
-    return module
+def docs_modules():
+    """docs/generate.py and docs/normalise.py (scripts beside the pages,
+    not a package)."""
+    sys.path.insert(0, str(REPO / "docs"))
+    import generate
+    import normalise
+    return generate, normalise
 
 
 def generate(*args, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -68,8 +67,8 @@ def test_check_names_the_block_that_differs_and_generate_fixes_it(tmp_path):
 # ---- the pure parts ---------------------------------------------------------
 
 def test_commands_of_a_marker():
-    g = load_generate()
-    commands = g.split_commands(
+    gen, _ = docs_modules()
+    commands = gen.split_commands(
         "minipod get pods\n"
         "@ wait_for running web\n"
         "nsenter --net=x \\\n    unshare sh -c '\n  echo hi\n' &\n"
@@ -83,7 +82,7 @@ def test_commands_of_a_marker():
 
 
 def test_registry_names_each_value_by_what_it_is():
-    g = load_generate()
+    _, g = docs_modules()
     reg = g.Registry(protected={"8080"})
     reg.add(24662, "pid", "web/server")
     reg.add(8080, "pid", "web/sidecar")          # a number the page itself uses: kept
@@ -103,7 +102,7 @@ def test_registry_names_each_value_by_what_it_is():
 
 
 def test_rules_for_times_ages_ports_and_macs():
-    g = load_generate()
+    _, g = docs_modules()
     reg = g.Registry()
     text = ("Start Time:       Wed, 25 Nov 2026 13:56:18 +0000\n"
             "  creationTimestamp: '2026-11-25T13:56:18Z'\n"
@@ -121,7 +120,7 @@ def test_rules_for_times_ages_ports_and_macs():
 
 
 def test_tables_are_realigned_like_kubectl():
-    g = load_generate()
+    _, g = docs_modules()
     reg = g.Registry()
     reg.add("mp3f2a9c01d7", "veth", "web")
     get_pods = ("NAME    READY   STATUS    RESTARTS      AGE\n"
@@ -146,7 +145,7 @@ def test_tables_are_realigned_like_kubectl():
 
 
 def test_markers_and_their_blocks():
-    g = load_generate()
+    g, _ = docs_modules()
     text = ("# Page\n\n## Section\n\n<!-- run:\nminipod get pods\n@ wait_for true\n-->\n"
             "```console\n$ minipod get pods\nold\n```\n\n"
             "<!-- run cgroup=v2: cat /sys/fs/cgroup/cgroup.controllers -->\n\n"
