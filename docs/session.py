@@ -272,7 +272,11 @@ class Session:
         tmp = os.path.join(self.work, "tmp")
         os.makedirs(tmp, mode=0o1777)
         os.chmod(tmp, 0o1777)
-        subprocess.run(["mount", "--bind", tmp, "/tmp"], check=True)
+        # A clone (and its .venv) may itself live under /tmp, as CI's may:
+        # then /tmp must stay visible, and the page shares it.
+        here = os.path.realpath(__file__)
+        if not any(p.startswith("/tmp/") for p in (here, os.path.realpath(sys.executable))):
+            subprocess.run(["mount", "--bind", tmp, "/tmp"], check=True)
         for sub, shown in DEFAULT_PATHS.items():   # ROOT/lib is shown /var/lib/minipod
             real = os.path.join(self.work, sub)
             self.registry.literal(real, shown)
