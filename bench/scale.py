@@ -32,30 +32,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-POD = """apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: main
-    image: bench/busybox:1
-    command: ["sleep", "100000"]
-"""
-
-
-def timed(cmd, env) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
-    return (time.perf_counter() - t) * 1000
-
-
-def pss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return 0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pod_start import POD, pss_kib, timed  # noqa: E402  (the same pod, the same timing)
 
 
 def main() -> int:
