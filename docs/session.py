@@ -394,7 +394,8 @@ class Session:
 
     # -- running a page
     def run_page(self, blocks: list[dict]) -> list[list[dict]]:
-        out_path = "/tmp/.generate-output"
+        # in the session's own directory: /tmp may be shared with other pages
+        out_path = os.path.join(self.work, "tmp", ".generate-output")
         shell = Shell(self.env, str(REPO), out_path, self.spawn)
         plan, index = [], 0
         try:
