@@ -49,8 +49,7 @@ from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
 BACKOFF_BASE = float(os.environ.get("MINIPOD_BACKOFF_BASE", "10"))
-BACKOFF_MAX = 300.0
-BACKOFF_RESET = 600.0  # a container that ran 10 minutes starts over at the base
+BACKOFF_MAX = 300.0  # the cap; 2 × cap (10 min) after a restart, an exit starts over (backoff.py)
 MAX_EVENTS = 100
 
 
@@ -828,9 +827,9 @@ class Agent:
                           message=f"back-off {backoff.go_duration(delay)} restarting failed "
                                   f"container={name} pod={pod_name}",
                           lastState=self._exit_as_last_state(cs), restartAt=exited + delay)
-                self.call_later(delay, self._restart, pod_name, name, record["uid"])
+                self.call_later(delay, self._restart, pod_name, name, record["uid"], True)
             else:
-                self._restart(pod_name, name, record["uid"])  # a failed start comes back here
+                self._restart(pod_name, name, record["uid"], True)  # a failed start comes back
         else:
             self.sync(pod_name)  # an init container done: start the next
         if podstatus.main_containers_done(record):
@@ -857,9 +856,10 @@ class Agent:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    def _restart(self, pod_name: str, name: str, uid: str) -> None:
+    def _restart(self, pod_name: str, name: str, uid: str, due: bool = False) -> None:
         """Start an exited container again once its back-off is over (the
-        kubelet's doBackOff, then Next: the entry grows for the next exit)."""
+        kubelet's doBackOff, then Next: the entry grows for the next exit).
+        Not `due` (a new agent adopting a back-off): wait what is left of it."""
         record = self.records.get(pod_name)
         if record is None or record["uid"] != uid or record.get("deletionTimestamp"):
             return
@@ -868,8 +868,10 @@ class Agent:
                                         and cs.get("reason") != "CrashLoopBackOff"):
             return
         now = time.time()
-        if cs.get("restartAt", 0) > now + 0.05:  # a new agent's guess was early
-            self.call_later(cs["restartAt"] - now, self._restart, pod_name, name, uid)
+        entry = cs.get("backoff") if isinstance(cs.get("backoff"), dict) else {}
+        left = min(cs.get("restartAt", 0) - now, entry.get("seconds", BACKOFF_MAX))
+        if not due and left > 0:  # never more than the back-off, whatever the clock did
+            self.call_later(left, self._restart, pod_name, name, uid, True)
             return
         if cs["state"] == "terminated":
             cs["lastState"] = self._exit_as_last_state(cs)
@@ -1212,13 +1214,6 @@ def _find(record: dict, name: str) -> dict:
 
 def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=False) if path.exists() else None
-
-
-def _seconds_between(a: str | None, b: str | None) -> float | None:
-    if not a or not b:
-        return None
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return time.mktime(time.strptime(b, fmt)) - time.mktime(time.strptime(a, fmt))
 
 
 def _read_in_layers(layers: list[Path], rel: str) -> str:
