@@ -43,14 +43,13 @@ from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
-from minipod.runtime import (faults, logs, manifest, podstatus, probes, process, qos,
+from minipod.runtime import (backoff, faults, logs, manifest, podstatus, probes, process, qos,
                              sandbox, security, state, volumes)
 from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
 BACKOFF_BASE = float(os.environ.get("MINIPOD_BACKOFF_BASE", "10"))
-BACKOFF_MAX = 300.0
-BACKOFF_RESET = 600.0  # a container that ran 10 minutes starts over at the base
+BACKOFF_MAX = 300.0  # the cap; 2 × cap (10 min) after a restart, an exit starts over (backoff.py)
 MAX_EVENTS = 100
 
 
@@ -80,6 +79,7 @@ class RunningContainer:
         self.fifo_fds: dict[int, str] = {}  # fd -> "stdout" | "stderr"
         self.writer: logs.LogWriter | None = None
         self.probes: dict[str, probes.ProbeState] = {}
+        self.stopping = False               # being killed (a probe or hook failed)
 
 
 class Agent:
@@ -806,7 +806,10 @@ class Agent:
         self._after_exit(rc.pod, rc.name)
 
     def _after_exit(self, pod_name: str, name: str) -> None:
-        """restartPolicy decides: restart after a back-off, or stay terminated."""
+        """restartPolicy decides whether; the kubelet's back-off decides when
+        (backoff.py): the first restart after an exit is at once, from the
+        second on the container waits in CrashLoopBackOff, 10 s doubling to
+        5 min, counted from its exit."""
         record = self.records[pod_name]
         cs = _find(record, name)
         if record.get("deletionTimestamp"):
@@ -814,19 +817,19 @@ class Agent:
             self._maybe_finish_delete(pod_name)
             return
         if podstatus.will_restart(record, cs):
-            ran = _seconds_between(cs.get("startedAt"), cs.get("finishedAt"))
-            if ran is not None and ran >= BACKOFF_RESET:
-                cs["backoff"] = 0
-            delay = min(BACKOFF_BASE * (2 ** cs.get("backoff", 0)), BACKOFF_MAX)
-            cs["backoff"] = cs.get("backoff", 0) + 1
-            last = {k: cs.get(k) for k in ("exitCode", "signal", "reason", "message",
-                                          "startedAt", "finishedAt", "state")}
-            self.event(pod_name, "BackOff", f"Back-off restarting failed container {name} in "
-                                            f"pod {pod_name}", warning=True)
-            cs.update(state="waiting", reason="CrashLoopBackOff",
-                      message=f"back-off {delay:.0f}s restarting failed container={name} "
-                              f"pod={pod_name}", lastState=last)
-            self.call_later(delay, self._restart, pod_name, name, record["uid"])
+            exited = time.time()
+            cs["exitedAt"] = exited
+            delay = backoff.wait(cs.get("backoff"), exited, exited, BACKOFF_MAX)
+            if delay > 0:
+                self.event(pod_name, "BackOff", f"Back-off restarting failed container {name} "
+                                                f"in pod {pod_name}", warning=True)
+                cs.update(state="waiting", reason="CrashLoopBackOff",
+                          message=f"back-off {backoff.go_duration(delay)} restarting failed "
+                                  f"container={name} pod={pod_name}",
+                          lastState=self._exit_as_last_state(cs), restartAt=exited + delay)
+                self.call_later(delay, self._restart, pod_name, name, record["uid"], True)
+            else:
+                self._restart(pod_name, name, record["uid"], True)  # a failed start comes back
         else:
             self.sync(pod_name)  # an init container done: start the next
         if podstatus.main_containers_done(record):
@@ -853,15 +856,35 @@ class Agent:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    def _restart(self, pod_name: str, name: str, uid: str) -> None:
+    def _restart(self, pod_name: str, name: str, uid: str, due: bool = False) -> None:
+        """Start an exited container again once its back-off is over (the
+        kubelet's doBackOff, then Next: the entry grows for the next exit).
+        Not `due` (a new agent adopting a back-off): wait what is left of it."""
         record = self.records.get(pod_name)
         if record is None or record["uid"] != uid or record.get("deletionTimestamp"):
             return
         cs = _find(record, name)
-        if cs["state"] != "waiting":
+        if cs["state"] == "running" or (cs["state"] == "waiting"
+                                        and cs.get("reason") != "CrashLoopBackOff"):
             return
+        now = time.time()
+        entry = cs.get("backoff") if isinstance(cs.get("backoff"), dict) else {}
+        left = min(cs.get("restartAt", 0) - now, entry.get("seconds", BACKOFF_MAX))
+        if not due and left > 0:  # never more than the back-off, whatever the clock did
+            self.call_later(left, self._restart, pod_name, name, uid, True)
+            return
+        if cs["state"] == "terminated":
+            cs["lastState"] = self._exit_as_last_state(cs)
+        cs["backoff"] = backoff.next_entry(cs.get("backoff"), cs.get("exitedAt", now), now,
+                                           BACKOFF_BASE, BACKOFF_MAX)
+        cs.pop("restartAt", None)
         cs["restartCount"] = cs.get("restartCount", 0) + 1
         self.start_container(pod_name, name)
+
+    @staticmethod
+    def _exit_as_last_state(cs: dict) -> dict:
+        return {k: cs.get(k) for k in ("exitCode", "signal", "reason", "message",
+                                       "startedAt", "finishedAt", "state")}
 
     # ---- probes and lifecycle hooks ----------------------------------------
 
@@ -903,10 +926,15 @@ class Agent:
                         rc.pid)
 
     def _probe_tick(self, pod_name: str, name: str, kind: str, pid: int) -> None:
+        """One period of one probe (the kubelet's prober worker). Liveness and
+        startup probes stop while the container is being killed and once its
+        pod is being deleted; readiness goes on until the container ends."""
         rc = self.live.get((pod_name, name))
         record = self.records.get(pod_name)
-        if rc is None or rc.pid != pid or record is None or record.get("deletionTimestamp"):
+        if rc is None or rc.pid != pid or record is None:
             return  # the container instance this probe was for is gone
+        if kind != "readiness" and (rc.stopping or record.get("deletionTimestamp")):
+            return
         if kind == "startup" and _find(record, name).get("started"):
             return
         probe = getattr(self.container_of(record, name), f"{kind}_probe")
@@ -927,6 +955,8 @@ class Agent:
         probe = getattr(self.container_of(record, name), f"{kind}_probe")
         st = rc.probes[kind]
         st.running = False
+        if kind != "readiness" and (rc.stopping or record.get("deletionTimestamp")):
+            return  # a check that was in flight when the kill began: no second verdict
         if ok:
             st.successes, st.failures = st.successes + 1, 0
         else:
@@ -943,8 +973,10 @@ class Agent:
             for k in ("liveness", "readiness"):
                 self._schedule_probe(pod_name, name, k, rc)
         elif not ok and st.failures >= probe.failure_threshold:
-            self.event(pod_name, "Killing", f"Container {name} failed {kind} probe, "
-                                            f"will be restarted")
+            # kuberuntime's computePodActions: ", will be restarted" only if it will be
+            restart = "" if record.get("restartPolicy") == "Never" and not cs.get("sidecar") \
+                else ", will be restarted"
+            self.event(pod_name, "Killing", f"Container {name} failed {kind} probe{restart}")
             st.failures = 0
             self._kill_container(pod_name, name, f"{kind} probe failed",
                                  probe.termination_grace_period_seconds)
@@ -953,10 +985,13 @@ class Agent:
     def _kill_container(self, pod_name: str, name: str, why: str,
                         grace: int | None = None) -> None:
         """SIGTERM one container, SIGKILL after the grace period; its exit
-        then follows restartPolicy like any other."""
+        then follows restartPolicy like any other. Once: a container being
+        killed is not killed again, and its liveness and startup probes hold
+        (the kubelet's worker onHold) until the next container starts."""
         rc = self.live.get((pod_name, name))
-        if rc is None:
+        if rc is None or rc.stopping:
             return
+        rc.stopping = True
         if grace is None:
             grace = self.records[pod_name].get("terminationGracePeriodSeconds", 30)
         log(f"pod {pod_name} container {name}: stopping ({why})")
@@ -1179,13 +1214,6 @@ def _find(record: dict, name: str) -> dict:
 
 def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=False) if path.exists() else None
-
-
-def _seconds_between(a: str | None, b: str | None) -> float | None:
-    if not a or not b:
-        return None
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return time.mktime(time.strptime(b, fmt)) - time.mktime(time.strptime(a, fmt))
 
 
 def _read_in_layers(layers: list[Path], rel: str) -> str:

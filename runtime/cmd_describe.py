@@ -61,31 +61,20 @@ def _state_lines(state: dict, label: str) -> list[str]:
     return lines
 
 
-def describe(record: dict) -> str:
-    pod = podstatus.pod_object(record)
-    meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
-    out = [
-        f"Name:             {meta['name']}",
-        f"Namespace:        {meta['namespace']}",
-        f"Node:             {spec.get('nodeName')}/{status.get('hostIP')}",
-        f"Start Time:       {_when(status.get('startTime'))}",
-    ]
-    labels = _map(meta.get("labels"), 18)
-    out.append(f"Labels:           {labels[0]}")
-    out += [f"                  {line}" for line in labels[1:]]
-    annotations = _map(meta.get("annotations"), 18)
-    out.append(f"Annotations:      {annotations[0]}")
-    out += [f"                  {line}" for line in annotations[1:]]
-    out += [
-        f"Status:           {podstatus.status_column(record) if meta.get('deletionTimestamp') else status['phase']}",
-        f"IP:               {status.get('podIP') or ''}",
-        "IPs:",
-        f"  IP:  {status.get('podIP') or ''}" if status.get("podIP") else "  <none>",
-        "Containers:",
-    ]
-    statuses = {c["name"]: c for c in status["containerStatuses"]}
-    for c in spec.get("containers", []):
-        cs = statuses.get(c["name"], {})
+def _status(meta: dict, status: dict) -> str:
+    """kubectl describe: Terminating while a deleted pod's phase is not final."""
+    if meta.get("deletionTimestamp") and status["phase"] not in ("Succeeded", "Failed"):
+        return "Terminating"
+    return status["phase"]
+
+
+def _containers(label: str, containers: list[dict], statuses: list[dict]) -> list[str]:
+    """One section of containers (kubectl describe.go's describeContainers):
+    "Init Containers:" and "Containers:" are laid out alike."""
+    out = [f"{label}:" + ("" if containers else " <none>")]
+    by_name = {c["name"]: c for c in statuses}
+    for c in containers:
+        cs = by_name.get(c["name"], {})
         out.append(f"  {c['name']}:")
         if cs.get("containerID"):
             out.append(f"    Container ID:   {cs['containerID']}")
@@ -114,6 +103,34 @@ def describe(record: dict) -> str:
         out.append("    Mounts:" + ("         <none>" if not mounts else ""))
         out += [f"      {m['mountPath']} from {m['name']} ({'ro' if m.get('readOnly') else 'rw'})"
                 for m in mounts]
+    return out
+
+
+def describe(record: dict) -> str:
+    pod = podstatus.pod_object(record)
+    meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
+    out = [
+        f"Name:             {meta['name']}",
+        f"Namespace:        {meta['namespace']}",
+        f"Node:             {spec.get('nodeName')}/{status.get('hostIP')}",
+        f"Start Time:       {_when(status.get('startTime'))}",
+    ]
+    labels = _map(meta.get("labels"), 18)
+    out.append(f"Labels:           {labels[0]}")
+    out += [f"                  {line}" for line in labels[1:]]
+    annotations = _map(meta.get("annotations"), 18)
+    out.append(f"Annotations:      {annotations[0]}")
+    out += [f"                  {line}" for line in annotations[1:]]
+    out += [
+        f"Status:           {_status(meta, status)}",
+        f"IP:               {status.get('podIP') or ''}",
+        "IPs:",
+        f"  IP:  {status.get('podIP') or ''}" if status.get("podIP") else "  <none>",
+    ]
+    if spec.get("initContainers"):
+        out += _containers("Init Containers", spec["initContainers"],
+                           status.get("initContainerStatuses", []))
+    out += _containers("Containers", spec.get("containers", []), status["containerStatuses"])
     out.append("Conditions:")
     width = max(len(c["type"]) for c in status["conditions"]) + 3
     out.append(f"  {'Type'.ljust(width)} Status")

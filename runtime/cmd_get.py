@@ -92,9 +92,8 @@ def run(args, paths) -> int:
 
 
 def row(r: dict, wide: bool) -> list[str]:
-    ready, total = podstatus.ready_count(r)
-    cells = [r["name"], f"{ready}/{total}", podstatus.status_column(r),
-             podstatus.restarts_column(r), podstatus.age(r.get("creationTimestamp"))]
+    ready, status, restarts = podstatus.print_pod(podstatus.pod_object(r))
+    cells = [r["name"], ready, status, restarts, podstatus.age(r.get("creationTimestamp"))]
     if wide:
         cells += [r.get("podIP") or "<none>", r.get("nodeName") or "<none>", "<none>", "<none>"]
     return cells

@@ -73,7 +73,8 @@ def run(args, paths) -> int:
         for cs in record.get("initContainers", []) + record["containers"]:
             last = cs.get("lastState") or {}
             if cs.get("reason") == "StartError" or last.get("reason") == "StartError":
-                msg = cs.get("message") or last.get("message")
+                # the cause is the StartError's own message; a back-off's says only "back-off"
+                msg = cs.get("message") if cs.get("reason") == "StartError" else last.get("message")
                 print(f"error: pod {pod.name}: container {cs['name']} failed to start: {msg}",
                       file=sys.stderr)
                 failed = True

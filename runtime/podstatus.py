@@ -13,6 +13,7 @@ the STATUS column of `get pods` (kubectl's printPod), the Pod object of
 """
 from __future__ import annotations
 
+import calendar
 import time
 
 
@@ -82,58 +83,158 @@ def ready_count(record: dict) -> tuple[int, int]:
 
 
 def status_column(record: dict) -> str:
-    """kubectl's STATUS: the most telling container reason, else the phase."""
-    if record.get("deletionTimestamp"):
-        return "Terminating"
-    inits = [c for c in record.get("initContainers", []) if not c.get("sidecar")]
-    done = sum(1 for c in inits if c["state"] == "terminated" and c.get("exitCode") == 0)
-    for c in record.get("initContainers", []):
-        if c.get("sidecar") or (c["state"] == "terminated" and c.get("exitCode") == 0):
-            continue
-        if c["state"] == "terminated":
-            return f"Init:{c.get('reason') or 'Error'}"
-        if c["state"] == "waiting" and c.get("reason") not in (None, "PodInitializing"):
-            return f"Init:{c['reason']}"
-        return f"Init:{done}/{len(inits)}"
-    reason = phase(record)
-    if all(c["state"] == "waiting" and c.get("reason") == "PodInitializing"
-           for c in record.get("containers", [])) and record.get("initContainers"):
-        return "PodInitializing"
-    for c in record.get("containers", []):
-        if c["state"] == "waiting" and c.get("reason"):
-            reason = c["reason"]
-        elif c["state"] == "terminated":
-            if c.get("reason"):
-                reason = c["reason"]
-            elif c.get("signal"):
-                reason = f"Signal:{c['signal']}"
-            else:
-                reason = f"ExitCode:{c.get('exitCode')}"
-    return reason
-
-
-def age(since: str | None, now: float | None = None) -> str:
-    """kubectl's short duration: 45s, 3m12s, 5h, 2d."""
-    if not since:
-        return "<unknown>"
-    then = time.mktime(time.strptime(since, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
-    secs = max(0, int((now or time.time()) - then))
-    if secs < 120:
-        return f"{secs}s"
-    mins = secs // 60
-    if mins < 10:
-        return f"{mins}m{secs % 60}s"
-    if mins < 180:
-        return f"{mins}m"
-    hours = mins // 60
-    return f"{hours}h" if hours < 48 else f"{hours // 24}d"
+    """kubectl's STATUS of a state record (print_pod)."""
+    return print_pod(pod_object(record))[1]
 
 
 def restarts_column(record: dict) -> str:
-    every = record.get("containers", []) + record.get("initContainers", [])
-    total = sum(c.get("restartCount", 0) for c in every)
-    last = max((c.get("lastState", {}).get("finishedAt") or "" for c in every), default="")
-    return f"{total} ({age(last)} ago)" if total and last else str(total)
+    """kubectl's RESTARTS of a state record (print_pod)."""
+    return print_pod(pod_object(record))[2]
+
+
+def _restartable(spec: dict | None) -> bool:
+    return bool(spec) and spec.get("restartPolicy") == "Always"
+
+
+def _condition_true(status: dict, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
+def _last_finished(cs: dict) -> str:
+    """lastState.terminated.finishedAt ("" when none: sorts before any time)."""
+    return ((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt") or ""
+
+
+def print_pod(pod: dict, now: float | None = None) -> tuple[str, str, str]:
+    """READY, STATUS and RESTARTS of a Pod object, as kubectl prints them.
+
+    A line-by-line port of printPod (kubernetes pkg/printers/internalversion
+    printers.go) over the Pod as JSON; its table tests are in
+    tests/unit/test_printpod.py. In short:
+
+    - STATUS starts as status.reason or the phase;
+    - init containers in order: the first that has not succeeded (a sidecar,
+      restartPolicy Always, counts once started) gives `Init:<reason>` for a
+      terminated one (`Init:Signal:N`, `Init:ExitCode:N` without a reason) or
+      a waiting one with a reason, else `Init:<index>/<count>`;
+    - past init (or once Initialized is True), the main containers from the
+      last to the first: a waiting or terminated one gives its reason
+      (`Signal:N`, `ExitCode:N` without one), so the first such one wins;
+      `Completed` while another container runs ready is `Running` if the
+      pod is Ready, else `NotReady`;
+    - a pod being deleted is `Terminating` unless its phase is final.
+    RESTARTS counts every container's restarts, but once init is over only
+    sidecars' and main containers'; "(5m ago)" is the newest lastState end.
+    """
+    spec, status, meta = pod.get("spec") or {}, pod.get("status") or {}, pod.get("metadata") or {}
+    restarts = sidecar_restarts = ready = 0
+    last_restart = last_sidecar_restart = ""
+    total = len(spec.get("containers") or [])
+    phase = status.get("phase") or ""
+    reason = status.get("reason") or phase
+    for c in status.get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated":
+            reason = "SchedulingGated"
+    init_specs = {c.get("name"): c for c in spec.get("initContainers") or []}
+    total += sum(1 for c in spec.get("initContainers") or [] if _restartable(c))
+    initializing = False
+    for i, cs in enumerate(status.get("initContainerStatuses") or []):
+        restarts += cs.get("restartCount", 0)
+        last_restart = max(last_restart, _last_finished(cs))
+        sidecar = _restartable(init_specs.get(cs.get("name")))
+        if sidecar:
+            sidecar_restarts += cs.get("restartCount", 0)
+            last_sidecar_restart = max(last_sidecar_restart, _last_finished(cs))
+        state = cs.get("state") or {}
+        term, wait = state.get("terminated"), state.get("waiting")
+        # a missing exitCode is Go's zero value; None is minipod's "unknown"
+        if term is not None and term.get("exitCode", 0) == 0:
+            continue
+        if sidecar and cs.get("started"):
+            ready += 1 if cs.get("ready") else 0
+            continue
+        if term is not None:
+            if term.get("reason"):
+                reason = f"Init:{term['reason']}"
+            elif term.get("signal"):
+                reason = f"Init:Signal:{term['signal']}"
+            else:
+                reason = f"Init:ExitCode:{term.get('exitCode')}"
+        elif wait is not None and wait.get("reason") and wait["reason"] != "PodInitializing":
+            reason = f"Init:{wait['reason']}"
+        else:
+            reason = f"Init:{i}/{len(spec.get('initContainers') or [])}"
+        initializing = True
+        break
+    if not initializing or _condition_true(status, "Initialized"):
+        restarts, last_restart = sidecar_restarts, last_sidecar_restart
+        has_running = False
+        for cs in reversed(status.get("containerStatuses") or []):
+            restarts += cs.get("restartCount", 0)
+            last_restart = max(last_restart, _last_finished(cs))
+            state = cs.get("state") or {}
+            term, wait = state.get("terminated"), state.get("waiting")
+            if wait is not None and wait.get("reason"):
+                reason = wait["reason"]
+            elif term is not None and term.get("reason"):
+                reason = term["reason"]
+            elif term is not None:
+                reason = (f"Signal:{term['signal']}" if term.get("signal")
+                          else f"ExitCode:{term.get('exitCode', 0)}")
+            elif cs.get("ready") and state.get("running") is not None:
+                has_running = True
+                ready += 1
+        if reason == "Completed" and has_running:
+            reason = "Running" if _condition_true(status, "Ready") else "NotReady"
+    if meta.get("deletionTimestamp") and status.get("reason") == "NodeLost":
+        reason = "Unknown"
+    elif meta.get("deletionTimestamp") and phase not in ("Succeeded", "Failed"):
+        reason = "Terminating"
+    shown = str(restarts)
+    if restarts and last_restart:
+        shown = f"{restarts} ({age(last_restart, now)} ago)"
+    return f"{ready}/{total}", reason, shown
+
+
+def _parse(iso: str) -> float:
+    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def age(since: str | None, now: float | None = None) -> str:
+    """kubectl's short duration since a time (HumanDuration): 45s, 3m12s, 5h30m, 2d3h."""
+    if not since:
+        return "<unknown>"
+    return human_duration((time.time() if now is None else now) - _parse(since))
+
+
+def human_duration(seconds: float) -> str:
+    """apimachinery's duration.HumanDuration, the AGE column's format."""
+    secs = int(seconds)
+    if secs < -1:
+        return "<invalid>"
+    if secs < 0:
+        return "0s"
+    if secs < 120:
+        return f"{secs}s"
+    minutes = secs // 60
+    if minutes < 10:
+        return f"{minutes}m{secs % 60}s" if secs % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        years, days = hours // 24 // 365, hours // 24 % 365
+        return f"{years}y{days}d" if days else f"{years}y"
+    return f"{hours // 24 // 365}y"
 
 
 def conditions(record: dict) -> list[dict]:

@@ -61,3 +61,28 @@ def test_pod_object_is_kubernetes_shaped():
     assert obj["status"]["podIP"] == "10.89.0.2"
     assert obj["status"]["containerStatuses"][0]["ready"] is True
     assert obj["spec"]["restartPolicy"] == "Always"
+
+
+def test_one_of_two_containers_finished_is_not_ready_or_error():
+    never = {"restartPolicy": "Never"}
+    assert podstatus.status_column(rec(running(), terminated(0, "Completed", "d"), **never)) \
+        == "NotReady"
+    assert podstatus.status_column(rec(running(), terminated(1, "Error", "d"), **never)) \
+        == "Error"
+    assert podstatus.status_column(rec(terminated(0, "Completed"), terminated(0, "Completed", "d"),
+                                       **never)) == "Completed"
+
+
+def test_terminating_only_while_the_phase_is_not_final():
+    done = rec(terminated(0, "Completed"), restartPolicy="Never", deletionTimestamp="x")
+    assert podstatus.status_column(done) == "Completed"
+
+
+def test_init_columns_from_a_state_record():
+    spec = {"manifest": {"spec": {"initContainers": [{"name": "i"}], "containers": [{"name": "c"}]}}}
+    init = {"name": "i", "state": "waiting", "reason": "CrashLoopBackOff", "restartCount": 2}
+    main = {"name": "c", "state": "waiting", "reason": "PodInitializing", "restartCount": 0}
+    assert podstatus.status_column(rec(main, initContainers=[init], **spec)) == \
+        "Init:CrashLoopBackOff"
+    init = {"name": "i", "state": "running", "restartCount": 0}
+    assert podstatus.status_column(rec(main, initContainers=[init], **spec)) == "Init:0/1"
