@@ -78,6 +78,9 @@ def describe(record: dict) -> str:
     out += [f"                  {line}" for line in annotations[1:]]
     out += [
         f"Status:           {podstatus.status_column(record) if meta.get('deletionTimestamp') else status['phase']}",
+    ]
+    out += [f"{k.capitalize() + ':':<18}{status[k]}" for k in ("reason", "message") if status.get(k)]
+    out += [
         f"IP:               {status.get('podIP') or ''}",
         "IPs:",
         f"  IP:  {status.get('podIP') or ''}" if status.get("podIP") else "  <none>",
