@@ -138,7 +138,10 @@ def disk_usage(path: str, stop_above: int | None = None) -> int:
             return 0
     st = os.fstat(top)
     dev, total, seen = st.st_dev, st.st_blocks * 512, set()
-    stack = [(top, _scan(top, dev, seen))]   # one open directory per level
+
+    def room() -> int | None:
+        return None if stop_above is None else stop_above - total
+    stack = [(top, _scan(top, dev, seen, room()))]   # one open directory per level
     try:
         while stack:
             fd, (used, subdirs) = stack[-1]
@@ -163,16 +166,16 @@ def disk_usage(path: str, stop_above: int | None = None) -> int:
             if len(stack) >= MAX_DEPTH:
                 os.close(child)
                 raise TooDeep(f"{path}: more than {MAX_DEPTH} directory levels")
-            stack.append((child, _scan(child, dev, seen)))
+            stack.append((child, _scan(child, dev, seen, room())))
     finally:
         for fd, _ in stack:
             os.close(fd)
     return total
 
 
-def _scan(fd: int, dev: int, seen: set) -> tuple[int, list[str]]:
+def _scan(fd: int, dev: int, seen: set, room: int | None) -> tuple[int, list[str]]:
     """Blocks of the non-directories in one directory, and its subdirectories
-    (hard-linked inodes in `seen` are counted once)."""
+    (hard-linked inodes in `seen` are counted once); stops once past `room`."""
     used, subdirs = 0, []
     try:
         with os.scandir(fd) as entries:  # scandir works on a dup of fd
@@ -190,6 +193,8 @@ def _scan(fd: int, dev: int, seen: set) -> tuple[int, list[str]]:
                         continue
                     seen.add((st.st_dev, st.st_ino))
                 used += st.st_blocks * 512
+                if room is not None and used > room:
+                    break
     except OSError:
         pass
     return used, subdirs
