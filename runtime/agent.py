@@ -1169,6 +1169,10 @@ class Agent:
             self._save(name)
             if record.get("deletionTimestamp"):
                 self.delete_pod(name, 0)
+            elif record.get("phase") == "Failed":
+                for rc in self._live_of(name):  # evicted, and the last agent died
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(rc.pid, signal.SIGKILL)
             else:
                 self.call_later(0, self.sync, name)   # e.g. a pull the dead agent began
 
