@@ -881,10 +881,13 @@ class Agent:
                 continue
             uid = record["uid"]
             names = [cs["name"] for cs in record.get("initContainers", []) + record["containers"]]
-            checks += eviction.plan(
-                self.pod_spec(record), uid, record.get("volumes") or {},
-                {n: str(self.paths.container_dir(uid, n) / "upper") for n in names},
-                {n: str(self.paths.pod_logs / name / n) for n in names})
+            try:
+                checks += eviction.plan(
+                    self.pod_spec(record), uid, record.get("volumes") or {},
+                    {n: str(self.paths.container_dir(uid, n) / "upper") for n in names},
+                    {n: str(self.paths.pod_logs / name / n) for n in names})
+            except Exception as e:  # one bad record must not hide the others' limits
+                log(f"pod {name}: cannot plan its storage checks: {e}")
         if not checks:
             return
         pid, fd = eviction.fork_measure(checks)

@@ -95,3 +95,18 @@ def test_a_pod_without_limits_has_nothing_to_measure():
 
 def test_the_report_of_the_child_reads_back():
     assert eviction.parse_report("0 2000000\n3 12\ngarbage\n") == [(0, 2000000), (3, 12)]
+
+
+def test_an_evicted_pod_is_failed_and_restarts_nothing():
+    from minipod.runtime import podstatus
+    cs = {"name": "main", "state": "terminated", "exitCode": 137, "reason": "Error",
+          "restartCount": 0}
+    record = {"name": "p", "phase": "Failed", "reason": "Evicted", "restartPolicy": "Always",
+              "message": 'Usage of EmptyDir volume "x" exceeds the limit "1Mi".',
+              "containers": [cs]}
+    assert not podstatus.will_restart(record, cs)
+    status = podstatus.pod_object(record)["status"]
+    assert (status["phase"], status["reason"], status["message"]) == (
+        "Failed", "Evicted", 'Usage of EmptyDir volume "x" exceeds the limit "1Mi".')
+    # the same pod not evicted would restart its container
+    assert podstatus.will_restart(dict(record, phase="Running"), cs)
