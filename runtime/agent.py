@@ -43,8 +43,8 @@ from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
-from minipod.runtime import (backoff, faults, logs, manifest, podstatus, probes, process, qos,
-                             sandbox, security, state, volumes)
+from minipod.runtime import (backoff, eviction, faults, logs, manifest, podstatus, probes,
+                             process, qos, sandbox, security, state, volumes)
 from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -97,6 +97,7 @@ class Agent:
         self.pulls: dict[str, dict] = {}                 # image ref -> its pull in flight
         self.explain_delete: dict[str, list] = {}        # pod -> --explain steps so far
         self.pull_pids: dict[int, str] = {}
+        self.measuring: int | None = None               # the disk usage child's pid
         self.idle_since = time.monotonic()
         self.stopping = False
         self.net = bridge.NetworkConfig(
@@ -156,6 +157,7 @@ class Agent:
             log("gc at start failed:\n" + traceback.format_exc())
         log(f"agent {os.getpid()} listening on {self.paths.socket}; {len(self.records)} pods")
         self._reap()  # exits that happened before the handler was installed
+        self.call_later(eviction.EVICTION_PERIOD, self._eviction_tick)
         while not self.stopping:
             timeout = self._run_timers()
             for key, _ in self.sel.select(timeout):
@@ -407,8 +409,8 @@ class Agent:
         (restartPolicy Always init containers) started and kept running,
         then every main container that has not started yet."""
         record = self.records.get(pod_name)
-        if record is None or record.get("deletionTimestamp"):
-            return
+        if record is None or record.get("deletionTimestamp") or record.get("phase") == "Failed":
+            return  # deleted, or evicted: nothing starts again
         for cs in record.get("initContainers", []):
             if cs["state"] == "running":
                 if cs.get("sidecar"):
@@ -654,6 +656,8 @@ class Agent:
     def start_container(self, pod_name: str, name: str) -> None:
         """Start (or restart) one container; a failure becomes its status."""
         record = self.records[pod_name]
+        if record.get("phase") == "Failed":
+            return  # evicted: its containers stay terminated
         cs = _find(record, name)
         pod_dir = self.paths.pod_dir(pod_name)
         rc = RunningContainer(pod_name, name)
@@ -885,6 +889,58 @@ class Agent:
     def _exit_as_last_state(cs: dict) -> dict:
         return {k: cs.get(k) for k in ("exitCode", "signal", "reason", "message",
                                        "startedAt", "finishedAt", "state")}
+
+    # ---- local storage limits: measure, evict (runtime/eviction.py) --------
+
+    def _eviction_tick(self) -> None:
+        """Every EVICTION_PERIOD: measure the pods that have storage limits,
+        in a child (one at a time); `_evict` those over a limit."""
+        self.call_later(eviction.EVICTION_PERIOD, self._eviction_tick)
+        if self.measuring is not None:
+            return  # the last walk is still going: never two at once
+        checks = []
+        for name, record in self.records.items():
+            if record.get("deletionTimestamp") or record.get("phase") != "Running":
+                continue
+            uid = record["uid"]
+            names = [cs["name"] for cs in record.get("initContainers", []) + record["containers"]]
+            try:
+                checks += eviction.plan(
+                    self.pod_spec(record), uid, record.get("volumes") or {},
+                    {n: str(self.paths.container_dir(uid, n) / "upper") for n in names},
+                    {n: str(self.paths.pod_logs / name / n) for n in names})
+            except Exception as e:  # one bad record must not hide the others' limits
+                log(f"pod {name}: cannot plan its storage checks: {e}")
+        if not checks:
+            return
+        pid, fd = eviction.fork_measure(checks)
+        os.set_blocking(fd, False)
+        self.measuring = pid
+
+        def done(ok: bool, report: str) -> None:
+            self.measuring = None
+            for i, used in eviction.parse_report(report):
+                if i < len(checks):
+                    self._evict(checks[i], used)
+        self.checks[pid] = (fd, done)
+
+    def _evict(self, check: eviction.Check, used: int) -> None:
+        """The kubelet's evictPod: a Warning event, the pod Failed with reason
+        Evicted, every container stopped (SIGKILL after EVICTION_GRACE), and
+        nothing restarted; the pod object stays until deleted."""
+        record = self.records.get(check.pod)
+        if record is None or record["uid"] != check.uid or record.get("deletionTimestamp") \
+                or record.get("phase") != "Running":
+            return
+        log(f"pod {check.pod}: evicted ({used} bytes used): {check.message}")
+        record.update(phase="Failed", reason=eviction.REASON, message=check.message)
+        self.event(check.pod, eviction.REASON, check.message, warning=True)
+        for rc in self._live_of(check.pod):
+            self.event(check.pod, "Killing", f"Stopping container {rc.name}")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rc.pid, signal.SIGTERM)
+            self.call_later(eviction.EVICTION_GRACE, self._kill_one, check.pod, rc.name, rc.pid)
+        self._save(check.pod)
 
     # ---- probes and lifecycle hooks ----------------------------------------
 
@@ -1151,6 +1207,10 @@ class Agent:
             self._save(name)
             if record.get("deletionTimestamp"):
                 self.delete_pod(name, 0)
+            elif record.get("phase") == "Failed":
+                for rc in self._live_of(name):  # evicted, and the last agent died
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(rc.pid, signal.SIGKILL)
             else:
                 self.call_later(0, self.sync, name)   # e.g. a pull the dead agent began
 

@@ -123,6 +123,9 @@ def describe(record: dict) -> str:
     out += [f"                  {line}" for line in annotations[1:]]
     out += [
         f"Status:           {_status(meta, status)}",
+    ]
+    out += [f"{k.capitalize() + ':':<18}{status[k]}" for k in ("reason", "message") if status.get(k)]
+    out += [
         f"IP:               {status.get('podIP') or ''}",
         "IPs:",
         f"  IP:  {status.get('podIP') or ''}" if status.get("podIP") else "  <none>",

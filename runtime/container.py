@@ -7,7 +7,8 @@ Namespaces are changed only in freshly forked, single-threaded children
     fork ───────────────────► setns(net, ipc, uts of pod)
                               unshare(NEWNS | NEWPID)
                               fork ─────────────────────► (PID 1 of a new PID ns)
-    wait_for(PID) ◄────────── send PID <host pid of 2>    mount overlay, /proc, /dev…
+    wait_for(PID) ◄────────── send PID <host pid of 2>    join cgroup, unshare(NEWCGROUP)
+                                                          mount overlay, /proc, /dev…
                               _exit(0)                    pivot_root, stdio, chdir
                                                           exec(argv)  ─ pipe closes
     wait_for(EXEC) ◄── EOF on the pipe (close-on-exec) ── or send ERROR {step, errno}
@@ -214,6 +215,11 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
         set_name("minipod:[2:INIT]")
         step = "join cgroup"  # while /sys/fs/cgroup is still in sight
         cgroups.join(spec.cgroup_procs)
+        # Its own cgroup namespace, rooted at the cgroup just joined (so it
+        # must come after the join): /proc/self/cgroup inside shows "/",
+        # not the host's layout (containerd's default on cgroup v2).
+        step = "unshare cgroup namespace"
+        libc.unshare(libc.CLONE_NEWCGROUP)
         # Open the log FIFOs while the host's paths are still visible.
         # O_RDWR: the container itself then counts as a reader, so a write
         # never fails with EPIPE while the agent is away (it blocks when the

@@ -33,7 +33,7 @@ from minipod.runtime import container as ctr
 from minipod.runtime import security
 
 # Order matters a little: mnt last, so the /proc paths we opened stay valid.
-JOIN_ORDER = ("ipc", "uts", "net", "pid", "mnt")
+JOIN_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")
 
 # <asm-generic/ioctls.h>; Python's termios lacks these two
 TIOCGPTN = 0x80045430    # which /dev/pts/N belongs to this master

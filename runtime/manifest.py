@@ -255,8 +255,9 @@ PROBE_DEFAULTS = {"initialDelaySeconds": 0, "timeoutSeconds": 1,
                   "failureThreshold": 3}
 # Resource names a container may use (validateContainerResourceName):
 # minipod implements cpu and memory; the others are warned about.
-RESOURCES = ("cpu", "memory")
-OTHER_RESOURCES = ("ephemeral-storage",)
+# ephemeral-storage limits are enforced by eviction (runtime/eviction.py).
+RESOURCES = ("cpu", "memory", "ephemeral-storage")
+OTHER_RESOURCES = ()
 
 # Linux capabilities as Kubernetes writes them: the kernel's names
 # (capabilities(7)) without the CAP_ prefix, plus "ALL".
@@ -420,6 +421,8 @@ class Resources:
     cpu_limit_milli: int | None = None
     memory_request: int | None = None
     memory_limit: int | None = None
+    # bytes of local disk (writable layer + logs), enforced by eviction
+    ephemeral_storage_limit: int | None = None
 
 
 @dataclass
@@ -1878,7 +1881,8 @@ def _check_resources(container: dict, path: tuple,
         cpu_limit_milli=cpu_limit,
         memory_request=memory_limit if memory_request is None
         else memory_request,
-        memory_limit=memory_limit)
+        memory_limit=memory_limit,
+        ephemeral_storage_limit=rounded("limits", "ephemeral-storage", 1))
 
 
 def _known_resource(name: str) -> bool:

@@ -23,6 +23,8 @@ def will_restart(record: dict, cs: dict) -> bool:
     Sidecars always do while the pod's main containers run; a regular init
     container retries a failure unless the pod's policy is Never; a main
     container follows restartPolicy (Always, OnFailure, Never)."""
+    if record.get("phase") == "Failed":
+        return False  # evicted: a terminal pod restarts nothing
     policy = record.get("restartPolicy", "Always")
     failed = cs.get("exitCode") != 0
     if cs.get("sidecar"):
@@ -53,6 +55,8 @@ def phase(record: dict) -> str:
     containers = record.get("containers", [])
     if record.get("phase") == "Pending" or not containers:
         return "Pending"
+    if record.get("phase") == "Failed":
+        return "Failed"  # evicted (status.reason says so), whatever its containers do
     if _init_failed(record):
         return "Failed"
     if _init_pending(record):
@@ -315,6 +319,8 @@ def pod_object(record: dict) -> dict:
     if record.get("initContainers"):
         status["initContainerStatuses"] = [container_status(c)
                                            for c in record["initContainers"]]
+    if record.get("reason"):
+        status["reason"] = record["reason"]
     if record.get("message"):
         status["message"] = record["message"]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec,

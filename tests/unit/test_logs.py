@@ -55,3 +55,37 @@ def test_rotation_keeps_at_most_max_files_and_loses_no_line(tmp_path, monkeypatc
     assert [logs.render(line + b"\n") for line in seen] == [b"line %d\n" % i for i in range(100)]
     files = sorted(p.name for p in path.parent.iterdir())
     assert len(files) == 3 and "0.log" in files
+
+
+def test_a_new_instance_keeps_only_the_previous_one_within_one_cap(tmp_path, monkeypatch):
+    # kubelet: the current and the previous instance (for `logs -p`), older
+    # ones go; MAX_FILES is one cap for the container, not one per restart
+    monkeypatch.setattr(logs, "MAX_SIZE", 500)
+    monkeypatch.setattr(logs, "MAX_FILES", 3)
+    d = tmp_path / "c"
+    for restart in range(6):
+        w = logs.LogWriter(d / f"{restart}.log")
+        for i in range(40):
+            w.write("stdout", b"instance %d line %d\n" % (restart, i))
+        w.close()
+        files = sorted(p.name for p in d.iterdir())
+        assert len(files) <= 3 and sum((d / f).stat().st_size for f in files) <= 3 * 500
+        assert all(f.split(".")[0] in (str(restart), str(restart - 1)) for f in files), files
+    assert "5.log" in files and "4.log" in files
+    # the previous instance's last file ends with its last line
+    last = (d / "4.log").read_bytes().splitlines()[-1]
+    assert logs.render(last + b"\n") == b"instance 4 line 39\n"
+
+
+def test_no_file_grows_past_the_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "MAX_SIZE", 1000)
+    w = logs.LogWriter(tmp_path / "0.log")
+    w.write("stdout", b"".join(b"line %03d\n" % i for i in range(300)))  # one big chunk
+    w.close()
+    assert all(p.stat().st_size <= 1000 for p in tmp_path.iterdir())
+
+
+def test_a_writer_wants_an_instance_file_name(tmp_path):
+    import pytest
+    with pytest.raises(ValueError, match="RESTART.log"):
+        logs.LogWriter(tmp_path / "main.log")

@@ -343,12 +343,12 @@ def test_unimplemented_fields_are_warnings_never_silent():
     assert fields == [
         (6, "metadata.uid"), (8, "spec.nodeSelector"),
         (10, "spec.tolerations"),
-        (18, 'spec.containers[0].resources.limits["ephemeral-storage"]'),
+        (18, 'spec.containers[0].resources.limits["example.com/dongle"]'),
         (20, "spec.containers[0].livenessProbe.grpc"),
         (24, "spec.containers[0].env[0].valueFrom"), (29, "status")]
     assert found[0].message == ("field is valid Kubernetes but not "
                                 "implemented by minipod yet; ignored")
-    assert found[3].message == ('resource "ephemeral-storage" is valid '
+    assert found[3].message == ('resource "example.com/dongle" is valid '
                                 "Kubernetes but not implemented by minipod "
                                 "yet; ignored")
     assert found[4].message == ("gRPC probes are not implemented by minipod "
