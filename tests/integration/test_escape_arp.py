@@ -270,3 +270,31 @@ def test_spoofed_source_ip_and_mac_are_dropped(minipod, two_pods):
     assert fdb_port(victim["mac"]) == victim["port"], \
         "a frame with the victim's MAC taught the bridge the attacker's port"
     _victim_answers(victim)
+
+
+def test_the_filter_lives_and_dies_with_the_pod_and_gc_spares_other_instances(
+        minipod, tmp_path):
+    from minipod.netns import antispoof
+    minipod.run_manifest(_attacker("arp-filtered"), tmp_path)
+    try:
+        minipod.wait_for("arp-filtered", lambda p: p["status"]["phase"] == "Running")
+        net = pod_net(minipod, "arp-filtered")
+        uid = minipod.pod("arp-filtered")["metadata"]["uid"]
+        assert antispoof.Filter(uid, net["port"], net["mac"], net["ip"]) in antispoof.filters()
+        # an orphan of this instance (as an agent killed right after the add
+        # leaves it), and a filter of another instance sharing the table
+        antispoof.add("orphan-uid", "mpdeadbeef00", "0a:58:0a:59:ff:fe", "10.89.255.254")
+        antispoof.add("other-uid", "mpdeadbeef01", "0a:58:0a:59:ff:fd", "10.89.255.253",
+                      instance="other")
+        out = minipod("gc").stdout
+        assert "filter orphan-uid" in out, out
+        assert [f.pod_uid for f in antispoof.filters() if f.pod_uid in (uid, "orphan-uid")] \
+            == [uid], "gc removes the orphan and keeps the live pod's filter"
+        assert [f.pod_uid for f in antispoof.filters("other")] == ["other-uid"], \
+            "gc leaves another instance's filter alone"
+        minipod("delete", "pod", "arp-filtered", "--grace-period", "0")
+        assert uid not in [f.pod_uid for f in antispoof.filters()]
+    finally:
+        minipod("delete", "pod", "arp-filtered", "--grace-period", "0", check=False)
+        antispoof.remove("orphan-uid")
+        antispoof.remove("other-uid", instance="other")
