@@ -77,7 +77,8 @@ from dataclasses import dataclass
 
 from minipod import explain
 
-__all__ = ["Filter", "FilterError", "TABLE", "add", "filters", "gc", "remove", "owner_tag"]
+__all__ = ["Filter", "FilterError", "TABLE", "add", "filters", "gc", "owner_tag", "parse",
+           "remove"]
 
 TABLE = "minipod"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")       # a uid, an instance
@@ -185,10 +186,15 @@ def filters(instance: str = "") -> list[Filter]:
         raise FilterError(f"list the anti-spoofing filters (table bridge {TABLE}): "
                           f"nft: {proc.stderr.strip()}")
     try:
-        objects = json.loads(proc.stdout)["nftables"]
-    except (ValueError, KeyError) as e:
+        return parse(json.loads(proc.stdout)["nftables"], instance)
+    except (ValueError, KeyError, TypeError) as e:
         raise FilterError(f"list the anti-spoofing filters: cannot read nft -j output: "
                           f"{e}") from None
+
+
+def parse(objects: list, instance: str = "") -> list[Filter]:
+    """The filters of `instance` in `nft -j list table bridge minipod`'s
+    list of objects (pure: unit tested)."""
     found: dict[tuple[str, str], Filter] = {}
     ports = []
     for o in objects:
