@@ -275,12 +275,16 @@ def test_spoofed_source_ip_and_mac_are_dropped(minipod, two_pods):
 def test_the_filter_lives_and_dies_with_the_pod_and_gc_spares_other_instances(
         minipod, tmp_path):
     from minipod.netns import antispoof
-    minipod.run_manifest(_attacker("arp-filtered"), tmp_path)
+    path = tmp_path / "filtered.yaml"
+    path.write_text(_attacker("arp-filtered"))
+    explained = minipod("run", "--explain", str(path)).stdout
     try:
         minipod.wait_for("arp-filtered", lambda p: p["status"]["phase"] == "Running")
         net = pod_net(minipod, "arp-filtered")
         uid = minipod.pod("arp-filtered")["metadata"]["uid"]
         assert antispoof.Filter(uid, net["port"], net["mac"], net["ip"]) in antispoof.filters()
+        assert (f'nft add element bridge minipod pods {{ "{net["port"]}" . {net["mac"]} . '
+                f'{net["ip"]} }}') in explained, explained
         # an orphan of this instance (as an agent killed right after the add
         # leaves it), and a filter of another instance sharing the table
         antispoof.add("orphan-uid", "mpdeadbeef00", "0a:58:0a:59:ff:fe", "10.89.255.254")
