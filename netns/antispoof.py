@@ -43,9 +43,18 @@ in two sets; `nft delete table bridge minipod` removes it all:
         }
     }
 
-Frames from other interfaces (the host's own, anything on another bridge)
-jump nowhere. Priority -300 runs before br_netfilter (0), which would
-otherwise pass a spoofed packet to iptables and conntrack first.
+Frames from other interfaces (anything on another bridge) jump nowhere;
+the host's own frames on the bridge take the output hook, not this one.
+Priority -300 runs before br_netfilter (0), which would otherwise pass a
+spoofed packet to iptables and conntrack first.
+
+Not fail-closed: a port of minipod's bridge whose elements went missing
+(the table deleted by hand, a pod started by a minipod without filters)
+sends unfiltered. Dropping whatever a port of our bridge sends unless it
+has a filter needs `meta ibrname` (CONFIG_NFT_BRIDGE_META), which the
+kernel this was written on lacks, and matching veths by name would hit
+other bridges' ports. Instead the agent writes the filter of every pod it
+adopts again when it starts, so the next agent start sets it right.
 
 Each set element carries its owner in its comment, "pod:UID" (the style
 of netns/hostport.py's rules; with an instance identity, "INSTANCE
@@ -143,9 +152,9 @@ def add(pod_uid: str, ifname: str, mac: str, ip: str, instance: str = "") -> Non
     """Let the veth ifname send only as MAC and IP (see the module
     docstring), in one atomic batch. Idempotent. Call it before any
     process of the pod runs: until then nothing in the pod can send."""
+    global _converged
     tag = owner_tag(pod_uid, instance)
     step = f"add anti-spoofing filter for pod {pod_uid} on {ifname} ({mac}, {ip})"
-    global _converged
     new = _checked(Filter(pod_uid, ifname, mac, ip), step)
     key = _pods_key(new)
     elements = (f'add element bridge {TABLE} pods {{ {key} comment "{tag}" }}\n'

@@ -1098,6 +1098,11 @@ class Agent:
                 with contextlib.suppress(Exception):
                     self.teardown(record)
                 continue
+            try:   # again: the table may be gone, or older than this agent
+                antispoof.add(record["uid"], record["hostIfname"],
+                              bridge.mac_for_ip(record["podIP"]), record["podIP"])
+            except (antispoof.FilterError, KeyError, ValueError) as e:
+                log(f"pod {name}: cannot write its anti-spoofing filter again: {e}")
             ended = []
             for cs in record.get("initContainers", []) + record.get("containers", []):
                 if cs["state"] == "running":

@@ -302,3 +302,26 @@ def test_the_filter_lives_and_dies_with_the_pod_and_gc_spares_other_instances(
         minipod("delete", "pod", "arp-filtered", "--grace-period", "0", check=False)
         antispoof.remove("orphan-uid")
         antispoof.remove("other-uid", instance="other")
+
+
+def test_the_agent_writes_a_lost_filter_again_when_it_starts(minipod, two_pods):
+    from minipod.netns import antispoof
+    victim, attacker = two_pods()
+    uid = minipod.pod("arp-attacker")["metadata"]["uid"]
+    antispoof.remove(uid)              # lost: the table deleted by hand, an old minipod
+    pid = minipod.agent_pid()
+    minipod("agent", "stop")
+    while os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.02)
+    minipod("agent", "start")          # adopts the pods, writes their filters again
+    assert antispoof.Filter(uid, attacker["port"], attacker["mac"], attacker["ip"]) \
+        in antispoof.filters()
+    gw_mac, gw_ip = bridge_addr()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind((gw_ip, 0))
+        listener.settimeout(10)
+        port = listener.getsockname()[1]
+        with packet_socket_in(attacker["netns"]) as s:
+            s.send(udp_frame(attacker["mac"], gw_mac, victim["ip"], gw_ip, port, b"spoofed"))
+            s.send(udp_frame(attacker["mac"], gw_mac, attacker["ip"], gw_ip, port, b"honest"))
+        assert listener.recvfrom(100)[0] == b"honest"
