@@ -38,7 +38,7 @@ import uuid
 from pathlib import Path
 
 from minipod import cgroups, explain
-from minipod.netns import bridge, hostport
+from minipod.netns import antispoof, bridge, hostport
 from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
@@ -350,6 +350,8 @@ class Agent:
             ifname = bridge.host_ifname(uid)
             undo.callback(bridge.detach_pod, self.ipr, ifname)
             link = self._attach(str(netns_path), ifname, str(ip))
+            undo.callback(antispoof.remove, uid)
+            antispoof.add(uid, link.host_ifname, link.mac, str(ip))   # before any process
             self._ensure_nat(required=bool(mappings))
             record.update(podIP=str(ip), hostIfname=link.host_ifname,
                           hostIP=self._host_ip(), bridge=self.net.bridge)
@@ -1130,6 +1132,7 @@ class Agent:
         errors = []
         steps = [
             ("remove hostPort rules", lambda: hostport.remove(self.paths.hostports, uid)),
+            ("remove anti-spoofing filter", lambda: antispoof.remove(uid)),
             ("remove veth", lambda: bridge.detach_pod(self.ipr, record.get("hostIfname")
                                                       or bridge.host_ifname(uid))),
             ("release IP", lambda: (self.ipam.release(uid), explain.step(
@@ -1186,6 +1189,11 @@ class Agent:
                 with contextlib.suppress(Exception):
                     self.teardown(record)
                 continue
+            try:   # again: the table may be gone, or older than this agent
+                antispoof.add(record["uid"], record["hostIfname"],
+                              bridge.mac_for_ip(record["podIP"]), record["podIP"])
+            except (antispoof.FilterError, KeyError, ValueError) as e:
+                log(f"pod {name}: cannot write its anti-spoofing filter again: {e}")
             ended = []
             for cs in record.get("initContainers", []) + record.get("containers", []):
                 if cs["state"] == "running":

@@ -19,6 +19,7 @@ What counts, and how each is recognised as this root's:
     pinned ns file   paths.pods/NAME/ns/X       a bind mount (mountinfo)
     tmpfs mount      paths.containers/UID/...   an emptyDir of medium Memory
     veth             mpXXXXXXXXXX on the bridge  netns.bridge.host_ifname(uid)
+    filter           anti-spoofing set elements  comment "pod:UID" (netns.antispoof)
     IP lease         paths.ipam/IP, content UID netns.ipam leases()
     container dir    paths.containers/UID
     log dir          paths.pod_logs/NAME
@@ -70,7 +71,7 @@ from minipod.runtime.paths import Paths
 
 # The order collect() works in: processes first (they hold namespaces and
 # mounts), then mounts, links and leases, the dirs last.
-KINDS = ("process", "mount", "veth", "lease", "netns", "container-dir", "log-dir",
+KINDS = ("process", "mount", "veth", "filter", "lease", "netns", "container-dir", "log-dir",
          "pod-dir", "state")
 PAUSE_COMM = "minipod-pause"
 KILL_WAIT = 2.0
@@ -108,6 +109,7 @@ class Listing:
     netns_inodes: dict[str, int] = field(default_factory=dict)  # pin path -> nsfs inode
     mounts: list[str] = field(default_factory=list)        # mount points under the root
     veths: list[str] = field(default_factory=list)
+    filters: dict[str, str] = field(default_factory=dict)  # pod uid -> veth (netns.antispoof)
     leases: dict[str, str] = field(default_factory=dict)   # ip -> owner (pod uid)
     container_dirs: list[str] = field(default_factory=list)  # pod uids
     log_dirs: list[str] = field(default_factory=list)      # pod names
@@ -217,6 +219,10 @@ def find_orphans(paths: Paths, live_records, listing: Listing) -> list[Orphan]:
     for name in sorted(listing.veths):
         if name not in keep_veths:
             out.append(by_uid("veth", name, "host end of a pod's veth; no live pod uses it"))
+    for uid, veth in sorted(listing.filters.items()):
+        if uid not in keep_uids:
+            out.append(by_uid("filter", uid, f"anti-spoofing filter of veth {veth}; no live "
+                              "pod owns it"))
     for ip, owner in sorted(listing.leases.items()):
         if owner not in keep_uids:
             out.append(by_uid("lease", ip, f"leased to pod uid {owner}, which no live pod "
@@ -322,6 +328,9 @@ def scan(paths: Paths, ipr=None, bridge_name: str | None = None) -> Listing:
         from minipod.netns import bridge
         listing.veths = [n for n in bridge.pod_links(ipr, bridge.NetworkConfig(bridge_name))
                          if _VETH.match(n)]
+    from minipod.netns import antispoof
+    with contextlib.suppress(antispoof.FilterError):   # an nft that cannot list: none
+        listing.filters = {f.pod_uid: f.ifname for f in antispoof.filters()}
     listing.leases = IPAM(paths.ipam).leases()
     listing.container_dirs = [n for n in _listdir(paths.containers)
                               if (paths.containers / n).is_dir()]
@@ -461,6 +470,8 @@ def collect(paths: Paths, ipr, orphans: list[Orphan], errors: list[str] | None =
             step(o, lambda o=o: _umount(libc, o.name))
         elif o.kind == "veth":
             step(o, lambda o=o: _del_veth(ipr, o.name))
+        elif o.kind == "filter":
+            step(o, lambda o=o: _del_filter(o.name))
         elif o.kind == "lease":
             step(o, lambda o=o: _release(paths, o.owner))
         elif o.kind == "netns":
@@ -504,6 +515,11 @@ def _umount(libc, target: str) -> None:
 def _del_veth(ipr, name: str) -> None:
     from minipod.netns import bridge
     bridge.detach_pod(ipr, name)
+
+
+def _del_filter(pod_uid: str) -> None:
+    from minipod.netns import antispoof
+    antispoof.remove(pod_uid)
 
 
 def _release(paths: Paths, owner: str) -> None:

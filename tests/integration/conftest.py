@@ -171,6 +171,13 @@ def find_leaks(root: Path) -> list[str]:
         rules = [f"cannot list: {e}"]
     if rules:
         leaks.append(f"hostPort rules {rules}")
+    from minipod.netns import antispoof
+    try:
+        filters = antispoof.filters()
+    except antispoof.FilterError as e:
+        filters = [f"cannot list: {e}"]
+    if filters:
+        leaks.append(f"anti-spoofing filters {filters}")
     for sub in ("run/pods", "lib/containers", "log/pods", "run/ipam", "run/hostports"):
         d = root / sub
         left = [p.name for p in d.iterdir() if not p.name.startswith(".")
