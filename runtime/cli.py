@@ -50,3 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a pid that just died, a file removed under us: one line, not a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: still one line; MINIPOD_DEBUG=1 shows the traceback
+        import os
+        if os.environ.get("MINIPOD_DEBUG") or args.verb in ("agent", "serve"):
+            raise  # a daemon's stderr is its log: keep the whole traceback there
+        print(f"error: {type(e).__name__}: {e} (MINIPOD_DEBUG=1 shows where)", file=sys.stderr)
+        return 1
