@@ -301,7 +301,8 @@ def walk(base_fd: int, path: str, in_root: bool, create: str | None = None) -> i
         raise OSError(errno.EXDEV, "an absolute path cannot stay beneath the directory", path)
     parts = [c for c in path.split("/") if c not in ("", ".")]
     stack = [os.dup(base_fd)]   # fds of the directories walked so far
-    links = tries = 0
+    links = races = 0
+    made = None   # the component just made, if it is the one being opened
     try:
         while parts:
             part = parts.pop(0)
@@ -314,12 +315,14 @@ def walk(base_fd: int, path: str, in_root: bool, create: str | None = None) -> i
             try:
                 fd = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
             except FileNotFoundError:
-                tries += 1
-                if not create or tries > MAX_SYMLINKS:
+                races += made == part   # made, and gone again before it was opened
+                if not create or races > MAX_SYMLINKS:
                     raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path) from None
                 _make(stack[-1], part, create if not parts else "dir")
+                made = part
                 parts.insert(0, part)   # open what is there now, whatever made it
                 continue
+            made = None
             mode = os.fstat(fd).st_mode
             if stat.S_ISLNK(mode):
                 target = os.readlink("", dir_fd=fd)
