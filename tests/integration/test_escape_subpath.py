@@ -12,7 +12,9 @@ host, must stay as it was.
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 
 import pytest
@@ -177,3 +179,53 @@ spec:
         minipod("delete", "pod", "symlinked-targets", "--now", check=False)
         minipod("image", "rm", image, check=False)
     _assert_canary_untouched(canary)
+
+
+@pytest.mark.parametrize("kernel", ["this kernel", "without openat2 and open_tree"])
+def test_binds_by_fd_on_this_kernel_and_on_old_ones(tmp_path, monkeypatch, kernel):
+    """mounts.apply in a fresh mount namespace, with the new mount API and
+    with its fallbacks (openat2 and open_tree answering ENOSYS: the fd walk
+    and /proc/self/fd/N): a read-only subPath and a file land where the
+    container sees them, through the root's own symlinks."""
+    from minipod import libc
+    from minipod.rootfs import mounts
+    if kernel != "this kernel":
+        def enosys(*args):
+            raise OSError(errno.ENOSYS, "Function not implemented")
+        monkeypatch.setattr(libc, "openat2", enosys)
+        monkeypatch.setattr(libc, "open_tree", enosys)
+    root, vol = tmp_path / "root", tmp_path / "vol"
+    (root / "etc").mkdir(parents=True)
+    (root / "data").symlink_to("/etc")
+    (vol / "sub").mkdir(parents=True)
+    (vol / "sub" / "f").write_text("in the subPath\n")
+    (tmp_path / "file").write_text("a file\n")
+    plan = mounts.RootfsPlan(str(root), [
+        mounts.Mount(str(root), "", None, libc.MS_BIND),
+        mounts.Mount(str(vol), "/data/v", None, libc.MS_BIND | libc.MS_REC,
+                     remount_ro=True, sub_path="sub"),
+        mounts.Mount(str(tmp_path / "file"), "/data/file", None, libc.MS_BIND)])
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            libc.unshare(libc.CLONE_NEWNS)
+            mounts.apply(plan)
+            try:
+                open("/etc/v/new", "w")
+                writable = "writable"
+            except OSError as e:
+                writable = e.strerror
+            seen = [open("/etc/v/f").read(), open("/etc/file").read(), writable]
+            os.write(w, json.dumps(seen).encode())
+        except BaseException as e:
+            os.write(w, json.dumps(repr(e)).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        seen = json.loads(f.read() or '"no report"')
+    os.waitpid(pid, 0)
+    assert seen == ["in the subPath\n", "a file\n", "Read-only file system"]
+    assert not (root / "etc" / "v" / "new").exists()
