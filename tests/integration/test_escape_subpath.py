@@ -229,3 +229,37 @@ def test_binds_by_fd_on_this_kernel_and_on_old_ones(tmp_path, monkeypatch, kerne
     os.waitpid(pid, 0)
     assert seen == ["in the subPath\n", "a file\n", "Read-only file system"]
     assert not (root / "etc" / "v" / "new").exists()
+
+
+def test_a_sub_path_through_a_symlink_out_of_the_volume_is_a_clear_error(minipod, tmp_path):
+    canary = _canary(tmp_path)
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "out").symlink_to(canary)
+    manifest = f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: sub-out
+spec:
+  terminationGracePeriodSeconds: 0
+  restartPolicy: Never
+  volumes:
+  - name: h
+    hostPath: {{path: {host}, type: Directory}}
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    command: ["true"]
+    volumeMounts:
+    - {{name: h, mountPath: /data, subPath: out}}
+"""
+    try:
+        minipod.run_manifest(manifest, tmp_path, check=False)
+        status = minipod.wait_for("sub-out", lambda p: p["status"]["containerStatuses"][0][
+            "state"].get("terminated"))["status"]["containerStatuses"][0]
+        message = status["state"]["terminated"]["message"]
+        assert status["state"]["terminated"]["reason"] == "StartError"
+        assert 'volume "h": subPath "out" leads out of the volume' in message, message
+    finally:
+        minipod("delete", "pod", "sub-out", "--now")
+    _assert_canary_untouched(canary)
