@@ -140,3 +140,90 @@ def pivot_root(new_root: str, put_old: str) -> None:
 def _ns_names(flags: int) -> str:
     return "|".join(("CLONE_NEWNS" if n == "mnt" else f"CLONE_NEW{n.upper()}")
                     for n, bit in NAMESPACE_FLAGS.items() if flags & bit)
+
+
+# ---- Check an object, then use that same object: openat2, open_tree, move_mount ----
+#
+# A path a container can change (anything in a volume it shares) must not be
+# checked by its string and then used by its string again: the container can
+# swap a directory for a symlink in between (CVE-2017-1002101, CVE-2021-25741).
+# These calls resolve a path once, under rules the kernel enforces on every
+# step, and hand back an fd; the mount is then made from and onto fds.
+
+_ffi.cdef(
+    """
+    struct open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
+    """
+)
+
+# <linux/openat2.h>
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02   # no /proc/PID/fd/N style jumps
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08         # every step stays below dirfd; absolute paths refused
+RESOLVE_IN_ROOT = 0x10         # dirfd acts as "/" (a chroot for this one lookup)
+_RESOLVE_NAMES = [(RESOLVE_NO_XDEV, "RESOLVE_NO_XDEV"),
+                  (RESOLVE_NO_MAGICLINKS, "RESOLVE_NO_MAGICLINKS"),
+                  (RESOLVE_NO_SYMLINKS, "RESOLVE_NO_SYMLINKS"),
+                  (RESOLVE_BENEATH, "RESOLVE_BENEATH"), (RESOLVE_IN_ROOT, "RESOLVE_IN_ROOT")]
+
+# <linux/mount.h>, <fcntl.h>
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+# Syscalls added after 4.20 have the same number on every architecture.
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_OPENAT2 = 428, 429, 437
+
+
+def _long(value: int):
+    return _ffi.cast("long", value)
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open `path` relative to dirfd under the RESOLVE_* rules; an fd.
+
+    The rules hold for every component, checked by the kernel during this
+    one lookup, so a rename or symlink swap cannot slip between check and
+    use. Fails with EXDEV when the path would leave dirfd (RESOLVE_BENEATH),
+    ELOOP on a symlink (RESOLVE_NO_SYMLINKS), EAGAIN when a concurrent rename
+    raced a ".." (retried here), ENOSYS before Linux 5.6."""
+    how = _ffi.new("struct open_how *", {"flags": flags, "mode": mode, "resolve": resolve})
+    cpath = _ffi.new("char[]", path.encode())
+    for _ in range(16):
+        fd = _retry(lambda: _lib.syscall(_long(_SYS_OPENAT2), _long(dirfd), cpath, how,
+                                         _long(_ffi.sizeof("struct open_how"))))
+        if fd != -1 or _ffi.errno != _errno.EAGAIN:
+            break
+    if fd == -1:
+        names = "|".join(n for bit, n in _RESOLVE_NAMES if resolve & bit) or "0"
+        _raise(f"openat2 resolve {names}", path)
+    return fd
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount at
+    dirfd/path (AT_RECURSIVE: with its submounts): a bind mount not yet
+    attached anywhere, as an fd. Linux 5.2; ENOSYS before."""
+    fd = _retry(lambda: _lib.syscall(_long(_SYS_OPEN_TREE), _long(dirfd),
+                                     _ffi.new("char[]", path.encode()), _long(flags)))
+    if fd == -1:
+        _raise("open_tree", path or f"fd {dirfd}")
+    return fd
+
+
+def move_mount(from_dirfd: int, from_path: str, to_dirfd: int, to_path: str,
+               flags: int) -> None:
+    """move_mount(2): attach the mount from_dirfd/from_path at to_dirfd/to_path.
+
+    With MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH both ends are the
+    fds themselves (an open_tree fd onto an O_PATH fd of the mount point):
+    no path is looked up at all. Linux 5.2."""
+    rc = _retry(lambda: _lib.syscall(_long(_SYS_MOVE_MOUNT), _long(from_dirfd),
+                                     _ffi.new("char[]", from_path.encode()), _long(to_dirfd),
+                                     _ffi.new("char[]", to_path.encode()), _long(flags)))
+    if rc == -1:
+        _raise("move_mount", to_path or f"fd {to_dirfd}")

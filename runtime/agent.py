@@ -638,9 +638,7 @@ class Agent:
         pod_dir = self.paths.pod_dir(record["name"])
         binds = []
         for vm in c.volume_mounts:
-            source = volumes.source_for(record["volumes"][vm.name], vm.sub_path, vm.name)
-            binds.append(mounts.BindMount(source, vm.mount_path, vm.read_only,
-                                          is_file=not os.path.isdir(source)))
+            binds.append(volumes.bind_for(record["volumes"][vm.name], vm))
         plan = mounts.plan([str(p) for p in top], str(upper), str(work), str(merged), {
             "/etc/hosts": str(pod_dir / "hosts"),
             "/etc/hostname": str(pod_dir / "hostname"),
