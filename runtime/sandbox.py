@@ -22,6 +22,8 @@ import os
 import socket
 from pathlib import Path
 
+import prctl
+
 from minipod import explain, libc
 
 SHARED = ("net", "ipc", "uts")
@@ -128,14 +130,19 @@ def start_pause(name: str) -> int:
     A PID namespace whose PID 1 has died accepts no new process, so it
     cannot be pinned by a bind mount alone: something must live in it.
     Forked from the agent (no exec, no image): it closes every inherited
-    file and sleeps in waitpid. Returns its host pid; the agent is its
-    subreaper and kills it at teardown. By hand: `unshare --pid --fork
-    sleep infinity`, then `nsenter --pid=/proc/PID/ns/pid` per container."""
+    file and sleeps in waitpid. Every container of the pod sees it, and it
+    is the host's python for good: so it is non-dumpable from before the
+    unshare (prctl PR_SET_DUMPABLE 0, as runc's nsexec), and its
+    /proc/PID/exe, fd/ and root are refused to the containers. Returns
+    its host pid; the agent is its subreaper and kills it at teardown. By
+    hand: `unshare --pid --fork sleep infinity`, then `nsenter
+    --pid=/proc/PID/ns/pid` per container."""
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
         try:
             os.close(r)
+            prctl.set_dumpable(False)  # the pause inherits it; it never execs
             libc.unshare(libc.CLONE_NEWPID)
             pid = os.fork()
             if pid == 0:
@@ -157,7 +164,10 @@ def start_pause(name: str) -> int:
 def _pause_loop(name: str, w: int) -> None:
     import signal
     signal.set_wakeup_fd(-1)
-    os.closerange(3, 1 << 16)  # the agent's sockets, pipes, FIFOs are not ours
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for target in (0, 1, 2):  # nor the agent's stdio (its terminal, its log)
+        os.dup2(devnull, target)
+    libc.close_fds()  # the agent's sockets, pipes, FIFOs are not ours
     with open("/proc/self/comm", "w") as f:
         f.write("minipod-pause")
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wake signal.pause()
