@@ -20,13 +20,13 @@ pytestmark = pytest.mark.integration
 EMPTY_ENVIRON = "exec env -i sleep 100000"
 
 
-def _pod(name: str, command: str, extra: str = "", spec: str = "") -> str:
+def _pod(name: str, command: str, extra: str = "", spec: str = "", grace: int = 0) -> str:
     return f"""apiVersion: v1
 kind: Pod
 metadata:
   name: {name}
 spec:
-  terminationGracePeriodSeconds: 0
+  terminationGracePeriodSeconds: {grace}
 {spec}  containers:
   - name: main
     image: {BUSYBOX_IMAGE}
@@ -81,11 +81,12 @@ def test_exec_probe_and_hook_see_the_containers_env(minipod, tmp_path):
     readinessProbe:
       exec: {command: [sh, -c, '[ "$MYVAR" = from-the-manifest ]']}
       periodSeconds: 1
-"""), tmp_path)
+""", grace=10), tmp_path)  # the agent gives postStart the grace period as its timeout
     try:
         pod = minipod.wait_for("envprobe", lambda p: p["status"].get("containerStatuses")
                                and p["status"]["containerStatuses"][0]["ready"], timeout=30)
-        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, \
+            minipod("describe", "pod", "envprobe").stdout
         assert minipod("exec", "envprobe", "--", "cat", "/tmp/hook").stdout == \
             "from-the-manifest\n"
     finally:
