@@ -379,7 +379,7 @@ class Agent:
             # shareProcessNamespace: one PID namespace, held by a pause process
             if pod.share_process_namespace:
                 undo.callback(self._stop_pause, record)
-                pause = sandbox.start_pause(pod.name)
+                pause = sandbox.start_pause(pod.name, self.paths.pod_dir(pod.name) / "pause-root")
                 record["pause"] = {"pid": pause, "pidStart": state.proc_start_time(pause)}
                 self._save(pod.name)  # a crash from here on must know to kill it
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked

@@ -173,3 +173,44 @@ def test_pipe_relay_keeps_bytes_exit_code_eof_and_stderr_apart(minipod, sleeper)
                            "sh", "-c", "echo before; sleep 30 & exit 0"],
                           env=minipod.env, capture_output=True, timeout=20)
     assert proc.returncode == 0 and proc.stdout == b"before\n"
+
+
+def test_pause_of_a_shared_pid_pod_gives_a_ptrace_capable_container_nothing(
+        minipod, tmp_path):
+    """shareProcessNamespace: every container sees the pause as its PID 1.
+    One that may ptrace (CAP_SYS_PTRACE, as debugging pods add) passes the
+    non-dumpable check, so the pause itself must hold nothing of the host's:
+    not its root (a canary dir of the host), nor its fds, nor any power."""
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    secret = f"host-secret-{uuid.uuid4().hex[:8]}"
+    (canary / secret).write_text("a host file the container must not see\n")
+    minipod.run_manifest(f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: ptracer
+spec:
+  terminationGracePeriodSeconds: 0
+  shareProcessNamespace: true
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    command: ["sleep", "100000"]
+    securityContext: {{capabilities: {{add: [SYS_PTRACE]}}}}
+""", tmp_path)
+    try:
+        minipod.wait_for("ptracer", lambda p: p["status"]["phase"] == "Running")
+        def inside(script: str) -> str:
+            return minipod("exec", "ptracer", "--", "sh", "-c", script).stdout
+        comm = inside("cat /proc/1/comm")
+        root = inside(f"ls -a /proc/1/root/ /proc/1/root{canary}/ 2>&1; true")
+        fds = inside("for f in /proc/1/fd/*; do readlink $f; done").split()
+        status = dict(line.split(":", 1) for line in inside(
+            "grep -E '^(Uid|CapEff|NoNewPrivs):' /proc/1/status").splitlines())
+    finally:
+        minipod("delete", "pod", "ptracer", "--grace-period", "0")
+    assert comm == "minipod-pause\n"
+    assert secret not in root and "bin" not in root.split(), f"the pause's root:\n{root}"
+    assert fds == ["/dev/null"] * 3, f"the pause holds {fds}"
+    assert status["Uid"].split() == ["65534"] * 4
+    assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"].strip() == "1"
