@@ -151,6 +151,9 @@ def start(spec: ExecSpec) -> int:
     """Fork [1:JOIN]; returns its pid once [2:EXEC] has exec'd (or raises
     StartError). [1:JOIN] exits with the command's exit code."""
     env = spec.env
+    while (fd := os.open("/dev/null", os.O_RDWR)) <= 2:
+        pass  # a caller with 0, 1 or 2 closed: fill them, so no fd of ours lands there
+    os.close(fd)
     try:  # the init's working directory, as its own mount namespace names it
         spec.cwd = os.readlink(f"/proc/{spec.pid}/cwd")
     except OSError:

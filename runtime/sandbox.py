@@ -153,7 +153,7 @@ def start_pause(name: str, root: Path) -> int:
             pid = os.fork()
             if pid == 0:
                 _pause(str(root), w)
-            os.write(w, f"{pid}\n".encode())
+            os.write(w, f"pid {pid}\n".encode())
         finally:
             os._exit(0)
     os.close(w)
@@ -164,10 +164,13 @@ def start_pause(name: str, root: Path) -> int:
     finally:
         os.close(r)
         os.waitpid(child, 0)
-    pid, _, answer = data.decode(errors="replace").partition("\n")
-    if answer != "ready":
-        raise OSError(f"cannot start the pause process of pod {name}: {answer or 'it died'}")
-    return int(pid)
+    # two writers, either may come first: "pid N" (the middle child), then
+    # "ready" or the step that failed (the pause)
+    lines = dict(line.partition(" ")[::2] for line in data.decode(errors="replace").splitlines())
+    if "ready" not in lines or "pid" not in lines:
+        why = lines.get("error") or "it died"
+        raise OSError(f"cannot start the pause process of pod {name}: {why}")
+    return int(lines["pid"])
 
 
 NOBODY = 65534  # the overflow uid and gid: nobody and nogroup
@@ -194,10 +197,11 @@ def _pause(root: str, w: int) -> None:
         step = "no_new_privs"
         prctl.set_no_new_privs(True)
         prctl.set_dumpable(False)  # a uid change sets it to fs.suid_dumpable
-        os.write(w, b"ready")
+        os.write(w, b"ready\n")
         os.close(w)
     except BaseException as e:
-        os.write(w, f"{step}: {e}".encode())
+        message = f"{step}: {e}".replace("\n", " ")
+        os.write(w, f"error {message}\n".encode())
         os._exit(1)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wake signal.pause()
     while True:
