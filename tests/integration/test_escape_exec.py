@@ -37,14 +37,20 @@ LONG_PATH = ":".join(f"/nonexistent/d{i}" for i in range(3000)) + ":/bin"
 
 # Open /proc/N/exe of every other process (a redirection opens it, as an
 # attacker's open(O_PATH) would), and for each one opened record pid,
-# device and inode of what the open got: the proof of a handle.
+# device and inode of what the open got: the proof of a handle. Each pid
+# is recorded once, at its first successful open. A sleep of its own is
+# the control: the scan must get that one.
 SCAN = r"""
+sleep 100000 &
+echo $! > /tmp/control
 : > /tmp/seen
+got=" 1 "
 while [ ! -e /tmp/stop ]; do
   for d in /proc/[0-9]*; do
     n=${d#/proc/}
-    [ "$n" = 1 ] && continue
-    { /bin/stat -L -c "$n %d %i %N" /proc/self/fd/3 >> /tmp/seen; } 3<"$d/exe" 2>/dev/null
+    case "$got" in *" $n "*) continue;; esac
+    { /bin/stat -L -c "$n %d %i" /proc/self/fd/3 >> /tmp/seen && got="$got$n "; } \
+      3<"$d/exe" 2>/dev/null
   done
 done
 touch /tmp/stopped
@@ -82,15 +88,15 @@ def test_exec_helper_exe_is_never_the_host_interpreter(minipod, tmp_path):
             assert time.monotonic() < deadline, "the scanner did not stop"
             time.sleep(0.1)
         seen = minipod("exec", "exescan", "--", "cat", "/tmp/seen").stdout.splitlines()
+        control = minipod("exec", "exescan", "--", "cat", "/tmp/control").stdout.strip()
     finally:
         minipod("delete", "pod", "exescan", "--grace-period", "0")
-    # The scan itself works: it opened the exe of the container's own
-    # processes (the commands exec ran), so it would see the helper too.
-    assert seen, "the scan opened no /proc/N/exe at all"
-    handles = [line.split(maxsplit=3) for line in seen]
-    leaked = [h for h in handles if (int(h[1]), int(h[2])) == (host.st_dev, host.st_ino)]
+    handles = {int(pid): (int(dev), int(ino)) for pid, dev, ino in map(str.split, seen)}
+    # The scan works: it got a handle on its own sleep, so it would on the helper too.
+    assert int(control) in handles, f"the scan opened no exe of a sibling: {seen}"
+    leaked = [pid for pid, file in handles.items() if file == (host.st_dev, host.st_ino)]
     assert not leaked, (f"the container opened the host's interpreter {sys.executable} "
-                        f"through /proc/PID/exe: {leaked[:3]}")
+                        f"through /proc/PID/exe of pids {leaked}")
 
 
 @pytest.fixture
