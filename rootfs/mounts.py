@@ -425,7 +425,7 @@ def resolve_in_root(root: str, path: str) -> str:
         if os.path.islink(candidate):
             links += 1
             if links > 40:
-                raise OSError(40, "too many levels of symbolic links", path)
+                raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
             target = os.readlink(candidate)
             if target.startswith("/"):
                 resolved = []
