@@ -266,7 +266,6 @@ class Handler(BaseHTTPRequestHandler):
             return self.namespaces(p[1] if n == 2 else None, q)
         if n >= 3 and p[0] == "namespaces":
             ns, resource, rest = p[1], p[2], p[3:]
-            self.check_namespace(ns)
             if resource == "pods":
                 if not rest and method == "GET":
                     return self.list_pods(ns, q)
@@ -475,6 +474,7 @@ class Handler(BaseHTTPRequestHandler):
     def create_pod(self, ns: str, q: dict, body: bytes) -> None:
         from minipod.runtime import client
         from minipod.runtime.apiserver import validation
+        self.check_namespace(ns)
         obj = self.decode(body)
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
         if meta is not None:
