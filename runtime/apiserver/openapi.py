@@ -55,7 +55,9 @@ def _convert(node):
         return [_convert(n) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _convert(v) for k, v in node.items() if k not in ("$ref", "oneOf", "type")}
+    out = {k: ({name: _convert(schema) for name, schema in v.items()} if k == "properties"
+               else _convert(v))
+           for k, v in node.items() if k not in ("$ref", "oneOf", "type")}
     if "$ref" in node:
         ref = {"$ref": "#/components/schemas/" + node["$ref"].rsplit("/", 1)[1]}
         if out:

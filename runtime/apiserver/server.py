@@ -66,6 +66,7 @@ class Server(ThreadingHTTPServer):
         self.openapi = openapi.Document()
         self.started = objects.now_iso()
         super().__init__(("127.0.0.1", port), Handler)
+        self.port = self.server_address[1]      # port 0: the one the kernel chose
 
     def finish_request(self, request, client_address) -> None:
         """TLS handshake here, in the connection's own thread."""
@@ -494,7 +495,8 @@ class Handler(BaseHTTPRequestHandler):
                            f'pods "{pod.name}" is forbidden: minipod runs pods in namespace '
                            f'"default" only (other namespaces come in a later version)',
                            {"name": pod.name, "kind": "pods"})
-        headers = [("Warning", f'299 - "{w}"') for w in warnings]
+        headers = [("Warning", '299 - "%s"' % w.replace("\\", "\\\\").replace('"', '\\"'))
+                   for w in warnings]
         if _one(q, "dryRun") == "All":
             record = {"name": pod.name, "namespace": ns, "manifest": pod.raw,
                       "uid": "", "creationTimestamp": objects.now_iso(), "containers": [

@@ -178,6 +178,8 @@ def test_logs_and_follow(kubectl, pod, tmp_path):
     assert kubectl("logs", pod).stdout.startswith("Kubia server starting...\nline 1\n")
     tail = kubectl("logs", pod, "--tail=1").stdout.splitlines()
     assert len(tail) == 1 and tail[0].startswith("line ")
+    assert kubectl("logs", pod, "--limit-bytes=5").stdout == "Kubia"
+    assert kubectl("logs", pod, "--since=1h").stdout.startswith("Kubia server starting...\n")
     stamped = kubectl("logs", pod, "--timestamps", "--tail=1").stdout
     assert stamped[:4].isdigit() and stamped.split()[1] == "line"
     # -f -c on a container that ends: kubectl returns at its end with every line
@@ -315,6 +317,8 @@ def test_node_namespaces_and_can_i(kubectl):
     names = [line.split()[0] for line in kubectl("get", "ns").stdout.splitlines()[1:]]
     assert names == ["default", "kube-node-lease", "kube-public", "kube-system"]
     assert kubectl("auth", "can-i", "create", "pods").stdout.strip() == "yes"
+    explained = kubectl("explain", "pod.spec.containers.image").stdout
+    assert "FIELD: image <string>" in explained and "Container image name." in explained
     version = kubectl("version", "-o", "json").stdout
     assert json.loads(version)["serverVersion"]["minor"] == "32"
 
