@@ -1,4 +1,4 @@
-"""…/pods/NAME/exec over WebSocket, the `v5.channel.k8s.io` / `v4.channel.k8s.io`
+"""…/pods/NAME/exec (and …/attach, output only) over WebSocket, the `v5.channel.k8s.io` / `v4.channel.k8s.io`
 protocols kubectl ≥ 1.30 and the Python client speak.
 
 Every message is binary, channel byte first (apimachinery wsstream/doc.go):
@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import selectors
 import signal
 import struct
@@ -108,9 +109,6 @@ def serve(handler, method: str, kind: str, record: dict, q: dict) -> None:
         raise ApiError(400, "BadRequest",
                        f"minipod serves {kind} over WebSocket ({', '.join(PROTOCOLS)}) only: "
                        f"use kubectl 1.30 or newer")
-    if kind == "attach":
-        raise ApiError(400, "BadRequest", "minipod does not attach to containers yet: "
-                                          "use kubectl exec or kubectl logs -f")
     containers = record.get("containers", [])
     name = (q.get("container") or [""])[-1] or (containers[0]["name"] if containers else "")
     cs = next((c for c in containers + record.get("initContainers", [])
@@ -122,9 +120,12 @@ def serve(handler, method: str, kind: str, record: dict, q: dict) -> None:
         raise ApiError(400, "BadRequest", f'unable to upgrade connection: container not '
                                           f'running ("{name}")')
     command = q.get("command") or []
-    if not command:
+    if kind == "exec" and not command:
         raise ApiError(400, "BadRequest", "you must specify at least 1 command")
     tty, stdin = _flag(q, "tty"), _flag(q, "stdin")
+    if kind == "attach" and stdin:
+        raise ApiError(400, "BadRequest", "minipod attaches to a container's output only "
+                                          "(no -i): its PID 1 reads no input from the API")
 
     from wsproto.events import AcceptConnection
     from wsproto.handshake import H11Handshake
@@ -137,6 +138,8 @@ def serve(handler, method: str, kind: str, record: dict, q: dict) -> None:
     sock = handler.connection
     sock.settimeout(None)
     session = Session(sock, hs.connection)
+    if kind == "attach":
+        return attach(session, handler.server.paths, record, cs)
     argv = [sys.executable, "-m", "minipod", "exec"] + (["-i"] if stdin else []) \
         + (["-t"] if tty else []) + [record["name"], "-c", name, "--"] + command
     run(session, argv, tty, stdin, v5=chosen.startswith("v5"))
@@ -242,6 +245,45 @@ def run(session: Session, argv: list[str], tty: bool, stdin: bool, v5: bool) -> 
                     with contextlib.suppress(OSError):
                         f.close()
     session.frame(ERROR, json.dumps(_status(code)).encode())
+    session.close(1000)
+
+
+def attach(session: Session, paths, record: dict, cs: dict) -> None:
+    """Relay what the container writes from now on (its CRI log, followed the
+    way `logs -f` follows it) to channels 1 and 2, until it ends for good."""
+    from minipod.runtime import cmd_logs, logs
+    import types
+
+    class Frames(cmd_logs.Stream):
+        def emit(self, lines, out) -> None:
+            for line in lines:
+                parsed = logs.parse_line(line)
+                if parsed is not None:
+                    _, stream, full, message = parsed
+                    session.frame(STDERR if stream == "stderr" else STDOUT,
+                                  message + (b"\n" if full else b""))
+
+    opts = types.SimpleNamespace(prefix=False, timestamps=False, since_stamp=None)
+    try:
+        follower = Frames(paths, record["name"], cs, False, opts)
+    except Exception as e:      # CommandError: no log yet
+        session.frame(ERROR, json.dumps({"metadata": {}, "status": "Failure",
+                                         "message": str(e)}).encode())
+        session.close(1000)
+        return
+    sock = session.sock
+    sock.settimeout(30)
+    try:
+        follower.backlog(None, 0)   # skip what was written before the attach
+        while not follower.done and not session.closed:
+            busy = follower.poll(None)
+            ready, _, _ = select.select([sock], [], [], 0 if busy else cmd_logs.FOLLOW_POLL)
+            if ready or sock.pending():
+                if session.receive() is None:
+                    return
+    finally:
+        follower.f.close()
+    session.frame(ERROR, json.dumps(_status(0)).encode())
     session.close(1000)
 
 

@@ -273,7 +273,7 @@ class Handler(BaseHTTPRequestHandler):
                 if not rest and method == "POST":
                     return self.create_pod(ns, q, body)
                 if len(rest) == 1 and method == "GET":
-                    return self.get_pod(ns, rest[0])
+                    return self.get_pod(ns, rest[0], q)
                 if len(rest) == 1 and method == "DELETE":
                     return self.delete_pod(ns, rest[0], q, body)
                 if len(rest) == 1 and method in ("PUT", "PATCH"):
@@ -282,7 +282,7 @@ class Handler(BaseHTTPRequestHandler):
                                    f"minipod does not update pods yet ({method}): delete the "
                                    f"pod and create it again")
                 if len(rest) == 2 and rest[1] == "status" and method == "GET":
-                    return self.get_pod(ns, rest[0])
+                    return self.get_pod(ns, rest[0], q)
                 if len(rest) == 2 and rest[1] == "log" and method == "GET":
                     from minipod.runtime.apiserver import podlogs
                     return podlogs.serve(self, self.pod(ns, rest[0]).record, q)
@@ -442,11 +442,11 @@ class Handler(BaseHTTPRequestHandler):
                              "metadata": {"resourceVersion": rv},
                              "items": [e.obj for e in entries]})
 
-    def get_pod(self, ns: str, name: str) -> None:
+    def get_pod(self, ns: str, name: str, q: dict) -> None:
         entry = self.pod(ns, name)
         if self.wants_table():
             return self.send_json(200, self.pod_table([entry], entry.obj["metadata"][
-                "resourceVersion"], {}))
+                "resourceVersion"], q))
         self.send_json(200, entry.obj)
 
     def decode(self, body: bytes) -> dict:

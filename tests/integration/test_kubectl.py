@@ -254,6 +254,22 @@ def test_exec_tty(kubectl, pod):
     assert os.waitstatus_to_exitcode(status) == 4, text
 
 
+def test_attach_shows_new_output_until_the_container_ends(kubectl, tmp_path):
+    name = f"attach-{kubectl.version.replace('.', '')}"
+    path = tmp_path / "attach.yaml"
+    path.write_text(kubia(name, "sleep 1; for i in 1 2 3 4 5 6; do echo a$i; echo e$i >&2;"
+                                " sleep 0.3; done", restartPolicy="Never"))
+    kubectl("create", "-f", str(path))
+    try:
+        kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+        out = kubectl("attach", name, "-c", "kubia", timeout=60)
+        assert "a6\n" in out.stdout and "e6\n" in out.stderr
+        lines = out.stdout.splitlines()
+        assert lines == [f"a{i}" for i in range(int(lines[0][1:]), 7)]
+    finally:
+        kubectl("delete", "pod", name, "--grace-period=0", check=False)
+
+
 def test_describe_and_events(kubectl, pod):
     described = kubectl("describe", "pod", pod).stdout
     assert "Status:" in described and "Running" in described
