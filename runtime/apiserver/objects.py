@@ -18,7 +18,6 @@ import time
 from minipod.runtime import podstatus
 
 NAMESPACES = ["default", "kube-node-lease", "kube-public", "kube-system"]
-BOOT_TIME = None
 
 
 class ApiError(Exception):

@@ -69,8 +69,10 @@ def _convert(node):
         types = [t for t in types if t != "null"]
         types = types[0] if len(types) == 1 else types
     if "oneOf" in node:
-        alternatives = {t for alt in node["oneOf"] for t in
-                        ([alt["type"]] if isinstance(alt.get("type"), str) else alt.get("type", []))}
+        alternatives = set()
+        for alt in node["oneOf"]:
+            t = alt.get("type", [])
+            alternatives |= {t} if isinstance(t, str) else set(t)
         types = "string"
         if "integer" in alternatives:
             out["format"] = "int-or-string"

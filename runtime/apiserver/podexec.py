@@ -1,5 +1,6 @@
-"""…/pods/NAME/exec (and …/attach, output only) over WebSocket, the `v5.channel.k8s.io` / `v4.channel.k8s.io`
-protocols kubectl ≥ 1.30 and the Python client speak.
+"""…/pods/NAME/exec (and …/attach, output only) over WebSocket, in the
+`v5.channel.k8s.io` / `v4.channel.k8s.io` protocols that kubectl ≥ 1.30 and
+the Python client speak.
 
 Every message is binary, channel byte first (apimachinery wsstream/doc.go):
 
@@ -10,14 +11,18 @@ Every message is binary, channel byte first (apimachinery wsstream/doc.go):
     [255, ch] (v5 only, client → server): no more data on channel ch
 
 The session ends with the Status on channel 3, then a WebSocket close
-(1000). Pings are answered with pongs (wsproto does): kubectl drops a
-session after 61 s without one.
+(1000). Every ping is answered with a pong (Session.receive): kubectl
+drops a session after 61 s without one, even while output flows.
 
 The command runs through `minipod exec [-i] [-t] POD -c C -- CMD`, spawned
 with pipes (or on a pty for a TTY; a resize sets the pty's size and sends
 the CLI SIGWINCH, which copies it inward), so entering the container, its
 confinement and its exit code stay in one place (runtime/cmd_exec.py).
-The WebSocket framing is wsproto's.
+An attach relays what the container writes from then on (its CRI log,
+followed as `logs -f` follows it) and ends when the container ends; it
+takes no input (the agent owns PID 1's stdin). The WebSocket framing is
+wsproto's; one thread drives each session (an SSL socket must not be read
+and written from two threads at once).
 """
 from __future__ import annotations
 

@@ -45,6 +45,13 @@ def wait_running(core, name: str, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+def wait_gone(core, name: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while core.list_namespaced_pod("default", field_selector=f"metadata.name={name}").items:
+        assert time.monotonic() < deadline, f"pod {name} was not deleted"
+        time.sleep(0.1)
+
+
 def test_create_list_watch_log_exec_delete(core):
     from kubernetes import watch
     from kubernetes.client.rest import ApiException
@@ -79,10 +86,57 @@ def test_create_list_watch_log_exec_delete(core):
         assert e.value.status == 409
     finally:
         core.delete_namespaced_pod("pyp", "default")
-    deadline = time.monotonic() + 30
-    while core.list_namespaced_pod("default", field_selector="metadata.name=pyp").items:
-        assert time.monotonic() < deadline, "pod pyp was not deleted"
-        time.sleep(0.1)
+    wait_gone(core, "pyp")
     with pytest.raises(ApiException) as e:
         core.read_namespaced_pod("pyp", "default")
     assert e.value.status == 404
+
+
+def test_exec_answers_websocket_pings(core, minipod):
+    """kubectl pings every 5 s and gives up after 61 s without a pong: the
+    server must answer pings while the command runs."""
+    import json
+    import socket
+    import ssl
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Pong,
+                                Request)
+    core.create_namespaced_pod("default", body("pping"))
+    try:
+        wait_running(core, "pping")
+        cfg = core.api_client.configuration
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+        port = int(cfg.host.rsplit(":", 1)[1])
+        ws = WSConnection(ConnectionType.CLIENT)
+        path = ("/api/v1/namespaces/default/pods/pping/exec?command=sh&command=-c"
+                "&command=sleep+1%3B+echo+done&stdout=true&stderr=true")
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(ws.send(Request(host="127.0.0.1", target=path,
+                                        subprotocols=["v5.channel.k8s.io"])))
+            events, pong, out, status = [], False, b"", None
+            while status is None:
+                data = tls.recv(65536)
+                assert data, "the server closed before the end of the command"
+                ws.receive_data(data)
+                for ev in ws.events():
+                    events.append(type(ev).__name__)
+                    if isinstance(ev, AcceptConnection):
+                        assert ev.subprotocol == "v5.channel.k8s.io"
+                        tls.sendall(ws.send(Ping(payload=b"minipod")))
+                    elif isinstance(ev, Pong):
+                        assert ev.payload == b"minipod"
+                        pong = True
+                    elif isinstance(ev, BytesMessage) and ev.data[:1] == b"\x01":
+                        out += ev.data[1:]
+                    elif isinstance(ev, BytesMessage) and ev.data[:1] == b"\x03":
+                        status = json.loads(ev.data[1:])
+                    elif isinstance(ev, CloseConnection):
+                        status = status or {"closed": ev.code}
+        assert pong, f"no pong; events: {events}"
+        assert events.index("Pong") < events.index("BytesMessage")  # answered while running
+        assert out == b"done\n" and status["status"] == "Success"
+    finally:
+        core.delete_namespaced_pod("pping", "default", grace_period_seconds=0)
+        wait_gone(core, "pping")
