@@ -51,21 +51,30 @@ def log_path(paths):
     return paths.log / "apiserver.log"
 
 
+def flock_held(path) -> bool:
+    """Does some process hold a flock(2) on path? Read from /proc/locks, so
+    asking never takes the lock itself (a probe that took it, even shared and
+    for a moment, could make a server starting right then think another runs)."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as f:
+            table = f.read()
+    except FileNotFoundError:
+        return False
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if "->" in fields:      # a waiter, not a holder
+            continue
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key:
+            return True
+    return False
+
+
 def running(paths) -> tuple[int, int] | None:
     """(pid, port) of the running server, or None."""
-    try:
-        fd = os.open(lock_path(paths), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    if not flock_held(lock_path(paths)):
         return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass            # held: a server runs
-        else:
-            return None
-    finally:
-        os.close(fd)
     try:
         pid, listen_port = pid_path(paths).read_text().split()
         return int(pid), int(listen_port)

@@ -610,6 +610,7 @@ class Handler(BaseHTTPRequestHandler):
         as_table = self.wants_table()
         include = _one(q, "includeObject", "Metadata")
         synthetic = initial or rv_param in (None, "", "0")
+        since = 0
         if not synthetic:
             try:
                 since = int(rv_param)
@@ -638,27 +639,12 @@ class Handler(BaseHTTPRequestHandler):
 
         store.sync()
         with store.cond:
-            store.watchers += 1
-            if synthetic:
-                last = store.rv
-                current = ([(e.obj, e.record) for e in store.pods.values()] if kind == "pods"
-                           else [(e, None) for e in store.events.values()])
-                out = [event("ADDED", obj, record) for obj, record in current
-                       if in_ns(obj) and match(obj)]
-                if initial:
-                    out.append(bookmark(last, end=True))
-                expired = False
-            else:
-                changes = store.changes_after(since, kind)
-                expired = changes is None
-                if expired:
-                    out = [json.dumps({"type": "ERROR", "object": ApiError(
-                        410, "Expired", store.expired_message(since)).status()}).encode() + b"\n"]
-                else:
-                    out = [event(c.type, c.obj, c.record) for c in changes
-                           if in_ns(c.obj) and match(c.obj)]
-                last = max(since, store.rv) if not expired else since
+            store.watch_started()       # undone in the finally below
         try:
+            with store.cond:
+                out, last, expired = self._watch_start(store, synthetic, initial, since, kind,
+                                                       event, bookmark,
+                                                       lambda o: in_ns(o) and match(o))
             self.start_stream("application/json")
             deadline = time.monotonic() + timeout
             next_bookmark = time.monotonic() + 30
@@ -693,6 +679,26 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with store.cond:
                 store.watchers -= 1
+
+    @staticmethod
+    def _watch_start(store, synthetic: bool, initial: bool, since: int, kind: str, event,
+                     bookmark, wanted) -> tuple[list[bytes], int, bool]:
+        """The first lines of a watch, the version it continues from, and
+        whether it is expired (store.cond held)."""
+        if synthetic:
+            current = ([(e.obj, e.record) for e in store.pods.values()] if kind == "pods"
+                       else [(e, None) for e in store.events.values()])
+            out = [event("ADDED", obj, record) for obj, record in current if wanted(obj)]
+            if initial:
+                out.append(bookmark(store.rv, end=True))
+            return out, store.rv, False
+        changes = store.changes_after(since, kind)
+        if changes is None:
+            return [json.dumps({"type": "ERROR", "object": ApiError(
+                410, "Expired", store.expired_message(since)).status()}).encode() + b"\n"], \
+                since, True
+        return ([event(c.type, c.obj, c.record) for c in changes if wanted(c.obj)],
+                max(since, store.rv), False)
 
 
 def objects_for_dry_run(record: dict) -> dict:

@@ -6,7 +6,8 @@ object `minipod get pod X -o json` prints (runtime/podstatus.py, with
 cmd_get's kernel check of running containers) and notices changes by
 polling the state directory: a record whose file (inode, mtime, size) is
 unchanged is not re-read, except for a full look every LIVENESS_SECONDS
-(a container may die while no agent runs).
+(a container may die while no agent runs; cmd_get's kernel check is applied
+only then, since a running agent records every exit itself).
 
 Every change gets the next resourceVersion from one counter and goes into
 a bounded log of (rv, kind, type, object). A watch from version N replays
@@ -54,9 +55,24 @@ def _strip(obj: dict) -> dict:
     return dict(obj, metadata=meta)
 
 
+def _known_exit(status: dict) -> None:
+    """An exit code nobody saw (the agent was away) is null in minipod's own
+    output; the API's exitCode is a required integer (the Python client
+    refuses a null), so say it the kubelet's way: 137, ContainerStatusUnknown."""
+    for key in ("state", "lastState"):
+        t = (status.get(key) or {}).get("terminated")
+        if t is not None and t.get("exitCode") is None:
+            t["exitCode"] = 137
+            if t.get("reason") in (None, "Unknown"):
+                t["reason"] = "ContainerStatusUnknown"
+
+
 def pod_object(record: dict) -> dict:
     """The Pod, as `minipod get pod -o json` shows it, plus what the API adds."""
     obj = podstatus.pod_object(record)
+    for cs in obj["status"].get("containerStatuses", []) + \
+            obj["status"].get("initContainerStatuses", []):
+        _known_exit(cs)
     meta = obj["metadata"]
     meta["generation"] = 1
     if record.get("deletionTimestamp"):
@@ -80,6 +96,7 @@ class Store:
         self.watchers = 0
         self._last_full = 0.0
         self._stop = threading.Event()
+        self._wake = threading.Event()
         with self.cond:
             self._sync()
         self._thread = threading.Thread(target=self._poll, name="store-poll", daemon=True)
@@ -87,20 +104,39 @@ class Store:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+
+    def watch_started(self) -> None:
+        """Called (cond held) by a new watch: look often from now on, not in a second."""
+        self.watchers += 1
+        self._wake.set()
 
     # ---- reading the agent's state -------------------------------------------
 
     def _poll(self) -> None:
-        while not self._stop.wait(POLL_WATCHED if self.watchers else POLL_IDLE):
-            self.sync()
+        while not self._stop.is_set():
+            self._wake.wait(POLL_WATCHED if self.watchers else POLL_IDLE)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.sync()
 
     def sync(self) -> None:
         with self.cond:
             self._sync()
 
+    def _agent_runs(self) -> bool:
+        """Does an agent hold its lock? Then its records are the truth (it sees
+        every exit through a pidfd), and a container whose process just ended is
+        not shown as ended-unknown in the moment before the agent writes it."""
+        from minipod.runtime.apiserver.launch import flock_held
+        return flock_held(self.paths.agent_lock)
+
     def _sync(self) -> None:
         """Bring the objects up to date with the state files; log changes."""
         from minipod.runtime.cmd_get import refreshed
+        if self._agent_runs():
+            def refreshed(record):      # noqa: F811  the agent keeps records true
+                return record
         full = time.monotonic() - self._last_full > LIVENESS_SECONDS
         if full:
             self._last_full = time.monotonic()

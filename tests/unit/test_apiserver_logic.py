@@ -104,3 +104,15 @@ def test_api_port_variable(monkeypatch):
         monkeypatch.setenv("MINIPOD_API_PORT", bad)
         with pytest.raises(launch.LaunchError):
             launch.port()
+
+
+def test_an_exit_nobody_saw_is_said_the_kubelet_way():
+    from minipod.runtime.apiserver.store import pod_object
+    record = {"name": "web", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z",
+              "manifest": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}},
+              "containers": [{"name": "main", "image": "busybox", "state": "terminated",
+                              "reason": "Unknown", "exitCode": None,
+                              "message": "the process is gone and the agent has not seen it end"}]}
+    term = pod_object(record)["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (term["exitCode"], term["reason"]) == (137, "ContainerStatusUnknown")
+    assert term["message"].startswith("the process is gone")
