@@ -92,9 +92,10 @@ def test_create_list_watch_log_exec_delete(core):
     assert e.value.status == 404
 
 
-def test_exec_answers_websocket_pings(core, minipod):
+@pytest.mark.parametrize("protocol", ["v5.channel.k8s.io", "v4.channel.k8s.io"])
+def test_exec_answers_websocket_pings(core, minipod, protocol):
     """kubectl pings every 5 s and gives up after 61 s without a pong: the
-    server must answer pings while the command runs."""
+    server must answer pings while the command runs (in both protocols)."""
     import json
     import socket
     import ssl
@@ -114,7 +115,7 @@ def test_exec_answers_websocket_pings(core, minipod):
         with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
                 ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             tls.sendall(ws.send(Request(host="127.0.0.1", target=path,
-                                        subprotocols=["v5.channel.k8s.io"])))
+                                        subprotocols=[protocol])))
             events, pong, out, status = [], False, b"", None
             while status is None:
                 data = tls.recv(65536)
@@ -123,7 +124,7 @@ def test_exec_answers_websocket_pings(core, minipod):
                 for ev in ws.events():
                     events.append(type(ev).__name__)
                     if isinstance(ev, AcceptConnection):
-                        assert ev.subprotocol == "v5.channel.k8s.io"
+                        assert ev.subprotocol == protocol
                         tls.sendall(ws.send(Ping(payload=b"minipod")))
                     elif isinstance(ev, Pong):
                         assert ev.payload == b"minipod"
