@@ -13,14 +13,14 @@ import sys
 
 from minipod import __version__
 from minipod.runtime import (cmd_agent, cmd_delete, cmd_describe, cmd_exec, cmd_gc, cmd_get,
-                             cmd_image, cmd_inspect, cmd_logs, cmd_port_forward, cmd_pull,
-                             cmd_run, cmd_top)
+                             cmd_image, cmd_inspect, cmd_kubeconfig, cmd_logs, cmd_port_forward,
+                             cmd_pull, cmd_run, cmd_serve, cmd_top)
 from minipod.runtime.cmdutil import CommandError
 from minipod.runtime.paths import Paths
 
 VERBS = [cmd_run, cmd_get, cmd_describe, cmd_logs, cmd_exec, cmd_port_forward, cmd_delete,
          cmd_inspect,
-         cmd_top, cmd_image, cmd_pull, cmd_gc, cmd_agent]
+         cmd_top, cmd_image, cmd_pull, cmd_gc, cmd_agent, cmd_serve, cmd_kubeconfig]
 
 
 def parser() -> argparse.ArgumentParser:
