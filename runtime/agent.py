@@ -355,7 +355,8 @@ class Agent:
             if mappings:
                 undo.callback(hostport.remove_rules, uid)
                 try:
-                    hostport.add_rules(uid, str(ip), mappings, host_ifname=ifname)
+                    hostport.add_rules(uid, str(ip), mappings, host_ifname=ifname,
+                                       owner=self.paths.identity.tag)
                 except hostport.HostPortError as e:
                     raise RequestError("HostPortError", str(e)) from None
                 for m in mappings:
@@ -382,6 +383,7 @@ class Agent:
                 pause = sandbox.start_pause(pod.name)
                 record["pause"] = {"pid": pause, "pidStart": state.proc_start_time(pause)}
                 self._save(pod.name)  # a crash from here on must know to kill it
+                self.cgroups.adopt_pause(record["cgroup"], pause)  # it carries our identity
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
             vol_base = self.paths.containers / uid / "volumes"
             undo.callback(volumes.release, vol_base)
@@ -555,7 +557,8 @@ class Agent:
                 self._bridge_ready = True
             try:
                 return bridge.attach_pod(self.ipr, self.net, netns_path, ifname, ip,
-                                         self.ipam.prefixlen, str(self.ipam.gateway))
+                                         self.ipam.prefixlen, str(self.ipam.gateway),
+                                         alias=self.paths.identity.tag)
             except bridge.NetworkError as e:
                 if attempt == 2 or "look up bridge" not in str(e):
                     raise
@@ -1038,7 +1041,8 @@ class Agent:
         pod_dir = self.paths.pod_dir(name)
         errors = []
         steps = [
-            ("remove hostPort rules", lambda: hostport.remove(self.paths.hostports, uid)),
+            ("remove hostPort rules", lambda: hostport.remove(self.paths.hostports, uid,
+                                                              self.paths.identity.tag)),
             ("remove veth", lambda: bridge.detach_pod(self.ipr, record.get("hostIfname")
                                                       or bridge.host_ifname(uid))),
             ("release IP", lambda: (self.ipam.release(uid), explain.step(
@@ -1078,7 +1082,8 @@ class Agent:
         for e in errors:
             log(e)
         with contextlib.suppress(hostport.HostPortError, OSError):
-            stale = hostport.gc(self.paths.hostports, {r["uid"] for r in records})
+            stale = hostport.gc(self.paths.hostports, {r["uid"] for r in records},
+                                owner=self.paths.identity.tag, legacy=self.paths.identity.legacy)
             if stale:
                 log(f"removed hostPort rules of vanished pods {stale}")
         with contextlib.suppress(OSError):
