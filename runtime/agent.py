@@ -176,12 +176,14 @@ class Agent:
         for rc in list(self.live.values()):
             self._close_pipes(rc, drain=True)
         if not self.records and self._ipr is not None:
-            # no pod left: leave the host as it was before the first pod
+            # no pod left: leave the host as it was before the first pod,
+            # unless another minipod's pods are plugged into the same bridge
             with contextlib.suppress(Exception):
-                if self._nat_ready:
-                    hostport.remove_network(self.net.bridge, self.net.subnet)
-                bridge.delete_bridge(self.ipr, self.net)
-                log(f"no pods left; removed bridge {self.net.bridge}")
+                if not bridge.pod_links(self.ipr, self.net):
+                    if self._nat_ready:
+                        hostport.remove_network(self.net.bridge, self.net.subnet)
+                    bridge.delete_bridge(self.ipr, self.net)
+                    log(f"no pods left; removed bridge {self.net.bridge}")
         if not self.records:
             with contextlib.suppress(OSError):
                 self.cgroups.remove(self.cgroups.parent)
