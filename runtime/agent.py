@@ -800,6 +800,8 @@ class Agent:
                     break
                 from minipod import libc
                 for wd, _mask in libc.inotify_events(data):
+                    if wd == -1:      # IN_Q_OVERFLOW: events were dropped; read all
+                        ready += [t for t in self._out_watch.values() if t not in ready]
                     target = self._out_watch.get(wd)
                     if target is not None and target not in ready:
                         ready.append(target)

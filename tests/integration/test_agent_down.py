@@ -122,3 +122,34 @@ def _ok(url: str) -> bool:
         return _get(url) == "ok\n"
     except OSError:
         return False
+
+
+def test_a_container_that_reopens_its_stdout_with_truncation_keeps_logging(minipod, tmp_path):
+    """`echo … > /proc/1/fd/1` (O_TRUNC) empties the output file, which a
+    pipe would not notice: the agent sees it shrink, reads it from the
+    start, and the lines after it still reach the log."""
+    name = "agent-down-reopen"
+    minipod.run_manifest(
+        _manifest(name).replace(f"i=0; while [ $i -lt {LINES} ]", "i=0; while :")
+        .replace('echo \\"line $i', 'sleep 0.02; echo \\"tick $i'), tmp_path)
+    try:
+        record = json.loads((Path(minipod.root) / "run" / "pods" / name / "pod.json")
+                            .read_text())
+        (Path(record["volumes"]["ctl"]) / "go").touch()
+
+        def ticks() -> list[int]:
+            out = minipod("logs", name).stdout
+            return [int(m.group(1)) for m in re.finditer(r"^tick (\d+) x+$", out, re.M)]
+
+        _wait(lambda: len(ticks()) >= 50, "the container did not log")
+        minipod("exec", name, "--", "sh", "-c", "echo reopened > /proc/1/fd/1")
+        _wait(lambda: "reopened" in minipod("logs", name).stdout, "the line written "
+              "through a reopened /proc/1/fd/1 did not reach the log")
+        seen = ticks()[-1]
+        _wait(lambda: ticks()[-1] > seen + 10, "the lines after the reopen did not reach "
+              "the log")
+        after = minipod("logs", name).stdout.split("reopened\n", 1)[1]
+        numbers = [int(n) for n in re.findall(r"^tick (\d+) x+$", after, re.M)]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    finally:
+        minipod("delete", "pod", name, "--grace-period", "0", check=False)

@@ -15,10 +15,12 @@ removed its hostPort rule and cgroup.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -119,6 +121,7 @@ def twins(minipod):
 
 def _untouched(insts, before, by: str) -> None:
     from minipod.netns import hostport
+    from minipod.netns.bridge import host_ifname
     for other in insts:
         c = before[other.tag]
         assert _start_time(c["pid"]) == c["pidStart"], (
@@ -128,6 +131,12 @@ def _untouched(insts, before, by: str) -> None:
             c["pid"], "Running", c["restartCount"]), f"instance {other.tag} after {by}"
         assert any(c["uid"] in rule for rule in hostport.rules()), (
             f"the hostPort rule of instance {other.tag} is gone after {by}")
+        assert host_ifname(c["uid"]) in {n for _, n in socket.if_nameindex()}, (
+            f"the veth of instance {other.tag} is gone after {by}")
+        parent = f"minipod-{other.read('run/identity').split()[0]}"
+        assert glob.glob(f"/sys/fs/cgroup/{parent}/pod{c['uid']}") + glob.glob(
+            f"/sys/fs/cgroup/*/{parent}/pod{c['uid']}"), (
+            f"the cgroup of instance {other.tag} is gone after {by}")
 
 
 def test_two_instances_with_the_same_paths_never_touch_each_others_pods(twins, tmp_path):
