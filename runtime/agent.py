@@ -22,6 +22,7 @@ exit); an exit it could not see is recorded as unknown, never invented.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import heapq
 import itertools
@@ -78,7 +79,7 @@ class RunningContainer:
         self.pid: int | None = None
         self.pidfd: int | None = None       # only for adopted (non-child) pids
         self.fifo_fds: dict[int, str] = {}  # output fd -> "stdout" | "stderr"
-        self.out_pos: dict[int, int] = {}   # output file fd -> bytes read (None: a FIFO)
+        self.out_pos: dict[int, int] = {}   # output file fd -> bytes read (FIFOs: absent)
         self.out_wd: dict[int, int] = {}    # output file fd -> its inotify watch
         self.punched: dict[int, float] = {} # output file fd -> bytes given back (holes)
         self.pos_fd: int | None = None      # the file that keeps out_pos across agents
@@ -837,12 +838,30 @@ class Agent:
             pos = 0
         budget = self.DRAIN_BUDGET
         while budget > 0:
-            data = os.pread(fd, 65536, pos)
-            if not data:
+            # Read data, never holes: a hole is not output (the container
+            # grew its file with ftruncate, which a pipe would not allow).
+            try:
+                pos = max(pos, os.lseek(fd, pos, os.SEEK_DATA))
+            except OSError as e:
+                if e.errno != errno.ENXIO:  # ENXIO: only hole (or nothing) after pos
+                    raise
+                pos = max(pos, os.fstat(fd).st_size)
                 break
-            rc.writer.write(stream, data)
-            pos += len(data)
-            budget -= len(data)
+            size = os.fstat(fd).st_size             # first: an append after it makes end > size
+            end = os.lseek(fd, pos, os.SEEK_HOLE)   # the end of this data (EOF at most)
+            while pos < end and budget > 0:
+                data = os.pread(fd, min(65536, end - pos), pos)
+                if not data:
+                    break
+                pos += len(data)
+                if pos == end and end < size:
+                    # the zeros that fill the last block before a hole are
+                    # not output either (appends never leave holes)
+                    data = data.rstrip(b"\0")
+                rc.writer.write(stream, data)
+                budget -= len(data) or 1
+            if pos >= size:
+                break
         rc.out_pos[fd] = pos
         self._save_output_pos(rc)
         if budget <= 0:                     # more to read: after the others' turn

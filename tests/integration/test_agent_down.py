@@ -153,3 +153,24 @@ def test_a_container_that_reopens_its_stdout_with_truncation_keeps_logging(minip
         assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
     finally:
         minipod("delete", "pod", name, "--grace-period", "0", check=False)
+
+
+def test_a_container_that_grows_its_stdout_with_a_hole_costs_the_agent_nothing(minipod,
+                                                                                 tmp_path):
+    """A hostile container can ftruncate its output file to 1 GiB of hole
+    (a pipe has no size to set): the agent skips the hole instead of
+    logging a gigabyte of zero bytes, and the next line arrives at once."""
+    name = "agent-down-hole"
+    minipod.run_manifest(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: " + name + "\nspec:\n"
+        "  terminationGracePeriodSeconds: 0\n  containers:\n  - name: main\n"
+        f"    image: {BUSYBOX_IMAGE}\n"
+        "    command: [\"sh\", \"-c\", \"echo before; sleep 0.5; "
+        "truncate -s 1G /proc/1/fd/1; echo after; exec sleep 100000\"]\n", tmp_path)
+    try:
+        _wait(lambda: "after" in minipod("logs", name).stdout, "the line after the hole "
+              "did not reach the log")
+        out = minipod("logs", name).stdout
+        assert out == "before\nafter\n", out[:200]
+    finally:
+        minipod("delete", "pod", name, "--grace-period", "0", check=False)
