@@ -18,8 +18,10 @@ from minipod.runtime import (cmd_agent, cmd_delete, cmd_describe, cmd_exec, cmd_
 from minipod.runtime.cmdutil import CommandError
 from minipod.runtime.paths import Paths
 
-# verbs that read state: a dead agent is noticed first (client.revive)
-STATE_READERS = ("get", "describe", "logs", "top", "inspect", "exec", "port-forward")
+# verbs that read state: a dead agent is noticed first (client.revive).
+# Not port-forward: it reads only the pod's netns and ports, which no agent
+# changes while the pod exists, and it notices the pod's end by itself.
+STATE_READERS = ("get", "describe", "logs", "top", "inspect", "exec")
 
 VERBS = [cmd_run, cmd_get, cmd_describe, cmd_logs, cmd_exec, cmd_port_forward, cmd_delete,
          cmd_inspect,
