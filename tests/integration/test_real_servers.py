@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -73,6 +72,7 @@ spec:
 
 
 NGINX = ["nginx", "-g", "daemon off;"]   # the official image's CMD
+ACCESS = re.compile(r'"GET /\?req=(\d+)(?:&\S*)? HTTP/1\.1" 200 ')   # nginx's access log
 
 
 def status(pod: dict) -> dict:
@@ -110,17 +110,56 @@ def test_nginx_answers_on_the_pod_ip_and_logs_every_request(minipod, nginx):
     n = 200
     for i in range(n):
         assert "Welcome to nginx" in http_get(f"http://{nginx}/?req={i}")
-    access = re.compile(r'"GET /\?req=(\d+) HTTP/1\.1" 200 ')
 
     def logged() -> list[int]:
         out = minipod("logs", "nginx-pod").stdout
-        return [int(m.group(1)) for m in access.finditer(out)]
+        return [int(m.group(1)) for m in ACCESS.finditer(out)]
 
     deadline = time.monotonic() + 20
     while len(logged()) < n and time.monotonic() < deadline:
         time.sleep(0.2)
     assert logged() == list(range(n)), "every request once, in order, in `minipod logs`"
     assert "Welcome to nginx" in http_get(f"http://{nginx}/"), "and it keeps answering"
+
+
+def _access_log_requests(minipod, pod: str) -> list[int]:
+    """The req=N of every access-log line kept for the pod's container, in
+    every log file (rotated ones too: the suite rotates at 64 KiB)."""
+    from minipod.runtime.paths import Paths
+    files = sorted((Paths(str(minipod.root)).pod_logs / pod / "main").glob("0.log*"),
+                   key=lambda f: f.stat().st_mtime_ns)
+    text = "".join(f.read_text() for f in files)
+    return [int(m.group(1)) for m in ACCESS.finditer(text)]
+
+
+def test_nginx_keeps_answering_and_logging_while_the_agent_is_dead(minipod, servers, tmp_path):
+    minipod.run_manifest(manifest("nginx-dead", servers.image, NGINX), tmp_path)
+    try:
+        ip = minipod.wait_for("nginx-dead", running, timeout=30)["status"]["podIP"]
+        http_get_when_up(f"http://{ip}/", wait=20)
+        pid = minipod.agent_pid()
+        assert pid
+        os.kill(pid, signal.SIGKILL)   # the agent this suite started
+        while os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.05)
+        # ~250 bytes of access log a request: 400 fill a 64 KiB pipe
+        # (its default size) one and a half times over.
+        pad = "x" * 150
+        n = 400
+        for i in range(n):
+            assert "Welcome to nginx" in http_get(f"http://{ip}/?req={i}&pad={pad}"), \
+                f"request {i} with no agent"
+        # Any command that reads state brings the agent back.
+        assert minipod.pod("nginx-dead")["status"]["phase"] == "Running"
+        deadline = time.monotonic() + 20
+        while len(_access_log_requests(minipod, "nginx-dead")) < n \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _access_log_requests(minipod, "nginx-dead") == list(range(n)), \
+            "no access-log line lost or repeated while the agent was dead"
+        assert minipod.agent_pid() is not None
+    finally:
+        minipod("delete", "pod", "nginx-dead", "--grace-period", "0")
 
 
 def test_nginx_pre_stop_hook_quits_nginx_on_delete(minipod, servers, tmp_path):
@@ -221,13 +260,14 @@ def test_postgres_runs_as_its_user_with_its_home(minipod, servers, tmp_path):
     try:
         pod = minipod.wait_for("pg", ready, timeout=60)
         assert status(pod)["restartCount"] == 0
-        who = minipod("exec", "pg", "--", "sh", "-c", 'id -un; echo "$HOME"').stdout
-        assert who.splitlines() == ["postgres", info.postgres_home]
-        assert info.postgres_home == "/var/lib/postgresql"
         # Peer authentication: psql runs as the container's user, postgres.
         one = minipod("exec", "pg", "--", "psql", "-U", "postgres", "-tAc", "select 1")
         assert one.stdout == "1\n"
         table = minipod("exec", "pg", "--", "psql", "-U", "postgres", "-c", "select 1").stdout
         assert "(1 row)" in table
+        # HOME of a non-root user: its home in the image's /etc/passwd.
+        assert info.postgres_home == "/var/lib/postgresql"
+        who = minipod("exec", "pg", "--", "sh", "-c", 'id -un; echo "$HOME"').stdout
+        assert who.splitlines() == ["postgres", info.postgres_home]
     finally:
         minipod("delete", "pod", "pg", "--grace-period", "0")
