@@ -24,6 +24,7 @@ cpuset.cpus and refuses every process until they are copied in.
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from minipod.cgroups.driver import (QUOTA_PERIOD_US, Driver, Limits, Stats, cpu_quota_us,
@@ -66,7 +67,7 @@ class V1Driver(Driver):
         try:
             base = self.controllers[controller]
         except KeyError:
-            raise OSError(2, f"the {controller} cgroup controller is not mounted",
+            raise OSError(errno.ENOENT, f"the {controller} cgroup controller is not mounted",
                           os.path.join(self.root, controller)) from None
         return base + cg
 

@@ -188,7 +188,8 @@ def device_program(rules: list[str]) -> bytes:
 
 
 # bpf(2), <linux/bpf.h>
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361,
+            "s390x": 351, "i686": 357, "armv7l": 386}.get(os.uname().machine)  # None: say so
 BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6
@@ -216,6 +217,9 @@ def _bpf():
 
 def _bpf_call(cmd: int, attr, what: str, path: str) -> int:
     ffi, lib = _bpf()
+    if _SYS_BPF is None:
+        raise OSError(errno.ENOSYS, f"{what}: minipod does not know bpf(2)'s number on "
+                      f"{os.uname().machine}", path)
     rc = lib.syscall(ffi.cast("long", _SYS_BPF), ffi.cast("long", cmd),
                      ffi.cast("void *", attr), ffi.cast("long", ffi.sizeof(attr[0])))
     if rc < 0:

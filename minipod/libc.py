@@ -68,7 +68,10 @@ _MS_NAMES = [
     (MS_SLAVE, "MS_SLAVE"), (MS_SHARED, "MS_SHARED"),
 ]
 
-_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
+# pivot_root predates the unified syscall table: its number differs per
+# architecture. An unknown one is said plainly at the call, never guessed.
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203,
+                   "s390x": 217, "i686": 217, "armv7l": 218}.get(os.uname().machine)
 
 
 def mount_flag_names(flags: int) -> str:
@@ -130,6 +133,9 @@ def pivot_root(new_root: str, put_old: str) -> None:
     under new_root, and neither may be on a shared mount (make / private
     first). pivot_root(".", ".") stacks the old root on the new one, so it
     can be unmounted from "/" without a directory for it (runc does this)."""
+    if _SYS_PIVOT_ROOT is None:
+        raise OSError(_errno.ENOSYS, f"pivot_root: minipod does not know its syscall number "
+                      f"on {os.uname().machine}", new_root)
     rc = _retry(lambda: _lib.syscall(_ffi.cast("long", _SYS_PIVOT_ROOT),
                                      _ffi.new("char[]", new_root.encode()),
                                      _ffi.new("char[]", put_old.encode())))
@@ -140,3 +146,132 @@ def pivot_root(new_root: str, put_old: str) -> None:
 def _ns_names(flags: int) -> str:
     return "|".join(("CLONE_NEWNS" if n == "mnt" else f"CLONE_NEW{n.upper()}")
                     for n, bit in NAMESPACE_FLAGS.items() if flags & bit)
+
+
+# ---- Check an object, then use that same object: openat2, open_tree, move_mount ----
+#
+# A path a container can change (anything in a volume it shares) must not be
+# checked by its string and then used by its string again: the container can
+# swap a directory for a symlink in between (CVE-2017-1002101, CVE-2021-25741).
+# These calls resolve a path once, under rules the kernel enforces on every
+# step, and hand back an fd; the mount is then made from and onto fds.
+
+_ffi.cdef(
+    """
+    struct open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
+    """
+)
+
+# <linux/openat2.h>
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02   # no /proc/PID/fd/N style jumps
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08         # every step stays below dirfd; absolute paths refused
+RESOLVE_IN_ROOT = 0x10         # dirfd acts as "/" (a chroot for this one lookup)
+_RESOLVE_NAMES = [(RESOLVE_NO_XDEV, "RESOLVE_NO_XDEV"),
+                  (RESOLVE_NO_MAGICLINKS, "RESOLVE_NO_MAGICLINKS"),
+                  (RESOLVE_NO_SYMLINKS, "RESOLVE_NO_SYMLINKS"),
+                  (RESOLVE_BENEATH, "RESOLVE_BENEATH"), (RESOLVE_IN_ROOT, "RESOLVE_IN_ROOT")]
+
+# <linux/mount.h>, <fcntl.h>
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+# Syscalls added after 4.20 have the same number on every architecture.
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_OPENAT2 = 428, 429, 437
+
+
+def _long(value: int):
+    return _ffi.cast("long", value)
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open `path` relative to dirfd under the RESOLVE_* rules; an fd.
+
+    The rules hold for every component, checked by the kernel during this
+    one lookup, so a rename or symlink swap cannot slip between check and
+    use. Fails with EXDEV when the path would leave dirfd (RESOLVE_BENEATH),
+    ELOOP on a symlink (RESOLVE_NO_SYMLINKS), EAGAIN when a concurrent rename
+    raced a ".." (retried here), ENOSYS before Linux 5.6."""
+    how = _ffi.new("struct open_how *", {"flags": flags, "mode": mode, "resolve": resolve})
+    cpath = _ffi.new("char[]", path.encode())
+    for _ in range(16):
+        fd = _retry(lambda: _lib.syscall(_long(_SYS_OPENAT2), _long(dirfd), cpath, how,
+                                         _long(_ffi.sizeof("struct open_how"))))
+        if fd != -1 or _ffi.errno != _errno.EAGAIN:
+            break
+    if fd == -1:
+        names = "|".join(n for bit, n in _RESOLVE_NAMES if resolve & bit) or "0"
+        _raise(f"openat2 resolve {names}", path)
+    return fd
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount at
+    dirfd/path (AT_RECURSIVE: with its submounts): a bind mount not yet
+    attached anywhere, as an fd. Linux 5.2; ENOSYS before."""
+    fd = _retry(lambda: _lib.syscall(_long(_SYS_OPEN_TREE), _long(dirfd),
+                                     _ffi.new("char[]", path.encode()), _long(flags)))
+    if fd == -1:
+        _raise("open_tree", path or f"fd {dirfd}")
+    return fd
+
+
+def move_mount(from_dirfd: int, from_path: str, to_dirfd: int, to_path: str,
+               flags: int) -> None:
+    """move_mount(2): attach the mount from_dirfd/from_path at to_dirfd/to_path.
+
+    With MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH both ends are the
+    fds themselves (an open_tree fd onto an O_PATH fd of the mount point):
+    no path is looked up at all. Linux 5.2."""
+    rc = _retry(lambda: _lib.syscall(_long(_SYS_MOVE_MOUNT), _long(from_dirfd),
+                                     _ffi.new("char[]", from_path.encode()), _long(to_dirfd),
+                                     _ffi.new("char[]", to_path.encode()), _long(flags)))
+    if rc == -1:
+        _raise("move_mount", to_path or f"fd {to_dirfd}")
+
+# ---- close_range(2): no fd of the caller reaches a container ---------------
+
+import resource as _resource  # here, not in close_fds: it runs after a setns(mnt)
+
+_SYS_CLOSE_RANGE = 436           # the same number on x86_64 and aarch64
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    """Close every fd from first to last, inclusive (man 2 close_range,
+    Linux 5.9; flags 0, or CLOSE_RANGE_CLOEXEC = 4 to only mark them).
+
+    One system call, whatever the fds are: no reading of /proc/self/fd,
+    which a container could have mounted over."""
+    rc = _retry(lambda: _lib.syscall(_ffi.cast("long", _SYS_CLOSE_RANGE),
+                                     _ffi.cast("unsigned int", first),
+                                     _ffi.cast("unsigned int", last),
+                                     _ffi.cast("unsigned int", flags)))
+    if rc == -1:
+        _raise(f"close_range({first}, {last:#x}, {flags})")
+
+
+def close_fds(keep=()) -> None:
+    """Close every fd above 2 except those in `keep` (runc closes all but
+    its sync pipe the same way before exec, libcontainer/utils CloseExecFrom).
+
+    A kernel without close_range falls back to os.closerange up to the
+    highest fd the process may hold (RLIMIT_NOFILE's hard limit)."""
+    first = 3
+    for fd in sorted(set(k for k in keep if k > 2)) + [None]:
+        last = 0xFFFFFFFF if fd is None else fd - 1
+        if last >= first:
+            try:
+                close_range(first, last)
+            except OSError as e:
+                if e.errno not in (_errno.ENOSYS, _errno.EINVAL):
+                    raise
+                hard = _resource.getrlimit(_resource.RLIMIT_NOFILE)[1]
+                top = 1 << 20 if hard == _resource.RLIM_INFINITY else hard
+                os.closerange(first, min(last, top) + 1)
+        if fd is not None:
+            first = fd + 1

@@ -383,7 +383,7 @@ class Agent:
             # shareProcessNamespace: one PID namespace, held by a pause process
             if pod.share_process_namespace:
                 undo.callback(self._stop_pause, record)
-                pause = sandbox.start_pause(pod.name)
+                pause = sandbox.start_pause(pod.name, self.paths.pod_dir(pod.name) / "pause-root")
                 record["pause"] = {"pid": pause, "pidStart": state.proc_start_time(pause)}
                 self._save(pod.name)  # a crash from here on must know to kill it
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
@@ -620,8 +620,6 @@ class Agent:
     def _container_spec(self, record: dict, name: str, image) -> ctr.ProcessSpec:
         pod = self.pod_spec(record)
         c = self.container_of(record, name)
-        env = process.environment(image.config, [(e.name, e.value) for e in c.env], pod.name)
-        argv = process.argv(c.command, c.args, image.config, env)
         top = image.layer_dirs
         cdir = self.paths.container_dir(record["uid"], name)
         upper, work, merged = cdir / "upper", cdir / "work", cdir / "merged"
@@ -635,12 +633,13 @@ class Agent:
         where = f'pod: "{pod.name}_{pod.namespace}({record["uid"]})", container: {name}'
         sec = security.prepare(security.plan_security(
             c.security_context, image.config.get("User"), passwd, group, where))
+        env = process.environment(image.config, [(e.name, e.value) for e in c.env], pod.name,
+                                  process.home(sec.uid, passwd))
+        argv = process.argv(c.command, c.args, image.config, env)
         pod_dir = self.paths.pod_dir(record["name"])
         binds = []
         for vm in c.volume_mounts:
-            source = volumes.source_for(record["volumes"][vm.name], vm.sub_path, vm.name)
-            binds.append(mounts.BindMount(source, vm.mount_path, vm.read_only,
-                                          is_file=not os.path.isdir(source)))
+            binds.append(volumes.bind_for(record["volumes"][vm.name], vm))
         plan = mounts.plan([str(p) for p in top], str(upper), str(work), str(merged), {
             "/etc/hosts": str(pod_dir / "hosts"),
             "/etc/hostname": str(pod_dir / "hostname"),
@@ -677,6 +676,7 @@ class Agent:
                 self.event(pod_name, "Failed", f"Error: {e}", warning=True)
                 self._save(pod_name)
                 return
+            cs["env"] = spec.env  # what exec, exec probes and hooks run with
             c = self.container_of(record, name)
             cg = self.cgroups.create_container(record["cgroup"], name, _limits(c),
                                                c.security_context.privileged)
@@ -950,8 +950,10 @@ class Agent:
         """Run one probe or hook check in a forked child; `done(ok, message)`
         is called when it is reaped."""
         rc = self.live.get((pod_name, name))
-        pid, fd = probes.fork_check(handler, self.records[pod_name].get("podIP"),
-                                    rc.pid if rc else None, timeout)
+        record = self.records[pod_name]
+        target = probes.Target(record, dict(_find(record, name), pid=rc.pid),
+                               self.paths) if rc else None
+        pid, fd = probes.fork_check(handler, record.get("podIP"), target, timeout)
         os.set_blocking(fd, False)
         self.checks[pid] = (fd, done)
 

@@ -21,6 +21,8 @@ import os
 import socket
 import uuid
 
+import prctl
+
 from minipod import libc
 
 
@@ -32,6 +34,7 @@ def _in_netns(netns: str, action) -> object:
     if pid == 0:
         os.close(r)
         try:
+            prctl.set_dumpable(False)  # a host process inside the pod: see enter.py
             fd = os.open(netns, os.O_RDONLY)
             libc.setns(fd, libc.CLONE_NEWNET, netns)
             result = "ok:" + str(action())
@@ -137,6 +140,7 @@ def check_flat_network(report: dict, other: dict | None) -> tuple[bool, str]:
     if pid == 0:  # the listener
         os.close(r)
         try:
+            prctl.set_dumpable(False)
             if target_ns != "/proc/self/ns/net":
                 fd = os.open(target_ns, os.O_RDONLY)
                 libc.setns(fd, libc.CLONE_NEWNET, target_ns)

@@ -13,14 +13,14 @@ import sys
 
 from minipod import __version__
 from minipod.runtime import (cmd_agent, cmd_delete, cmd_describe, cmd_exec, cmd_gc, cmd_get,
-                             cmd_image, cmd_inspect, cmd_logs, cmd_port_forward, cmd_pull,
-                             cmd_run, cmd_top)
+                             cmd_image, cmd_inspect, cmd_kubeconfig, cmd_logs, cmd_port_forward,
+                             cmd_pull, cmd_run, cmd_serve, cmd_top)
 from minipod.runtime.cmdutil import CommandError
 from minipod.runtime.paths import Paths
 
 VERBS = [cmd_run, cmd_get, cmd_describe, cmd_logs, cmd_exec, cmd_port_forward, cmd_delete,
          cmd_inspect,
-         cmd_top, cmd_image, cmd_pull, cmd_gc, cmd_agent]
+         cmd_top, cmd_image, cmd_pull, cmd_gc, cmd_agent, cmd_serve, cmd_kubeconfig]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,3 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a pid that just died, a file removed under us: one line, not a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: still one line; MINIPOD_DEBUG=1 shows the traceback
+        import os
+        if os.environ.get("MINIPOD_DEBUG") or args.verb in ("agent", "serve"):
+            raise  # a daemon's stderr is its log: keep the whole traceback there
+        print(f"error: {type(e).__name__}: {e} (MINIPOD_DEBUG=1 shows where)", file=sys.stderr)
+        return 1

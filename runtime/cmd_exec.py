@@ -4,10 +4,15 @@ The CLI itself enters the container's namespaces (runtime/enter.py); the
 agent is not involved. With -t the command gets a real pseudo-terminal:
 this terminal is put in raw mode, bytes are relayed both ways, the window
 size follows SIGWINCH, and Ctrl-C reaches the process through the pty's
-line discipline, as with `kubectl exec -it`. The exit code passes through.
+line discipline, as with `kubectl exec -it`. Without -t its stdout and
+stderr (and with -i its stdin) are pipes this CLI owns and copies, byte
+for byte, to and from its own, as containerd does: the container never
+holds the caller's terminal or files, so it cannot type into that
+terminal (TIOCSTI) or reopen them. The exit code passes through.
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 import shlex
@@ -52,16 +57,24 @@ def run(args, paths) -> int:
               f"joining its mount namespace also makes its root ours\n"
               f"$ nsenter --target {cs['pid']} {flags} -- {shlex.join(argv)}", file=sys.stderr)
     ours = theirs = None
+    pipes: dict[str, tuple[int, int]] = {}  # stream -> (read end, write end)
     if args.tty:
         import socket
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    spec = enter.ExecSpec(pid=cs["pid"], argv=argv, console=theirs, stdin=args.stdin,
-                          name=f"{name}/{cs['name']}")
-    confine(spec, record, cs, paths)
+    else:
+        pipes = {s: os.pipe() for s in (["stdin"] if args.stdin else []) + ["stdout", "stderr"]}
+    stdio = None if args.tty else (pipes["stdin"][0] if args.stdin else None,
+                                   pipes["stdout"][1], pipes["stderr"][1])
     try:
+        spec = enter.for_container(record, cs, paths, argv, console=theirs, stdio=stdio,
+                                   name=f"{name}/{cs['name']}")
         child = enter.start(spec)
     except ctr.StartError as e:
-        raise CommandError(f"exec in {name}/{cs['name']} failed: {e}", 126 if e.errno != 2 else 127)
+        for r, w in pipes.values():
+            os.close(r)
+            os.close(w)
+        raise CommandError(f"exec in {name}/{cs['name']} failed: {e}",
+                           127 if e.errno == errno.ENOENT else 126)
     finally:
         if theirs is not None:
             theirs.close()
@@ -69,37 +82,10 @@ def run(args, paths) -> int:
         master = enter.receive_pty(ours)
         ours.close()
         _relay_tty(master, child, args.stdin)
+    else:
+        _relay_pipes(child, pipes)
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-
-
-def confine(spec, record: dict, cs: dict, paths) -> None:
-    """The command gets what the container's own process has: its cgroup,
-    its user, capabilities, no_new_privs and seccomp filter (the mounts,
-    masked paths and read-only root are already in its mount namespace)."""
-    import dataclasses
-    from minipod import cgroups
-    from minipod.runtime import manifest, security
-    if cs.get("cgroup"):
-        spec.cgroup_procs = cgroups.detect(parent=paths.cgroup_parent).join_paths(cs["cgroup"])
-    pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
-    c = next(c for c in pod.init_containers + pod.containers if c.name == cs["name"])
-    uid, gid = _ids(cs["pid"])
-    plan = security.plan_security(c.security_context, f"{uid}:{gid}")
-    spec.security = security.prepare(dataclasses.replace(
-        plan, masked_paths=[], readonly_paths=[], readonly_root=False))
-
-
-def _ids(pid: int) -> tuple[int, int]:
-    """The uid and gid the container's process runs as."""
-    uid = gid = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Uid:"):
-                uid = int(line.split()[1])
-            elif line.startswith("Gid:"):
-                gid = int(line.split()[1])
-    return uid, gid
 
 
 def _pick(record: dict, wanted: str | None) -> dict:
@@ -159,3 +145,64 @@ def _relay_tty(master: int, child: int, with_stdin: bool) -> None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         signal.signal(signal.SIGWINCH, old_winch)
         os.close(master)
+
+
+def _relay_pipes(child: int, pipes: dict[str, tuple[int, int]]) -> None:
+    """Copy our stdin into the command's stdin pipe (-i; closed at our EOF,
+    so the command sees EOF) and its stdout and stderr pipes to ours, until
+    both reach EOF, or the command has ended (its [1:JOIN] parent, `child`,
+    exits with it) and what it wrote is drained: a background process it
+    left holding the pipes does not keep us waiting (containerd's exec
+    drains the same way). Binary-safe: bytes in, the same bytes out."""
+    for stream in pipes:  # close the ends the command holds now
+        os.close(pipes[stream][0] if stream == "stdin" else pipes[stream][1])
+    sink = {pipes["stdout"][0]: sys.stdout.fileno(), pipes["stderr"][0]: sys.stderr.fileno()}
+    to_cmd = pipes["stdin"][1] if "stdin" in pipes else None
+    stdin = sys.stdin.fileno() if to_cmd is not None else None
+    pending = b""
+    exited = os.pidfd_open(child)
+    try:
+        while sink:
+            readers = [*sink, exited] + ([stdin] if stdin is not None and not pending else [])
+            ready, writable, _ = select.select(readers, [to_cmd] if pending else [], [])
+            if exited in ready:  # the command ended: take what it wrote, then stop
+                for fd in sink:
+                    os.set_blocking(fd, False)
+                ready = list(sink)
+            for fd in [fd for fd in ready if fd in sink]:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    data = b""
+                if not data or not _write_all(sink[fd], data):
+                    os.close(fd)   # EOF, or our side is gone: the command gets EPIPE
+                    del sink[fd]
+            if stdin is not None and stdin in ready:
+                pending = os.read(stdin, 65536)
+                if not pending:
+                    stdin = None
+                    os.close(to_cmd)  # the command reads EOF
+                    to_cmd = None
+            if to_cmd is not None and to_cmd in writable:
+                try:
+                    pending = pending[os.write(to_cmd, pending):]
+                except BrokenPipeError:  # the command closed its stdin
+                    stdin, pending = None, b""
+                    os.close(to_cmd)
+                    to_cmd = None
+    finally:
+        os.close(exited)
+        for fd in sink:
+            os.close(fd)
+        if to_cmd is not None:
+            os.close(to_cmd)
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """Write all of data to fd; False if its reader is gone (EPIPE)."""
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except BrokenPipeError:
+        return False
+    return True

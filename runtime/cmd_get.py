@@ -35,7 +35,7 @@ def resource_names(kind: str, names: list[str]) -> list[str]:
 
 def refreshed(record: dict) -> dict:
     """A running container whose process is gone (while the agent was away)."""
-    for cs in record.get("containers", []):
+    for cs in record.get("initContainers", []) + record.get("containers", []):
         if cs.get("state") == "running" and not state.alive(cs.get("pid"), cs.get("pidStart")):
             cs.update(state="terminated", reason="Unknown", exitCode=None,
                       message="the process is gone and the agent has not seen it end")

@@ -116,7 +116,8 @@ def _refuse_if_used(paths, image) -> None:
     from minipod.runtime import state
     records, _ = state.read_all(paths.pods)
     users = [r["name"] for r in records
-             if any(c.get("imageID") == image.digest for c in r.get("containers", []))]
+             if any(c.get("imageID") == image.digest
+                    for c in r.get("initContainers", []) + r.get("containers", []))]
     if users:
         raise CommandError(f"image {image.reference} is used by pod(s) {', '.join(users)}; "
                            f"delete them first")

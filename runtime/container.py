@@ -21,11 +21,14 @@ never guessed. By hand: `nsenter --net=… --ipc=… --uts=… unshare --mount
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import os
 import select
 import shlex
 from dataclasses import dataclass, field
+
+import prctl
 
 from minipod import cgroups, explain, libc
 from minipod.rootfs import mounts
@@ -190,6 +193,8 @@ def _setns_child(spec: ProcessSpec, ns_fds: dict[str, int], status_w: int) -> No
     step = "setns"
     try:
         set_name("minipod:[1:SETNS]")
+        step = "make the helper non-dumpable"
+        prctl.set_dumpable(False)  # before any setns; [2:INIT] inherits it (enter.py)
         for ns, fd in ns_fds.items():
             step = f"setns {ns} ({spec.namespaces[ns]})"
             libc.setns(fd, libc.NAMESPACE_FLAGS[ns], spec.namespaces[ns])
@@ -247,7 +252,8 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
         os.chdir(spec.cwd)
         step = f'exec "{spec.argv[0]}"'
         if "/" not in spec.argv[0] and not on_path(spec.argv[0], spec.env.get("PATH", "")):
-            raise OSError(2, "executable file not found in $PATH", spec.argv[0])
+            raise OSError(errno.ENOENT, "executable file not found in $PATH", spec.argv[0])
+        libc.close_fds([status_w])  # no fd of the agent reaches the container
         os.execvpe(spec.argv[0], spec.argv, spec.env)
     except BaseException as e:
         report_and_exit(status_w, step, e)

@@ -9,18 +9,38 @@ The sequence (two forks: joining a PID namespace only affects children):
 
     CLI                       [1:JOIN] child                [2:EXEC] grandchild
     open /proc/P/ns/*
-    fork ───────────────────► setns(ipc, uts, net, pid, mnt)
-                              fork ───────────────────────► setsid, pty as tty
-    wait_for(EXEC) ◄───────── EOF on close-on-exec pipe ─── exec(argv)
-    relay the pty             waitpid, exit with its code ◄ … exits
+    fork ───────────────────► non-dumpable, close fds
+                              setns(ipc, uts, net, pid, mnt)
+                              fork ───────────────────────► setsid, stdio: pipes or pty
+                                                            user, caps, seccomp
+    wait_for(EXEC) ◄───────── EOF on close-on-exec pipe ─── close fds, exec(argv)
+    relay pipes / the pty     waitpid, exit with its code ◄ … exits
     exit with that code
 
 Joining the mount namespace also moves the process to that namespace's
-root (the container's pivoted overlay), so no chroot is needed. The
-environment is the container's own, read from /proc/P/environ.
+root (the container's pivoted overlay), so no chroot is needed.
+
+What the container can see of the helpers (it is hostile): [2:EXEC] is in
+its PID namespace from the fork on, and until exec it is the host's python.
+So [1:JOIN] makes itself non-dumpable (prctl PR_SET_DUMPABLE 0) before
+setns(pid), as runc's nsexec does, and [2:EXEC] inherits that: then
+/proc/PID/exe, /proc/PID/fd/*, /proc/PID/root and ptrace are refused to
+any process without CAP_SYS_PTRACE (man 5 proc, ptrace_may_access). The
+kernel makes a process dumpable again at a normal exec, when it is the
+container's own program. And no fd of the caller survives: [1:JOIN]
+closes all but the ones it needs, [2:EXEC] all above 2 but its status
+pipe before exec (CVE-2024-21626: runc leaked a host fd the same way);
+its stdio are pipes the CLI owns or a pty of the container's own devpts,
+never the caller's terminal.
+
+The environment is the one minipod computed when it started the
+container (kept in the pod's record, see container_environment), not
+/proc/P/environ, which a program may overwrite (nginx, redis: their
+process titles).
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -28,9 +48,11 @@ import struct
 import termios  # imported here: after joining the mount namespace, the
 from dataclasses import dataclass  # host's Python library is out of sight
 
+import prctl
+
 from minipod import cgroups, libc
 from minipod.runtime import container as ctr
-from minipod.runtime import security
+from minipod.runtime import process, security
 
 # Order matters a little: mnt last, so the /proc paths we opened stay valid.
 JOIN_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")
@@ -44,30 +66,94 @@ TIOCSPTLCK = 0x40045431  # unlock the slave (unlockpt(3))
 class ExecSpec:
     pid: int                    # host pid of the container's init
     argv: list[str]
+    env: dict[str, str]         # the container's environment (container_environment)
     console: socket.socket | None = None  # -t: the pty master comes back here
+    stdio: tuple[int | None, int | None, int | None] | None = None  # fds to be
+    # 0, 1, 2 (None: /dev/null); -t puts the pty over them all
     cwd: str = "/"
     cgroup_procs: list[str] | None = None  # the container's cgroup.procs files
     security: object = None                # a prepared SecurityPlan, no mounts
-    stdin: bool = False         # -i: keep stdin; otherwise /dev/null
     name: str = "exec"
 
 
-def container_env(pid: int) -> dict[str, str]:
-    """The environment the container's init was started with."""
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        items = f.read().split(b"\0")
-    env = {}
-    for item in items:
-        if b"=" in item:
-            key, _, value = item.partition(b"=")
-            env[key.decode(errors="replace")] = value.decode(errors="replace")
-    return env
+def for_container(record: dict, cs: dict, paths, argv: list[str], **fields) -> ExecSpec:
+    """The spec to run argv in container `cs` of pod `record` as the
+    container's own process runs: its environment, its cgroup, its user,
+    capabilities, no_new_privs and seccomp filter (the mounts, masked paths
+    and read-only root are already in its mount namespace). `exec`, exec
+    probes and exec hooks all use it, as the kubelet's go through the
+    runtime's exec with the container's process spec."""
+    import dataclasses
+    from minipod.runtime import manifest
+    spec = ExecSpec(pid=cs["pid"], argv=argv, env=container_environment(record, cs, paths),
+                    **fields)
+    if cs.get("cgroup"):
+        spec.cgroup_procs = cgroups.detect(parent=paths.cgroup_parent).join_paths(cs["cgroup"])
+    pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
+    c = next(c for c in pod.init_containers + pod.containers if c.name == cs["name"])
+    uid, gid = _ids(cs["pid"])
+    plan = security.plan_security(c.security_context, f"{uid}:{gid}")
+    spec.security = security.prepare(dataclasses.replace(
+        plan, masked_paths=[], readonly_paths=[], readonly_root=False))
+    return spec
+
+
+def container_environment(record: dict, cs: dict, paths) -> dict[str, str]:
+    """The environment container `cs` was started with: the agent stores
+    what it computed (cs["env"]). A record written by an older minipod has
+    none: then it is computed again the same way, from the manifest, the
+    image's config and /etc/passwd, and the uid the process runs as. Never
+    from /proc/PID/environ: the process may have rewritten that area."""
+    env = cs.get("env")
+    if isinstance(env, dict):
+        return {str(k): str(v) for k, v in env.items()}
+    from minipod.rootfs.store import ImageNotFound, ImageStore
+    from minipod.runtime import manifest
+    pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
+    c = next(c for c in pod.init_containers + pod.containers if c.name == cs["name"])
+    config, passwd = {}, ""
+    store = ImageStore(paths.images)
+    for ref in (cs.get("imageID"), cs.get("image")):
+        try:
+            image = store.get(ref) if ref else None
+        except (ImageNotFound, ValueError, OSError):
+            continue
+        if image is not None:
+            config, passwd = image.config, _image_file(image.layer_dirs, "etc/passwd")
+            break
+    uid = _ids(cs["pid"])[0] if cs.get("pid") else 0
+    return process.environment(config, [(e.name, e.value) for e in c.env], pod.name,
+                               process.home(uid, passwd))
+
+
+def _image_file(layers: list, rel: str) -> str:
+    """A file of the image as the container sees it at start: the top layer wins."""
+    for layer in reversed(layers):
+        p = layer / rel
+        if p.is_file() and not p.is_symlink():
+            return p.read_text(errors="replace")
+    return ""
+
+
+def _ids(pid: int) -> tuple[int, int]:
+    """The uid and gid the container's process runs as."""
+    uid = gid = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                uid = int(line.split()[1])
+            elif line.startswith("Gid:"):
+                gid = int(line.split()[1])
+    return uid, gid
 
 
 def start(spec: ExecSpec) -> int:
     """Fork [1:JOIN]; returns its pid once [2:EXEC] has exec'd (or raises
     StartError). [1:JOIN] exits with the command's exit code."""
-    env = container_env(spec.pid)
+    env = spec.env
+    while (fd := os.open("/dev/null", os.O_RDWR)) <= 2:
+        pass  # a caller with 0, 1 or 2 closed: fill them, so no fd of ours lands there
+    os.close(fd)
     try:  # the init's working directory, as its own mount namespace names it
         spec.cwd = os.readlink(f"/proc/{spec.pid}/cwd")
     except OSError:
@@ -102,6 +188,16 @@ def _join_child(spec: ExecSpec, fds: dict[str, int], env: dict[str, str],
     step = "join"
     try:
         ctr.set_name("minipod:[1:JOIN]")
+        step = "make the helper non-dumpable"
+        prctl.set_dumpable(False)  # before setns(pid): [2:EXEC] inherits it
+        step = "replace the caller's stdio"
+        devnull = os.open("/dev/null", os.O_RDWR)
+        _install_stdio([devnull if fd is None else fd for fd in spec.stdio or (None,) * 3])
+        step = "close the caller's fds"
+        keep = [status_w, *fds.values()]
+        if spec.console is not None:
+            keep.append(spec.console.fileno())
+        libc.close_fds(keep)
         step = "join the container's cgroup"
         cgroups.join(spec.cgroup_procs or [])
         for ns in JOIN_ORDER:
@@ -111,7 +207,7 @@ def _join_child(spec: ExecSpec, fds: dict[str, int], env: dict[str, str],
         pid = os.fork()
         if pid == 0:
             _exec_child(spec, env, status_w)
-        os.close(status_w)
+        libc.close_fds()  # the command's stdio ends with the command
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         os._exit(128 - code if code < 0 else code)
@@ -131,19 +227,26 @@ def _exec_child(spec: ExecSpec, env: dict[str, str], status_w: int) -> None:
             for target in (0, 1, 2):
                 os.dup2(tty, target)
             os.close(tty)
-        elif not spec.stdin:
-            devnull = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(devnull, 0)
         os.chdir(spec.cwd if os.path.isdir(spec.cwd) else "/")
         if spec.security is not None:
             step = "drop to the container's user, capabilities and seccomp filter"
             security.apply(spec.security)
         step = f'exec "{spec.argv[0]}"'
         if "/" not in spec.argv[0] and not ctr.on_path(spec.argv[0], env.get("PATH", "")):
-            raise OSError(2, "executable file not found in $PATH", spec.argv[0])
+            raise OSError(errno.ENOENT, "executable file not found in $PATH", spec.argv[0])
+        libc.close_fds([status_w])  # close-on-exec: its EOF says exec worked
         os.execvpe(spec.argv[0], spec.argv, env)
     except BaseException as e:
         ctr.report_and_exit(status_w, step, e)
+
+
+def _install_stdio(stdio: list[int]) -> None:
+    """Make the three given fds 0, 1 and 2. Each is first copied above 2,
+    so a source that is itself 0, 1 or 2 survives."""
+    copies = [os.dup(fd) for fd in stdio]
+    for target, fd in enumerate(copies):
+        os.dup2(fd, target)
+        os.close(fd)
 
 
 def _open_pty(console: socket.socket) -> int:

@@ -21,6 +21,8 @@ import socket
 import time
 from dataclasses import dataclass
 
+import prctl
+
 # kubelet's probe user agent, so server logs tell probes from users
 USER_AGENT = "kube-probe/minipod"
 
@@ -35,8 +37,20 @@ class ProbeState:
     running: bool = False      # a check is in flight
 
 
-def fork_check(handler, pod_ip: str, container_pid: int | None, timeout: float) -> tuple[int, int]:
-    """Fork a child that runs one check; returns (pid, read end of its message pipe)."""
+@dataclass
+class Target:
+    """The container an exec check runs in: its pod's record, its status
+    entry (pid, cgroup, env) and the agent's Paths (enter.for_container)."""
+    record: dict
+    cs: dict
+    paths: object
+
+
+def fork_check(handler, pod_ip: str, target: Target | None, timeout: float) -> tuple[int, int]:
+    """Fork a child that runs one check; returns (pid, read end of its message pipe).
+
+    The child is made non-dumpable at once: it is a copy of the agent, and
+    an exec check takes it into the container (runtime/enter.py)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -46,7 +60,8 @@ def fork_check(handler, pod_ip: str, container_pid: int | None, timeout: float) 
             signal.signal(sig, signal.SIG_DFL)
         code, message = 1, "check crashed"
         try:
-            code, message = check(handler, pod_ip, container_pid, timeout)
+            prctl.set_dumpable(False)
+            code, message = check(handler, pod_ip, target, timeout)
         except BaseException as e:  # report, never raise past the fork
             message = f"{type(e).__name__}: {e}"
         try:
@@ -57,7 +72,7 @@ def fork_check(handler, pod_ip: str, container_pid: int | None, timeout: float) 
     return pid, r
 
 
-def check(handler, pod_ip: str, container_pid: int | None, timeout: float) -> tuple[int, str]:
+def check(handler, pod_ip: str, target: Target | None, timeout: float) -> tuple[int, str]:
     if handler.kind == "httpGet":
         return _http(handler, pod_ip, timeout)
     if handler.kind == "tcpSocket":
@@ -68,7 +83,7 @@ def check(handler, pod_ip: str, container_pid: int | None, timeout: float) -> tu
         except OSError as e:
             return 1, f"dial tcp {host}:{handler.port}: {e.strerror or e}"
     if handler.kind == "exec":
-        return _exec(handler, container_pid, timeout)
+        return _exec(handler, target, timeout)
     if handler.kind == "sleep":
         time.sleep(handler.seconds or 0)
         return 0, f"slept {handler.seconds}s"
@@ -98,22 +113,23 @@ def _http(handler, pod_ip: str, timeout: float) -> tuple[int, str]:
     return 1, f"HTTP probe failed with statuscode: {status}"
 
 
-def _exec(handler, container_pid: int | None, timeout: float) -> tuple[int, str]:
+def _exec(handler, target: Target | None, timeout: float) -> tuple[int, str]:
+    """Run the command in the container as its own process runs (its env,
+    user, capabilities, seccomp filter, cgroup), with stdin /dev/null and
+    stdout and stderr into one pipe of ours; its output is the message."""
     from minipod.runtime import container as ctr
     from minipod.runtime import enter
-    if not container_pid:
+    if target is None or not target.cs.get("pid"):
         return 1, "container is not running"
     out_r, out_w = os.pipe()
-    os.dup2(out_w, 1)
-    os.dup2(out_w, 2)
-    os.close(out_w)
     try:
-        child = enter.start(enter.ExecSpec(pid=container_pid, argv=handler.command,
-                                           name="probe"))
+        spec = enter.for_container(target.record, target.cs, target.paths, handler.command,
+                                   stdio=(None, out_w, out_w), name="probe")
+        child = enter.start(spec)
     except ctr.StartError as e:
         return 1, str(e)
-    os.close(1)
-    os.close(2)
+    finally:
+        os.close(out_w)
     deadline = time.monotonic() + timeout
     output = b""
     while True:

@@ -47,8 +47,9 @@ def argv(command: list[str] | None, args: list[str] | None, image_config: dict,
 
 
 def environment(image_config: dict, container_env: list[tuple[str, str]],
-                hostname: str) -> dict[str, str]:
-    """Image Env, then HOSTNAME, then the container's env (later wins)."""
+                hostname: str, home: str = "/root") -> dict[str, str]:
+    """Image Env, then HOSTNAME, then the container's env (later wins);
+    HOME, unless one of them set it, is `home` (see home())."""
     env: dict[str, str] = {}
     for item in image_config.get("Env") or []:
         key, _, value = item.partition("=")
@@ -57,8 +58,20 @@ def environment(image_config: dict, container_env: list[tuple[str, str]],
     env["HOSTNAME"] = hostname
     for name, value in container_env:
         env[name] = expand(value, env)
-    env.setdefault("HOME", "/root")
+    env.setdefault("HOME", home)
     return env
+
+
+def home(uid: int, passwd: str) -> str:
+    """The home directory of uid in the image's /etc/passwd text, or "/"
+    when it has no entry: what runc sets as HOME when the environment has
+    none (libcontainer/init_linux.go, user.GetExecUser's default), so a
+    non-root user never gets /root."""
+    for line in passwd.splitlines():
+        f = line.split(":")
+        if len(f) >= 6 and f[2] == str(uid) and f[5]:
+            return f[5]
+    return "/"
 
 
 def user(spec: str | None, passwd: str = "", group: str = "") -> tuple[int, int]:

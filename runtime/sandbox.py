@@ -19,8 +19,11 @@ The same by hand:
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
+
+import prctl
 
 from minipod import explain, libc
 
@@ -121,45 +124,85 @@ def inode(path: str) -> int:
     return os.stat(path).st_ino
 
 
-def start_pause(name: str) -> int:
+def start_pause(name: str, root: Path) -> int:
     """For shareProcessNamespace: a tiny PID 1 that holds the pod's PID
     namespace and reaps orphans, like the kubelet's pause container.
 
     A PID namespace whose PID 1 has died accepts no new process, so it
     cannot be pinned by a bind mount alone: something must live in it.
-    Forked from the agent (no exec, no image): it closes every inherited
-    file and sleeps in waitpid. Returns its host pid; the agent is its
+    Forked from the agent (no exec, no image), so it is the host's python
+    for good, and every container of the pod sees it. It confines itself
+    before it says ready: non-dumpable from before the unshare (prctl
+    PR_SET_DUMPABLE 0, as runc's nsexec), so its /proc/PID/exe, fd/ and
+    root are refused to the containers; /dev/null as stdio and no other
+    fd; chrooted into `root` (an empty directory made here); uid and gid
+    65534 with no capabilities and no_new_privs, so even a container that
+    may ptrace it (CAP_SYS_PTRACE) finds nothing of the host's there but
+    the interpreter's file. Returns its host pid; the agent is its
     subreaper and kills it at teardown. By hand: `unshare --pid --fork
-    sleep infinity`, then `nsenter --pid=/proc/PID/ns/pid` per container."""
+    setpriv --reuid=65534 --regid=65534 --clear-groups sleep infinity`,
+    then `nsenter --pid=/proc/PID/ns/pid` per container."""
+    root.mkdir(mode=0o555, exist_ok=True)
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
         try:
             os.close(r)
+            prctl.set_dumpable(False)  # the pause inherits it; it never execs
             libc.unshare(libc.CLONE_NEWPID)
             pid = os.fork()
             if pid == 0:
-                _pause_loop(name, w)
-            os.write(w, str(pid).encode())
+                _pause(str(root), w)
+            os.write(w, f"pid {pid}\n".encode())
         finally:
             os._exit(0)
     os.close(w)
+    data = b""
     try:
-        data = os.read(r, 64)
+        while chunk := os.read(r, 4096):
+            data += chunk
     finally:
         os.close(r)
         os.waitpid(child, 0)
-    if not data:
-        raise OSError(f"cannot start the pause process of pod {name}")
-    return int(data)
+    # two writers, either may come first: "pid N" (the middle child), then
+    # "ready" or the step that failed (the pause)
+    lines = dict(line.partition(" ")[::2] for line in data.decode(errors="replace").splitlines())
+    if "ready" not in lines or "pid" not in lines:
+        why = lines.get("error") or "it died"
+        raise OSError(f"cannot start the pause process of pod {name}: {why}")
+    return int(lines["pid"])
 
 
-def _pause_loop(name: str, w: int) -> None:
-    import signal
-    signal.set_wakeup_fd(-1)
-    os.closerange(3, 1 << 16)  # the agent's sockets, pipes, FIFOs are not ours
-    with open("/proc/self/comm", "w") as f:
-        f.write("minipod-pause")
+NOBODY = 65534  # the overflow uid and gid: nobody and nogroup
+
+
+def _pause(root: str, w: int) -> None:
+    """The pause process: confine, say "ready" on w, then reap forever."""
+    step = "set up"
+    try:
+        signal.set_wakeup_fd(-1)
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for target in (0, 1, 2):  # not the agent's stdio (its terminal, its log)
+            os.dup2(devnull, target)
+        libc.close_fds([w])  # nor its sockets, pipes, FIFOs
+        with open("/proc/self/comm", "w") as f:
+            f.write("minipod-pause")
+        step = f"chroot {root}"
+        os.chroot(root)
+        os.chdir("/")
+        step = f"set user {NOBODY}:{NOBODY}"
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)  # from uid 0: every capability goes
+        step = "no_new_privs"
+        prctl.set_no_new_privs(True)
+        prctl.set_dumpable(False)  # a uid change sets it to fs.suid_dumpable
+        os.write(w, b"ready\n")
+        os.close(w)
+    except BaseException as e:
+        message = f"{step}: {e}".replace("\n", " ")
+        os.write(w, f"error {message}\n".encode())
+        os._exit(1)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wake signal.pause()
     while True:
         try:

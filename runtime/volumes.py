@@ -10,15 +10,18 @@ names it in volumeMounts.
     hostPath            the host path itself, checked (or created) by its type
 
 Then, in each container (rootfs/mounts.py): mount --rbind DIR[/SUBPATH]
-ROOT/MOUNTPATH, and `mount -o remount,bind,ro` for readOnly.
+ROOT/MOUNTPATH, and `mount -o remount,bind,ro` for readOnly; both ends
+opened as fds first, a subPath never by its string (see bind_for).
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 
 from minipod import explain, libc
+from minipod.rootfs import mounts
 
 
 class VolumeError(ValueError):
@@ -94,18 +97,28 @@ def release(base: Path) -> None:
             libc.umount(d, libc.MNT_DETACH)
 
 
-def source_for(host_path: str, sub_path: str | None, volume: str) -> str:
-    """The host path a volumeMount binds: the volume, or a subPath inside it.
+def bind_for(host_path: str, vm) -> mounts.BindMount:
+    """The bind mount of one volumeMount: the volume, or vm.sub_path inside it.
 
-    A subPath is resolved with symlinks followed but never out of the
-    volume (a symlink planted by a container must not reach the host)."""
-    if not sub_path:
-        return host_path
-    root = os.path.realpath(host_path)
-    target = os.path.realpath(os.path.join(root, sub_path))
-    if target != root and not target.startswith(root + os.sep):
-        raise VolumeError(f'volume "{volume}": subPath "{sub_path}" leads out of the volume '
-                          f"(to {target})")
-    if not os.path.exists(target):
-        os.makedirs(target, 0o755, exist_ok=True)  # the kubelet creates it too
-    return target
+    A subPath is checked here, before the container starts, so a bad one is
+    a clear error: opened beneath the volume (mounts.open_source: openat2
+    RESOLVE_BENEATH, so a symlink is followed only while it stays inside,
+    never to the host), missing directories made one at a time as the
+    kubelet does. What it is (directory or file) is read from that fd. The
+    container's init opens it again the same way when it mounts, and mounts
+    from the fd it opened: a neighbour that swaps a directory for a symlink
+    after this check gains nothing."""
+    try:
+        fd = mounts.open_source(host_path, vm.sub_path)
+    except OSError as e:
+        what = f'volume "{vm.name}"' + (f' subPath "{vm.sub_path}"' if vm.sub_path else "")
+        if e.errno in (errno.EXDEV, errno.ELOOP):   # the message says which subPath
+            raise VolumeError(f'volume "{vm.name}": {e.strerror}') from e
+        raise VolumeError(f"{what}: {e.strerror} ({e.filename or host_path}, "
+                          f"errno {e.errno})") from e
+    try:
+        is_file = not stat.S_ISDIR(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    return mounts.BindMount(host_path, vm.mount_path, vm.read_only, is_file=is_file,
+                            sub_path=vm.sub_path)

@@ -32,7 +32,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # Reinstall only when the sources changed (the stamp holds their hash).
 stamp="$venv/.minipod-installed"
-want=$(cd "$repo" && find pyproject.toml minipod runtime netns rootfs cgroups -name '*.py' \
+want=$(cd "$repo" && find pyproject.toml minipod runtime netns rootfs cgroups -name '*.py' -o -name '*.json.gz' \
        -o -name pyproject.toml | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "provision: installing minipod and its dependencies into $venv"

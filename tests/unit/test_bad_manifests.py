@@ -5,7 +5,9 @@ Two halves:
    everywhere, huge values, billion laughs, unicode and odd names, binary
    junk, NUL bytes, UTF-16, deep nesting, 5 MB files…): each file's error
    names the file and, where the input allows, the line, and says what is
-   wrong, within a time budget.
+   wrong, and it returns (a hang guard on CPU time, ten times the case's
+   budget: not a speed test, which belongs in bench/, but a billion laughs
+   that expands would never end).
 2. Property-based fuzzing (hypothesis) of manifest.load_text: whatever the
    text, it returns pods or raises ManifestError, nothing else; and a valid
    pod survives YAML and JSON round trips unchanged.
@@ -33,7 +35,7 @@ MAX_LINE = 1000           # a problem line longer than this echoes the input bac
 
 def check_error(path: Path, case: badcorpus.Case) -> ManifestError:
     """Load path; assert a clear, located ManifestError within the budget."""
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: other load on the machine does not count
     try:
         load_file(str(path))
     except ManifestError as e:
@@ -42,7 +44,7 @@ def check_error(path: Path, case: badcorpus.Case) -> ManifestError:
         pytest.fail(f"{path.name}: {type(e).__name__} escaped the loader: {e!s:.300}")
     else:
         pytest.fail(f"{path.name}: accepted, but it is not a valid manifest")
-    elapsed = time.perf_counter() - t
+    elapsed = time.process_time() - t
     assert error.problems, "a ManifestError lists its problems"
     first = error.problems[0]
     for p in error.problems:
@@ -54,7 +56,8 @@ def check_error(path: Path, case: badcorpus.Case) -> ManifestError:
     if case.line is not None:
         assert first.line == case.line, f"{path.name}: first problem at line {first.line}, " \
                                         f"expected {case.line}:\n{error}"
-    assert elapsed < case.budget, f"{path.name}: took {elapsed:.2f}s (budget {case.budget}s)"
+    assert elapsed < 10 * case.budget, (f"{path.name}: {elapsed:.2f}s of CPU: the loader "
+                                        f"does not stop on this input")
     return error
 
 

@@ -53,3 +53,21 @@ def test_image_user_resolves_against_the_images_passwd(spec, expected):
 def test_unknown_user_names_the_file():
     with pytest.raises(process.ProcessError, match="/etc/passwd"):
         process.user("daemon", PASSWD, GROUP)
+
+
+def test_home_comes_from_the_images_passwd_entry_of_the_uid():
+    passwd = "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
+    assert process.home(1000, passwd) == "/home/app"
+    assert process.home(0, passwd) == "/root"
+
+
+def test_home_is_root_dir_for_a_uid_without_an_entry():
+    assert process.home(4242, "root:x:0:0::/root:/bin/sh\n") == "/"
+    assert process.home(0, "") == "/"
+
+
+def test_home_given_is_used_unless_the_env_sets_it():
+    assert process.environment({}, [], "p", "/home/app")["HOME"] == "/home/app"
+    image = {"Env": ["HOME=/data"]}
+    assert process.environment(image, [], "p", "/home/app")["HOME"] == "/data"
+    assert process.environment({}, [("HOME", "/x")], "p", "/home/app")["HOME"] == "/x"

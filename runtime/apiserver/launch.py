@@ -1,0 +1,156 @@
+"""Starting the API server on demand and stopping it, like the agent.
+
+    RUN/apiserver.lock   flock held by the running server for its lifetime
+    RUN/apiserver.pid    "PID PORT", written once it listens
+    LOG/apiserver.log    its output when started in the background
+
+A server holds the lock, so "is it running" is one non-blocking flock
+attempt, never a guess from a pidfile a crash left behind. Any command that
+needs the server (`minipod kubeconfig`) starts `python -m minipod serve`
+detached (setsid, output to the log) and waits for the pidfile; the server
+never idles out, since a kubeconfig may point at it.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+
+START_TIMEOUT = 15.0
+DEFAULT_PORT = 6443
+
+
+class LaunchError(Exception):
+    pass
+
+
+def port() -> int:
+    text = os.environ.get("MINIPOD_API_PORT", str(DEFAULT_PORT))
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value < 65536:
+        raise LaunchError(f"MINIPOD_API_PORT={text!r} is not a TCP port (1-65535)")
+    return value
+
+
+def lock_path(paths):
+    return paths.run / "apiserver.lock"
+
+
+def pid_path(paths):
+    return paths.run / "apiserver.pid"
+
+
+def log_path(paths):
+    return paths.log / "apiserver.log"
+
+
+def flock_held(path) -> bool:
+    """Does some process hold a flock(2) on path? Read from /proc/locks, so
+    asking never takes the lock itself (a probe that took it, even shared and
+    for a moment, could make a server starting right then think another runs)."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as f:
+            table = f.read()
+    except FileNotFoundError:
+        return False
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if "->" in fields:      # a waiter, not a holder
+            continue
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key:
+            return True
+    return False
+
+
+def running(paths) -> tuple[int, int] | None:
+    """(pid, port) of the running server, or None."""
+    if not flock_held(lock_path(paths)):
+        return None
+    try:
+        pid, listen_port = pid_path(paths).read_text().split()
+        return int(pid), int(listen_port)
+    except (FileNotFoundError, ValueError):
+        return None         # starting: not listening yet
+
+
+def take_lock(paths) -> int | None:
+    """The lock fd for a server about to start, or None if one runs."""
+    paths.run.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(paths), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def serve_foreground(paths) -> int:
+    """`minipod serve`: hold the lock, write the pidfile once listening, serve."""
+    from minipod.runtime.apiserver import server
+    listen_port = port()
+    fd = take_lock(paths)
+    if fd is None:
+        found = running(paths)
+        print(f"the API server is already running (pid {found[0] if found else '?'})",
+              file=sys.stderr)
+        return 0
+    try:
+        def ready():
+            tmp = pid_path(paths).with_name(".apiserver.pid.tmp")
+            tmp.write_text(f"{os.getpid()} {listen_port}\n")
+            os.replace(tmp, pid_path(paths))
+        return server.serve(paths, listen_port, ready)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pid_path(paths))
+        os.close(fd)
+
+
+def ensure(paths) -> tuple[int, int]:
+    """(pid, port) of the server, started in the background if need be."""
+    found = running(paths)
+    if found:
+        return found
+    port()      # a bad MINIPOD_API_PORT is said here, not in the log
+    paths.log.mkdir(parents=True, exist_ok=True)
+    with open(log_path(paths), "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "minipod", "serve"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True, cwd="/", close_fds=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        found = running(paths)
+        if found:
+            return found
+        if proc.poll() not in (None, 0):
+            break       # exit 0: another server won the lock; wait for its pidfile
+        time.sleep(0.01)
+    raise LaunchError(f"the API server did not start; see {log_path(paths)}")
+
+
+def stop(paths, timeout: float = 10.0) -> int | None:
+    """SIGTERM the running server and wait until it let go of its lock."""
+    found = running(paths)
+    if not found:
+        return None
+    pid = found[0]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fd = take_lock(paths)
+        if fd is not None:
+            os.close(fd)
+            return pid
+        time.sleep(0.02)
+    raise LaunchError(f"the API server (pid {pid}) did not stop within {timeout:.0f}s")

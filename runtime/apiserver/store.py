@@ -1,0 +1,229 @@
+"""Pods and Events as API objects, with a resourceVersion-ordered change log.
+
+The agent is the only writer of pod state (one JSON record per pod,
+runtime/state.py); this store reads those records, turns each into the Pod
+object `minipod get pod X -o json` prints (runtime/podstatus.py, with
+cmd_get's kernel check of running containers) and notices changes by
+polling the state directory: a record whose file (inode, mtime, size) is
+unchanged is not re-read, except for a full look every LIVENESS_SECONDS
+(a container may die while no agent runs; cmd_get's kernel check is applied
+only then, since a running agent records every exit itself).
+
+Every change gets the next resourceVersion from one counter and goes into
+a bounded log of (rv, kind, type, object). A watch from version N replays
+the entries after N; a watch from a version older than the log keeps gets
+410 Expired (clients relist). The counter starts at the start time in
+milliseconds, so versions only grow across server restarts and a version
+from a previous server is simply too old.
+
+Events (core/v1) come from the agent's per-pod event list; those of a
+deleted pod stay for EVENT_TTL seconds, as a cluster keeps them.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+
+from minipod.runtime import podstatus, state
+from minipod.runtime.apiserver import objects
+
+LOG_SIZE = 4096
+LIVENESS_SECONDS = 2.0
+EVENT_TTL = 3600.0
+POLL_WATCHED = 0.1      # seconds between looks while someone watches
+POLL_IDLE = 1.0
+
+
+class Entry:
+    __slots__ = ("record", "obj", "stamp")
+
+    def __init__(self, record: dict, obj: dict, stamp):
+        self.record, self.obj, self.stamp = record, obj, stamp
+
+
+class Change:
+    __slots__ = ("rv", "kind", "type", "obj", "record")
+
+    def __init__(self, rv: int, kind: str, type_: str, obj: dict, record: dict | None):
+        self.rv, self.kind, self.type, self.obj, self.record = rv, kind, type_, obj, record
+
+
+def _strip(obj: dict) -> dict:
+    meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    return dict(obj, metadata=meta)
+
+
+def _known_exit(status: dict) -> None:
+    """An exit code nobody saw (the agent was away) is null in minipod's own
+    output; the API's exitCode is a required integer (the Python client
+    refuses a null), so say it the kubelet's way: 137, ContainerStatusUnknown."""
+    for key in ("state", "lastState"):
+        t = (status.get(key) or {}).get("terminated")
+        if t is not None and t.get("exitCode") is None:
+            t["exitCode"] = 137
+            if t.get("reason") in (None, "Unknown"):
+                t["reason"] = "ContainerStatusUnknown"
+
+
+def pod_object(record: dict) -> dict:
+    """The Pod, as `minipod get pod -o json` shows it, plus what the API adds."""
+    obj = podstatus.pod_object(record)
+    for cs in obj["status"].get("containerStatuses", []) + \
+            obj["status"].get("initContainerStatuses", []):
+        _known_exit(cs)
+    meta = obj["metadata"]
+    meta["generation"] = 1
+    if record.get("deletionTimestamp"):
+        meta["deletionGracePeriodSeconds"] = record.get(
+            "deletionGracePeriodSeconds", obj["spec"].get("terminationGracePeriodSeconds", 30))
+    return obj
+
+
+class Store:
+    """The server's view of the node's pods and events; thread-safe."""
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.cond = threading.Condition()
+        self.rv = int(time.time() * 1000)
+        self.horizon = self.rv          # versions below this are gone from the log
+        self.log: collections.deque[Change] = collections.deque()
+        self.pods: dict[str, Entry] = {}
+        self.events: dict[str, dict] = {}       # name -> Event
+        self.event_gone: dict[str, float] = {}  # name -> when its pod went away
+        self.watchers = 0
+        self._last_full = 0.0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        with self.cond:
+            self._sync()
+        self._thread = threading.Thread(target=self._poll, name="store-poll", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def watch_started(self) -> None:
+        """Called (cond held) by a new watch: look often from now on, not in a second."""
+        self.watchers += 1
+        self._wake.set()
+
+    # ---- reading the agent's state -------------------------------------------
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(POLL_WATCHED if self.watchers else POLL_IDLE)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.sync()
+
+    def sync(self) -> None:
+        with self.cond:
+            self._sync()
+
+    def _agent_runs(self) -> bool:
+        """Does an agent hold its lock? Then its records are the truth (it sees
+        every exit through a pidfd), and a container whose process just ended is
+        not shown as ended-unknown in the moment before the agent writes it."""
+        from minipod.runtime.apiserver.launch import flock_held
+        return flock_held(self.paths.agent_lock)
+
+    def _sync(self) -> None:
+        """Bring the objects up to date with the state files; log changes."""
+        from minipod.runtime.cmd_get import refreshed
+        if self._agent_runs():
+            def refreshed(record):      # noqa: F811  the agent keeps records true
+                return record
+        full = time.monotonic() - self._last_full > LIVENESS_SECONDS
+        if full:
+            self._last_full = time.monotonic()
+        try:
+            names = set(os.listdir(self.paths.pods))
+        except FileNotFoundError:
+            names = set()
+        changed = False
+        for name in sorted(names):
+            path = self.paths.pod_dir(name) / state.RECORD
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                names.discard(name)
+                continue
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            old = self.pods.get(name)
+            if old is not None and old.stamp == stamp and not full:
+                continue
+            try:
+                record = refreshed(state.read(self.paths.pod_dir(name)))
+            except FileNotFoundError:
+                names.discard(name)
+                continue
+            except state.StateError:
+                continue        # half-migrated or foreign: `minipod get` reports it
+            obj = pod_object(record)
+            if old is not None and old.record.get("uid") == record.get("uid") \
+                    and _strip(old.obj) == obj:
+                old.stamp = stamp
+                continue
+            if old is not None and old.record.get("uid") != record.get("uid"):
+                self._delete(name)
+            obj = self._bump("pods", "ADDED" if name not in self.pods else "MODIFIED",
+                             obj, record)
+            self.pods[name] = Entry(record, obj, stamp)
+            self._sync_events(record)
+            changed = True
+        for name in set(self.pods) - names:
+            self._delete(name)
+            changed = True
+        now = time.monotonic()
+        for ev, since in list(self.event_gone.items()):
+            if now - since > EVENT_TTL:
+                self._bump("events", "DELETED", self.events.pop(ev), None)
+                del self.event_gone[ev]
+        if changed:
+            self.cond.notify_all()
+
+    def _delete(self, name: str) -> None:
+        entry = self.pods.pop(name)
+        self._bump("pods", "DELETED", entry.obj, entry.record)
+        for ev in self.events.values():
+            if ev["involvedObject"]["uid"] == entry.record.get("uid"):
+                self.event_gone.setdefault(ev["metadata"]["name"], time.monotonic())
+
+    def _sync_events(self, record: dict) -> None:
+        for ev in objects.pod_events(record):
+            name = ev["metadata"]["name"]
+            old = self.events.get(name)
+            if old is not None and _strip(old) == ev:
+                continue
+            self.events[name] = self._bump("events", "ADDED" if old is None else "MODIFIED",
+                                           ev, None)
+
+    def _bump(self, kind: str, type_: str, obj: dict, record: dict | None) -> dict:
+        """A copy of obj with the next resourceVersion, logged as a change.
+        Logged objects are never changed afterwards (watchers read them)."""
+        self.rv += 1
+        obj = dict(obj, metadata=dict(obj["metadata"], resourceVersion=str(self.rv)))
+        self.log.append(Change(self.rv, kind, type_, obj, record))
+        while len(self.log) > LOG_SIZE:
+            self.horizon = self.log.popleft().rv
+        return obj
+
+    # ---- for the handlers ----------------------------------------------------
+
+    def changes_after(self, rv: int, kind: str) -> list[Change] | None:
+        """Logged changes of kind with a version above rv; None if rv is too old.
+        Call with self.cond held."""
+        if rv < self.horizon:
+            return None
+        return [c for c in self.log if c.rv > rv and c.kind == kind]
+
+    def expired_message(self, rv: int) -> str:
+        return f"too old resource version: {rv} ({self.horizon})"
+
+    def wait(self, timeout: float) -> None:
+        """Wait (self.cond held) until a change is logged or timeout passes."""
+        self.cond.wait(timeout)
