@@ -261,9 +261,13 @@ def servers_rootfs(cache: Path = CACHE) -> ServersImage:
             with open(cache / f"{name}.log", "wb") as log:
                 try:
                     _build(tmp, mirror, log)
-                except BaseException:
+                except BaseException as e:
                     _unmount_under(tmp)
                     shutil.rmtree(tmp, ignore_errors=True)
+                    if isinstance(e, BuildFailed):
+                        log.flush()
+                        tail = Path(log.name).read_text(errors="replace").splitlines()[-15:]
+                        raise BuildFailed(f"{e}; its end:\n" + "\n".join(tail)) from None
                     raise
                 log.write(f"built in {time.monotonic() - started:.0f} s\n".encode())
             os.rename(tmp, final)
