@@ -1,7 +1,9 @@
 """The cgroup driver interface, the Kubernetes conversions, and detect().
 
 A pod gets one cgroup, each container one below it, all under a parent
-(default `minipod`, like the kubelet's `kubepods`):
+(like the kubelet's `kubepods`; the agent names it after its state root's
+identity, `minipod-1a2b3c4d`, so two minipods never share one; `minipod`
+when no parent is given):
 
     /sys/fs/cgroup/minipod/pod<uid>/<container>             cgroup v2
     /sys/fs/cgroup/{cpu,cpuacct,memory,pids,devices}/minipod/pod<uid>/<container>
@@ -44,6 +46,7 @@ MAX_SHARES = 262_144
 SHARES_PER_CPU = 1024
 
 POD_PREFIX = "pod"
+PAUSE_CGROUP = "_pause"     # not a DNS label: no container can be called that
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,25 @@ def read_keyed(path: str) -> dict[str, int]:
     return out
 
 
+def cgroups_of(pid: int | str) -> list[str]:
+    """The cgroups a process is in, one path per hierarchy line of
+    /proc/PID/cgroup ("0::/minipod-1a2b3c4d/pod<uid>/web" on v2, one line
+    per controller on v1); [] if the process is gone. Read from the kernel,
+    so it cannot be confused by paths that look alike in two mount
+    namespaces."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            text = f.read()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3 and parts[2] not in out:
+            out.append(parts[2])
+    return out
+
+
 def join(procs_files: list[str]) -> None:
     """Move the calling process into a cgroup: write "0" (meaning "me") to
     each cgroup.procs file of `Driver.join_paths(cg)`.
@@ -220,6 +242,18 @@ class Driver:
         self._set_limits(cg, limits)
         if not privileged:
             self._restrict_devices(cg)
+        return cg
+
+    def adopt_pause(self, pod_cg: str, pid: int) -> str:
+        """Move a pod's pause process (shareProcessNamespace) into a cgroup
+        of its own below the pod's, as containerd does with the sandbox:
+        then it carries the pod's cgroup, i.e. this root's identity. v2
+        allows no process in a cgroup whose children have controllers, hence
+        not the pod cgroup itself."""
+        cg = f"{pod_cg}/{PAUSE_CGROUP}"
+        self._make(cg)
+        for path in self.join_paths(cg):
+            write_file(path, str(pid))
         return cg
 
     def set_pod_limits(self, pod_cg: str, limits: Limits) -> None:

@@ -32,10 +32,10 @@ left. MP_DOCS_TRACE=1 prints a timed trace on stderr.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
+import secrets
 import select
 import shutil
 import signal
@@ -209,9 +209,11 @@ class Session:
 
     def __init__(self, protected: set[str], work: str, images: str):
         self.work, self.images = work, images     # work is this session's MINIPOD_ROOT
-        # minipod's names for a MINIPOD_ROOT (runtime/paths.py)
-        tag = hashlib.sha256(work.encode()).hexdigest()[:6]
-        self.netns_prefix, self.cgroup_parent = f"minipod-{tag}-", f"minipod-{tag}"
+        # minipod's names for a MINIPOD_ROOT: its identity (runtime/paths.py),
+        # made here (setup writes it) so the names are known before the agent runs
+        self.identity = secrets.token_hex(4)
+        self.netns_prefix = f"minipod-{self.identity}-"
+        self.cgroup_parent = f"minipod-{self.identity}"
         self.registry = Registry(protected)
         self.errors: list[str] = []
         self.uids: set[str] = set()
@@ -281,6 +283,9 @@ class Session:
             real = os.path.join(self.work, sub)
             self.registry.literal(real, shown)
             self.registry.literal(_fs_path(real), shown)   # as a mount's root field
+        os.makedirs(os.path.join(self.work, "run"), exist_ok=True)
+        with open(os.path.join(self.work, "run", "identity"), "x") as f:
+            f.write(self.identity + "\n")
         self.registry.literal(self.netns_prefix, "minipod-", "name")
         self.registry.literal(self.cgroup_parent, "minipod", "name")
         self.become_init()

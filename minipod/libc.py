@@ -275,3 +275,78 @@ def close_fds(keep=()) -> None:
                 os.closerange(first, min(last, top) + 1)
         if fd is not None:
             first = fd + 1
+
+# ---- inotify(7) and fallocate(2): the agent's output relay (runtime/agent.py) -------
+
+_ffi_io = cffi.FFI()
+_ffi_io.cdef(
+    """
+    int inotify_init1(int flags);
+    int inotify_add_watch(int fd, const char *pathname, uint32_t mask);
+    int inotify_rm_watch(int fd, int wd);
+    int fallocate(int fd, int mode, long offset, long len);
+    """
+)
+_lib_io = _ffi_io.dlopen(None)
+
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+IN_MODIFY = 0x00000002
+IN_IGNORED = 0x00008000
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+def _raise_io(step: str, obj: str | None = None) -> None:
+    err = _ffi_io.errno
+    raise OSError(err, f"{step}: {os.strerror(err)}", obj)
+
+
+def inotify_init1(flags: int = IN_NONBLOCK | IN_CLOEXEC) -> int:
+    """A new inotify instance (man 7 inotify): an fd that becomes readable
+    when a watched file changes."""
+    fd = _lib_io.inotify_init1(flags)
+    if fd == -1:
+        _raise_io("inotify_init1")
+    return fd
+
+
+def inotify_add_watch(fd: int, path: str, mask: int) -> int:
+    """Watch `path` for the events in mask; returns the watch descriptor."""
+    wd = _lib_io.inotify_add_watch(fd, os.fsencode(path), mask)
+    if wd == -1:
+        _raise_io("inotify_add_watch", path)
+    return wd
+
+
+def inotify_rm_watch(fd: int, wd: int) -> None:
+    """Stop a watch (EINVAL: it is gone already, e.g. its file was removed)."""
+    if _lib_io.inotify_rm_watch(fd, wd) == -1 and _ffi_io.errno != _errno.EINVAL:
+        _raise_io(f"inotify_rm_watch {wd}")
+
+
+def inotify_events(data: bytes) -> list[tuple[int, int]]:
+    """(wd, mask) of each struct inotify_event in what read() returned."""
+    import struct
+    out, pos = [], 0
+    while pos + 16 <= len(data):
+        wd, mask, _cookie, length = struct.unpack_from("iIII", data, pos)
+        out.append((wd, mask))
+        pos += 16 + length
+    return out
+
+
+def punch_hole(fd: int, offset: int, length: int, what: str | None = None) -> None:
+    """fallocate(FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE): give the blocks
+    of [offset, offset+length) back to the file system; the file keeps its
+    size and reads zeros there (man 2 fallocate)."""
+    if _retry_io(lambda: _lib_io.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                           offset, length)) == -1:
+        _raise_io(f"fallocate(PUNCH_HOLE, {offset}, {length})", what)
+
+
+def _retry_io(call):
+    while True:
+        rc = call()
+        if rc != -1 or _ffi_io.errno != _errno.EINTR:
+            return rc

@@ -162,8 +162,12 @@ def ensure_bridge(ipr, cfg: NetworkConfig, gateway: str, prefixlen: int) -> None
 
 
 def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
-               ip: str, prefixlen: int, gateway: str) -> PodLink:
+               ip: str, prefixlen: int, gateway: str, alias: str | None = None) -> PodLink:
     """Plug the pod whose netns is pinned at netns_path into the bridge.
+
+    alias, the owner's mark (its state root's identity, "minipod-1a2b3c4d"),
+    becomes the host end's ifalias (`ip link set HOST alias ALIAS`), so a gc
+    can tell its own veths from another minipod's by asking the kernel.
 
     The steps (see the module docstring for the `ip` commands):
       1. create the veth pair: host_ifname here, eth0 created directly in
@@ -210,7 +214,7 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
             # Before the link comes up: an interface that comes up with a
             # carrier gets its IPv6 link-local address (and DAD) at once.
             ipr.link("set", ifname=host_ifname, master=bridge_index,
-                     IFLA_AF_SPEC=_NO_IPV6_LL)
+                     IFLA_AF_SPEC=_NO_IPV6_LL, **({"ifalias": alias} if alias else {}))
         except NetlinkError as e:
             raise _error(e, f"step 1/3: join {host_ifname} to bridge {cfg.bridge}") from None
 
@@ -261,11 +265,14 @@ def detach_pod(ipr, host_ifname: str) -> None:
             raise _error(e, f"delete veth {host_ifname}") from None
 
 
-def pod_links(ipr, cfg: NetworkConfig) -> list[str]:
+def pod_links(ipr, cfg: NetworkConfig, alias: str | None = None,
+              untagged: bool = True) -> list[str]:
     """Names of minipod's veths on the bridge, for garbage collection.
 
     Only links named like host_ifname() count: a veth someone else plugged
-    into the bridge is not ours to delete."""
+    into the bridge is not ours to delete. With alias, only those whose
+    ifalias is alias (or, untagged=True, that have none: made before
+    identities) count: another minipod's veths are not ours either."""
     index = _link_index(ipr, cfg.bridge)
     if index is None:
         return []
@@ -274,7 +281,9 @@ def pod_links(ipr, cfg: NetworkConfig) -> list[str]:
         name = link.get("ifname")
         if (link.get("master") == index and _link_kind(link) == "veth"
                 and _HOST_IFNAME.match(name or "")):
-            names.append(name)
+            mark = link.get_attr("IFLA_IFALIAS")
+            if alias is None or mark == alias or (untagged and not mark):
+                names.append(name)
     return sorted(names)
 
 

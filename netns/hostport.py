@@ -17,10 +17,10 @@ else's rules are touched and `nft delete table ip minipod` removes it all:
         chain output { type nat hook output priority -100;
             fib daddr type local jump hostports }
 
-        # one rule per hostPort, tagged with its pod's uid: add_rules()
+        # one rule per hostPort, tagged with its owner and its pod's uid: add_rules()
         chain hostports {
-            tcp dport 8080 dnat to 10.89.0.2:80 comment "pod:0f8fad5b-..."
-            ip daddr 192.168.1.5 udp dport 5353 dnat to 10.89.0.3:53 comment "pod:..."
+            tcp dport 8080 dnat to 10.89.0.2:80 comment "minipod-1a2b3c4d pod:0f8fad5b-..."
+            ip daddr 192.168.1.5 udp dport 5353 dnat to 10.89.0.3:53 comment "minipod-1a2b3c4d pod:..."
         }
 
         chain postrouting { type nat hook postrouting priority srcnat;
@@ -75,6 +75,13 @@ was left in, and the variable parts live in sets and in the hostports
 chain. Per-pod rules are found by their comment and deleted by handle
 (`nft -a list chain ...`).
 
+Owners. The table is one per network namespace, and two minipods (two
+state roots) may share a network namespace. Each rule's comment starts with
+its owner, the identity of the state root that made it ("minipod-1a2b3c4d",
+runtime/paths.py), and gc() removes only rules of the owner it is given:
+one minipod's gc never removes another's rules. Rules made before owners
+existed say only "pod:UID"; they count as the owner's when legacy=True.
+
 Claims: Kubernetes' scheduler refuses a pod whose hostPort/protocol/hostIP
 another pod on the node already holds (hostIP 0.0.0.0 overlaps every
 address). claim() does the same with one file per claimed port under a
@@ -84,7 +91,8 @@ the holder. A port some host process listens on is not checked (nor does
 portmap); the DNAT simply takes precedence over it.
 
 Equivalent shell, for one pod (uid U) with 8080 -> 80:
-    nft add rule ip minipod hostports tcp dport 8080 dnat to 10.89.0.2:80 comment '"pod:U"'
+    nft add rule ip minipod hostports tcp dport 8080 dnat to 10.89.0.2:80 \
+        comment '"minipod-1a2b3c4d pod:U"'
     nft -a list chain ip minipod hostports      # find handles by comment
     nft delete rule ip minipod hostports handle H
 """
@@ -108,7 +116,9 @@ TABLE = "minipod"
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 _LOCK = "lock"
 _UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
-_RULE = re.compile(r'^\s*(?P<rule>.*comment "pod:(?P<uid>[^"]+)")\s*# handle (?P<handle>\d+)\s*$')
+_OWNER = re.compile(r"minipod-[0-9a-f]{8}\Z")
+_RULE = re.compile(r'^\s*(?P<rule>.*comment "(?:(?P<owner>minipod-[0-9a-f]{8}) )?'
+                   r'pod:(?P<uid>[^"]+)")\s*# handle (?P<handle>\d+)\s*$')
 
 # The table, declared (a no-op for what exists), its fixed chains emptied and
 # filled again: one batch, applied atomically, whatever state it finds.
@@ -244,14 +254,16 @@ def claims(state_dir: Path) -> list[tuple[str, str, Mapping]]:
 # -- rules --------------------------------------------------------------------------
 
 def add_rules(pod_uid: str, pod_ip: str, mappings: list[Mapping],
-              host_ifname: str | None = None) -> None:
+              host_ifname: str | None = None, owner: str | None = None) -> None:
     """DNAT each mapping to pod_ip:containerPort, in one atomic batch.
     Replaces any rules the pod had, so calling it twice is harmless.
+    owner ("minipod-1a2b3c4d") starts each rule's comment.
 
     host_ifname, the pod's veth on the bridge, gets hairpin mode, so the
     pod can reach its own hostPort where bridged traffic goes through
     netfilter (br_netfilter): see the module docstring."""
     _check_uid(pod_uid)
+    tag = _owner_tag(owner)
     try:
         ip = ipaddress.IPv4Address(pod_ip)
     except ValueError as e:
@@ -262,14 +274,14 @@ def add_rules(pod_uid: str, pod_ip: str, mappings: list[Mapping],
         match = f"ip daddr {m.host_ip} " if _specific(m.host_ip) else ""
         adds.append(f"add rule ip {TABLE} hostports {match}{PROTOCOLS[m.protocol]} dport "
                     f"{m.host_port} dnat to {ip}:{m.container_port} "
-                    f'comment "pod:{pod_uid}"\n')
+                    f'comment "{tag}pod:{pod_uid}"\n')
     step = (f"add hostPort rules for pod {pod_uid} ({pod_ip}): "
             + ", ".join(m.label() for m in mappings))
     if host_ifname:
         _hairpin(host_ifname)
     for attempt in range(3):
         deletes = [f"delete rule ip {TABLE} hostports handle {h}\n"
-                   for h in _handles(pod_uid)]
+                   for h in _handles(pod_uid, owner)]
         try:
             _nft(_SKELETON + "".join(deletes + adds), step)
             return
@@ -279,11 +291,13 @@ def add_rules(pod_uid: str, pod_ip: str, mappings: list[Mapping],
                 raise
 
 
-def remove_rules(pod_uid: str) -> None:
-    """Delete the pod's rules (idempotent)."""
+def remove_rules(pod_uid: str, owner: str | None = None) -> None:
+    """Delete the pod's rules (idempotent): with owner, only the rules of
+    that owner (and untagged ones)."""
     _check_uid(pod_uid)
+    _owner_tag(owner)
     for attempt in range(3):
-        handles = _handles(pod_uid)
+        handles = _handles(pod_uid, owner)
         if not handles:
             return
         try:
@@ -296,29 +310,38 @@ def remove_rules(pod_uid: str) -> None:
                 raise
 
 
-def rules() -> list[str]:
-    """minipod's per-pod rules, as nft prints them: empty when no pod has a
-    hostPort (the leak check of the test suite asserts that)."""
-    return [m.group("rule") for m in _listed()]
+def rules(owner: str | None = None) -> list[str]:
+    """minipod's per-pod rules, as nft prints them (with owner: that owner's
+    only): empty when no pod has a hostPort (the leak check of the test
+    suite asserts that)."""
+    return [m.group("rule") for m in _listed() if owner is None or m.group("owner") == owner]
 
 
 # -- both ---------------------------------------------------------------------------
 
-def remove(state_dir: Path, pod_uid: str) -> None:
+def remove(state_dir: Path, pod_uid: str, owner: str | None = None) -> None:
     """A pod is gone: its rules, then its claims (idempotent)."""
-    remove_rules(pod_uid)
+    remove_rules(pod_uid, owner)
     release(state_dir, pod_uid)
 
 
-def gc(state_dir: Path, live_uids) -> list[str]:
+def gc(state_dir: Path, live_uids, owner: str | None = None, legacy: bool = True) -> list[str]:
     """Remove the rules and claims of every pod not in live_uids (after a
-    crash, say); returns the uids cleaned, sorted."""
+    crash, say); returns the uids cleaned, sorted.
+
+    With owner, only rules whose comment names that owner count, plus, with
+    legacy, untagged rules (made before owners): the rules of another
+    minipod sharing the table are never touched. Claims live in state_dir,
+    which is the owner's own."""
+    _owner_tag(owner)
     live = set(live_uids)
-    found = {m.group("uid") for m in _listed()}
+    found = {m.group("uid") for m in _listed()
+             if owner is None or m.group("owner") == owner
+             or (legacy and m.group("owner") is None)}
     found |= {uid for uid, _, _ in _read_claims(Path(state_dir))}
     stale = sorted(found - live)
     for uid in stale:
-        remove(state_dir, uid)
+        remove(state_dir, uid, owner)
     return stale
 
 
@@ -356,8 +379,20 @@ def _absent(e: HostPortError) -> bool:
     return "No such file or directory" in str(e) or "does not exist" in str(e)
 
 
-def _handles(pod_uid: str) -> list[str]:
-    return [m.group("handle") for m in _listed() if m.group("uid") == pod_uid]
+def _handles(pod_uid: str, owner: str | None = None) -> list[str]:
+    """Handles of the pod's rules: with owner, that owner's and untagged ones."""
+    return [m.group("handle") for m in _listed() if m.group("uid") == pod_uid
+            and (owner is None or m.group("owner") in (owner, None))]
+
+
+def _owner_tag(owner: str | None) -> str:
+    """The comment's start for owner ("minipod-1a2b3c4d "), checked: it goes
+    into an nft comment."""
+    if owner is None:
+        return ""
+    if not _OWNER.match(owner):
+        raise HostPortError(f"bad rule owner {owner!r}: expected minipod- and 8 hex digits")
+    return owner + " "
 
 
 def _hairpin(ifname: str) -> None:

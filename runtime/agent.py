@@ -22,6 +22,7 @@ exit); an exit it could not see is recorded as unknown, never invented.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import heapq
 import itertools
@@ -76,7 +77,11 @@ class RunningContainer:
         self.pod, self.name = pod, name
         self.pid: int | None = None
         self.pidfd: int | None = None       # only for adopted (non-child) pids
-        self.fifo_fds: dict[int, str] = {}  # fd -> "stdout" | "stderr"
+        self.fifo_fds: dict[int, str] = {}  # output fd -> "stdout" | "stderr"
+        self.out_pos: dict[int, int] = {}   # output file fd -> bytes read (FIFOs: absent)
+        self.out_wd: dict[int, int] = {}    # output file fd -> its inotify watch
+        self.punched: dict[int, float] = {} # output file fd -> bytes given back (holes)
+        self.pos_fd: int | None = None      # the file that keeps out_pos across agents
         self.writer: logs.LogWriter | None = None
         self.probes: dict[str, probes.ProbeState] = {}
         self.stopping = False               # being killed (a probe or hook failed)
@@ -174,12 +179,14 @@ class Agent:
         for rc in list(self.live.values()):
             self._close_pipes(rc, drain=True)
         if not self.records and self._ipr is not None:
-            # no pod left: leave the host as it was before the first pod
+            # no pod left: leave the host as it was before the first pod,
+            # unless another minipod's pods are plugged into the same bridge
             with contextlib.suppress(Exception):
-                if self._nat_ready:
-                    hostport.remove_network(self.net.bridge, self.net.subnet)
-                bridge.delete_bridge(self.ipr, self.net)
-                log(f"no pods left; removed bridge {self.net.bridge}")
+                if not bridge.pod_links(self.ipr, self.net):
+                    if self._nat_ready:
+                        hostport.remove_network(self.net.bridge, self.net.subnet)
+                    bridge.delete_bridge(self.ipr, self.net)
+                    log(f"no pods left; removed bridge {self.net.bridge}")
         if not self.records:
             with contextlib.suppress(OSError):
                 self.cgroups.remove(self.cgroups.parent)
@@ -350,8 +357,9 @@ class Agent:
             ifname = bridge.host_ifname(uid)
             undo.callback(bridge.detach_pod, self.ipr, ifname)
             link = self._attach(str(netns_path), ifname, str(ip))
-            undo.callback(antispoof.remove, uid)
-            antispoof.add(uid, link.host_ifname, link.mac, str(ip))   # before any process
+            tag = self.paths.identity.tag
+            undo.callback(antispoof.remove, uid, instance=tag)
+            antispoof.add(uid, link.host_ifname, link.mac, str(ip), instance=tag)  # before any process
             self._ensure_nat(required=bool(mappings))
             record.update(podIP=str(ip), hostIfname=link.host_ifname,
                           hostIP=self._host_ip(), bridge=self.net.bridge)
@@ -359,7 +367,8 @@ class Agent:
             if mappings:
                 undo.callback(hostport.remove_rules, uid)
                 try:
-                    hostport.add_rules(uid, str(ip), mappings, host_ifname=ifname)
+                    hostport.add_rules(uid, str(ip), mappings, host_ifname=ifname,
+                                       owner=self.paths.identity.tag)
                 except hostport.HostPortError as e:
                     raise RequestError("HostPortError", str(e)) from None
                 for m in mappings:
@@ -386,6 +395,7 @@ class Agent:
                 pause = sandbox.start_pause(pod.name, self.paths.pod_dir(pod.name) / "pause-root")
                 record["pause"] = {"pid": pause, "pidStart": state.proc_start_time(pause)}
                 self._save(pod.name)  # a crash from here on must know to kill it
+                self.cgroups.adopt_pause(record["cgroup"], pause)  # it carries our identity
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
             vol_base = self.paths.containers / uid / "volumes"
             undo.callback(volumes.release, vol_base)
@@ -559,7 +569,8 @@ class Agent:
                 self._bridge_ready = True
             try:
                 return bridge.attach_pod(self.ipr, self.net, netns_path, ifname, ip,
-                                         self.ipam.prefixlen, str(self.ipam.gateway))
+                                         self.ipam.prefixlen, str(self.ipam.gateway),
+                                         alias=self.paths.identity.tag)
             except bridge.NetworkError as e:
                 if attempt == 2 or "look up bridge" not in str(e):
                     raise
@@ -651,7 +662,8 @@ class Agent:
         return ctr.ProcessSpec(
             name=f"{record['name']}/{name}", namespaces=ns, rootfs=plan, argv=argv, env=env,
             cwd=c.working_dir or image.config.get("WorkingDir") or "/",
-            stdout=str(pod_dir / f"{name}.stdout"), stderr=str(pod_dir / f"{name}.stderr"),
+            stdout=str(self._output_path(record["uid"], name, "stdout")),
+            stderr=str(self._output_path(record["uid"], name, "stderr")),
             uid=sec.uid, gid=sec.gid, groups=sec.groups, security=sec)
 
     def start_container(self, pod_name: str, name: str) -> None:
@@ -660,7 +672,6 @@ class Agent:
         if record.get("phase") == "Failed":
             return  # evicted: its containers stay terminated
         cs = _find(record, name)
-        pod_dir = self.paths.pod_dir(pod_name)
         rc = RunningContainer(pod_name, name)
         image = self._image_ready(pod_name, name)
         if image is None:  # pulling, or the policy forbids it: a waiting status
@@ -682,10 +693,6 @@ class Agent:
                                                c.security_context.privileged)
             cs["cgroup"] = cg
             spec.cgroup_procs = self.cgroups.join_paths(cg)
-            for stream in ("stdout", "stderr"):
-                fifo = pod_dir / f"{name}.{stream}"
-                if not fifo.exists():
-                    os.mkfifo(fifo, 0o600)
             rc.writer = logs.LogWriter(self.paths.log_path(pod_name, name, cs["restartCount"]))
             self._open_pipes(rc)
             self.event(pod_name, "Created", f"Created container {name}")
@@ -710,9 +717,80 @@ class Agent:
         self._start_probes(pod_name, name, rc)
         self._save(pod_name)
 
-    def _open_pipes(self, rc: RunningContainer) -> None:
-        """Open the container's FIFOs read+write and non-blocking: as a
-        writer ourselves we never see end-of-file, only data."""
+    # ---- container output: files that never block ---------------------------
+    #
+    # A container's stdout and stderr are two plain files, CDIR/stdout and
+    # CDIR/stderr (CDIR = LIB/containers/UID/NAME), which it holds open with
+    # O_APPEND: a write never blocks and never fails with EPIPE, whether an
+    # agent runs or not (a pipe blocks its writer once 64 KiB wait unread, so
+    # a server that logs froze while the agent was down). The agent reads
+    # each file from where it left off, when inotify says it grew, and turns
+    # the bytes into CRI lines (logs.LogWriter: the timestamps are those of
+    # reading, so output written while no agent ran is stamped when the next
+    # agent reads it). CDIR/output.pos keeps how far it got, up to the last
+    # full line, so the next agent continues there: no line is lost (one
+    # killed between writing lines and saving the position writes those lines
+    # twice). What is read is given back to the file system with
+    # fallocate(PUNCH_HOLE): the file keeps its size, not its blocks, so the
+    # disk holds only output that no agent read yet.
+    # Pods started by an agent before this had FIFOs in their pod dir; those
+    # are still read the old way until their container ends.
+
+    PUNCH_EVERY = 1 << 20       # give read blocks back once this much was read
+    DRAIN_BUDGET = 4 << 20      # bytes per turn of the loop, then the others' turn
+
+    def _output_path(self, uid: str, name: str, stream: str) -> Path:
+        return self.paths.container_dir(uid, name) / stream
+
+    def _open_pipes(self, rc: RunningContainer, fresh: bool = True) -> None:
+        """Open the container's output for reading: fresh=True (a start)
+        makes new empty files first; otherwise (adoption) it opens what the
+        container writes to and continues from the saved position."""
+        uid = self.records[rc.pod]["uid"]
+        fifo = self.paths.pod_dir(rc.pod) / f"{rc.name}.stdout"
+        if not fresh and not self._output_path(uid, rc.name, "stdout").exists() \
+                and fifo.exists():
+            return self._open_fifos(rc)
+        if getattr(self, "_inotify", None) is None:
+            from minipod import libc
+            self._inotify = libc.inotify_init1()
+            self._out_watch: dict[int, tuple[RunningContainer, int]] = {}
+            self.sel.register(self._inotify, selectors.EVENT_READ, self._on_output)
+        from minipod import libc
+        cdir = self.paths.container_dir(uid, rc.name)
+        cdir.mkdir(parents=True, exist_ok=True)
+        pos_path = cdir / "output.pos"
+        saved = [0, 0]
+        if fresh:
+            for stream in ("stdout", "stderr"):
+                path = cdir / stream
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                 0o600))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pos_path)
+        else:
+            with contextlib.suppress(OSError, ValueError):
+                saved = [int(n) for n in pos_path.read_text().split()[:2]] + [0, 0]
+        rc.pos_fd = os.open(pos_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        for i, stream in enumerate(("stdout", "stderr")):
+            path = cdir / stream
+            # O_RDWR: fallocate needs a writable fd; we only ever pread
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            rc.fifo_fds[fd] = stream
+            rc.out_pos[fd] = saved[i]
+            # watch first, then read: nothing written in between is missed
+            wd = libc.inotify_add_watch(self._inotify, str(path), libc.IN_MODIFY)
+            rc.out_wd[fd] = wd
+            self._out_watch[wd] = (rc, fd)
+        if not fresh:
+            for fd in list(rc.fifo_fds):
+                self._drain(rc, fd)     # what it wrote while no agent ran
+
+    def _open_fifos(self, rc: RunningContainer) -> None:
+        """A container started before output files: its FIFOs, read+write and
+        non-blocking (as a writer ourselves we never see end-of-file)."""
         pod_dir = self.paths.pod_dir(rc.pod)
         for stream in ("stdout", "stderr"):
             fd = os.open(pod_dir / f"{rc.name}.{stream}", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -720,6 +798,25 @@ class Agent:
             self.sel.register(fd, selectors.EVENT_READ, self._on_output)
 
     def _on_output(self, fd: int) -> None:
+        """inotify says output files grew (or a legacy FIFO has data)."""
+        if fd == getattr(self, "_inotify", None):
+            ready = []
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                from minipod import libc
+                for wd, _mask in libc.inotify_events(data):
+                    if wd == -1:      # IN_Q_OVERFLOW: events were dropped; read all
+                        ready += [t for t in self._out_watch.values() if t not in ready]
+                    target = self._out_watch.get(wd)
+                    if target is not None and target not in ready:
+                        ready.append(target)
+            for rc, out_fd in ready:
+                if out_fd in rc.fifo_fds:
+                    self._drain(rc, out_fd)
+            return
         rc = next((r for r in self.live.values() if fd in r.fifo_fds), None)
         if rc is None:
             with contextlib.suppress(KeyError, ValueError):
@@ -728,26 +825,116 @@ class Agent:
         self._drain(rc, fd)
 
     def _drain(self, rc: RunningContainer, fd: int) -> None:
-        while True:
+        """Turn what the container wrote since the last read into log lines."""
+        if fd not in rc.out_pos:            # a legacy FIFO
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    return
+                if not data:
+                    return
+                rc.writer.write(rc.fifo_fds[fd], data)
+        stream = rc.fifo_fds[fd]
+        pos = rc.out_pos[fd]
+        if os.fstat(fd).st_size < pos:
+            # the container opened its /dev/stdout again with O_TRUNC (a
+            # shell's `> /dev/stdout`): what it writes starts again at 0
+            log(f"pod {rc.pod} container {rc.name}: {stream} was truncated; reading it "
+                "from the start")
+            pos = 0
+        budget = self.DRAIN_BUDGET
+        while budget > 0:
+            # Read data, never holes: a hole is not output (the container
+            # grew its file with ftruncate, which a pipe would not allow).
             try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            rc.writer.write(rc.fifo_fds[fd], data)
+                pos = max(pos, os.lseek(fd, pos, os.SEEK_DATA))
+            except OSError as e:
+                if e.errno != errno.ENXIO:  # ENXIO: only hole (or nothing) after pos
+                    raise
+                pos = max(pos, os.fstat(fd).st_size)
+                break
+            size = os.fstat(fd).st_size             # first: an append after it makes end > size
+            end = os.lseek(fd, pos, os.SEEK_HOLE)   # the end of this data (EOF at most)
+            while pos < end and budget > 0:
+                data = os.pread(fd, min(65536, end - pos), pos)
+                if not data:
+                    break
+                pos += len(data)
+                if pos == end and end < size:
+                    # the zeros that fill the last block before a hole are
+                    # not output either (appends never leave holes)
+                    data = data.rstrip(b"\0")
+                rc.writer.write(stream, data)
+                budget -= len(data) or 1
+            if pos >= size:
+                break
+        rc.out_pos[fd] = pos
+        self._save_output_pos(rc)
+        if budget <= 0:                     # more to read: after the others' turn
+            self.call_later(0, self._drain_more, rc, fd)
+        done = pos - len(rc.writer.partial.get(stream, b""))
+        block = done - done % (64 << 10)
+        if block - rc.punched.get(fd, 0) >= self.PUNCH_EVERY:
+            from minipod import libc
+            try:
+                libc.punch_hole(fd, 0, block, f"{stream} of {rc.pod}/{rc.name}")
+                rc.punched[fd] = block
+            except OSError as e:
+                # a file system without holes: the file just keeps its blocks
+                rc.punched[fd] = float("inf")
+                log(f"pod {rc.pod} container {rc.name}: cannot free read output: {e}")
+
+    def _drain_more(self, rc: RunningContainer, fd: int) -> None:
+        if fd in rc.fifo_fds and rc.writer is not None:
+            self._drain(rc, fd)
+
+    def _save_output_pos(self, rc: RunningContainer) -> None:
+        """CDIR/output.pos: how far each stream was read, up to its last
+        full line (a partial line is read again by the next agent)."""
+        if rc.pos_fd is None:
+            return
+        done = {stream: rc.out_pos[fd] - len(rc.writer.partial.get(stream, b""))
+                for fd, stream in rc.fifo_fds.items() if fd in rc.out_pos}
+        os.pwrite(rc.pos_fd, b"%020d %020d\n" % (done.get("stdout", 0),
+                                                  done.get("stderr", 0)), 0)
 
     def _close_pipes(self, rc: RunningContainer, drain: bool) -> None:
+        """Stop reading a container's output. If the container has ended
+        (it is no longer live), the last partial lines are written and its
+        output files removed; if it still runs (the agent stops), its files
+        and saved positions stay for the next agent."""
+        ended = self.live.get((rc.pod, rc.name)) is not rc
         for fd in list(rc.fifo_fds):
             if drain and rc.writer:
                 self._drain(rc, fd)
-            with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(fd)
+            wd = rc.out_wd.pop(fd, None)
+            if wd is not None:
+                from minipod import libc
+                self._out_watch.pop(wd, None)
+                with contextlib.suppress(OSError):
+                    libc.inotify_rm_watch(self._inotify, wd)
+            else:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.sel.unregister(fd)
             os.close(fd)
+        had_files = bool(rc.out_pos)
         rc.fifo_fds.clear()
+        rc.out_pos.clear()
+        rc.punched.clear()
+        if rc.pos_fd is not None:
+            os.close(rc.pos_fd)
+            rc.pos_fd = None
         if rc.writer:
+            if not ended and had_files:
+                rc.writer.partial = {k: b"" for k in rc.writer.partial}  # read again later
             rc.writer.close()
             rc.writer = None
+        if ended and had_files and rc.pod in self.records:
+            cdir = self.paths.container_dir(self.records[rc.pod]["uid"], rc.name)
+            for name in ("stdout", "stderr", "output.pos"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(cdir / name)
 
     def _reap(self) -> None:
         """waitpid every exited child: containers (adopted by subreaping)
@@ -1133,8 +1320,10 @@ class Agent:
         pod_dir = self.paths.pod_dir(name)
         errors = []
         steps = [
-            ("remove hostPort rules", lambda: hostport.remove(self.paths.hostports, uid)),
-            ("remove anti-spoofing filter", lambda: antispoof.remove(uid)),
+            ("remove hostPort rules", lambda: hostport.remove(self.paths.hostports, uid,
+                                                              self.paths.identity.tag)),
+            ("remove anti-spoofing filter", lambda: antispoof.remove(
+                uid, instance=self.paths.identity.tag)),
             ("remove veth", lambda: bridge.detach_pod(self.ipr, record.get("hostIfname")
                                                       or bridge.host_ifname(uid))),
             ("release IP", lambda: (self.ipam.release(uid), explain.step(
@@ -1174,7 +1363,8 @@ class Agent:
         for e in errors:
             log(e)
         with contextlib.suppress(hostport.HostPortError, OSError):
-            stale = hostport.gc(self.paths.hostports, {r["uid"] for r in records})
+            stale = hostport.gc(self.paths.hostports, {r["uid"] for r in records},
+                                owner=self.paths.identity.tag, legacy=self.paths.identity.legacy)
             if stale:
                 log(f"removed hostPort rules of vanished pods {stale}")
         with contextlib.suppress(OSError):
@@ -1193,7 +1383,8 @@ class Agent:
                 continue
             try:   # again: the table may be gone, or older than this agent
                 antispoof.add(record["uid"], record["hostIfname"],
-                              bridge.mac_for_ip(record["podIP"]), record["podIP"])
+                              bridge.mac_for_ip(record["podIP"]), record["podIP"],
+                              instance=self.paths.identity.tag)
             except (antispoof.FilterError, KeyError, ValueError) as e:
                 log(f"pod {name}: cannot write its anti-spoofing filter again: {e}")
             ended = []
@@ -1233,13 +1424,19 @@ class Agent:
             except ProcessLookupError:
                 rc.pidfd = None
         if rc.pidfd is None:
+            # what it wrote before it ended, while no agent ran, is still logged
+            rc.writer = logs.LogWriter(self.paths.log_path(rc.pod, rc.name,
+                                                           cs.get("restartCount", 0)))
+            with contextlib.suppress(OSError):
+                self._open_pipes(rc, fresh=False)
+            self._close_pipes(rc, drain=True)
             cs.update(state="terminated", exitCode=None, reason="Unknown", pid=None,
                       message="the container ended while the agent was not running; "
                               "its exit code is unknown", finishedAt=now_iso())
             return False
         rc.pid = pid
         rc.writer = logs.LogWriter(self.paths.log_path(rc.pod, rc.name, cs.get("restartCount", 0)))
-        self._open_pipes(rc)
+        self._open_pipes(rc, fresh=False)
         self.live[(rc.pod, rc.name)] = rc
         self.by_pid[pid] = rc
         self.sel.register(rc.pidfd, selectors.EVENT_READ, self._on_pidfd)

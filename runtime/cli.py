@@ -18,6 +18,9 @@ from minipod.runtime import (cmd_agent, cmd_delete, cmd_describe, cmd_exec, cmd_
 from minipod.runtime.cmdutil import CommandError
 from minipod.runtime.paths import Paths
 
+# verbs that read state: a dead agent is noticed first (client.revive)
+STATE_READERS = ("get", "describe", "logs", "top", "inspect", "exec", "port-forward")
+
 VERBS = [cmd_run, cmd_get, cmd_describe, cmd_logs, cmd_exec, cmd_port_forward, cmd_delete,
          cmd_inspect,
          cmd_top, cmd_image, cmd_pull, cmd_gc, cmd_agent, cmd_serve, cmd_kubeconfig]
@@ -42,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         p.print_help()
         return 2
     try:
-        return args.func(args, Paths()) or 0
+        paths = Paths()
+        if args.verb in STATE_READERS:
+            from minipod.runtime import client
+            client.revive(paths)      # a dead agent is noticed and brought back
+        return args.func(args, paths) or 0
     except CommandError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.code

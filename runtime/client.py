@@ -4,10 +4,17 @@ One request per connection: a JSON line out, a JSON line back. If nothing
 listens on the socket, the CLI starts `python -m minipod agent` detached
 (setsid, output to the agent log) and waits for the socket, the way a
 kubectl user never starts the kubelet by hand.
+
+Commands that only read state (get, describe, logs, top, inspect, exec,
+port-forward) do not need the agent, but a dead one leaves statuses stale
+(an exit nobody saw) and output unread: they call revive() first, which
+starts the agent when pods exist and none answers (as root), or says
+plainly on stderr that it is down.
 """
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -94,3 +101,40 @@ def agent_running(paths: Paths) -> bool:
         return False
     s.close()
     return True
+
+
+def revive(paths: Paths) -> None:
+    """Before a command reads state: if this root has pods and no agent
+    answers, start one and wait until it has adopted them (its first answer
+    comes after adoption), so what the command reads is current. As
+    non-root (who cannot start it), or if it does not start, say so on
+    stderr; the command goes on either way."""
+    try:
+        if not any(paths.pods.iterdir()) or agent_running(paths):
+            return
+    except OSError:          # no pods dir, or not ours to read: nothing to say
+        return
+    if os.geteuid() != 0:
+        print("warning: the minipod agent is not running: pod statuses may be out of date "
+              "and container output waits unread; start it as root: minipod agent start",
+              file=sys.stderr)
+        return
+    try:
+        start_agent(paths)
+        request(paths, {"op": "ping"}, start=False, timeout=AGENT_START_TIMEOUT * 4)
+    except (AgentError, OSError) as e:
+        print(f"warning: the minipod agent is not running and could not be started: {e}",
+              file=sys.stderr)
+
+
+def wait_for_lock(paths: Paths) -> None:
+    """Block until no agent holds this root's agent lock (for `minipod
+    agent` under systemd: it waits for an agent a CLI started to end, then
+    serves, instead of exiting at once and being restarted in a loop)."""
+    import fcntl
+    paths.run.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.agent_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        os.close(fd)         # serve() takes it again at once

@@ -13,6 +13,9 @@ def register(sub) -> None:
                                    "runs.")
     p.add_argument("action", nargs="?", choices=["run", "start", "stop", "status"],
                    default="run")
+    p.add_argument("--wait", action="store_true",
+                   help="if another agent runs, wait for it to end, then serve (for a "
+                        "supervisor such as systemd; without it, exit at once)")
     p.set_defaults(func=run)
 
 
@@ -37,5 +40,10 @@ def run(args, paths) -> int:
         answer = client.request(paths, {"op": "stop"}, start=False)
         print(f"agent (pid {answer['pid']}) stopping; pods keep running")
         return 0
+    if args.wait:
+        # systemd's ExecStart: if an agent a CLI started holds the lock, wait
+        # for it to end, then serve, instead of exiting at once (and being
+        # restarted in a loop)
+        client.wait_for_lock(paths)
     from minipod.runtime import agent
     return agent.main(paths)

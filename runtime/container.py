@@ -60,7 +60,7 @@ class ProcessSpec:
     argv: list[str]
     env: dict[str, str]
     cwd: str = "/"
-    stdout: str = "/dev/null"      # FIFOs read by the agent
+    stdout: str = "/dev/null"      # files the agent reads (O_APPEND)
     stderr: str = "/dev/null"
     uid: int = 0
     gid: int = 0
@@ -225,14 +225,15 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
         # not the host's layout (containerd's default on cgroup v2).
         step = "unshare cgroup namespace"
         libc.unshare(libc.CLONE_NEWCGROUP)
-        # Open the log FIFOs while the host's paths are still visible.
-        # O_RDWR: the container itself then counts as a reader, so a write
-        # never fails with EPIPE while the agent is away (it blocks when the
-        # pipe is full instead) and no output is lost across agent restarts.
+        # Open the output files while the host's paths are still visible.
+        # Plain files with O_APPEND (runtime/agent.py, "container output"):
+        # a write never blocks and never fails with EPIPE, whether the agent
+        # that reads them runs or not, and no output is lost across agent
+        # restarts.
         step = "open stdio"
         stdin = os.open("/dev/null", os.O_RDONLY)
-        out = os.open(spec.stdout, os.O_RDWR)
-        err = os.open(spec.stderr, os.O_RDWR)
+        out = os.open(spec.stdout, os.O_WRONLY | os.O_APPEND)
+        err = os.open(spec.stderr, os.O_WRONLY | os.O_APPEND)
         step = "mount root file system"
         mounts.apply(spec.rootfs)
         for fd, target in ((stdin, 0), (out, 1), (err, 2)):

@@ -12,21 +12,28 @@ them, in the three steps every part of minipod follows:
     find_orphans(paths, live, listing)  what is orphaned  (pure: unit tested)
     collect(paths, ipr, orphans)        remove them       (each step idempotent)
 
-What counts, and how each is recognised as this root's:
+What counts, and how each is recognised as this root's. A path names a
+directory only in one mount namespace, and another minipod may use the
+same paths in another one (runtime/paths.py, "Identity"), so what the
+whole machine shares (processes, cgroups, /run/netns, links, nftables) is
+recognised by this root's identity as the kernel shows it, never by a path
+string; what lies under the root's own dirs or in our own mount table is
+ours by its place:
 
     pod state dir    paths.pods/NAME            no live pod NAME
-    pinned netns     /run/netns/PREFIX+NAME     (Paths.netns_prefix)
-    pinned ns file   paths.pods/NAME/ns/X       a bind mount (mountinfo)
+    pinned netns     /run/netns/PREFIX+NAME     PREFIX is minipod-ID- (Paths.netns_prefix)
+    pinned ns file   paths.pods/NAME/ns/X       a bind mount in our mountinfo
     tmpfs mount      paths.containers/UID/...   an emptyDir of medium Memory
-    veth             mpXXXXXXXXXX on the bridge  netns.bridge.host_ifname(uid)
-    filter           anti-spoofing set elements  comment "pod:UID" (netns.antispoof)
+    veth             mpXXXXXXXXXX on the bridge  netns.bridge.host_ifname(uid), with
+                                                ifalias minipod-ID
+    filter           anti-spoofing set elements  comment "minipod-ID pod:UID" (netns.antispoof)
     IP lease         paths.ipam/IP, content UID netns.ipam leases()
     container dir    paths.containers/UID
     log dir          paths.pod_logs/NAME
-    process          a container's: its mount table names an overlay whose
-                     upperdir is under paths.containers/UID; or any process
-                     inside an orphaned pinned netns; or a pause process
-                     (comm minipod-pause) with this MINIPOD_ROOT
+    process          a container's: /proc/PID/cgroup puts it in
+                     /minipod-ID/pod<UID>/<container>; a pause process: in
+                     /minipod-ID/pod<UID>/_pause; or any process inside an
+                     orphaned pinned netns of ours
 
 A container process of a *live* pod that is not the one its record names
 (an agent killed between starting it and saving its pid, then a second
@@ -37,19 +44,20 @@ Never removed, only reported: a pod dir whose pod.json cannot be read
 protect what it may own; when its uid cannot be found, the things known by
 uid alone (veths, leases, container dirs) are reported, not removed.
 
-One assumption, the same the IPAM makes: one MINIPOD_ROOT per network
-namespace (two roots on one bridge would hand out the same IPs). So every
-veth named like ours on our bridge is ours. The default root's netns prefix,
-"minipod-", also starts every test root's names ("minipod-1a2b3c-web"):
-for the default root such names are left alone.
+One assumption, the same the IPAM makes: one MINIPOD_ROOT per bridge (two
+roots on one bridge would hand out the same IPs); two roots in one network
+namespace need two bridges and subnets (MINIPOD_BRIDGE, MINIPOD_SUBNET). A
+legacy root (made before identities, runtime/paths.py) also counts untagged
+veths and rules as its own, and the legacy default prefix "minipod-"
+leaves the names of other roots ("minipod-1a2b3c4d-web") alone.
 
 By hand, for one orphaned pod web with uid U and IP 10.89.0.7:
 
-    kill -9 $(pids whose /proc/PID/mountinfo says upperdir=.../containers/U/)
+    kill -9 $(cat /sys/fs/cgroup/minipod-ID/podU/*/cgroup.procs)
     umount -l /var/lib/minipod/containers/U/volumes/cache
     ip link del mp$(printf %s U | sha256sum | cut -c1-10)
     rm /run/minipod/ipam/10.89.0.7
-    umount /run/netns/minipod-web && rm /run/netns/minipod-web
+    umount /run/netns/minipod-ID-web && rm /run/netns/minipod-ID-web
     rm -rf /var/lib/minipod/containers/U /var/log/minipod/pods/web /run/minipod/pods/web
 
 hostPort NAT rules and cgroups have their own gc (netns/hostport.gc,
@@ -76,7 +84,7 @@ KINDS = ("process", "mount", "veth", "filter", "lease", "netns", "container-dir"
 PAUSE_COMM = "minipod-pause"
 KILL_WAIT = 2.0
 _VETH = re.compile(r"mp[0-9a-f]{10}\Z")
-_TEST_ROOT_NETNS = re.compile(r"minipod-[0-9a-f]{6}-")
+_OTHER_ROOT_NETNS = re.compile(r"minipod-([0-9a-f]{6}|[0-9a-f]{8})-")
 _UID_IN_TEXT = re.compile(rb'"uid"\s*:\s*"([0-9a-f-]{36})"')
 
 
@@ -97,8 +105,8 @@ class Proc:
     start: int | None            # start time (ticks): a reused pid is not the same process
     netns: int                   # inode of /proc/PID/ns/net
     mntns: int                   # inode of /proc/PID/ns/mnt
-    container: tuple[str, str] | None = None   # (pod uid, container) by its overlay
-    pause: bool = False          # a pause process of this root
+    container: tuple[str, str] | None = None   # (pod uid, container) by its cgroup
+    pause: bool = False          # a pause process of this root (by its cgroup)
 
 
 @dataclass
@@ -259,13 +267,14 @@ def _tracked_mntns(record: dict, cname: str, by_pid: dict[int, Proc]) -> int | N
 
 
 def netns_pod(paths: Paths, name: str) -> str | None:
-    """The pod whose netns /run/netns/NAME is, if it is this root's.
+    """The pod whose netns /run/netns/NAME is, if it is this root's: its
+    name starts with minipod-ID-.
 
-    The default root's prefix "minipod-" also starts a test root's
-    "minipod-1a2b3c-": the default root leaves names of that shape alone."""
+    A legacy default root's prefix "minipod-" also starts every other
+    root's "minipod-1a2b3c4d-": it leaves names of that shape alone."""
     if not name.startswith(paths.netns_prefix):
         return None
-    if not paths.root and _TEST_ROOT_NETNS.match(name):
+    if paths.netns_prefix == "minipod-" and _OTHER_ROOT_NETNS.match(name):
         return None
     return name[len(paths.netns_prefix):] or None
 
@@ -326,11 +335,14 @@ def scan(paths: Paths, ipr=None, bridge_name: str | None = None) -> Listing:
             _add_inode(listing, m)
     if ipr is not None and bridge_name:
         from minipod.netns import bridge
-        listing.veths = [n for n in bridge.pod_links(ipr, bridge.NetworkConfig(bridge_name))
+        ident = paths.identity
+        listing.veths = [n for n in bridge.pod_links(ipr, bridge.NetworkConfig(bridge_name),
+                                                     alias=ident.tag, untagged=ident.legacy)
                          if _VETH.match(n)]
     from minipod.netns import antispoof
     with contextlib.suppress(antispoof.FilterError):   # an nft that cannot list: none
-        listing.filters = {f.pod_uid: f.ifname for f in antispoof.filters()}
+        listing.filters = {f.pod_uid: f.ifname
+                           for f in antispoof.filters(paths.identity.tag)}
     listing.leases = IPAM(paths.ipam).leases()
     listing.container_dirs = [n for n in _listdir(paths.containers)
                               if (paths.containers / n).is_dir()]
@@ -341,17 +353,22 @@ def scan(paths: Paths, ipr=None, bridge_name: str | None = None) -> Listing:
 
 def scan_processes(paths: Paths) -> list[Proc]:
     """Processes that may be this root's: every process (for the netns
-    check), with its container named when its mount table shows an overlay
-    with upperdir under paths.containers, and pauses of this root marked.
+    check), with its container named when /proc/PID/cgroup puts it under
+    this root's cgroup parent (/minipod-ID/pod<UID>/<container>), and pause
+    processes (/minipod-ID/pod<UID>/_pause) marked.
 
-    Cheap: two readlinks per process; a mount table is read once per mount
-    namespace other than ours, /proc/PID/comm only in our own."""
+    The cgroup is the kernel's word, the same in every mount namespace: a
+    container of another minipod whose overlay paths are the very same
+    strings as ours is in another parent, hence never ours. Cheap: two
+    readlinks and one small read per process."""
+    from minipod.cgroups.driver import cgroups_of
     from minipod.runtime import state
+    parent = "/" + paths.cgroup_parent.strip("/") + "/"
+    legacy_marker = None
+    if paths.identity.legacy:
+        # pauses of a legacy root were started before they had a cgroup
+        legacy_marker = f"MINIPOD_ROOT={paths.root}".encode() if paths.root else b""
     own_net, own_mnt = _ns_inode("self", "net"), _ns_inode("self", "mnt")
-    upper = re.compile(r"upperdir=" + re.escape(str(paths.containers)) +
-                       r"/([^/,\s]+)/([^/,\s]+)/upper")
-    marker = f"MINIPOD_ROOT={paths.root}".encode() if paths.root else None
-    by_mntns: dict[int, tuple[str, str] | None] = {}
     procs = []
     me = os.getpid()
     for entry in _listdir(Path("/proc")):
@@ -361,28 +378,34 @@ def scan_processes(paths: Paths) -> list[Proc]:
         net, mnt = _ns_inode(entry, "net"), _ns_inode(entry, "mnt")
         if net is None or mnt is None:
             continue   # gone, or a zombie (its namespaces are released)
-        container = None
-        pause = False
-        if mnt != own_mnt:
-            if mnt not in by_mntns:
-                by_mntns[mnt] = _container_of(entry, upper)
-            container = by_mntns[mnt]
-        elif net == own_net:
-            pause = _is_pause(entry, marker)
+        container, pause = _pod_cgroup(cgroups_of(pid), parent)
+        if (legacy_marker is not None and not pause and container is None
+                and mnt == own_mnt and net == own_net):
+            pause = _is_legacy_pause(entry, legacy_marker)
         procs.append(Proc(pid, state.proc_start_time(pid), net, mnt, container, pause))
     return procs
 
 
-def _container_of(pid: str, upper: re.Pattern) -> tuple[str, str] | None:
-    try:
-        with open(f"/proc/{pid}/mountinfo") as f:
-            m = upper.search(f.read())
-    except OSError:
-        return None
-    return (m.group(1), m.group(2)) if m else None
+def _pod_cgroup(cgs: list[str], parent: str) -> tuple[tuple[str, str] | None, bool]:
+    """((pod uid, container), is-pause) of a process in cgroups `cgs`, from
+    the first path under `parent` ("/minipod-ID/"): ("/minipod-ID/pod<UID>/web"
+    is container web of pod UID, ".../pod<UID>/_pause" its pause)."""
+    from minipod.cgroups.driver import PAUSE_CGROUP, POD_PREFIX
+    for cg in cgs:
+        if not cg.startswith(parent + POD_PREFIX):
+            continue
+        parts = cg[len(parent):].split("/")
+        if len(parts) < 2 or not parts[1]:
+            continue
+        uid = parts[0][len(POD_PREFIX):]
+        if parts[1] == PAUSE_CGROUP:
+            return None, True
+        return (uid, parts[1]), False
+    return None, False
 
 
-def _is_pause(pid: str, marker: bytes | None) -> bool:
+def _is_legacy_pause(pid: str, marker: bytes) -> bool:
+    """A pause of a legacy root: comm minipod-pause, MINIPOD_ROOT as ours."""
     try:
         with open(f"/proc/{pid}/comm") as f:
             if f.read().strip() != PAUSE_COMM:
@@ -391,7 +414,7 @@ def _is_pause(pid: str, marker: bytes | None) -> bool:
             env = f.read().split(b"\0")
     except OSError:
         return False
-    if marker is not None:
+    if marker:
         return marker in env
     return not any(v.startswith(b"MINIPOD_ROOT=") and v != b"MINIPOD_ROOT=" for v in env)
 
@@ -471,7 +494,7 @@ def collect(paths: Paths, ipr, orphans: list[Orphan], errors: list[str] | None =
         elif o.kind == "veth":
             step(o, lambda o=o: _del_veth(ipr, o.name))
         elif o.kind == "filter":
-            step(o, lambda o=o: _del_filter(o.name))
+            step(o, lambda o=o: _del_filter(o.name, paths.identity.tag))
         elif o.kind == "lease":
             step(o, lambda o=o: _release(paths, o.owner))
         elif o.kind == "netns":
@@ -517,9 +540,9 @@ def _del_veth(ipr, name: str) -> None:
     bridge.detach_pod(ipr, name)
 
 
-def _del_filter(pod_uid: str) -> None:
+def _del_filter(pod_uid: str, instance: str) -> None:
     from minipod.netns import antispoof
-    antispoof.remove(pod_uid)
+    antispoof.remove(pod_uid, instance=instance)
 
 
 def _release(paths: Paths, owner: str) -> None:
@@ -579,7 +602,9 @@ def _extension_gc(paths: Paths, live: set[str], cgroups, errors: list[str]) -> l
     state_dir = getattr(paths, "hostports", None)
     if hostport is not None and state_dir is not None:
         try:
-            removed += [f"hostport rules of pod uid {u}" for u in hostport.gc(state_dir, live)]
+            ident = paths.identity
+            removed += [f"hostport rules of pod uid {u}" for u in hostport.gc(
+                state_dir, live, owner=ident.tag, legacy=ident.legacy)]
         except Exception as e:
             errors.append(f"hostport gc: {e}")
     if cgroups is not None:

@@ -1,4 +1,5 @@
-"""Where minipod keeps things, all movable by one variable, MINIPOD_ROOT.
+"""Where minipod keeps things, all movable by one variable, MINIPOD_ROOT;
+and the identity of the state root, which every kernel object carries.
 
     /run/minipod            runtime state: agent socket, one dir per pod
     /var/lib/minipod        images and layers, container upper dirs
@@ -6,33 +7,73 @@
 
 With MINIPOD_ROOT=/some/dir the three become /some/dir/{run,lib,log}, so a
 test suite runs beside the host's minipod without touching it.
+
+Identity. A path names a directory only within one mount namespace: two
+minipods whose roots are the same string in two mount namespaces (a second
+checkout, a CI job, a test suite run twice at once) share the machine's
+cgroup tree, /proc, /run/netns and nftables table. So each state root gets
+an identity the first time it is used: 8 random hex digits in RUN/identity,
+written once (link(2) of a complete temp file: the first writer wins, the
+others read its id). Every kernel object minipod makes carries it:
+
+    cgroup parent      /sys/fs/cgroup/.../minipod-ID/pod<uid>/<container>
+    pinned netns       /run/netns/minipod-ID-<pod>
+    host veth          ifalias "minipod-ID" (the name is a hash of the pod uid)
+    hostPort rules     comment "minipod-ID pod:<uid>"
+    pause process      in the pod's cgroup
+
+and gc and every cleanup act only on objects of their own identity, read
+back from the kernel (a process is ours if /proc/PID/cgroup puts it under
+our parent), never on a path string alone.
+
+Upgrade: a state root that already has pods but no identity file was made
+by a minipod without identities; its identity is written with the word
+"legacy" after the id. A legacy root keeps the old names (cgroup parent
+"minipod", netns prefix "minipod-"; a test root's "minipod-HASH"), so its
+running pods stay managed, and its gc also counts untagged veths and rules
+as its own, as before. New roots never are legacy.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
+
+IDENTITY_FILE = "identity"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a state root is: `id` (8 hex digits), `legacy` (pre-identity names)."""
+    id: str
+    legacy: bool = False
+
+    @property
+    def tag(self) -> str:
+        """The mark objects carry: "minipod-ID" (cgroup parent, ifalias, nft comments)."""
+        return f"minipod-{self.id}"
 
 
 class Paths:
-    """All paths of one minipod installation (one MINIPOD_ROOT)."""
+    """All paths of one minipod installation (one MINIPOD_ROOT).
 
-    def __init__(self, root: str | None = None):
+    identity: given by unit tests; otherwise read from (or made in)
+    RUN/identity the first time a name that needs it is asked for."""
+
+    def __init__(self, root: str | None = None, identity: Identity | None = None):
         root = root if root is not None else os.environ.get("MINIPOD_ROOT", "")
         self.root = root
         if root:
             base = Path(root)
             self.run, self.lib, self.log = base / "run", base / "lib", base / "log"
-            # Pods of a test root get their own prefix in /run/netns.
-            import hashlib
-            tag = hashlib.sha256(root.encode()).hexdigest()[:6]
-            self.netns_prefix = f"minipod-{tag}-"
-            self.cgroup_parent = f"minipod-{tag}"
         else:
             self.run = Path("/run/minipod")
             self.lib = Path("/var/lib/minipod")
             self.log = Path("/var/log/minipod")
-            self.netns_prefix = "minipod-"
-            self.cgroup_parent = "minipod"
+        self._identity = identity
+        self.identity_file = self.run / IDENTITY_FILE
         self.socket = self.run / "agent.sock"
         self.agent_lock = self.run / "agent.lock"
         self.agent_log = self.log / "agent.log"
@@ -42,6 +83,53 @@ class Paths:
         self.images = self.lib / "images"
         self.containers = self.lib / "containers"
         self.pod_logs = self.log / "pods"
+
+    # ---- identity ----------------------------------------------------------
+
+    @property
+    def identity(self) -> Identity:
+        """This root's identity, made on first use (needs write access to RUN)."""
+        if self._identity is None:
+            self._identity = read_identity(self.identity_file) or self._make_identity()
+        return self._identity
+
+    def _make_identity(self) -> Identity:
+        """Write RUN/identity once: a complete temp file, then link(2), which
+        fails if another process made it first (then theirs counts)."""
+        self.run.mkdir(parents=True, exist_ok=True)
+        legacy = any(self.pods.iterdir()) if self.pods.is_dir() else False
+        ident = Identity(secrets.token_hex(4), legacy)
+        tmp = self.run / f".{IDENTITY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, f"{ident.id}{' legacy' if legacy else ''}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, self.identity_file)
+        except FileExistsError:
+            ident = read_identity(self.identity_file)
+            if ident is None:
+                raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return ident
+
+    @property
+    def cgroup_parent(self) -> str:
+        """The cgroup every pod of this root lives under: minipod-ID."""
+        ident = self.identity
+        return _legacy_names(self.root)[1] if ident.legacy else ident.tag
+
+    @property
+    def netns_prefix(self) -> str:
+        """The start of this root's names in /run/netns: minipod-ID-."""
+        ident = self.identity
+        return _legacy_names(self.root)[0] if ident.legacy else ident.tag + "-"
+
+    # ---- paths -------------------------------------------------------------
 
     def pod_dir(self, name: str) -> Path:
         return self.pods / name
@@ -57,3 +145,26 @@ class Paths:
 
     def log_path(self, pod: str, container: str, restart: int) -> Path:
         return self.pod_logs / pod / container / f"{restart}.log"
+
+
+def read_identity(path: Path) -> Identity | None:
+    """The identity in `path` ("ID" or "ID legacy"); None if there is none.
+    A file that says anything else is an error that names it."""
+    try:
+        words = path.read_text().split()
+    except FileNotFoundError:
+        return None
+    ok = words and len(words[0]) == 8 and all(c in "0123456789abcdef" for c in words[0])
+    if not ok or words[1:] not in ([], ["legacy"]):
+        raise ValueError(f"{path}: not a minipod identity (expected 8 hex digits, "
+                         f"optionally followed by 'legacy'): {' '.join(words)!r}")
+    return Identity(words[0], legacy=words[1:] == ["legacy"])
+
+
+def _legacy_names(root: str) -> tuple[str, str]:
+    """(netns prefix, cgroup parent) of minipod before identities."""
+    if not root:
+        return "minipod-", "minipod"
+    import hashlib
+    tag = hashlib.sha256(root.encode()).hexdigest()[:6]
+    return f"minipod-{tag}-", f"minipod-{tag}"

@@ -541,10 +541,14 @@ class Handler(BaseHTTPRequestHandler):
                 store._sync()
                 now = store.pods.get(name)
                 if now is None or now.record.get("uid") != uid:
-                    return self.send_json(200, {"kind": "Status", "apiVersion": "v1",
-                                                "metadata": {}, "status": "Success",
-                                                "details": {"name": name, "kind": "pods",
-                                                            "uid": uid}})
+                    # gone already (grace 0): the pod's registry answers with the
+                    # deleted object, never a Status (clients decode a Pod)
+                    gone = json.loads(json.dumps(entry.obj))
+                    meta = gone.setdefault("metadata", {})
+                    meta.setdefault("deletionTimestamp", time.strftime(
+                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                    meta.setdefault("deletionGracePeriodSeconds", grace or 0)
+                    return self.send_json(200, gone)
                 if now.record.get("deletionTimestamp"):
                     return self.send_json(200, now.obj)
                 store.wait(0.05)

@@ -39,15 +39,22 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _processes_of(root: Path) -> list[int]:
-    """Processes of this suite: the agent (MINIPOD_ROOT in its environment)
-    and containers (their mount table names an overlay under the root).
+    """Processes of this suite: the agent (MINIPOD_ROOT in its environment),
+    containers and pause processes (in a cgroup under the root's identity's
+    parent, /minipod-ID/, or with a mount table naming the root).
     Other users of the machine are not counted."""
+    from minipod.runtime.paths import Paths
     found = []
     marker = f"MINIPOD_ROOT={root}".encode()
+    parent = f"/{Paths(str(root)).cgroup_parent}/"
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                if parent in f.read():
+                    found.append(int(pid))
+                    continue
             with open(f"/proc/{pid}/environ", "rb") as f:
                 if marker in f.read().split(b"\0"):
                     found.append(int(pid))
@@ -144,7 +151,10 @@ def find_leaks(root: Path) -> list[str]:
               if str(root) in line]
     if mounts:
         leaks.append(f"{len(mounts)} mounts under {root}")
-    from minipod.runtime.paths import Paths
+    from minipod.runtime.paths import Paths, read_identity
+    # the names below come from the root's identity: it must be the agent's
+    if read_identity(Paths(str(root)).identity_file) is None:
+        leaks.append(f"no identity in {root}/run: cannot tell its cgroups and netns")
     prefix = Paths(str(root)).netns_prefix
     pinned = [n for n in os.listdir("/run/netns") if n.startswith(prefix)] \
         if os.path.isdir("/run/netns") else []
@@ -173,7 +183,7 @@ def find_leaks(root: Path) -> list[str]:
         leaks.append(f"hostPort rules {rules}")
     from minipod.netns import antispoof
     try:
-        filters = antispoof.filters()
+        filters = antispoof.filters(Paths(str(root)).identity.tag)
     except antispoof.FilterError as e:
         filters = [f"cannot list: {e}"]
     if filters:

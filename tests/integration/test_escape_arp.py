@@ -277,30 +277,33 @@ def test_the_filter_lives_and_dies_with_the_pod_and_gc_spares_other_instances(
     from minipod.netns import antispoof
     path = tmp_path / "filtered.yaml"
     path.write_text(_attacker("arp-filtered"))
+    from minipod.runtime.paths import Paths
+    tag = Paths(str(minipod.root)).identity.tag   # every element carries its instance
     explained = minipod("run", "--explain", str(path)).stdout
     try:
         minipod.wait_for("arp-filtered", lambda p: p["status"]["phase"] == "Running")
         net = pod_net(minipod, "arp-filtered")
         uid = minipod.pod("arp-filtered")["metadata"]["uid"]
-        assert antispoof.Filter(uid, net["port"], net["mac"], net["ip"]) in antispoof.filters()
+        assert antispoof.Filter(uid, net["port"], net["mac"], net["ip"]) in antispoof.filters(tag)
         assert (f'nft add element bridge minipod pods {{ "{net["port"]}" . {net["mac"]} . '
                 f'{net["ip"]} }}') in explained, explained
         # an orphan of this instance (as an agent killed right after the add
         # leaves it), and a filter of another instance sharing the table
-        antispoof.add("orphan-uid", "mpdeadbeef00", "0a:58:0a:59:ff:fe", "10.89.255.254")
+        antispoof.add("orphan-uid", "mpdeadbeef00", "0a:58:0a:59:ff:fe", "10.89.255.254",
+                      instance=tag)
         antispoof.add("other-uid", "mpdeadbeef01", "0a:58:0a:59:ff:fd", "10.89.255.253",
                       instance="other")
         out = minipod("gc").stdout
         assert "filter orphan-uid" in out, out
-        assert [f.pod_uid for f in antispoof.filters() if f.pod_uid in (uid, "orphan-uid")] \
+        assert [f.pod_uid for f in antispoof.filters(tag) if f.pod_uid in (uid, "orphan-uid")] \
             == [uid], "gc removes the orphan and keeps the live pod's filter"
         assert [f.pod_uid for f in antispoof.filters("other")] == ["other-uid"], \
             "gc leaves another instance's filter alone"
         minipod("delete", "pod", "arp-filtered", "--grace-period", "0")
-        assert uid not in [f.pod_uid for f in antispoof.filters()]
+        assert uid not in [f.pod_uid for f in antispoof.filters(tag)]
     finally:
         minipod("delete", "pod", "arp-filtered", "--grace-period", "0", check=False)
-        antispoof.remove("orphan-uid")
+        antispoof.remove("orphan-uid", instance=tag)
         antispoof.remove("other-uid", instance="other")
 
 
@@ -308,14 +311,16 @@ def test_the_agent_writes_a_lost_filter_again_when_it_starts(minipod, two_pods):
     from minipod.netns import antispoof
     victim, attacker = two_pods()
     uid = minipod.pod("arp-attacker")["metadata"]["uid"]
-    antispoof.remove(uid)              # lost: the table deleted by hand, an old minipod
+    from minipod.runtime.paths import Paths
+    tag = Paths(str(minipod.root)).identity.tag
+    antispoof.remove(uid, instance=tag)   # lost: the table deleted by hand, an old minipod
     pid = minipod.agent_pid()
     minipod("agent", "stop")
     while os.path.exists(f"/proc/{pid}"):
         time.sleep(0.02)
     minipod("agent", "start")          # adopts the pods, writes their filters again
     assert antispoof.Filter(uid, attacker["port"], attacker["mac"], attacker["ip"]) \
-        in antispoof.filters()
+        in antispoof.filters(tag)
     gw_mac, gw_ip = bridge_addr()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
         listener.bind((gw_ip, 0))

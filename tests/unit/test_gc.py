@@ -6,11 +6,14 @@ a crash at some step of create or delete.
 from __future__ import annotations
 
 from minipod.netns.bridge import host_ifname
-from minipod.runtime.gc import KINDS, Listing, Orphan, PodDir, Proc, find_orphans, netns_pod
-from minipod.runtime.paths import Paths
+import pytest
+
+from minipod.runtime.gc import (KINDS, Listing, Orphan, PodDir, Proc, _pod_cgroup, find_orphans,
+                                netns_pod)
+from minipod.runtime.paths import Identity, Paths, read_identity
 
 ROOT = "/tmp/minipod-unit-gc"
-PATHS = Paths(ROOT)
+PATHS = Paths(ROOT, identity=Identity("1a2b3c4d"))
 UID_WEB = "0f8fad5b-d9cb-469f-a165-70867728950e"
 UID_OLD = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 UID_BAD = "16fd2706-8baf-433b-82eb-8c7f5b8a9ee3"
@@ -215,11 +218,60 @@ def test_every_orphan_kind_is_in_the_removal_order():
 
 
 def test_netns_names_of_this_root_only():
+    assert PATHS.netns_name("web") == "minipod-1a2b3c4d-web"
     assert netns_pod(PATHS, PATHS.netns_name("web")) == "web"
     assert netns_pod(PATHS, "minipod-web") is None
     assert netns_pod(PATHS, "cni-1234") is None
-    default = Paths("")
-    assert netns_pod(default, "minipod-web") == "web"
-    # a test root's name under the default prefix is not the default root's
-    assert netns_pod(default, PATHS.netns_name("web")) is None
-    assert netns_pod(default, "minipod-") is None
+    # another root with the very same paths, but its own identity
+    twin = Paths(ROOT, identity=Identity("99aa88bb"))
+    assert netns_pod(twin, PATHS.netns_name("web")) is None
+    # a legacy default root (made before identities) keeps "minipod-web" and
+    # leaves every other root's names alone
+    legacy = Paths("", identity=Identity("0badcafe", legacy=True))
+    assert legacy.cgroup_parent == "minipod"
+    assert netns_pod(legacy, "minipod-web") == "web"
+    assert netns_pod(legacy, PATHS.netns_name("web")) is None
+    assert netns_pod(legacy, "minipod-1a2b3c-web") is None
+    assert netns_pod(legacy, "minipod-") is None
+
+
+def test_processes_are_ours_by_the_cgroup_of_our_identity_only():
+    parent = "/minipod-1a2b3c4d/"
+    assert _pod_cgroup(["/minipod-1a2b3c4d/podU1/web"], parent) == (("U1", "web"), False)
+    assert _pod_cgroup(["/minipod-1a2b3c4d/podU1/_pause"], parent) == (None, True)
+    # v1: one line per controller, any of them will do
+    assert _pod_cgroup(["/user.slice", "/minipod-1a2b3c4d/podU1/web"], parent) == (
+        ("U1", "web"), False)
+    # another minipod's container, same uid shape, same paths elsewhere: not ours
+    assert _pod_cgroup(["/minipod-99aa88bb/podU1/web"], parent) == (None, False)
+    assert _pod_cgroup(["/minipod-1a2b3c4d/podU1"], parent) == (None, False)
+    assert _pod_cgroup(["/"], parent) == (None, False)
+
+
+def test_identity_is_made_once_and_read_back(tmp_path):
+    paths = Paths(str(tmp_path))
+    ident = paths.identity
+    assert len(ident.id) == 8 and not ident.legacy
+    assert paths.cgroup_parent == f"minipod-{ident.id}"
+    assert paths.netns_prefix == f"minipod-{ident.id}-"
+    # a second Paths of the same root (another process) reads the same one
+    assert Paths(str(tmp_path)).identity == ident
+    assert read_identity(paths.identity_file) == ident
+    assert [p.name for p in paths.run.iterdir()] == ["identity"]   # no temp file left
+
+
+def test_a_root_with_pods_but_no_identity_is_legacy(tmp_path):
+    paths = Paths(str(tmp_path))
+    (paths.pods / "web").mkdir(parents=True)
+    assert paths.identity.legacy
+    old = Paths(str(tmp_path))
+    assert old.identity.legacy and old.cgroup_parent.startswith("minipod-")
+    assert len(old.cgroup_parent) == len("minipod-") + 6    # the old hash of the root string
+
+
+def test_a_damaged_identity_file_is_an_error_naming_it(tmp_path):
+    paths = Paths(str(tmp_path))
+    paths.run.mkdir()
+    paths.identity_file.write_text("not-hex\n")
+    with pytest.raises(ValueError, match=str(paths.identity_file)):
+        paths.identity
