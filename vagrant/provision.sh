@@ -14,7 +14,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 exec 9>"/tmp/minipod-provision.lock"
 flock 9
 packages="python3-venv python3-dev gcc libcap-dev busybox-static iproute2 curl util-linux
-          docker-registry openssl libseccomp2 nftables"
+          docker-registry openssl libseccomp2 nftables debootstrap"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
