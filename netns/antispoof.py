@@ -85,6 +85,7 @@ import subprocess
 from dataclasses import dataclass
 
 from minipod import explain
+from minipod.netns import nft
 
 __all__ = ["Filter", "FilterError", "TABLE", "add", "filters", "gc", "owner_tag", "parse",
            "remove"]
@@ -284,13 +285,4 @@ def _absent(e: FilterError) -> bool:
 
 
 def _nft(script: str, step: str) -> str:
-    try:
-        proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True,
-                              text=True, timeout=30)
-    except FileNotFoundError:
-        raise FilterError(f"{step}: the nft command is missing: install Debian's "
-                          "nftables package (apt-get install nftables)") from None
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
-        raise FilterError(f"{step}: nft: {'; '.join(lines) or proc.stderr.strip()}")
-    return proc.stdout
+    return nft.run(script, step, FilterError)

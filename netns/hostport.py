@@ -107,6 +107,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from minipod.netns import nft
+
 __all__ = [
     "HostPortConflict", "HostPortError", "Mapping", "TABLE", "add_network", "add_rules",
     "claim", "claims", "gc", "release", "remove", "remove_network", "remove_rules", "rules",
@@ -348,16 +350,7 @@ def gc(state_dir: Path, live_uids, owner: str | None = None, legacy: bool = True
 # -- helpers ------------------------------------------------------------------------
 
 def _nft(script: str, step: str) -> str:
-    try:
-        proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True,
-                              text=True, timeout=30)
-    except FileNotFoundError:
-        raise HostPortError(f"{step}: the nft command is missing: install Debian's "
-                            "nftables package (apt-get install nftables)") from None
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
-        raise HostPortError(f"{step}: nft: {'; '.join(lines) or proc.stderr.strip()}")
-    return proc.stdout
+    return nft.run(script, step, HostPortError)
 
 
 def _listed() -> list[re.Match]:

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from minipod.runtime.paths import Paths
 
@@ -43,13 +44,20 @@ def _connect(paths: Paths) -> socket.socket | None:
         return None
 
 
-def start_agent(paths: Paths) -> None:
-    """Start the agent detached from this terminal and wait for its socket."""
-    paths.log.mkdir(parents=True, exist_ok=True)
-    with open(paths.agent_log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "minipod", "agent"],
+def spawn_detached(verb: str, log: Path) -> subprocess.Popen:
+    """`minipod VERB` in a session of its own (no terminal, cwd /, stdin
+    /dev/null), its output appended to `log`: how the agent and the API
+    server are started on demand."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "minipod", verb],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 start_new_session=True, cwd="/", close_fds=True)
+
+
+def start_agent(paths: Paths) -> None:
+    """Start the agent detached from this terminal and wait for its socket."""
+    proc = spawn_detached("agent", paths.agent_log)
     deadline = time.monotonic() + AGENT_START_TIMEOUT
     while time.monotonic() < deadline:
         s = _connect(paths)

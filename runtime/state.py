@@ -22,10 +22,14 @@ class StateError(Exception):
 
 def write(pod_dir: Path, record: dict) -> None:
     record = dict(record, version=SCHEMA_VERSION)
-    path = pod_dir / RECORD
-    tmp = pod_dir / f".{RECORD}.{os.getpid()}.tmp"
-    data = json.dumps(record, indent=1, sort_keys=True).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    replace_file(pod_dir / RECORD, json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to a temp file beside `path` (created with `mode`),
+    fsync, rename over `path`: a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
         os.fsync(fd)

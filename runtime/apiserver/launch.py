@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -122,11 +121,8 @@ def ensure(paths) -> tuple[int, int]:
     if found:
         return found
     port()      # a bad MINIPOD_API_PORT is said here, not in the log
-    paths.log.mkdir(parents=True, exist_ok=True)
-    with open(log_path(paths), "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "minipod", "serve"],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                start_new_session=True, cwd="/", close_fds=True)
+    from minipod.runtime.client import spawn_detached
+    proc = spawn_detached("serve", log_path(paths))
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         found = running(paths)

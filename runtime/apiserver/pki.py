@@ -37,14 +37,8 @@ def files(paths) -> Files:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    from minipod.runtime.state import replace_file
+    replace_file(path, data, mode)
 
 
 def ensure(paths) -> Files:
