@@ -326,3 +326,37 @@ def test_full_buffer_blocks_reader_until_consumed():
         assert stream._buffered <= spdy.MAX_STREAM_BUFFER + len(chunk)
     assert h.expect() == spdy.Ping(1)
     h.finish()
+
+
+# The first bytes kubectl 1.32.4 (spdystream, Go's zlib) sent to a minipod
+# SPDY layer for `kubectl port-forward web 18081:80` (raw POST upgrade),
+# captured on the server side: SYN_STREAM 1 (error), DATA 1 FIN, SYN_STREAM 3
+# (data). The second header block refers back into the first one's zlib
+# window: it only decodes with the connection's one shared context.
+KUBECTL_GOLDEN = bytes.fromhex(
+    "800300010000003d0000000100000000000078f9e3c6a7c202253a48f95b044aab4c16060c0c0c9c"
+    "4590d8ca04a5624603703a2c294a4dcc851635aca9a08800000000ffff0000000101000000800300"
+    "010000001a00000003000000000000826a459502954289840c04000000ffff")
+
+
+def test_golden_kubectl_frames_parse():
+    f = spdy.Framer(reader(KUBECTL_GOLDEN), None)
+    assert f.read_frame() == spdy.SynStream(1, {"port": "80", "requestid": "0", "streamtype": "error"})
+    assert f.read_frame() == spdy.Data(1, b"", spdy.FLAG_FIN)
+    assert f.read_frame() == spdy.SynStream(3, {"streamtype": "data", "port": "80", "requestid": "0"})
+    assert f.read_frame() is None
+    second_block = KUBECTL_GOLDEN[77 + 18:]
+    with pytest.raises(spdy.SpdyError):
+        spdy.HeaderDecompressor().decompress(second_block)
+
+
+def test_golden_kubectl_session_gets_both_replies():
+    sent = []
+    seen = []
+    session = spdy.Session(reader(KUBECTL_GOLDEN), sent.append,
+                           lambda s: (seen.append(s.headers["streamtype"]), s.reply()))
+    session.serve()
+    assert seen == ["error", "data"] and session.error is None
+    replies = spdy.Framer(reader(b"".join(sent)), None)
+    assert replies.read_frame() == spdy.SynReply(1, {})
+    assert replies.read_frame() == spdy.SynReply(3, {})
