@@ -65,6 +65,7 @@ MAX_HEADER_BLOCK = 256 << 10      # decompressed bytes; refuses zlib bombs
 MAX_HEADERS = 1024
 MAX_DATA_CHUNK = 32 << 10         # per DATA frame we send (client-go's buffer size)
 MAX_STREAM_BUFFER = 1 << 20       # inbound bytes buffered per stream
+MAX_STREAMS = 1024                # open streams per connection; more are refused
 
 # The SPDY/3 header dictionary (draft-mbelshe-httpbis-spdy-00 section 2.6.10.1,
 # spdystream spdy/dictionary.go): 65 length-prefixed words, then raw text.
@@ -581,6 +582,7 @@ class Session:
         self.closed = False
         self.went_away = False
         self.error: str | None = None
+        self.max_streams = MAX_STREAMS
 
     def _send(self, frame) -> None:
         if self.closed:
@@ -674,6 +676,16 @@ class Session:
                 pass
             return
         self.last_stream_id = sid
+        with self._lock:
+            full = len(self.streams) >= self.max_streams
+        if full:
+            # Each forwarded connection holds 2 streams and 2 threads: a
+            # client may not grow that without bound.
+            try:
+                self._send(RstStream(sid, REFUSED_STREAM))
+            except OSError:
+                pass
+            return
         stream = Stream(self, sid, frame.headers, bool(frame.flags & FLAG_FIN))
         if frame.flags & FLAG_UNIDIRECTIONAL:
             stream.local_closed = True

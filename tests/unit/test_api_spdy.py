@@ -360,3 +360,16 @@ def test_golden_kubectl_session_gets_both_replies():
     replies = spdy.Framer(reader(b"".join(sent)), None)
     assert replies.read_frame() == spdy.SynReply(1, {})
     assert replies.read_frame() == spdy.SynReply(3, {})
+
+
+def test_streams_beyond_the_limit_are_refused():
+    h = Harness()
+    h.session.max_streams = 2
+    h.send(spdy.SynStream(1, {}), spdy.SynStream(3, {}), spdy.SynStream(5, {}))
+    assert [h.expect() for _ in range(3)] == [spdy.SynReply(1, {}), spdy.SynReply(3, {}),
+                                              spdy.RstStream(5, spdy.REFUSED_STREAM)]
+    h.streams[0].reset()
+    assert h.expect() == spdy.RstStream(1, spdy.CANCEL)
+    h.send(spdy.SynStream(7, {}))               # room again once a stream is gone
+    assert h.expect() == spdy.SynReply(7, {})
+    h.finish()
