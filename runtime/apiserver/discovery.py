@@ -22,6 +22,7 @@ CORE = [
      [("attach", "PodAttachOptions", ["create", "get"]),
       ("exec", "PodExecOptions", ["create", "get"]),
       ("log", "Pod", ["get"]),
+      ("portforward", "PodPortForwardOptions", ["create", "get"]),
       ("status", "Pod", ["get", "patch", "update"])]),
     ("events", "Event", True, ["get", "list", "watch"], ["ev"], [], []),
     ("namespaces", "Namespace", False, ["get", "list", "watch"], ["ns"], [], []),

@@ -286,6 +286,9 @@ class Handler(BaseHTTPRequestHandler):
                 if len(rest) == 2 and rest[1] == "log" and method == "GET":
                     from minipod.runtime.apiserver import podlogs
                     return podlogs.serve(self, self.pod(ns, rest[0]).record, q)
+                if len(rest) == 2 and rest[1] == "portforward" and method in ("GET", "POST"):
+                    from minipod.runtime.apiserver import podforward
+                    return podforward.serve(self, method, self.pod(ns, rest[0]).record, q)
                 if len(rest) == 2 and rest[1] in ("exec", "attach"):
                     from minipod.runtime.apiserver import podexec
                     return podexec.serve(self, method, rest[1], self.pod(ns, rest[0]).record, q)

@@ -398,3 +398,106 @@ def test_serve_is_one_process_and_stays(api):
                             capture_output=True, text=True)
     assert status.stdout.strip() == f"API server running (pid {api.pid}, " \
                                     f"https://127.0.0.1:{api.port})"
+
+
+FORWARDED = ("mkdir -p /tmp/www; echo hello-through-the-api > /tmp/www/index.html;"
+             " httpd -f -p 8080 -h /tmp/www & nc -ll -p 9000 -e md5sum &"
+             " trap 'exit 0' TERM; while true; do sleep 0.2; done")
+
+
+def forward(kubectl, pod: str, *ports: str, spdy: bool = False):
+    """kubectl port-forward started; returns (process, [local ports]) once it listens.
+    Its stdout is read by a thread (lines in proc.lines), so nothing here blocks."""
+    import queue
+    import threading
+    env = dict(kubectl.env, KUBECTL_PORT_FORWARD_WEBSOCKETS="false") if spdy else kubectl.env
+    proc = subprocess.Popen([kubectl.binary, "port-forward", f"pod/{pod}", *ports], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout],
+                     daemon=True).start()
+    locals_ = []
+    deadline = time.monotonic() + 30
+    while len(locals_) < len(ports):
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                stop(proc)
+                raise AssertionError(f"kubectl port-forward did not listen: {proc.err}")
+            continue
+        if line.startswith("Forwarding from 127.0.0.1:"):
+            locals_.append(int(line.split(":")[1].split()[0]))
+    return proc, locals_
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """End the kubectl this test started; its stderr, also kept as proc.err."""
+    if hasattr(proc, "err"):
+        return proc.err
+    proc.stdout = None          # read by forward()'s thread
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        _, proc.err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, proc.err = proc.communicate()
+    return proc.err
+
+
+@pytest.mark.parametrize("spdy", [False, True], ids=["websocket", "spdy"])
+def test_port_forward_carries_both_ways(kubectl, tmp_path, spdy):
+    import hashlib
+    import urllib.request
+    name = f"pf-{kubectl.version.replace('.', '')}-{'s' if spdy else 'w'}"
+    path = tmp_path / "pf.yaml"
+    path.write_text(kubia(name, FORWARDED))
+    kubectl("create", "-f", str(path))
+    proc = None
+    try:
+        kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+        proc, (web, summer) = forward(kubectl, name, "0:8080", "0:9000", spdy=spdy)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{web}/", timeout=10).read()
+                break
+            except OSError:         # httpd not listening yet
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert page == b"hello-through-the-api\n"
+        upload = os.urandom(1 << 20)
+        with socket.create_connection(("127.0.0.1", summer), timeout=30) as s:
+            s.sendall(upload)
+            s.shutdown(socket.SHUT_WR)      # md5sum sums until the end of its input
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+        assert answer.split()[0].decode() == hashlib.md5(upload).hexdigest()
+        assert proc.poll() is None
+    finally:
+        if proc is not None:
+            stop(proc)
+        kubectl("delete", "pod", name, "--grace-period=0", check=False)
+
+
+def test_port_forward_to_a_closed_port(kubectl, pod):
+    proc, (local,) = forward(kubectl, pod, "0:9999")
+    try:
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
+            s.settimeout(20)
+            try:
+                assert s.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        proc.wait(30)
+        err = stop(proc)
+        # 1.32 prints a sentence, 1.37 a structured log line
+        assert (f"an error occurred forwarding {local} -> 9999" in err
+                or f'"An error occurred forwarding" ' in err and f"localPort={local}" in err), err
+        assert f"error forwarding port 9999 to pod {pod}" in err
+        assert "connection refused" in err
+        assert "lost connection to pod" in err
+    finally:
+        stop(proc)
