@@ -501,3 +501,90 @@ def test_port_forward_to_a_closed_port(kubectl, pod):
         assert "lost connection to pod" in err
     finally:
         stop(proc)
+
+
+def test_label_annotate_then_select(kubectl, pod):
+    assert kubectl("label", "pod", pod, "tier=front").stdout.strip() == f"pod/{pod} labeled"
+    assert kubectl("annotate", "pod", pod, "note=hello").stdout.strip() == \
+        f"pod/{pod} annotated"
+    rows = kubectl("get", "pods", "-l", "tier=front", "--show-labels").stdout.splitlines()
+    assert len(rows) == 2 and rows[1].split()[0] == pod
+    assert rows[1].split()[-1] == f"app={pod},tier=front"
+    got = json.loads(kubectl("get", "pod", pod, "-o", "json").stdout)
+    assert got["metadata"]["annotations"]["note"] == "hello"
+    out = kubectl("label", "pod", pod, "tier=back", check=False)
+    assert "already has a value (front)" in out.stderr     # kubectl's own check
+    assert kubectl("label", "pod", pod, "tier-").stdout.strip() == f"pod/{pod} unlabeled"
+    assert kubectl("get", "pods", "-l", "tier=front", check=False).stderr.strip() == \
+        "No resources found in default namespace."
+
+
+@pytest.fixture(scope="module")
+def second_image(minipod, tmp_path_factory):
+    """A second busybox tag whose /version says 2."""
+    from imagebuild import build_busybox_rootfs
+    rootfs = build_busybox_rootfs(tmp_path_factory.mktemp("img2") / "rootfs")
+    (rootfs / "version").write_text("2\n")
+    minipod("image", "import", str(rootfs), "minipod.test/busybox:2", "--cmd", '["sh"]')
+    return "minipod.test/busybox:2"
+
+
+def test_apply_twice_new_image_and_forbidden_change(kubectl, tmp_path, second_image, minipod):
+    name = f"apply-{kubectl.version.replace('.', '')}"
+    path = tmp_path / "apply.yaml"
+    path.write_text(kubia(name))
+    assert kubectl("apply", "-f", str(path)).stdout.strip() == f"pod/{name} created"
+    try:
+        kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+        assert kubectl("apply", "-f", str(path)).stdout.strip() == f"pod/{name} unchanged"
+        doc = yaml.safe_load(path.read_text())
+        doc["spec"]["containers"][0]["image"] = second_image
+        path.write_text(yaml.safe_dump(doc))
+        assert kubectl("apply", "-f", str(path)).stdout.strip() == f"pod/{name} configured"
+        deadline = time.monotonic() + 60
+        while True:
+            got = json.loads(kubectl("get", "pod", name, "-o", "json").stdout)
+            cs = got["status"]["containerStatuses"][0]
+            if cs["restartCount"] == 1 and "running" in cs["state"]:
+                break
+            assert time.monotonic() < deadline, cs
+            time.sleep(0.2)
+        assert got["spec"]["containers"][0]["image"] == second_image
+        assert cs["image"] == second_image
+        assert kubectl("exec", name, "--", "cat", "/version").stdout == "2\n"
+        events = json.loads(kubectl("get", "events", "--field-selector",
+                                    f"involvedObject.name={name}", "-o", "json").stdout)
+        assert "Container kubia definition changed, will be restarted" in \
+            [e["message"] for e in events["items"]]
+        doc["spec"]["containers"][0]["command"] = ["sh", "-c", "sleep 1000"]
+        path.write_text(yaml.safe_dump(doc))
+        out = kubectl("apply", "-f", str(path), check=False)
+        assert out.returncode == 1
+        assert out.stderr.startswith(
+            f'The Pod "{name}" is invalid: spec: Forbidden: pod updates may not change fields '
+            "other than `spec.containers[*].image`,`spec.initContainers[*].image`,"
+            "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing "
+            "tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it "
+            "was previously negative)\n"), out.stderr
+        assert minipod.pod(name)["spec"]["containers"][0]["command"][-1] != "sleep 1000"
+    finally:
+        kubectl("delete", "pod", name, "--grace-period=0", check=False)
+
+
+def test_apply_server_side_creates_then_merges(kubectl, tmp_path):
+    name = f"ssa-{kubectl.version.replace('.', '')}"
+    path = tmp_path / "ssa.yaml"
+    path.write_text(kubia(name))
+    out = kubectl("apply", "--server-side", "-f", str(path))
+    assert out.stdout.strip() == f"pod/{name} serverside-applied"
+    try:
+        kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+        doc = yaml.safe_load(path.read_text())
+        doc["metadata"]["labels"]["applied"] = "yes"
+        path.write_text(yaml.safe_dump(doc))
+        out = kubectl("apply", "--server-side", "-f", str(path))
+        assert out.stdout.strip() == f"pod/{name} serverside-applied"
+        rows = kubectl("get", "pods", "-l", "applied=yes", "-o", "name").stdout.split()
+        assert rows == [f"pod/{name}"]
+    finally:
+        kubectl("delete", "pod", name, "--grace-period=0", check=False)
