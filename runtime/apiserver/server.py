@@ -241,6 +241,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.access_review(body)
         if p[:2] == ["api", "v1"]:
             return self.core(method, p[2:], q, body)
+        if method == "GET" and p[:3] == ["apis", "metrics.k8s.io", "v1beta1"] and n > 3:
+            from minipod.runtime.apiserver import metrics
+            return metrics.serve(self, p[3:], q)
         raise ApiError(404, "NotFound", "the server could not find the requested resource",
                        {})
 

@@ -588,3 +588,31 @@ def test_apply_server_side_creates_then_merges(kubectl, tmp_path):
         assert rows == [f"pod/{name}"]
     finally:
         kubectl("delete", "pod", name, "--grace-period=0", check=False)
+
+
+def test_agent_stop_stops_the_api_server_too(api):
+    """`agent stop` ends the module's server too; it is started again afterwards."""
+    out = subprocess.run([sys.executable, "-m", "minipod", "agent", "stop"], env=api.env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"API server (pid {api.pid}) stopped" in out.stdout
+    assert not os.path.exists(f"/proc/{api.pid}")
+    out = subprocess.run([sys.executable, "-m", "minipod", "serve", "start"], env=api.env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    status = subprocess.run([sys.executable, "-m", "minipod", "serve", "status"],
+                            env=api.env, capture_output=True, text=True)
+    api.pid = int(status.stdout.split("pid ")[1].split(",")[0])
+
+
+def test_top_pod_from_the_cgroups(kubectl, pod):
+    rows = kubectl("top", "pod", pod).stdout.splitlines()
+    assert rows[0].split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    name, cpu, memory = rows[1].split()
+    assert name == pod and cpu.endswith("m") and memory.endswith("Mi")
+    rows = kubectl("top", "pod", pod, "--containers").stdout.splitlines()
+    assert rows[0].split() == ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+    assert rows[1].split()[:2] == [pod, "kubia"]
+    assert f"{pod} " in kubectl("top", "pod", "-l", f"app={pod}").stdout
+    out = kubectl("top", "pod", "nope", check=False)
+    assert 'podmetrics.metrics.k8s.io "default/nope" not found' in out.stderr
