@@ -596,6 +596,9 @@ def test_agent_stop_stops_the_api_server_too(api):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"API server (pid {api.pid}) stopped" in out.stdout
+    deadline = time.monotonic() + 10        # it let go of its lock: its exit follows
+    while os.path.exists(f"/proc/{api.pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not os.path.exists(f"/proc/{api.pid}")
     out = subprocess.run([sys.executable, "-m", "minipod", "serve", "start"], env=api.env,
                          capture_output=True, text=True, timeout=60)
