@@ -40,6 +40,7 @@ from minipod.runtime.apiserver.objects import ApiError
 
 BUFFER = 256 << 10          # per direction, in the relay
 CHUNK = 64 << 10
+FLUSH_SECONDS = 30          # for the last bytes to a client, once the session is over
 
 
 class TlsRelay:
@@ -47,8 +48,9 @@ class TlsRelay:
 
         relay = TlsRelay(tls_sock)
         use(relay.plain)            # any threads; blocking socket
-        relay.plain.close()         # done: the relay drains, then ends
+        relay.plain.shutdown(socket.SHUT_WR)    # done: the relay flushes, then ends
         relay.join()
+        relay.plain.close()
 
     EOF on either side is passed on as shutdown(SHUT_WR) (TLS: the client
     sees the TCP FIN once the socket is closed by the HTTP layer); an error
@@ -133,7 +135,8 @@ class TlsRelay:
                         sel.register(sock, events)
                 if not sel.get_map():
                     return
-                sel.select()
+                if not sel.select(FLUSH_SECONDS if inner_eof else None) and inner_eof:
+                    return              # a client that reads nothing more: give up the rest
         except OSError:
             pass                            # a reset on either side: the session is over
         finally:
@@ -188,7 +191,7 @@ def dialer(netns_path: str, pod: str):
     return dial
 
 
-def _trailing(handler) -> bytes:
+def trailing_bytes(handler) -> bytes:
     """Bytes BaseHTTPRequestHandler's rfile read past the request head (a
     client may send its first frames right behind the upgrade request)."""
     sock = handler.connection
@@ -247,7 +250,7 @@ def serve(handler, method: str, record: dict, q: dict) -> None:
         handler.send_header(k, v)
     handler.end_headers()
     handler.close_connection = True
-    trailing = _trailing(handler)
+    trailing = trailing_bytes(handler)
     tls = handler.connection
     tls.settimeout(None)
     relay = TlsRelay(tls)
@@ -262,6 +265,6 @@ def serve(handler, method: str, record: dict, q: dict) -> None:
                                       pod=name, uid=uid)
     finally:
         with contextlib.suppress(OSError):
-            plain.shutdown(socket.SHUT_WR)
-        plain.close()
+            plain.shutdown(socket.SHUT_WR)      # the relay sends what is left, then ends
         relay.join()
+        plain.close()
