@@ -182,6 +182,20 @@ def test_portforward_echo_and_patch_labels(core):
         listed = core.list_namespaced_pod("default", label_selector="tier=front")
         assert [p.metadata.name for p in listed.items] == ["ppf"]
         assert int(patched.metadata.resource_version) > before   # watches see MODIFIED
+        # PUT: the whole object back, with a label changed; a stale version is a 409
+        from kubernetes.client.rest import ApiException
+        current = core.read_namespaced_pod("ppf", "default")
+        current.metadata.labels["tier"] = "back"
+        replaced = core.replace_namespaced_pod("ppf", "default", current)
+        assert replaced.metadata.labels["tier"] == "back"
+        with pytest.raises(ApiException) as e:
+            core.replace_namespaced_pod("ppf", "default", current)   # its version is old now
+        assert e.value.status == 409
+        current = core.read_namespaced_pod("ppf", "default")
+        current.spec.containers[0].command = ["sleep", "1"]
+        with pytest.raises(ApiException) as e:
+            core.replace_namespaced_pod("ppf", "default", current)
+        assert e.value.status == 422 and "pod updates may not change fields" in e.value.body
     finally:
         core.delete_namespaced_pod("ppf", "default", grace_period_seconds=0)
         wait_gone(core, "ppf")
