@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Kubernetes API server: kubectl against minipod's own CLI, and its memory.
 
-    sudo .venv/bin/python bench/apiserver.py [--pods N] [--runs R] [--watches W]
+    sudo .venv/bin/python bench/apiserver.py [--pods N] [--runs R] [--watches W] [--mib M]
 
 Prints, for a minipod with N running pods (default 10):
   - the start of `minipod serve` (`serve start` returns once it listens)
@@ -12,7 +12,10 @@ Prints, for a minipod with N running pods (default 10):
   - `kubectl create -f` + `kubectl wait --for=condition=Ready` beside
     `minipod run` of the same one-container pod (goal <= 1.3x);
   - the server's PSS with the N pods and W open `kubectl get pods -w`
-    (goal <= 40 MiB).
+    (goal <= 40 MiB);
+  - upload throughput into a pod (--mib MiB into md5sum): direct to the
+    pod's IP, `minipod port-forward`, `kubectl port-forward` through this
+    server (WebSocket-tunnelled SPDY, and raw SPDY), interleaved, best of R/3.
 Runs in its own MINIPOD_ROOT, on a port of its own, in a private network
 namespace (unshare --net); removes all it made.
 """
@@ -56,6 +59,7 @@ def main() -> int:
     ap.add_argument("--pods", type=int, default=10)
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--watches", type=int, default=5)
+    ap.add_argument("--mib", type=int, default=64, help="MiB per port-forward upload")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/apiserver.py needs root: sudo .venv/bin/python bench/apiserver.py",
@@ -151,6 +155,7 @@ def main() -> int:
                                      text=True).stdout.split("pid ")[1].split(",")[0])
             print(f"  API server PSS, {args.pods} pods, {len(watchers)} watches   "
                   f"{pss_kib(pid) / 1024:6.1f} MiB   (goal <= 40)")
+            forward_throughput(kube, mp, env, root, args.mib, max(3, args.runs // 3))
     finally:
         for w in watchers:
             w.kill()    # the kubectl watches this run started
@@ -165,6 +170,93 @@ def main() -> int:
         time.sleep(0.5)
         shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+SINK_POD = """apiVersion: v1
+kind: Pod
+metadata: {name: apisink}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sink
+    image: bench/busybox:1
+    command: ["sh", "-c", "nc -ll -p 9000 -e md5sum & trap 'exit 0' TERM; while true; do sleep 1; done"]
+"""
+
+
+def _upload(port_or_addr, nbytes: int) -> float:
+    """Seconds to send NBYTES to the pod's md5sum and read its answer."""
+    import socket
+    addr = port_or_addr if isinstance(port_or_addr, tuple) else ("127.0.0.1", port_or_addr)
+    chunk = b"\0" * (1 << 20)
+    t = time.perf_counter()
+    with socket.create_connection(addr, timeout=60) as c:
+        for _ in range(nbytes >> 20):
+            c.sendall(chunk)
+        c.shutdown(socket.SHUT_WR)
+        answer = c.recv(100)
+    if len(answer.split()[0]) != 32:
+        raise RuntimeError(f"no checksum from the pod: {answer!r}")
+    return time.perf_counter() - t
+
+
+def _forwarder(argv, env) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    for line in proc.stdout:
+        if line.startswith("Forwarding from 127.0.0.1:"):
+            return proc, int(line.split(":")[1].split()[0])
+    raise RuntimeError(f"{argv[0]} port-forward did not start")
+
+
+def forward_throughput(kube: str, mp: list[str], env: dict, root: Path, mib: int,
+                       runs: int) -> None:
+    """Upload throughput into a pod: direct to its IP, through `minipod
+    port-forward`, through `kubectl port-forward` (this API server; WebSocket-
+    tunnelled SPDY, and raw SPDY), in one run, interleaved; best of RUNS."""
+    import json
+    path = root / "sink.yaml"
+    path.write_text(SINK_POD)
+    subprocess.run(mp + ["run", str(path)], env=env, check=True, capture_output=True)
+    procs = []
+    try:
+        ip = json.loads(subprocess.run(mp + ["get", "pod", "apisink", "-o", "json"], env=env,
+                                       check=True, capture_output=True, text=True).stdout
+                        )["status"]["podIP"]
+        paths = {"direct (pod IP)": (ip, 9000)}
+        p, port = _forwarder(mp + ["port-forward", "apisink", "0:9000"], env)
+        procs.append(p)
+        paths["minipod port-forward"] = port
+        p, port = _forwarder([kube, "port-forward", "pod/apisink", "0:9000"], env)
+        procs.append(p)
+        paths["kubectl port-forward (WS)"] = port
+        p, port = _forwarder([kube, "port-forward", "pod/apisink", "0:9000"],
+                             dict(env, KUBECTL_PORT_FORWARD_WEBSOCKETS="false"))
+        procs.append(p)
+        paths["kubectl port-forward (SPDY)"] = port
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                _upload(paths["direct (pod IP)"], 1 << 20)
+                break
+            except (OSError, RuntimeError, IndexError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        best = {k: float("inf") for k in paths}
+        names = list(paths)
+        for r in range(runs):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                best[name] = min(best[name], _upload(paths[name], mib << 20))
+        print(f"  port-forward upload, {mib} MiB into md5sum in the pod, best of {runs}:")
+        for name in names:
+            print(f"    {name:30} {mib / best[name]:8.1f} MiB/s")
+    finally:
+        for p in procs:
+            p.terminate()       # the forwarders this run started
+            p.wait()
+        subprocess.run(mp + ["delete", "pod", "apisink", "--grace-period", "0"], env=env,
+                       capture_output=True)
 
 
 if __name__ == "__main__":

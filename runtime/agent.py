@@ -11,6 +11,8 @@ Requests arrive on a unix socket as one JSON line each (see client.py):
 
     {"op": "ping"} | {"op": "run", "object": {...}, "source": "pod.yaml"}
     {"op": "delete", "name": "web", "grace": null} | {"op": "stop"}
+    {"op": "update", "name": "web", "uid": "...", "labels": {...}, "annotations": {...},
+     "images": {"main": "nginx:1.28"}, "spec": {"activeDeadlineSeconds": 60}}
 
 and are answered with one JSON line: {"ok": true, ...} or {"ok": false,
 "code": "AlreadyExists", "error": "..."}.
@@ -279,6 +281,69 @@ class Agent:
             if name in self.explain_delete:
                 self.explain_delete[name] += explain.stop()
         return None
+
+    def op_update(self, request, conn) -> dict:
+        """Change what a pod may change in place (the API server checked the
+        rules: runtime/apiserver/podupdate.py): labels, annotations, a few
+        spec fields, container images. A new image restarts that container
+        as the kubelet does: killed (its grace period), then started with
+        the new image (pulled as its imagePullPolicy says), restartCount + 1."""
+        name = request["name"]
+        record = self.records.get(name)
+        if record is None or (request.get("uid") and record["uid"] != request["uid"]):
+            raise RequestError("NotFound", f'pods "{name}" not found')
+        images = request.get("images") or {}
+        if images and record.get("deletionTimestamp"):
+            raise RequestError("Conflict", f'pod "{name}" is being deleted: its containers '
+                                           f"are not restarted with a new image")
+        from minipod.rootfs import reference
+        for cname, image in images.items():
+            if not any(c["name"] == cname for c in record["containers"]
+                       + record.get("initContainers", [])):
+                raise RequestError("BadRequest", f'pod "{name}" has no container {cname}')
+            try:
+                reference.parse(image)
+            except ValueError as e:
+                raise RequestError("InvalidImageName", f"container {cname}: {e}") from None
+        new = json.loads(json.dumps(record["manifest"]))   # a new object: pod_spec re-parses
+        meta = new.setdefault("metadata", {})
+        for key in ("labels", "annotations"):
+            if key in request:
+                if request[key]:
+                    meta[key] = dict(request[key])
+                else:
+                    meta.pop(key, None)
+        spec = new.setdefault("spec", {})
+        for key, value in (request.get("spec") or {}).items():
+            if key not in ("activeDeadlineSeconds", "tolerations",
+                           "terminationGracePeriodSeconds"):
+                raise RequestError("BadRequest", f"spec.{key} cannot change in a running pod")
+            if value is None:
+                spec.pop(key, None)
+            else:
+                spec[key] = value
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            if c.get("name") in images:
+                c["image"] = images[c["name"]]
+        try:
+            pod = manifest.load_object(new, record.get("source", "<update>"))
+        except manifest.ManifestError as e:
+            raise RequestError("Invalid", str(e)) from None
+        record["manifest"] = new
+        record["terminationGracePeriodSeconds"] = pod.termination_grace_period_seconds
+        for cname, image in images.items():
+            cs = _find(record, cname)
+            if cs.get("image") == image:
+                continue
+            cs["image"] = image
+            cs.pop("pulled", None)
+            if (name, cname) in self.live:
+                cs["respec"] = True             # _after_exit starts it again at once
+                self.event(name, "Killing", f"Container {cname} definition changed, will be "
+                                            f"restarted")
+                self._kill_container(name, cname, "definition changed")
+        self._save(name)
+        return {"ok": True}
 
     def op_gc(self, request, conn) -> dict:
         """Remove what no live pod owns (runtime/gc.py)."""
@@ -1008,6 +1073,11 @@ class Agent:
         if record.get("deletionTimestamp"):
             self._save(pod_name)
             self._maybe_finish_delete(pod_name)
+            return
+        if cs.pop("respec", False):             # killed for a new image: back at once
+            cs["exitedAt"] = time.time()
+            self._restart(pod_name, name, record["uid"], True)
+            self._save(pod_name)
             return
         if podstatus.will_restart(record, cs):
             exited = time.time()

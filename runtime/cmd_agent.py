@@ -1,7 +1,7 @@
 """`minipod agent`: the node agent in the foreground; `agent stop|status`."""
 from __future__ import annotations
 
-from minipod.runtime.cmdutil import require_root
+from minipod.runtime.cmdutil import CommandError, require_root
 
 
 def register(sub) -> None:
@@ -9,7 +9,8 @@ def register(sub) -> None:
                        description="Run the node agent in the foreground (for systemd). "
                                    "`agent start` starts it in the background (it re-adopts "
                                    "the pods and repairs half-done work); `agent stop` stops "
-                                   "it (pods keep running); `agent status` says whether it "
+                                   "it and the API server of `minipod serve`, if one runs "
+                                   "(pods keep running); `agent status` says whether it "
                                    "runs.")
     p.add_argument("action", nargs="?", choices=["run", "start", "stop", "status"],
                    default="run")
@@ -36,9 +37,17 @@ def run(args, paths) -> int:
     if args.action == "stop":
         if not client.agent_running(paths):
             print("agent not running")
-            return 0
-        answer = client.request(paths, {"op": "stop"}, start=False)
-        print(f"agent (pid {answer['pid']}) stopping; pods keep running")
+        else:
+            answer = client.request(paths, {"op": "stop"}, start=False)
+            print(f"agent (pid {answer['pid']}) stopping; pods keep running")
+        # the API server goes too: it would start a new agent on its next request
+        from minipod.runtime.apiserver import launch
+        try:
+            pid = launch.stop(paths)
+        except launch.LaunchError as e:
+            raise CommandError(str(e)) from None
+        if pid is not None:
+            print(f"API server (pid {pid}) stopped")
         return 0
     if args.wait:
         # systemd's ExecStart: if an agent a CLI started holds the lock, wait

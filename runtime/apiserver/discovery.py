@@ -22,6 +22,7 @@ CORE = [
      [("attach", "PodAttachOptions", ["create", "get"]),
       ("exec", "PodExecOptions", ["create", "get"]),
       ("log", "Pod", ["get"]),
+      ("portforward", "PodPortForwardOptions", ["create", "get"]),
       ("status", "Pod", ["get", "patch", "update"])]),
     ("events", "Event", True, ["get", "list", "watch"], ["ev"], [], []),
     ("namespaces", "Namespace", False, ["get", "list", "watch"], ["ns"], [], []),
@@ -29,6 +30,9 @@ CORE = [
 ]
 AUTHZ = ("authorization.k8s.io", "v1",
          [("selfsubjectaccessreviews", "SelfSubjectAccessReview", False, ["create"], [], [], [])])
+METRICS = ("metrics.k8s.io", "v1beta1",
+           [("pods", "PodMetrics", True, ["get", "list"], [], [], [])])
+GROUPS = [AUTHZ, METRICS]
 
 
 def accept_params(accept: str) -> list[dict]:
@@ -80,10 +84,10 @@ def aggregated(version: str, core: bool) -> dict:
                    "versions": [{"version": "v1", "freshness": "Current",
                                  "resources": [_resource("", "v1", r) for r in CORE]}]}]
     else:
-        g, v, res = AUTHZ
         groups = [{"metadata": {"name": g, "creationTimestamp": None},
                    "versions": [{"version": v, "freshness": "Current",
-                                 "resources": [_resource(g, v, r) for r in res]}]}]
+                                 "resources": [_resource(g, v, r) for r in res]}]}
+                  for g, v, res in GROUPS]
     return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}",
             "metadata": {}, "items": groups}
 
@@ -95,10 +99,11 @@ def legacy_api(server_address: str) -> dict:
 
 
 def legacy_groups() -> dict:
-    g, v, _ = AUTHZ
-    gv = {"groupVersion": f"{g}/{v}", "version": v}
-    return {"kind": "APIGroupList", "apiVersion": "v1",
-            "groups": [{"name": g, "versions": [gv], "preferredVersion": gv}]}
+    groups = []
+    for g, v, _ in GROUPS:
+        gv = {"groupVersion": f"{g}/{v}", "version": v}
+        groups.append({"name": g, "versions": [gv], "preferredVersion": gv})
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
 def _legacy_resources(resources) -> list[dict]:
@@ -121,8 +126,8 @@ def legacy_resources(group_version: str) -> dict | None:
     """The APIResourceList of /api/v1 or /apis/G/V; None if not served."""
     if group_version == "v1":
         resources = CORE
-    elif group_version == f"{AUTHZ[0]}/{AUTHZ[1]}":
-        resources = AUTHZ[2]
+    elif group_version in (f"{g}/{v}" for g, v, _ in GROUPS):
+        resources = next(res for g, v, res in GROUPS if f"{g}/{v}" == group_version)
     else:
         return None
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,

@@ -11,8 +11,9 @@ Every message is binary, channel byte first (apimachinery wsstream/doc.go):
     [255, ch] (v5 only, client → server): no more data on channel ch
 
 The session ends with the Status on channel 3, then a WebSocket close
-(1000). Every ping is answered with a pong (Session.receive): kubectl
-drops a session after 61 s without one, even while output flows.
+(1000). Every ping is answered with a pong (the reader thread of Session
+stays in WebSocket.recv, which answers them): kubectl drops a session
+after 61 s without one, even while output flows.
 
 The command runs through `minipod exec [-i] [-t] POD -c C -- CMD`, spawned
 with pipes (or on a pty for a TTY; a resize sets the pty's size and sends
@@ -20,9 +21,9 @@ the CLI SIGWINCH, which copies it inward), so entering the container, its
 confinement and its exit code stay in one place (runtime/cmd_exec.py).
 An attach relays what the container writes from then on (its CRI log,
 followed as `logs -f` follows it) and ends when the container ends; it
-takes no input (the agent owns PID 1's stdin). The WebSocket framing is
-wsproto's; one thread drives each session (an SSL socket must not be read
-and written from two threads at once).
+takes no input (the agent owns PID 1's stdin). The WebSocket is
+websocket.py's (wsproto's framing); the TLS socket is read and written by
+one relay thread only (podforward.TlsRelay), as OpenSSL wants.
 """
 from __future__ import annotations
 
@@ -30,13 +31,16 @@ import contextlib
 import fcntl
 import json
 import os
+import queue
 import select
 import selectors
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 
 from minipod.runtime.apiserver.objects import ApiError
@@ -46,58 +50,68 @@ STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
 
 class Session:
-    """One WebSocket connection, driven from one thread (an SSL socket must
-    not be read and written from two threads at once)."""
+    """One exec/attach WebSocket: websocket.WebSocket on the plain end of a
+    podforward.TlsRelay (one thread alone touches the TLS socket). A reader
+    thread stays in recv() for the session's life, so every ping is
+    answered even while the command is silent; it queues whole messages
+    and makes `fd` readable, for the relay loop's select."""
 
-    def __init__(self, sock, ws):
-        self.sock, self.ws = sock, ws
+    def __init__(self, tls, trailing: bytes):
+        from minipod.runtime.apiserver.podforward import TlsRelay
+        from minipod.runtime.apiserver.websocket import WebSocket
+        self.relay = TlsRelay(tls)
+        self.ws = WebSocket(self.relay.plain, trailing=trailing)
+        self.messages: queue.SimpleQueue = queue.SimpleQueue()
+        self.fd, self._wake = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.closed = False
+        self._gone = False
+        self._reader = threading.Thread(target=self._read, daemon=True,
+                                        name="minipod:api-exec-reader")
+        self._reader.start()
 
-    def send(self, event) -> None:
-        if self.closed:
-            return
-        try:
-            self.sock.sendall(self.ws.send(event))
-        except (OSError, ValueError):
-            self.closed = True
+    def _read(self) -> None:
+        while True:
+            message = self.ws.recv()
+            self.messages.put(message)
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake, b"m")
+            if message is None:
+                return
 
     def frame(self, channel: int, data: bytes) -> None:
-        from wsproto.events import BytesMessage
-        self.send(BytesMessage(data=bytes([channel]) + data))
+        if not self.closed and not self.ws.send_binary(bytes([channel]) + data):
+            self.closed = True
 
     def close(self, code: int = 1000) -> None:
-        from wsproto.events import CloseConnection
-        self.send(CloseConnection(code=code))
+        self.ws.close(code)
         self.closed = True
 
     def receive(self) -> list[bytes] | None:
-        """Whole client messages now readable; None when the client is gone.
-        Answers pings (and a close) on the way."""
-        from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-        try:
-            data = self.sock.recv(65536)
-        except (TimeoutError, BlockingIOError):
-            return []
-        except OSError:
-            return None
-        if not data:
-            return None
-        self.ws.receive_data(data)
+        """The client's messages queued so far; None once it is gone."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.read(self.fd, 4096)
         out = []
-        for ev in self.ws.events():
-            if isinstance(ev, Ping):
-                self.send(ev.response())
-            elif isinstance(ev, (BytesMessage, TextMessage)):
-                chunk = ev.data if isinstance(ev.data, bytes) else ev.data.encode()
-                self.partial = getattr(self, "partial", b"") + chunk
-                if ev.message_finished:
-                    out.append(self.partial)
-                    self.partial = b""
-            elif isinstance(ev, CloseConnection):
-                self.send(ev.response())
-                self.closed = True
-                return None
-        return out
+        while not self._gone:
+            try:
+                message = self.messages.get_nowait()
+            except queue.Empty:
+                break
+            if message is None:
+                self._gone = True
+            else:
+                out.append(message)
+        return None if self._gone and not out else out
+
+    def end(self) -> None:
+        """Flush what was sent, stop the relay and the reader, free the fds."""
+        plain = self.relay.plain
+        with contextlib.suppress(OSError):
+            plain.shutdown(socket.SHUT_WR)      # the relay sends what is left, then ends
+        self.relay.join()
+        self._reader.join(5)
+        plain.close()
+        os.close(self.fd)
+        os.close(self._wake)
 
 
 def _flag(q: dict, key: str) -> bool:
@@ -132,17 +146,26 @@ def serve(handler, method: str, kind: str, record: dict, q: dict) -> None:
         raise ApiError(400, "BadRequest", "minipod attaches to a container's output only "
                                           "(no -i): its PID 1 reads no input from the API")
 
-    from wsproto.events import AcceptConnection
-    from wsproto.handshake import H11Handshake
-    from wsproto import ConnectionType
-    hs = H11Handshake(ConnectionType.SERVER)
-    hs.initiate_upgrade_connection([(k.encode(), v.encode()) for k, v in handler.headers.items()],
-                                   handler.path)
-    handler.wfile.write(hs.send(AcceptConnection(subprotocol=chosen)))
+    from minipod.runtime.apiserver import podforward, websocket
+    try:
+        response, _ = websocket.handshake(handler.headers, [chosen])
+    except websocket.HandshakeError as e:
+        raise ApiError(400, "BadRequest", str(e))
+    handler.send_response(101, "Switching Protocols")
+    for k, v in response.items():
+        handler.send_header(k, v)
+    handler.end_headers()
     handler.close_connection = True
-    sock = handler.connection
-    sock.settimeout(None)
-    session = Session(sock, hs.connection)
+    trailing = podforward.trailing_bytes(handler)
+    handler.connection.settimeout(None)
+    session = Session(handler.connection, trailing)
+    try:
+        _serve(session, handler, kind, record, cs, name, command, tty, stdin, chosen)
+    finally:
+        session.end()
+
+
+def _serve(session, handler, kind, record, cs, name, command, tty, stdin, chosen) -> None:
     if kind == "attach":
         return attach(session, handler.server.paths, record, cs)
     argv = [sys.executable, "-m", "minipod", "exec"] + (["-i"] if stdin else []) \
@@ -153,10 +176,8 @@ def serve(handler, method: str, kind: str, record: dict, q: dict) -> None:
 def run(session: Session, argv: list[str], tty: bool, stdin: bool, v5: bool) -> None:
     """Relay between the client's channels and the CLI's pipes (or pty) until
     the command's output ends; then report its exit on channel 3 and close."""
-    sock = session.sock
-    sock.settimeout(30)             # a send to a client that stopped reading gives up
     sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ, None)
+    sel.register(session.fd, selectors.EVENT_READ, None)
     master = slave = proc = None
     outputs: dict[int, int] = {}
     size = None
@@ -212,8 +233,6 @@ def run(session: Session, argv: list[str], tty: bool, stdin: bool, v5: bool) -> 
             if proc is not None and not outputs:
                 break
             ready = [key.data for key, _ in sel.select(0.05 if proc is None else 1.0)]
-            if sock.pending() and None not in ready:
-                ready.append(None)
             for fd in ready:
                 if fd is None:
                     messages = session.receive()
@@ -276,14 +295,13 @@ def attach(session: Session, paths, record: dict, cs: dict) -> None:
                                          "message": str(e)}).encode())
         session.close(1000)
         return
-    sock = session.sock
-    sock.settimeout(30)
     try:
         follower.backlog(None, 0)   # skip what was written before the attach
         while not follower.done and not session.closed:
             busy = follower.poll(None)
-            ready, _, _ = select.select([sock], [], [], 0 if busy else cmd_logs.FOLLOW_POLL)
-            if ready or sock.pending():
+            ready, _, _ = select.select([session.fd], [], [],
+                                        0 if busy else cmd_logs.FOLLOW_POLL)
+            if ready:
                 if session.receive() is None:
                     return
     finally:

@@ -29,24 +29,13 @@ from minipod.runtime.apiserver import discovery, objects, openapi
 from minipod.runtime.apiserver.objects import ApiError, not_found
 from minipod.runtime.apiserver.store import Store
 
-try:
-    from minipod.runtime.apiserver.selectors import (SelectorError, parse_field_selector,
-                                                     parse_label_selector)
-except ImportError:     # until the shared selectors module is merged
-    from minipod.runtime.apiserver._selectors import (SelectorError, parse_field_selector,
-                                                      parse_label_selector)
+from minipod.runtime.apiserver.selectors import (SelectorError, parse_field_selector,
+                                                 parse_label_selector)
 
 MAX_BODY = 3 * 1024 * 1024 + 64 * 1024   # Kubernetes' 3 MiB request limit, plus framing
 WATCH_DEFAULT_SECONDS = 1800
 IDLE_CONNECTION_SECONDS = 120
 VERBOSE = bool(os.environ.get("MINIPOD_API_VERBOSE"))
-POD_FIELDS = {"metadata.name", "metadata.namespace", "spec.nodeName", "spec.restartPolicy",
-              "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork",
-              "status.phase", "status.podIP", "status.nominatedNodeName"}
-EVENT_FIELDS = {"metadata.name", "metadata.namespace", "involvedObject.kind",
-                "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
-                "involvedObject.apiVersion", "involvedObject.resourceVersion",
-                "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"}
 TABLE = {"type": "application/json", "as": "Table", "g": "meta.k8s.io", "v": "v1"}
 
 
@@ -252,6 +241,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.access_review(body)
         if p[:2] == ["api", "v1"]:
             return self.core(method, p[2:], q, body)
+        if method == "GET" and p[:3] == ["apis", "metrics.k8s.io", "v1beta1"] and n > 3:
+            from minipod.runtime.apiserver import metrics
+            return metrics.serve(self, p[3:], q)
         raise ApiError(404, "NotFound", "the server could not find the requested resource",
                        {})
 
@@ -277,15 +269,16 @@ class Handler(BaseHTTPRequestHandler):
                 if len(rest) == 1 and method == "DELETE":
                     return self.delete_pod(ns, rest[0], q, body)
                 if len(rest) == 1 and method in ("PUT", "PATCH"):
-                    self.pod(ns, rest[0])
-                    raise ApiError(405, "MethodNotAllowed",
-                                   f"minipod does not update pods yet ({method}): delete the "
-                                   f"pod and create it again")
+                    from minipod.runtime.apiserver import podupdate
+                    return podupdate.serve(self, method, ns, rest[0], q, body)
                 if len(rest) == 2 and rest[1] == "status" and method == "GET":
                     return self.get_pod(ns, rest[0], q)
                 if len(rest) == 2 and rest[1] == "log" and method == "GET":
                     from minipod.runtime.apiserver import podlogs
                     return podlogs.serve(self, self.pod(ns, rest[0]).record, q)
+                if len(rest) == 2 and rest[1] == "portforward" and method in ("GET", "POST"):
+                    from minipod.runtime.apiserver import podforward
+                    return podforward.serve(self, method, self.pod(ns, rest[0]).record, q)
                 if len(rest) == 2 and rest[1] in ("exec", "attach"):
                     from minipod.runtime.apiserver import podexec
                     return podexec.serve(self, method, rest[1], self.pod(ns, rest[0]).record, q)
@@ -397,18 +390,14 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- pods ----------------------------------------------------------------
 
-    def selectors(self, q: dict, allowed: set[str]):
+    def selectors(self, q: dict, kind: str):
+        """A predicate for ?labelSelector= and ?fieldSelector= (the fields KIND
+        supports; selectors.py has the grammar and the apiserver's wording)."""
         try:
             labels = parse_label_selector(_one(q, "labelSelector", ""))
-            fields = parse_field_selector(_one(q, "fieldSelector", ""))
+            fields = parse_field_selector(_one(q, "fieldSelector", ""), kind)
         except SelectorError as e:
-            raise ApiError(400, "BadRequest", f"unable to parse requirement: {e}")
-        for part in (_one(q, "fieldSelector", "") or "").split(","):
-            key = part.replace("!=", "=").split("=")[0].strip()
-            if key and key not in allowed:
-                raise ApiError(400, "BadRequest",
-                               f'"{key}" is not a known field selector: only '
-                               f'"{", ".join(sorted(allowed))}"')
+            raise ApiError(400, "BadRequest", str(e))
         return lambda obj: (labels.matches(obj["metadata"].get("labels") or {})
                             and fields.matches(obj))
 
@@ -426,7 +415,7 @@ class Handler(BaseHTTPRequestHandler):
                              _one(q, "includeObject", "Metadata"))
 
     def list_pods(self, ns: str | None, q: dict) -> None:
-        match = self.selectors(q, POD_FIELDS)
+        match = self.selectors(q, "Pod")
         if _one(q, "watch") in ("true", "1"):
             return self.watch("pods", ns, q, match)
         store = self.server.store
@@ -566,7 +555,7 @@ class Handler(BaseHTTPRequestHandler):
     # ---- events --------------------------------------------------------------
 
     def list_events(self, ns: str | None, q: dict) -> None:
-        match = self.selectors(q, EVENT_FIELDS)
+        match = self.selectors(q, "Event")
         if _one(q, "watch") in ("true", "1"):
             return self.watch("events", ns, q, match)
         store = self.server.store

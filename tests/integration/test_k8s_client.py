@@ -141,3 +141,61 @@ def test_exec_answers_websocket_pings(core, minipod, protocol):
     finally:
         core.delete_namespaced_pod("pping", "default", grace_period_seconds=0)
         wait_gone(core, "pping")
+
+
+def test_portforward_echo_and_patch_labels(core):
+    """kubernetes.stream.portforward (the kubelet's v4 WebSocket form, ?ports=)
+    carries bytes both ways; patch_namespaced_pod changes labels (merge patch)."""
+    from kubernetes.stream import portforward
+    pod = body("ppf")
+    pod["spec"]["containers"][0]["command"] = [
+        "sh", "-c", "nc -ll -p 9000 -e cat & trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    core.create_namespaced_pod("default", pod)
+    try:
+        wait_running(core, "ppf")
+        payload = bytes(range(256)) * 64
+        deadline = time.monotonic() + 20
+        while True:
+            pf = portforward(core.connect_get_namespaced_pod_portforward, "ppf", "default",
+                             ports="9000")
+            sock = pf.socket(9000)
+            sock.settimeout(20)
+            sock.sendall(payload)
+            echoed = b""
+            try:
+                while len(echoed) < len(payload):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    echoed += chunk
+            finally:
+                sock.close()
+            error = pf.error(9000)
+            if echoed or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)                 # nc not listening yet
+        assert echoed == payload, error
+        before = int(core.read_namespaced_pod("ppf", "default").metadata.resource_version)
+        patched = core.patch_namespaced_pod("ppf", "default",
+                                            {"metadata": {"labels": {"tier": "front"}}})
+        assert patched.metadata.labels == {"app": "pyweb", "tier": "front"}
+        listed = core.list_namespaced_pod("default", label_selector="tier=front")
+        assert [p.metadata.name for p in listed.items] == ["ppf"]
+        assert int(patched.metadata.resource_version) > before   # watches see MODIFIED
+        # PUT: the whole object back, with a label changed; a stale version is a 409
+        from kubernetes.client.rest import ApiException
+        current = core.read_namespaced_pod("ppf", "default")
+        current.metadata.labels["tier"] = "back"
+        replaced = core.replace_namespaced_pod("ppf", "default", current)
+        assert replaced.metadata.labels["tier"] == "back"
+        with pytest.raises(ApiException) as e:
+            core.replace_namespaced_pod("ppf", "default", current)   # its version is old now
+        assert e.value.status == 409
+        current = core.read_namespaced_pod("ppf", "default")
+        current.spec.containers[0].command = ["sleep", "1"]
+        with pytest.raises(ApiException) as e:
+            core.replace_namespaced_pod("ppf", "default", current)
+        assert e.value.status == 422 and "pod updates may not change fields" in e.value.body
+    finally:
+        core.delete_namespaced_pod("ppf", "default", grace_period_seconds=0)
+        wait_gone(core, "ppf")

@@ -398,3 +398,224 @@ def test_serve_is_one_process_and_stays(api):
                             capture_output=True, text=True)
     assert status.stdout.strip() == f"API server running (pid {api.pid}, " \
                                     f"https://127.0.0.1:{api.port})"
+
+
+FORWARDED = ("mkdir -p /tmp/www; echo hello-through-the-api > /tmp/www/index.html;"
+             " httpd -f -p 8080 -h /tmp/www & nc -ll -p 9000 -e md5sum &"
+             " trap 'exit 0' TERM; while true; do sleep 0.2; done")
+
+
+def forward(kubectl, pod: str, *ports: str, spdy: bool = False):
+    """kubectl port-forward started; returns (process, [local ports]) once it listens.
+    Its stdout is read by a thread (lines in proc.lines), so nothing here blocks."""
+    import queue
+    import threading
+    env = dict(kubectl.env, KUBECTL_PORT_FORWARD_WEBSOCKETS="false") if spdy else kubectl.env
+    proc = subprocess.Popen([kubectl.binary, "port-forward", f"pod/{pod}", *ports], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout],
+                     daemon=True).start()
+    locals_ = []
+    deadline = time.monotonic() + 30
+    while len(locals_) < len(ports):
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                stop(proc)
+                raise AssertionError(f"kubectl port-forward did not listen: {proc.err}")
+            continue
+        if line.startswith("Forwarding from 127.0.0.1:"):
+            locals_.append(int(line.split(":")[1].split()[0]))
+    return proc, locals_
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """End the kubectl this test started; its stderr, also kept as proc.err."""
+    if hasattr(proc, "err"):
+        return proc.err
+    proc.stdout = None          # read by forward()'s thread
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        _, proc.err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, proc.err = proc.communicate()
+    return proc.err
+
+
+@pytest.mark.parametrize("spdy", [False, True], ids=["websocket", "spdy"])
+def test_port_forward_carries_both_ways(kubectl, tmp_path, spdy):
+    import hashlib
+    import urllib.request
+    name = f"pf-{kubectl.version.replace('.', '')}-{'s' if spdy else 'w'}"
+    path = tmp_path / "pf.yaml"
+    path.write_text(kubia(name, FORWARDED))
+    kubectl("create", "-f", str(path))
+    proc = None
+    try:
+        kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+        proc, (web, summer) = forward(kubectl, name, "0:8080", "0:9000", spdy=spdy)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{web}/", timeout=10).read()
+                break
+            except OSError:         # httpd not listening yet
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert page == b"hello-through-the-api\n"
+        upload = os.urandom(1 << 20)
+        with socket.create_connection(("127.0.0.1", summer), timeout=30) as s:
+            s.sendall(upload)
+            s.shutdown(socket.SHUT_WR)      # md5sum sums until the end of its input
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+        assert answer.split()[0].decode() == hashlib.md5(upload).hexdigest()
+        assert proc.poll() is None
+    finally:
+        if proc is not None:
+            stop(proc)
+        kubectl("delete", "pod", name, "--grace-period=0", check=False)
+
+
+def test_port_forward_to_a_closed_port(kubectl, pod):
+    proc, (local,) = forward(kubectl, pod, "0:9999")
+    try:
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
+            s.settimeout(20)
+            try:
+                assert s.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        proc.wait(30)
+        err = stop(proc)
+        # 1.32 prints a sentence, 1.37 a structured log line
+        assert (f"an error occurred forwarding {local} -> 9999" in err
+                or f'"An error occurred forwarding" ' in err and f"localPort={local}" in err), err
+        assert f"error forwarding port 9999 to pod {pod}" in err
+        assert "connection refused" in err
+        assert "lost connection to pod" in err
+    finally:
+        stop(proc)
+
+
+def test_label_annotate_then_select(kubectl, pod):
+    assert kubectl("label", "pod", pod, "tier=front").stdout.strip() == f"pod/{pod} labeled"
+    assert kubectl("annotate", "pod", pod, "note=hello").stdout.strip() == \
+        f"pod/{pod} annotated"
+    rows = kubectl("get", "pods", "-l", "tier=front", "--show-labels").stdout.splitlines()
+    assert len(rows) == 2 and rows[1].split()[0] == pod
+    assert rows[1].split()[-1] == f"app={pod},tier=front"
+    got = json.loads(kubectl("get", "pod", pod, "-o", "json").stdout)
+    assert got["metadata"]["annotations"]["note"] == "hello"
+    out = kubectl("label", "pod", pod, "tier=back", check=False)
+    assert "already has a value (front)" in out.stderr     # kubectl's own check
+    assert kubectl("label", "pod", pod, "tier-").stdout.strip() == f"pod/{pod} unlabeled"
+    assert kubectl("get", "pods", "-l", "tier=front", check=False).stderr.strip() == \
+        "No resources found in default namespace."
+
+
+@pytest.fixture(scope="module")
+def second_image(minipod, tmp_path_factory):
+    """A second busybox tag whose /version says 2."""
+    from imagebuild import build_busybox_rootfs
+    rootfs = build_busybox_rootfs(tmp_path_factory.mktemp("img2") / "rootfs")
+    (rootfs / "version").write_text("2\n")
+    minipod("image", "import", str(rootfs), "minipod.test/busybox:2", "--cmd", '["sh"]')
+    return "minipod.test/busybox:2"
+
+
+def test_apply_twice_new_image_and_forbidden_change(kubectl, tmp_path, second_image, minipod):
+    name = f"apply-{kubectl.version.replace('.', '')}"
+    path = tmp_path / "apply.yaml"
+    path.write_text(kubia(name))
+    assert kubectl("apply", "-f", str(path)).stdout.strip() == f"pod/{name} created"
+    try:
+        kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+        assert kubectl("apply", "-f", str(path)).stdout.strip() == f"pod/{name} unchanged"
+        doc = yaml.safe_load(path.read_text())
+        doc["spec"]["containers"][0]["image"] = second_image
+        path.write_text(yaml.safe_dump(doc))
+        assert kubectl("apply", "-f", str(path)).stdout.strip() == f"pod/{name} configured"
+        deadline = time.monotonic() + 60
+        while True:
+            got = json.loads(kubectl("get", "pod", name, "-o", "json").stdout)
+            cs = got["status"]["containerStatuses"][0]
+            if cs["restartCount"] == 1 and "running" in cs["state"]:
+                break
+            assert time.monotonic() < deadline, cs
+            time.sleep(0.2)
+        assert got["spec"]["containers"][0]["image"] == second_image
+        assert cs["image"] == second_image
+        assert kubectl("exec", name, "--", "cat", "/version").stdout == "2\n"
+        events = json.loads(kubectl("get", "events", "--field-selector",
+                                    f"involvedObject.name={name}", "-o", "json").stdout)
+        assert "Container kubia definition changed, will be restarted" in \
+            [e["message"] for e in events["items"]]
+        doc["spec"]["containers"][0]["command"] = ["sh", "-c", "sleep 1000"]
+        path.write_text(yaml.safe_dump(doc))
+        out = kubectl("apply", "-f", str(path), check=False)
+        assert out.returncode == 1
+        assert out.stderr.startswith(
+            f'The Pod "{name}" is invalid: spec: Forbidden: pod updates may not change fields '
+            "other than `spec.containers[*].image`,`spec.initContainers[*].image`,"
+            "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing "
+            "tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it "
+            "was previously negative)\n"), out.stderr
+        assert minipod.pod(name)["spec"]["containers"][0]["command"][-1] != "sleep 1000"
+    finally:
+        kubectl("delete", "pod", name, "--grace-period=0", check=False)
+
+
+def test_apply_server_side_creates_then_merges(kubectl, tmp_path):
+    name = f"ssa-{kubectl.version.replace('.', '')}"
+    path = tmp_path / "ssa.yaml"
+    path.write_text(kubia(name))
+    out = kubectl("apply", "--server-side", "-f", str(path))
+    assert out.stdout.strip() == f"pod/{name} serverside-applied"
+    try:
+        kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+        doc = yaml.safe_load(path.read_text())
+        doc["metadata"]["labels"]["applied"] = "yes"
+        path.write_text(yaml.safe_dump(doc))
+        out = kubectl("apply", "--server-side", "-f", str(path))
+        assert out.stdout.strip() == f"pod/{name} serverside-applied"
+        rows = kubectl("get", "pods", "-l", "applied=yes", "-o", "name").stdout.split()
+        assert rows == [f"pod/{name}"]
+    finally:
+        kubectl("delete", "pod", name, "--grace-period=0", check=False)
+
+
+def test_agent_stop_stops_the_api_server_too(api):
+    """`agent stop` ends the module's server too; it is started again afterwards."""
+    out = subprocess.run([sys.executable, "-m", "minipod", "agent", "stop"], env=api.env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"API server (pid {api.pid}) stopped" in out.stdout
+    deadline = time.monotonic() + 10        # it let go of its lock: its exit follows
+    while os.path.exists(f"/proc/{api.pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{api.pid}")
+    out = subprocess.run([sys.executable, "-m", "minipod", "serve", "start"], env=api.env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    status = subprocess.run([sys.executable, "-m", "minipod", "serve", "status"],
+                            env=api.env, capture_output=True, text=True)
+    api.pid = int(status.stdout.split("pid ")[1].split(",")[0])
+
+
+def test_top_pod_from_the_cgroups(kubectl, pod):
+    rows = kubectl("top", "pod", pod).stdout.splitlines()
+    assert rows[0].split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    name, cpu, memory = rows[1].split()
+    assert name == pod and cpu.endswith("m") and memory.endswith("Mi")
+    rows = kubectl("top", "pod", pod, "--containers").stdout.splitlines()
+    assert rows[0].split() == ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+    assert rows[1].split()[:2] == [pod, "kubia"]
+    assert f"{pod} " in kubectl("top", "pod", "-l", f"app={pod}").stdout
+    out = kubectl("top", "pod", "nope", check=False)
+    assert 'podmetrics.metrics.k8s.io "default/nope" not found' in out.stderr

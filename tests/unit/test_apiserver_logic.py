@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from minipod.runtime.apiserver import discovery, launch, validation
-from minipod.runtime.apiserver._selectors import (SelectorError, parse_field_selector,
+from minipod.runtime.apiserver.selectors import (SelectorError, parse_field_selector,
                                                   parse_label_selector)
 from minipod.runtime.apiserver.objects import ApiError
 
