@@ -227,3 +227,49 @@ def move_mount(from_dirfd: int, from_path: str, to_dirfd: int, to_path: str,
                                      _ffi.new("char[]", to_path.encode()), _long(flags)))
     if rc == -1:
         _raise("move_mount", to_path or f"fd {to_dirfd}")
+
+
+# ---- inotify: wake on a change instead of polling (logs -f) ----
+
+_ffi.cdef(
+    """
+    int inotify_init1(int flags);
+    int inotify_add_watch(int fd, const char *pathname, uint32_t mask);
+    """
+)
+
+# <sys/inotify.h>
+IN_MODIFY = 0x002
+IN_ATTRIB = 0x004
+IN_CLOSE_WRITE = 0x008
+IN_MOVED_FROM = 0x040
+IN_MOVED_TO = 0x080
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_DELETE_SELF = 0x400
+IN_MOVE_SELF = 0x800
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
+IN_ONLYDIR = 0x01000000
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+
+
+def inotify_init1(flags: int = IN_NONBLOCK | IN_CLOEXEC) -> int:
+    """inotify_init1(2): a new inotify instance, as an fd to read events
+    from (man 7 inotify). EMFILE when the user's instances are used up
+    (/proc/sys/fs/inotify/max_user_instances)."""
+    fd = _lib.inotify_init1(flags)
+    if fd == -1:
+        _raise("inotify_init1")
+    return fd
+
+
+def inotify_add_watch(fd: int, path: str, mask: int) -> int:
+    """inotify_add_watch(2): report the IN_* events of `mask` on `path`
+    (for a directory: on the entries in it too) to the instance fd; the
+    watch descriptor. ENOSPC when the user's watches are used up."""
+    wd = _lib.inotify_add_watch(fd, os.fsencode(path), mask)
+    if wd == -1:
+        _raise("inotify_add_watch", str(path))
+    return wd

@@ -4,18 +4,33 @@
 Reads the CRI log files the agent writes (no agent needed). With -f it
 follows the file, moves on to the next file when the container restarts,
 and stops when the container has ended for good or the pod is deleted.
+
+Following wakes on the write, not on a timer: an inotify instance
+(man 7 inotify) watches each container's log directory (a write to the
+file, a rotation's rename, a new restart's file) and the pod's state
+directory (the agent records a restart or the end; the directory goes when
+the pod is deleted). Each round first empties the inotify queue, then reads
+every file to its end, then sleeps on the queue: a change after the read
+leaves an event in the queue, so none is slept through. Where inotify
+cannot be had (the user's instances or watches are used up) it polls every
+FOLLOW_POLL seconds, as before.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import select
 import sys
 import time
 
 from minipod.runtime import logs, podstatus, state
 from minipod.runtime.cmdutil import CommandError
 
-FOLLOW_POLL = 0.05  # seconds between looks at a followed file
+FOLLOW_POLL = 0.05  # seconds between looks at a followed file, without inotify
+# With inotify, a look anyway this often: a change no watch sees (the pod
+# deleted and made again under the same name) still ends the wait.
+FOLLOW_SAFETY = 1.0
 
 
 def register(sub) -> None:
@@ -79,6 +94,7 @@ class Stream:
                                    f'"{pod}" not found')
             self.restart -= 1
         path = paths.log_path(pod, self.name, self.restart)
+        self.log_dir = path.parent
         try:
             self.f = open(path, "rb")
         except FileNotFoundError:
@@ -176,18 +192,78 @@ def run(args, paths) -> int:
     streams = [Stream(paths, name, cs, args.previous, args)
                for cs in pick_containers(record, args.container or args.container_arg,
                                          args.all_containers)]
+    following = args.follow and not args.previous
+    # the watches go in before the first read, so no write falls between
+    waker = Waker([s.log_dir for s in streams] + [paths.pod_dir(name)]) if following else None
     out = sys.stdout.buffer
     for s in streams:
         s.backlog(out, args.tail)
     out.flush()
-    if args.follow and not args.previous:
+    if waker:
+        follow(streams, out, waker)
+    return 0
+
+
+def follow(streams: list[Stream], out, waker: Waker) -> None:
+    """Print what the streams' files gain until every stream is done."""
+    try:
         while not all(s.done for s in streams):
+            waker.drain()  # before reading: a write after the read leaves a new event
             busy = False
             for s in streams:
                 if not s.done:
                     busy |= s.poll(out)
             out.flush()
             if not busy:
-                time.sleep(FOLLOW_POLL)
-    return 0
+                waker.wait()
+    finally:
+        waker.close()
+
+
+class Waker:
+    """Sleeps until one of `dirs` (or an entry in it) changes: an inotify
+    instance with one watch per directory; without inotify, a plain sleep
+    of FOLLOW_POLL. The watches are placed when it is made, so make it
+    before the files are first read."""
+
+    MASK_NAMES = ("IN_MODIFY", "IN_CLOSE_WRITE", "IN_CREATE", "IN_MOVED_FROM", "IN_MOVED_TO",
+                  "IN_DELETE", "IN_DELETE_SELF", "IN_MOVE_SELF")
+
+    def __init__(self, dirs: list):
+        from minipod import libc  # cffi: only a follower pays its import
+        self.fd = None
+        mask = libc.IN_ONLYDIR
+        for n in self.MASK_NAMES:
+            mask |= getattr(libc, n)
+        try:
+            self.fd = libc.inotify_init1()
+            for d in dict.fromkeys(dirs):
+                libc.inotify_add_watch(self.fd, str(d), mask)
+        except OSError as e:
+            # out of instances or watches (EMFILE, ENOSPC), or a directory
+            # already gone (the poll then sees the pod deleted): poll instead
+            if e.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.ENOENT,
+                               errno.ENOTDIR):
+                raise
+            self.close()
+
+    def drain(self) -> None:
+        """Forget the events queued so far (what they announce is about to be read)."""
+        while self.fd is not None:
+            try:
+                if not os.read(self.fd, 65536):
+                    return
+            except BlockingIOError:
+                return
+
+    def wait(self) -> None:
+        if self.fd is None:
+            time.sleep(FOLLOW_POLL)
+            return
+        select.select([self.fd], [], [], FOLLOW_SAFETY)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
