@@ -207,13 +207,15 @@ def run(args, paths) -> int:
 def follow(streams: list[Stream], out, waker: Waker) -> None:
     """Print what the streams' files gain until every stream is done."""
     try:
-        while not all(s.done for s in streams):
+        while True:
             waker.drain()  # before reading: a write after the read leaves a new event
             busy = False
             for s in streams:
                 if not s.done:
                     busy |= s.poll(out)
             out.flush()
+            if all(s.done for s in streams):
+                return
             if not busy:
                 waker.wait()
     finally:
