@@ -20,11 +20,10 @@ from __future__ import annotations
 import errno
 import os
 import re
-import select
 import sys
 import time
 
-from minipod.runtime import logs, podstatus, state
+from minipod.runtime import podstatus
 from minipod.runtime.cmdutil import CommandError
 
 FOLLOW_POLL = 0.05  # seconds between looks at a followed file, without inotify
@@ -76,6 +75,7 @@ def pick_containers(record: dict, wanted: str | None, all_containers: bool) -> l
 
 
 def _record(paths, name: str) -> dict | None:
+    from minipod.runtime import state
     try:
         return state.read(paths.pod_dir(name))
     except FileNotFoundError:
@@ -131,6 +131,7 @@ class Stream:
         return True
 
     def emit(self, lines: list[bytes], out) -> None:
+        from minipod.runtime import logs
         for line in lines:
             if self.opts.since_stamp and line[:20].decode(errors="replace") < self.opts.since_stamp:
                 continue
@@ -262,6 +263,7 @@ class Waker:
         if self.fd is None:
             time.sleep(FOLLOW_POLL)
             return
+        import select
         select.select([self.fd], [], [], FOLLOW_SAFETY)
 
     def close(self) -> None:

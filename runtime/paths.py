@@ -22,17 +22,10 @@ class Paths:
         if root:
             base = Path(root)
             self.run, self.lib, self.log = base / "run", base / "lib", base / "log"
-            # Pods of a test root get their own prefix in /run/netns.
-            import hashlib
-            tag = hashlib.sha256(root.encode()).hexdigest()[:6]
-            self.netns_prefix = f"minipod-{tag}-"
-            self.cgroup_parent = f"minipod-{tag}"
         else:
             self.run = Path("/run/minipod")
             self.lib = Path("/var/lib/minipod")
             self.log = Path("/var/log/minipod")
-            self.netns_prefix = "minipod-"
-            self.cgroup_parent = "minipod"
         self.socket = self.run / "agent.sock"
         self.agent_lock = self.run / "agent.lock"
         self.agent_log = self.log / "agent.log"
@@ -42,6 +35,20 @@ class Paths:
         self.images = self.lib / "images"
         self.containers = self.lib / "containers"
         self.pod_logs = self.log / "pods"
+
+    @property
+    def netns_prefix(self) -> str:
+        """minipod-, or for a test root minipod-TAG- (its pods' names in /run/netns)."""
+        return f"minipod-{self._tag()}-" if self.root else "minipod-"
+
+    @property
+    def cgroup_parent(self) -> str:
+        return f"minipod-{self._tag()}" if self.root else "minipod"
+
+    def _tag(self) -> str:
+        # hashlib loads OpenSSL: only the commands that name a netns or cgroup pay for it
+        import hashlib
+        return hashlib.sha256(self.root.encode()).hexdigest()[:6]
 
     def pod_dir(self, name: str) -> Path:
         return self.pods / name
