@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import shutil
 import stat
@@ -56,10 +57,6 @@ OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 
 _CHUNK = 1 << 20           # read and write size for file contents
 _DIR_FD_CACHE = 64         # open directory fds kept between members
-# tarfile's stream buffer: it copies the rest of its buffer after every
-# 512-byte header read, so a huge one costs with many small files
-# (10 KiB to 64 KiB measured the same here; 1 MiB was slower).
-_TAR_BUFSIZE = 32 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -109,6 +106,7 @@ class HashingReader:
         self._raw = raw
         self._sha = hashlib.sha256()
         self._buf = b""
+        self._base = 0         # offset of _buf in the uncompressed stream
         self._pos = 0
         self._eof = False
         self.size = 0          # uncompressed bytes produced so far
@@ -208,20 +206,57 @@ class HashingReader:
             raise item
         return item
 
+    def _advance(self) -> bool:
+        """Move on to the next chunk; False at the end of the stream."""
+        if self._eof:
+            return False
+        self._base += len(self._buf)
+        self._buf, self._pos = self._next_chunk(), 0
+        self._eof = not self._buf
+        return not self._eof
+
     def read(self, n: int = -1) -> bytes:
-        if self._pos >= len(self._buf):
-            if self._eof:
-                return b""
-            self._buf = self._next_chunk()
-            self._pos = 0
-            if not self._buf:
-                self._eof = True
-                return b""
+        """`n` bytes, fewer only at the end of the stream (tarfile's
+        non-stream mode counts a short read as a truncated archive); with
+        n < 0, what is left of the chunk at hand."""
+        if self._pos >= len(self._buf) and not self._advance():
+            return b""
         if n is None or n < 0:
             n = len(self._buf) - self._pos
-        chunk = self._buf[self._pos:self._pos + n]
-        self._pos += len(chunk)
-        return chunk
+        end = self._pos + n
+        if end <= len(self._buf):
+            chunk = self._buf[self._pos:end]
+            self._pos = end
+            return chunk
+        parts = [self._buf[self._pos:]]
+        n -= len(parts[0])
+        self._pos = len(self._buf)
+        while n > 0 and self._advance():
+            parts.append(self._buf[:n])
+            self._pos = len(parts[-1])
+            n -= self._pos
+        return b"".join(parts)
+
+    def tell(self) -> int:
+        return self._base + self._pos
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        """Forward by reading (a pipe of decompressed bytes cannot skip),
+        back only within the chunk at hand: all tarfile's non-stream mode
+        asks for (it reads each member's data in place, then moves on)."""
+        if whence == os.SEEK_CUR:
+            pos += self.tell()
+        elif whence != os.SEEK_SET:
+            raise io.UnsupportedOperation("a layer stream cannot seek from its end")
+        if pos < self._base:
+            raise io.UnsupportedOperation(f"a layer stream cannot seek back to {pos}")
+        while pos > self._base + len(self._buf) and self._advance():
+            pass
+        self._pos = min(pos - self._base, len(self._buf))
+        return self.tell()
+
+    def seekable(self) -> bool:
+        return True
 
     def drain(self) -> None:
         """Read to the end, so the digest covers the tar's trailing blocks."""
@@ -561,7 +596,10 @@ def unpack_layer(fileobj: BinaryIO, dest: Path, what: str = "layer") -> str:
     name = None
     try:
         try:
-            tar = tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFSIZE)
+            # "r:", not the stream mode "r|": tarfile then reads headers
+            # and data from the reader in place (seek forward = read on)
+            # instead of through its own buffer, a copy per 512-byte block
+            tar = tarfile.open(fileobj=reader, mode="r:")
         except tarfile.ReadError as e:
             if reader.size == 0:       # a zero-byte layer: nothing to unpack
                 reader.drain()
