@@ -8,7 +8,8 @@ hardlink to "/etc/shadow" must never touch the host. Python's own
 absolute symlinks every image has ("bin/sh -> /bin/busybox" is fine: it is
 only resolved inside the container later), and the 'tar' filter followed a
 hardlink to a host file in a test here. So tarfile only reads the headers
-(streaming, `r|`), and this module does every file operation itself:
+(in place over the decompressing reader, `r:`), and this module does every
+file operation itself:
 
 - A member path is cleaned lexically: a leading "/" is dropped (contained),
   "." and empty parts are dropped, a ".." that would climb above the layer
@@ -91,14 +92,19 @@ class HashingReader:
     Detects gzip / zstd / plain tar from the magic bytes (media types lie:
     `docker save` writes plain tars under any name), decompresses in big
     chunks and hashes the *uncompressed* bytes: `digest()` is the diff_id
-    once the stream is read to the end. Reads may return fewer bytes than
-    asked; tarfile's stream mode copes with that.
+    once the stream is read to the end. A read returns all it is asked for
+    (less only at the end); seek goes forward by reading on, back only
+    within the chunk at hand, which is all tarfile's "r:" mode does with
+    it; `copy_to` writes a member's data to a file from the chunks as they
+    are, with no copy in Python.
 
     Decompressing and hashing run in a helper thread, a few chunks ahead of
     the reader: zlib and hashlib release the GIL, so they overlap with the
     tar parsing and file writing of the main thread (measured here on
     tmpfs: a 595 MB, 53k-file gzip layer in ~5 s instead of 7-9 s; GNU
-    `tar -xzf` takes ~4.4 s).
+    `tar -xzf` takes ~4.4 s). With tarfile reading in place and copy_to,
+    a 161 MB, 9.5k-file layer (Python's stdlib and /usr/include) unpacks
+    in 0.74 s beside `tar -xzf`'s 1.05 s, the two run in turn.
     Call `close()` when done (unpack_layer does).
     """
 
@@ -236,6 +242,18 @@ class HashingReader:
             self._pos = len(parts[-1])
             n -= self._pos
         return b"".join(parts)
+
+    def copy_to(self, fd: int, n: int) -> int:
+        """Write the next `n` bytes to `fd` straight from the chunks (no
+        copy); the count written, fewer than n only at the end of the stream."""
+        done = 0
+        while done < n and (self._pos < len(self._buf) or self._advance()):
+            view = memoryview(self._buf)[self._pos:self._pos + n - done]
+            self._pos += len(view)
+            done += len(view)
+            while view:
+                view = view[os.write(fd, view):]
+        return done
 
     def tell(self) -> int:
         return self._base + self._pos
@@ -469,22 +487,31 @@ class _Unpacker:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=parent)
         try:
-            src = tar.extractfile(m)
-            remaining = m.size
-            while remaining > 0:
-                chunk = src.read(min(_CHUNK, remaining))
-                if not chunk:
+            if m.sparse is None and isinstance(tar.fileobj, HashingReader):
+                # the data follows the header where tarfile left the reader
+                tar.fileobj.seek(m.offset_data)
+                if tar.fileobj.copy_to(fd, m.size) < m.size:
                     raise _Refused("the archive ends inside this file")
-                remaining -= len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+            else:
+                self._copy(tar.extractfile(m), fd, m.size)
             self._owner(m, fd=fd)
             os.fchmod(fd, m.mode & 0o7777)   # after chown, which clears setuid
             self._xattrs(m, fd)               # after chown, which clears file caps
             os.utime(fd, ns=(self._mtime_ns(m),) * 2)
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _copy(src, fd: int, size: int) -> None:
+        """tarfile's reader of a member (a sparse one: holes filled in) to fd."""
+        while size > 0:
+            chunk = src.read(min(_CHUNK, size))
+            if not chunk:
+                raise _Refused("the archive ends inside this file")
+            size -= len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
 
     def _special(self, m: tarfile.TarInfo, base: str, parent: int) -> None:
         if m.isfifo():
