@@ -122,13 +122,43 @@ class Stream:
         if rest:
             self.pending += rest
             return True  # print it first; the next poll switches
-        rotated = sorted(p for p in os.listdir(path.parent) if p.startswith(path.name + "."))
-        inodes = [os.stat(path.parent / p).st_ino for p in rotated]
-        # files renamed after ours; if ours is already deleted, every one left is newer
-        later = rotated[inodes.index(ours) + 1:] if ours in inodes else rotated
+        try:
+            later = self._renamed_after(path, ours)
+            if not later:
+                new = open(path, "rb")
+                # a rotation between the listing and this open would skip a
+                # whole file: list again, and take the oldest after ours first
+                later = self._renamed_after(path, ours)
+                if later:
+                    new.close()
+            if later:
+                new = open(path.parent / later[0], "rb")
+        except FileNotFoundError:
+            # renamed or pruned under us (the writer is between its rename
+            # and its next create): look again at once
+            return True
         self.f.close()
-        self.f = open(path.parent / later[0] if later else path, "rb")
+        self.f = new
         return True
+
+    @staticmethod
+    def _renamed_after(path, ours: int) -> list[str]:
+        """The rotated files of `path` written after the file whose inode is
+        `ours`, oldest first (if ours is already deleted, every one left).
+
+        Ordered by the time stamp of each file's first line, then by name:
+        the name's stamp alone misorders a file renamed as a second turns
+        (LogWriter.rotate reads the second and the nanoseconds in two calls)."""
+        entries = []
+        for name in os.listdir(path.parent):
+            if name.startswith(path.name + "."):
+                with open(path.parent / name, "rb") as f:
+                    first = f.read(40).partition(b" ")[0]
+                    entries.append((first, name, os.fstat(f.fileno()).st_ino))
+        entries.sort()
+        inodes = [ino for _, _, ino in entries]
+        start = inodes.index(ours) + 1 if ours in inodes else 0
+        return [name for _, name, _ in entries[start:]]
 
     def emit(self, lines: list[bytes], out) -> None:
         from minipod.runtime import logs
@@ -144,6 +174,17 @@ class Stream:
         if tail >= 0:
             lines = lines[-tail:] if tail else []
         self.emit(lines, out)
+
+    def _behind(self) -> bool:
+        """Once the record says our instance ended: are its files not yet
+        read to the end? The check above may have looked in the middle of
+        a rotation (the file renamed, the next not made yet) just before
+        the instance ended; its writer is done now, so look again."""
+        rest = self.f.read()
+        if rest:
+            self.pending += rest
+            return True
+        return self._rotated()
 
     def poll(self, out) -> bool:
         """Print what is new; False when nothing was new."""
@@ -161,6 +202,8 @@ class Stream:
         if cs is None:
             self.done = True  # pod deleted
         elif cs.get("restartCount", 0) > self.restart:
+            if self._behind():
+                return True
             path = self.paths.log_path(self.pod, self.name, cs["restartCount"])
             try:
                 new = open(path, "rb")
@@ -171,9 +214,7 @@ class Stream:
             return True
         elif cs["state"] == "terminated" and not podstatus.will_restart(record, cs):
             # the agent flushes the last lines before it records the exit
-            rest = self.f.read()
-            if rest:
-                self.pending += rest
+            if self._behind():
                 return True
             if self.pending:
                 self.emit([self.pending + b"\n"], out)
@@ -229,15 +270,13 @@ class Waker:
     of FOLLOW_POLL. The watches are placed when it is made, so make it
     before the files are first read."""
 
-    MASK_NAMES = ("IN_MODIFY", "IN_CLOSE_WRITE", "IN_CREATE", "IN_MOVED_FROM", "IN_MOVED_TO",
-                  "IN_DELETE", "IN_DELETE_SELF", "IN_MOVE_SELF")
-
     def __init__(self, dirs: list):
         from minipod import libc  # cffi: only a follower pays its import
         self.fd = None
-        mask = libc.IN_ONLYDIR
-        for n in self.MASK_NAMES:
-            mask |= getattr(libc, n)
+        # a write, a file made, renamed or removed in it; the directory itself removed
+        mask = (libc.IN_MODIFY | libc.IN_CLOSE_WRITE | libc.IN_CREATE | libc.IN_MOVED_FROM
+                | libc.IN_MOVED_TO | libc.IN_DELETE | libc.IN_DELETE_SELF | libc.IN_MOVE_SELF
+                | libc.IN_ONLYDIR)
         try:
             self.fd = libc.inotify_init1()
             for d in dict.fromkeys(dirs):

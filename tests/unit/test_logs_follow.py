@@ -95,6 +95,29 @@ def test_follows_rotation_and_a_restart_and_ends_with_the_pod(pod, monkeypatch):
     assert not follower.is_alive(), "the follower did not end when the pod was deleted"
 
 
+def test_bursts_of_rotations_lose_no_file(pod, monkeypatch):
+    # The writer renames the full file aside and creates the next one while
+    # the follower lists the rotated files and opens the next: a rotation
+    # between its listing and its open once skipped a whole file. Many
+    # bursts, each of many rotations, give that window many chances.
+    monkeypatch.setattr(logs, "MAX_SIZE", 300)
+    monkeypatch.setattr(logs, "MAX_FILES", 10_000)
+    w = logs.LogWriter(pod.log_path("p", "c", 0))
+    out = Out()
+    follower = start(pod, out)
+    want = []
+    for burst in range(40):
+        for i in range(40):
+            w.write("stdout", b"burst %d line %d\n" % (burst, i))
+            want.append("burst %d line %d" % (burst, i))
+        out.wait_for(len(want))
+    w.close()
+    assert out.lines == want
+    shutil.rmtree(pod.pod_dir("p"))
+    follower.join(GUARD)
+    assert not follower.is_alive()
+
+
 def test_a_restart_file_that_appears_late_is_found(pod):
     w = logs.LogWriter(pod.log_path("p", "c", 0))
     out = Out()
