@@ -8,7 +8,8 @@ hardlink to "/etc/shadow" must never touch the host. Python's own
 absolute symlinks every image has ("bin/sh -> /bin/busybox" is fine: it is
 only resolved inside the container later), and the 'tar' filter followed a
 hardlink to a host file in a test here. So tarfile only reads the headers
-(streaming, `r|`), and this module does every file operation itself:
+(in place over the decompressing reader, `r:`), and this module does every
+file operation itself:
 
 - A member path is cleaned lexically: a leading "/" is dropped (contained),
   "." and empty parts are dropped, a ".." that would climb above the layer
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import shutil
 import stat
@@ -56,10 +58,6 @@ OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 
 _CHUNK = 1 << 20           # read and write size for file contents
 _DIR_FD_CACHE = 64         # open directory fds kept between members
-# tarfile's stream buffer: it copies the rest of its buffer after every
-# 512-byte header read, so a huge one costs with many small files
-# (10 KiB to 64 KiB measured the same here; 1 MiB was slower).
-_TAR_BUFSIZE = 32 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -94,14 +92,19 @@ class HashingReader:
     Detects gzip / zstd / plain tar from the magic bytes (media types lie:
     `docker save` writes plain tars under any name), decompresses in big
     chunks and hashes the *uncompressed* bytes: `digest()` is the diff_id
-    once the stream is read to the end. Reads may return fewer bytes than
-    asked; tarfile's stream mode copes with that.
+    once the stream is read to the end. A read returns all it is asked for
+    (less only at the end); seek goes forward by reading on, back only
+    within the chunk at hand, which is all tarfile's "r:" mode does with
+    it; `copy_to` writes a member's data to a file from the chunks as they
+    are, with no copy in Python.
 
     Decompressing and hashing run in a helper thread, a few chunks ahead of
     the reader: zlib and hashlib release the GIL, so they overlap with the
     tar parsing and file writing of the main thread (measured here on
     tmpfs: a 595 MB, 53k-file gzip layer in ~5 s instead of 7-9 s; GNU
-    `tar -xzf` takes ~4.4 s).
+    `tar -xzf` takes ~4.4 s). With tarfile reading in place and copy_to,
+    a 161 MB, 9.5k-file layer (Python's stdlib and /usr/include) unpacks
+    in 0.74 s beside `tar -xzf`'s 1.05 s, the two run in turn.
     Call `close()` when done (unpack_layer does).
     """
 
@@ -109,6 +112,7 @@ class HashingReader:
         self._raw = raw
         self._sha = hashlib.sha256()
         self._buf = b""
+        self._base = 0         # offset of _buf in the uncompressed stream
         self._pos = 0
         self._eof = False
         self.size = 0          # uncompressed bytes produced so far
@@ -208,20 +212,69 @@ class HashingReader:
             raise item
         return item
 
+    def _advance(self) -> bool:
+        """Move on to the next chunk; False at the end of the stream."""
+        if self._eof:
+            return False
+        self._base += len(self._buf)
+        self._buf, self._pos = self._next_chunk(), 0
+        self._eof = not self._buf
+        return not self._eof
+
     def read(self, n: int = -1) -> bytes:
-        if self._pos >= len(self._buf):
-            if self._eof:
-                return b""
-            self._buf = self._next_chunk()
-            self._pos = 0
-            if not self._buf:
-                self._eof = True
-                return b""
+        """`n` bytes, fewer only at the end of the stream (tarfile's
+        non-stream mode counts a short read as a truncated archive); with
+        n < 0, what is left of the chunk at hand."""
+        if self._pos >= len(self._buf) and not self._advance():
+            return b""
         if n is None or n < 0:
             n = len(self._buf) - self._pos
-        chunk = self._buf[self._pos:self._pos + n]
-        self._pos += len(chunk)
-        return chunk
+        end = self._pos + n
+        if end <= len(self._buf):
+            chunk = self._buf[self._pos:end]
+            self._pos = end
+            return chunk
+        parts = [self._buf[self._pos:]]
+        n -= len(parts[0])
+        self._pos = len(self._buf)
+        while n > 0 and self._advance():
+            parts.append(self._buf[:n])
+            self._pos = len(parts[-1])
+            n -= self._pos
+        return b"".join(parts)
+
+    def copy_to(self, fd: int, n: int) -> int:
+        """Write the next `n` bytes to `fd` straight from the chunks (no
+        copy); the count written, fewer than n only at the end of the stream."""
+        done = 0
+        while done < n and (self._pos < len(self._buf) or self._advance()):
+            view = memoryview(self._buf)[self._pos:self._pos + n - done]
+            self._pos += len(view)
+            done += len(view)
+            while view:
+                view = view[os.write(fd, view):]
+        return done
+
+    def tell(self) -> int:
+        return self._base + self._pos
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        """Forward by reading (a pipe of decompressed bytes cannot skip),
+        back only within the chunk at hand: all tarfile's non-stream mode
+        asks for (it reads each member's data in place, then moves on)."""
+        if whence == os.SEEK_CUR:
+            pos += self.tell()
+        elif whence != os.SEEK_SET:
+            raise io.UnsupportedOperation("a layer stream cannot seek from its end")
+        if pos < self._base:
+            raise io.UnsupportedOperation(f"a layer stream cannot seek back to {pos}")
+        while pos > self._base + len(self._buf) and self._advance():
+            pass
+        self._pos = min(pos - self._base, len(self._buf))
+        return self.tell()
+
+    def seekable(self) -> bool:
+        return True
 
     def drain(self) -> None:
         """Read to the end, so the digest covers the tar's trailing blocks."""
@@ -434,22 +487,31 @@ class _Unpacker:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=parent)
         try:
-            src = tar.extractfile(m)
-            remaining = m.size
-            while remaining > 0:
-                chunk = src.read(min(_CHUNK, remaining))
-                if not chunk:
+            if m.sparse is None and isinstance(tar.fileobj, HashingReader):
+                # the data follows the header where tarfile left the reader
+                tar.fileobj.seek(m.offset_data)
+                if tar.fileobj.copy_to(fd, m.size) < m.size:
                     raise _Refused("the archive ends inside this file")
-                remaining -= len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+            else:
+                self._copy(tar.extractfile(m), fd, m.size)
             self._owner(m, fd=fd)
             os.fchmod(fd, m.mode & 0o7777)   # after chown, which clears setuid
             self._xattrs(m, fd)               # after chown, which clears file caps
             os.utime(fd, ns=(self._mtime_ns(m),) * 2)
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _copy(src, fd: int, size: int) -> None:
+        """tarfile's reader of a member (a sparse one: holes filled in) to fd."""
+        while size > 0:
+            chunk = src.read(min(_CHUNK, size))
+            if not chunk:
+                raise _Refused("the archive ends inside this file")
+            size -= len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
 
     def _special(self, m: tarfile.TarInfo, base: str, parent: int) -> None:
         if m.isfifo():
@@ -561,7 +623,10 @@ def unpack_layer(fileobj: BinaryIO, dest: Path, what: str = "layer") -> str:
     name = None
     try:
         try:
-            tar = tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFSIZE)
+            # "r:", not the stream mode "r|": tarfile then reads headers
+            # and data from the reader in place (seek forward = read on)
+            # instead of through its own buffer, a copy per 512-byte block
+            tar = tarfile.open(fileobj=reader, mode="r:")
         except tarfile.ReadError as e:
             if reader.size == 0:       # a zero-byte layer: nothing to unpack
                 reader.drain()

@@ -9,44 +9,109 @@ module only dispatches and turns errors into one line and an exit code:
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
+import os
 import sys
 
 from minipod import __version__
-from minipod.runtime import (cmd_agent, cmd_delete, cmd_describe, cmd_exec, cmd_gc, cmd_get,
-                             cmd_image, cmd_inspect, cmd_kubeconfig, cmd_logs, cmd_port_forward,
-                             cmd_pull, cmd_run, cmd_serve, cmd_top)
 from minipod.runtime.cmdutil import CommandError
-from minipod.runtime.paths import Paths
 
 # verbs that read state: a dead agent is noticed first (client.revive).
 # Not port-forward: it reads only the pod's netns and ports, which no agent
 # changes while the pod exists, and it notices the pod's end by itself.
 STATE_READERS = ("get", "describe", "logs", "top", "inspect", "exec")
 
-VERBS = [cmd_run, cmd_get, cmd_describe, cmd_logs, cmd_exec, cmd_port_forward, cmd_delete,
-         cmd_inspect,
-         cmd_top, cmd_image, cmd_pull, cmd_gc, cmd_agent, cmd_serve, cmd_kubeconfig]
+# The verb modules, in the order `--help` lists them (a name, or the module
+# itself). Each is imported only when its verb runs, or for the list in
+# --help: `get pods` does not pay for the imports of run, exec or image. A
+# module registers the verb of its name (cmd_port_forward: port-forward) and
+# the extra verbs ALSO names.
+VERBS = ["cmd_run", "cmd_get", "cmd_describe", "cmd_logs", "cmd_exec", "cmd_port_forward",
+         "cmd_delete", "cmd_inspect",
+         "cmd_top", "cmd_image", "cmd_pull", "cmd_gc", "cmd_agent", "cmd_serve",
+         "cmd_kubeconfig"]
+ALSO = {"create": "cmd_run", "images": "cmd_image", "rmi": "cmd_image",
+        "login": "cmd_pull", "logout": "cmd_pull"}
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def _name(entry) -> str:
+    return entry if isinstance(entry, str) else entry.__name__.rpartition(".")[2]
+
+
+def verb_module(verb: str):
+    """The entry of VERBS that registers `verb`, None if none does."""
+    for entry in VERBS:
+        name = _name(entry)
+        if ALSO.get(verb) == name or name[4:].replace("_", "-") == verb:
+            return entry
+    return None
+
+
+# argparse passes each of its own words ("options", "usage: ") through
+# gettext, which searches the disk for a catalogue on every call: 76 searches
+# for --help, a third of its time here. Within one command the answer cannot
+# change, so each word is looked up once.
+argparse._ = functools.lru_cache(maxsize=None)(argparse._)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout, with the width found as shutil finds it but
+    without importing shutil (and bz2, lzma with it): argparse makes a
+    formatter for every add_argument, so every command would pay."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        if width is None:
+            width = _columns() - 2  # as HelpFormatter does with shutil's figure
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else stdout's terminal, else 80."""
+    try:
+        if int(os.environ["COLUMNS"]) > 0:
+            return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help uses _Formatter (its subparsers too)."""
+
+    def __init__(self, *args, formatter_class=_Formatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
+def parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `verb`, only the module of that verb
+    is imported and registered (main does this when the first word names one)."""
+    p = _Parser(
         prog="minipod",
         description="Run Kubernetes v1 Pods on this machine: namespaces, overlayfs, "
                     "a veth on a bridge. No Docker, no kubelet.")
     p.add_argument("--version", action="version", version=f"minipod {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND")
-    for verb in VERBS:
-        verb.register(sub)
+    one = verb_module(verb) if verb else None
+    for entry in [one] if one else VERBS:
+        module = importlib.import_module(f"minipod.runtime.{entry}") if isinstance(
+            entry, str) else entry
+        module.register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
+    argv = sys.argv[1:] if argv is None else argv
+    p = parser(argv[0]) if argv else parser()
     args = p.parse_args(argv)
     if not getattr(args, "func", None):
         p.print_help()
         return 2
     try:
+        from minipod.runtime.paths import Paths
         paths = Paths()
         if args.verb in STATE_READERS:
             from minipod.runtime import client
@@ -64,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
     except Exception as e:  # a bug: still one line; MINIPOD_DEBUG=1 shows the traceback
-        import os
         if os.environ.get("MINIPOD_DEBUG") or args.verb in ("agent", "serve"):
             raise  # a daemon's stderr is its log: keep the whole traceback there
         print(f"error: {type(e).__name__}: {e} (MINIPOD_DEBUG=1 shows where)", file=sys.stderr)

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
-import shlex
-import signal
 import sys
 
 from minipod.runtime.cmdutil import CommandError, require_root
@@ -52,6 +49,7 @@ def run(args, paths) -> int:
     if not argv:
         raise CommandError("say what to run: minipod exec POD -- CMD", 2)
     if args.explain:
+        import shlex
         flags = "--mount --uts --ipc --net --pid"
         print(f"# join every namespace of the container's PID 1 (host pid {cs['pid']}); "
               f"joining its mount namespace also makes its root ours\n"
@@ -103,6 +101,8 @@ def _pick(record: dict, wanted: str | None) -> dict:
 
 def _relay_tty(master: int, child: int, with_stdin: bool) -> None:
     """Copy between this terminal and the pty until the command's side closes."""
+    import select
+    import signal
     import termios
     import tty
     stdin = sys.stdin.fileno()

@@ -6,10 +6,9 @@ a stale record is never shown as running.
 """
 from __future__ import annotations
 
-import json
 import sys
 
-from minipod.runtime import podstatus, state
+from minipod.runtime import podstatus
 from minipod.runtime.cmdutil import CommandError, print_table
 
 
@@ -35,6 +34,7 @@ def resource_names(kind: str, names: list[str]) -> list[str]:
 
 def refreshed(record: dict) -> dict:
     """A running container whose process is gone (while the agent was away)."""
+    from minipod.runtime import state
     for cs in record.get("initContainers", []) + record.get("containers", []):
         if cs.get("state") == "running" and not state.alive(cs.get("pid"), cs.get("pidStart")):
             cs.update(state="terminated", reason="Unknown", exitCode=None,
@@ -43,6 +43,7 @@ def refreshed(record: dict) -> dict:
 
 
 def load(paths, names: list[str]) -> list[dict]:
+    from minipod.runtime import state
     if names:
         out = []
         for n in names:
@@ -67,6 +68,7 @@ def run(args, paths) -> int:
         obj = objects[0] if len(names) == 1 else {
             "apiVersion": "v1", "kind": "List", "items": objects, "metadata": {}}
         if args.output == "json":
+            import json
             print(json.dumps(obj, indent=4))
         else:
             import yaml
@@ -103,6 +105,8 @@ def watch(paths, names: list[str], wide: bool, shown: dict) -> None:
     """Like `kubectl get pods -w`: a new row whenever READY, STATUS or
     RESTARTS of a pod changes, until Ctrl-C. Reads the state files."""
     import time
+
+    from minipod.runtime import state
     while True:
         time.sleep(0.2)
         records, _ = state.read_all(paths.pods)

@@ -6,9 +6,6 @@ uses it. Registry pulls come later; for now images come from files.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from minipod.runtime.cmdutil import CommandError, print_table, require_root
 
 
@@ -46,6 +43,7 @@ def _cmd(value: str | None) -> list[str] | None:
     if value is None:
         return None
     if value.lstrip().startswith("["):
+        import json
         try:
             return json.loads(value)
         except ValueError as e:
@@ -54,6 +52,9 @@ def _cmd(value: str | None) -> list[str] | None:
 
 
 def run(args, paths) -> int:
+    import json
+    from pathlib import Path
+
     from minipod.rootfs import archive, reference
     from minipod.rootfs.store import ImageNotFound, ImageStore
     store = ImageStore(paths.images)

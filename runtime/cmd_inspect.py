@@ -9,12 +9,8 @@ are each container's own.
 """
 from __future__ import annotations
 
-import json
 import os
-import socket
-import struct
 
-from minipod.runtime import state
 from minipod.runtime.cmdutil import CommandError
 
 NAMESPACES = ("net", "ipc", "uts", "mnt", "pid", "cgroup")
@@ -33,6 +29,9 @@ def register(sub) -> None:
 
 
 def run(args, paths) -> int:
+    import json
+
+    from minipod.runtime import state
     from minipod.runtime.cmd_get import resource_names
     names = resource_names(args.kind, args.names)
     if len(names) != 1:
@@ -95,6 +94,8 @@ def _mounts(pid: int) -> list[str]:
 
 
 def _routes(pid: int) -> list[str]:
+    import socket
+    import struct
     """The pod's IPv4 routes, as the pod's network namespace sees them."""
     out = []
     try:
@@ -113,6 +114,7 @@ def _routes(pid: int) -> list[str]:
 
 
 def inspect(record: dict, paths) -> dict:
+    from minipod.runtime import state
     containers = []
     first_pid = None
     for cs in record["containers"]:
@@ -153,7 +155,7 @@ def inspect(record: dict, paths) -> dict:
 
 def run_checks(record: dict, report: dict, paths) -> int:
     """✓/✗ per claim, with the kernel's evidence; exit 1 if any fails."""
-    from minipod.runtime import checks, manifest
+    from minipod.runtime import checks, manifest, state
     report["live"] = [c for c in report["containers"] if c.get("namespaces")]
     if not report["live"]:
         raise CommandError(f"pod {record['name']} has no running container to check")

@@ -4,18 +4,32 @@
 Reads the CRI log files the agent writes (no agent needed). With -f it
 follows the file, moves on to the next file when the container restarts,
 and stops when the container has ended for good or the pod is deleted.
+
+Following wakes on the write, not on a timer: an inotify instance
+(man 7 inotify) watches each container's log directory (a write to the
+file, a rotation's rename, a new restart's file) and the pod's state
+directory (the agent records a restart or the end; the directory goes when
+the pod is deleted). Each round first empties the inotify queue, then reads
+every file to its end, then sleeps on the queue: a change after the read
+leaves an event in the queue, so none is slept through. Where inotify
+cannot be had (the user's instances or watches are used up) it polls every
+FOLLOW_POLL seconds, as before.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
 import time
 
-from minipod.runtime import logs, podstatus, state
+from minipod.runtime import podstatus
 from minipod.runtime.cmdutil import CommandError
 
-FOLLOW_POLL = 0.05  # seconds between looks at a followed file
+FOLLOW_POLL = 0.05  # seconds between looks at a followed file, without inotify
+# With inotify, a look anyway this often: a change no watch sees (the pod
+# deleted and made again under the same name) still ends the wait.
+FOLLOW_SAFETY = 1.0
 
 
 def register(sub) -> None:
@@ -61,6 +75,7 @@ def pick_containers(record: dict, wanted: str | None, all_containers: bool) -> l
 
 
 def _record(paths, name: str) -> dict | None:
+    from minipod.runtime import state
     try:
         return state.read(paths.pod_dir(name))
     except FileNotFoundError:
@@ -79,6 +94,7 @@ class Stream:
                                    f'"{pod}" not found')
             self.restart -= 1
         path = paths.log_path(pod, self.name, self.restart)
+        self.log_dir = path.parent
         try:
             self.f = open(path, "rb")
         except FileNotFoundError:
@@ -106,15 +122,46 @@ class Stream:
         if rest:
             self.pending += rest
             return True  # print it first; the next poll switches
-        rotated = sorted(p for p in os.listdir(path.parent) if p.startswith(path.name + "."))
-        inodes = [os.stat(path.parent / p).st_ino for p in rotated]
-        # files renamed after ours; if ours is already deleted, every one left is newer
-        later = rotated[inodes.index(ours) + 1:] if ours in inodes else rotated
+        try:
+            later = self._renamed_after(path, ours)
+            if not later:
+                new = open(path, "rb")
+                # a rotation between the listing and this open would skip a
+                # whole file: list again, and take the oldest after ours first
+                later = self._renamed_after(path, ours)
+                if later:
+                    new.close()
+            if later:
+                new = open(path.parent / later[0], "rb")
+        except FileNotFoundError:
+            # renamed or pruned under us (the writer is between its rename
+            # and its next create): look again at once
+            return True
         self.f.close()
-        self.f = open(path.parent / later[0] if later else path, "rb")
+        self.f = new
         return True
 
+    @staticmethod
+    def _renamed_after(path, ours: int) -> list[str]:
+        """The rotated files of `path` written after the file whose inode is
+        `ours`, oldest first (if ours is already deleted, every one left).
+
+        Ordered by the time stamp of each file's first line, then by name:
+        the name's stamp alone misorders a file renamed as a second turns
+        (LogWriter.rotate reads the second and the nanoseconds in two calls)."""
+        entries = []
+        for name in os.listdir(path.parent):
+            if name.startswith(path.name + "."):
+                with open(path.parent / name, "rb") as f:
+                    first = f.read(40).partition(b" ")[0]
+                    entries.append((first, name, os.fstat(f.fileno()).st_ino))
+        entries.sort()
+        inodes = [ino for _, _, ino in entries]
+        start = inodes.index(ours) + 1 if ours in inodes else 0
+        return [name for _, name, _ in entries[start:]]
+
     def emit(self, lines: list[bytes], out) -> None:
+        from minipod.runtime import logs
         for line in lines:
             if self.opts.since_stamp and line[:20].decode(errors="replace") < self.opts.since_stamp:
                 continue
@@ -127,6 +174,17 @@ class Stream:
         if tail >= 0:
             lines = lines[-tail:] if tail else []
         self.emit(lines, out)
+
+    def _behind(self) -> bool:
+        """Once the record says our instance ended: are its files not yet
+        read to the end? The check above may have looked in the middle of
+        a rotation (the file renamed, the next not made yet) just before
+        the instance ended; its writer is done now, so look again."""
+        rest = self.f.read()
+        if rest:
+            self.pending += rest
+            return True
+        return self._rotated()
 
     def poll(self, out) -> bool:
         """Print what is new; False when nothing was new."""
@@ -144,6 +202,8 @@ class Stream:
         if cs is None:
             self.done = True  # pod deleted
         elif cs.get("restartCount", 0) > self.restart:
+            if self._behind():
+                return True
             path = self.paths.log_path(self.pod, self.name, cs["restartCount"])
             try:
                 new = open(path, "rb")
@@ -154,9 +214,7 @@ class Stream:
             return True
         elif cs["state"] == "terminated" and not podstatus.will_restart(record, cs):
             # the agent flushes the last lines before it records the exit
-            rest = self.f.read()
-            if rest:
-                self.pending += rest
+            if self._behind():
                 return True
             if self.pending:
                 self.emit([self.pending + b"\n"], out)
@@ -176,18 +234,79 @@ def run(args, paths) -> int:
     streams = [Stream(paths, name, cs, args.previous, args)
                for cs in pick_containers(record, args.container or args.container_arg,
                                          args.all_containers)]
+    following = args.follow and not args.previous
+    # the watches go in before the first read, so no write falls between
+    waker = Waker([s.log_dir for s in streams] + [paths.pod_dir(name)]) if following else None
     out = sys.stdout.buffer
     for s in streams:
         s.backlog(out, args.tail)
     out.flush()
-    if args.follow and not args.previous:
-        while not all(s.done for s in streams):
+    if waker:
+        follow(streams, out, waker)
+    return 0
+
+
+def follow(streams: list[Stream], out, waker: Waker) -> None:
+    """Print what the streams' files gain until every stream is done."""
+    try:
+        while True:
+            waker.drain()  # before reading: a write after the read leaves a new event
             busy = False
             for s in streams:
                 if not s.done:
                     busy |= s.poll(out)
             out.flush()
+            if all(s.done for s in streams):
+                return
             if not busy:
-                time.sleep(FOLLOW_POLL)
-    return 0
+                waker.wait()
+    finally:
+        waker.close()
+
+
+class Waker:
+    """Sleeps until one of `dirs` (or an entry in it) changes: an inotify
+    instance with one watch per directory; without inotify, a plain sleep
+    of FOLLOW_POLL. The watches are placed when it is made, so make it
+    before the files are first read."""
+
+    def __init__(self, dirs: list):
+        from minipod import libc  # cffi: only a follower pays its import
+        self.fd = None
+        # a write, a file made, renamed or removed in it; the directory itself removed
+        mask = (libc.IN_MODIFY | libc.IN_CLOSE_WRITE | libc.IN_CREATE | libc.IN_MOVED_FROM
+                | libc.IN_MOVED_TO | libc.IN_DELETE | libc.IN_DELETE_SELF | libc.IN_MOVE_SELF
+                | libc.IN_ONLYDIR)
+        try:
+            self.fd = libc.inotify_init1()
+            for d in dict.fromkeys(dirs):
+                libc.inotify_add_watch(self.fd, str(d), mask)
+        except OSError as e:
+            # out of instances or watches (EMFILE, ENOSPC), or a directory
+            # already gone (the poll then sees the pod deleted): poll instead
+            if e.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.ENOENT,
+                               errno.ENOTDIR):
+                raise
+            self.close()
+
+    def drain(self) -> None:
+        """Forget the events queued so far (what they announce is about to be read)."""
+        while self.fd is not None:
+            try:
+                if not os.read(self.fd, 65536):
+                    return
+            except BlockingIOError:
+                return
+
+    def wait(self) -> None:
+        if self.fd is None:
+            time.sleep(FOLLOW_POLL)
+            return
+        import select
+        select.select([self.fd], [], [], FOLLOW_SAFETY)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 

@@ -15,9 +15,8 @@ reports.
 from __future__ import annotations
 
 import collections
-import signal
 
-from minipod.runtime import podstatus, state
+from minipod.runtime import podstatus
 from minipod.runtime.cmdutil import CommandError, require_root
 
 # One `[LOCAL:]REMOTE`: remote is a number or a containerPort name (resolved
@@ -153,6 +152,9 @@ def run(args, paths) -> int:
     addresses = parse_addresses(args.address)
     require_root("port-forward")
     record = _read(paths, name)
+    import signal
+
+    from minipod.runtime import state
     from minipod.runtime.cmd_get import refreshed
     phase = podstatus.phase(refreshed(record))
     if phase != "Running":
@@ -196,6 +198,7 @@ def run(args, paths) -> int:
 
 
 def _read(paths, name: str) -> dict:
+    from minipod.runtime import state
     try:
         return state.read(paths.pod_dir(name))
     except FileNotFoundError:

@@ -19,7 +19,6 @@ for the agent to put in a pod's status (as the kubelet does):
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from minipod.runtime.cmdutil import CommandError, require_root
 
@@ -50,6 +49,7 @@ def register(sub) -> None:
 
 def etc_dir(paths) -> Path:
     """/etc/minipod, or ROOT/etc when MINIPOD_ROOT is set."""
+    from pathlib import Path
     return Path(paths.root, "etc") if paths.root else Path("/etc/minipod")
 
 

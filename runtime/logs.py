@@ -83,7 +83,8 @@ class LogWriter:
 
     def rotate(self) -> None:
         """Rename the full file aside, start a new one, drop what is over the cap."""
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}"
+        ns = time.time_ns()  # one reading: seconds and nanoseconds of the same instant
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}"
         os.rename(self.path, f"{self.path}.{stamp}")
         os.close(self.fd)
         self.fd = self._open()

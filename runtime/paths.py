@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +97,7 @@ class Paths:
         fails if another process made it first (then theirs counts)."""
         self.run.mkdir(parents=True, exist_ok=True)
         legacy = any(self.pods.iterdir()) if self.pods.is_dir() else False
+        import secrets  # here: it loads OpenSSL, which most commands never need
         ident = Identity(secrets.token_hex(4), legacy)
         tmp = self.run / f".{IDENTITY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)

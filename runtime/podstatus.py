@@ -13,7 +13,6 @@ the STATUS column of `get pods` (kubectl's printPod), the Pod object of
 """
 from __future__ import annotations
 
-import calendar
 import time
 
 
@@ -202,7 +201,22 @@ def print_pod(pod: dict, now: float | None = None) -> tuple[str, str, str]:
 
 
 def _parse(iso: str) -> float:
-    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
+    """Seconds since the epoch of a UTC time written 2026-11-25T12:00:00Z:
+    calendar.timegm(time.strptime(...)) without the modules those two import
+    (every `get` pays for its imports), by Howard Hinnant's days_from_civil."""
+    digits = iso[:4] + iso[5:7] + iso[8:10] + iso[11:13] + iso[14:16] + iso[17:19]
+    seps = "".join(iso[i] for i in (4, 7, 10, 13, 16, 19)) if len(iso) == 20 else ""
+    if seps != "--T::Z" or not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"time {iso!r} is not of the form 2026-11-25T12:00:00Z")
+    y, m, d, hh, mm, ss = (int(digits[a:b]) for a, b in
+                           ((0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14)))
+    if not (1 <= m <= 12 and 1 <= d <= 31 and hh < 24 and mm < 60 and ss < 62):
+        raise ValueError(f"time {iso!r} is out of range")
+    y -= m <= 2
+    era, yoe = divmod(y, 400)
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return float(days * 86400 + hh * 3600 + mm * 60 + ss)
 
 
 def age(since: str | None, now: float | None = None) -> str:
