@@ -154,6 +154,7 @@ def _relay_pipes(child: int, pipes: dict[str, tuple[int, int]]) -> None:
     exits with it) and what it wrote is drained: a background process it
     left holding the pipes does not keep us waiting (containerd's exec
     drains the same way). Binary-safe: bytes in, the same bytes out."""
+    import select
     for stream in pipes:  # close the ends the command holds now
         os.close(pipes[stream][0] if stream == "stdin" else pipes[stream][1])
     sink = {pipes["stdout"][0]: sys.stdout.fileno(), pipes["stderr"][0]: sys.stderr.fileno()}
