@@ -913,14 +913,23 @@ class Agent:
             # Read data, never holes: a hole is not output (the container
             # grew its file with ftruncate, which a pipe would not allow).
             try:
-                pos = max(pos, os.lseek(fd, pos, os.SEEK_DATA))
+                data_at = os.lseek(fd, pos, os.SEEK_DATA)
+                # skip only what reads as zeros: a file system may show a
+                # region being written as a hole for a moment, and output
+                # must never be stepped over (then it is read as data below)
+                misreported = data_at > pos and not _reads_as_zeros(fd, pos, data_at)
+                if not misreported:
+                    pos = max(pos, data_at)
             except OSError as e:
                 if e.errno != errno.ENXIO:  # ENXIO: only hole (or nothing) after pos
                     raise
-                pos = max(pos, os.fstat(fd).st_size)
-                break
+                data_at = os.fstat(fd).st_size
+                if data_at <= pos or _reads_as_zeros(fd, pos, data_at):
+                    pos = max(pos, data_at)
+                    break
+                misreported = True          # bytes the file system calls a hole
             size = os.fstat(fd).st_size             # first: an append after it makes end > size
-            end = os.lseek(fd, pos, os.SEEK_HOLE)   # the end of this data (EOF at most)
+            end = data_at if misreported else os.lseek(fd, pos, os.SEEK_HOLE)  # data's end
             while pos < end and budget > 0:
                 data = os.pread(fd, min(65536, end - pos), pos)
                 if not data:
@@ -1547,6 +1556,13 @@ def _limits(c: manifest.Container) -> cgroups.Limits:
 def _find(record: dict, name: str) -> dict:
     return next(c for c in record.get("initContainers", []) + record["containers"]
                 if c["name"] == name)
+
+
+def _reads_as_zeros(fd: int, start: int, end: int, probe: int = 64 << 10) -> bool:
+    """Does [start, end) of fd read as zeros (a hole)? Its first and last
+    `probe` bytes are read, so a 1 GiB hole costs two small reads."""
+    spans = [(start, min(end, start + probe)), (max(start, end - probe), end)]
+    return all(not os.pread(fd, b - a, a).strip(b"\0") for a, b in spans if b > a)
 
 
 def _rmtree(path: Path) -> None:
