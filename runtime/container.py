@@ -192,7 +192,7 @@ def _setns_child(spec: ProcessSpec, ns_fds: dict[str, int], status_w: int) -> No
     """[1:SETNS]: join the pod, make the new mount and PID namespaces, fork."""
     step = "setns"
     try:
-        set_name("minipod:[1:SETNS]")
+        set_name("minipod:1:SETNS")
         step = "make the helper non-dumpable"
         prctl.set_dumpable(False)  # before any setns; [2:INIT] inherits it (enter.py)
         for ns, fd in ns_fds.items():
@@ -217,7 +217,7 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
     """[2:INIT]: PID 1 of the container. Build the root, then exec."""
     step = "mount root file system"
     try:
-        set_name("minipod:[2:INIT]")
+        set_name("minipod:2:INIT")
         step = "join cgroup"  # while /sys/fs/cgroup is still in sight
         cgroups.join(spec.cgroup_procs)
         # Its own cgroup namespace, rooted at the cgroup just joined (so it

@@ -187,7 +187,7 @@ def _join_child(spec: ExecSpec, fds: dict[str, int], env: dict[str, str],
                 status_w: int) -> None:
     step = "join"
     try:
-        ctr.set_name("minipod:[1:JOIN]")
+        ctr.set_name("minipod:1:JOIN")
         step = "make the helper non-dumpable"
         prctl.set_dumpable(False)  # before setns(pid): [2:EXEC] inherits it
         step = "replace the caller's stdio"
@@ -218,7 +218,7 @@ def _join_child(spec: ExecSpec, fds: dict[str, int], env: dict[str, str],
 def _exec_child(spec: ExecSpec, env: dict[str, str], status_w: int) -> None:
     step = "set up stdio"
     try:
-        ctr.set_name("minipod:[2:EXEC]")
+        ctr.set_name("minipod:2:EXEC")
         os.setsid()
         if spec.console is not None:
             step = "allocate a pty in the container's /dev/pts"
