@@ -33,8 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from minipod import libc
-from podhelpers import BUSYBOX_IMAGE, http_get_when_up
+from podhelpers import BUSYBOX_IMAGE, http_get_when_up, socket_in
 
 pytestmark = pytest.mark.integration
 
@@ -122,36 +121,11 @@ def locktime() -> float:
 # -- frames, as a process with NET_RAW in the pod writes them -------------------
 
 def packet_socket_in(netns_path: str) -> socket.socket:
-    """An AF_PACKET socket bound to eth0 of the pod at netns_path, created
-    inside it by a forked child (setns only in a fresh single-threaded
-    child) and passed back by SCM_RIGHTS."""
-    parent, child = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            parent.close()
-            fd = os.open(netns_path, os.O_RDONLY)
-            libc.setns(fd, libc.CLONE_NEWNET, netns_path)
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            s.bind(("eth0", 0))
-            socket.send_fds(child, [b"ok"], [s.fileno()])
-            status = 0
-        except BaseException as e:       # report, never return into pytest
-            try:
-                child.sendall(repr(e).encode())
-            except BaseException:
-                pass
-        finally:
-            os._exit(status)
-    child.close()
-    try:
-        msg, fds, _, _ = socket.recv_fds(parent, 4096, 1)
-    finally:
-        parent.close()
-        os.waitpid(pid, 0)
-    assert fds, f"cannot open a packet socket in {netns_path}: {msg.decode()}"
-    return socket.socket(fileno=fds[0])
+    """An AF_PACKET socket of the pod at netns_path, bound to its eth0 (made
+    inside the netns, so the name is looked up there)."""
+    s = socket_in(netns_path, socket.AF_PACKET, socket.SOCK_RAW, 0)
+    s.bind(("eth0", 0))
+    return s
 
 
 def _mac(text: str) -> bytes:
