@@ -753,6 +753,7 @@ class Agent:
                 self._save(pod_name)
                 return
             cs["env"] = spec.env  # what exec, exec probes and hooks run with
+            cs["user"] = {"uid": spec.uid, "gid": spec.gid, "groups": list(spec.groups)}
             c = self.container_of(record, name)
             cg = self.cgroups.create_container(record["cgroup"], name, _limits(c),
                                                c.security_context.privileged)

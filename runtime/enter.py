@@ -91,8 +91,17 @@ def for_container(record: dict, cs: dict, paths, argv: list[str], **fields) -> E
         spec.cgroup_procs = cgroups.detect(parent=paths.cgroup_parent).join_paths(cs["cgroup"])
     pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
     c = next(c for c in pod.init_containers + pod.containers if c.name == cs["name"])
-    uid, gid = _ids(cs["pid"])
+    user = cs.get("user")
+    if isinstance(user, dict):  # the user the agent derived at start, groups included
+        uid, gid, groups = int(user["uid"]), int(user["gid"]), [int(g) for g in user["groups"]]
+    else:  # a record of an older minipod: uid and gid of the running process
+        uid, gid = _ids(cs["pid"])
+        groups = None
     plan = security.plan_security(c.security_context, f"{uid}:{gid}")
+    # the ids the container runs as, not derived again: runAsUser without
+    # runAsGroup took its gid from the image's passwd, which the plan lacks here
+    plan = dataclasses.replace(plan, uid=uid, gid=gid, groups=plan.groups if groups is None
+                               else groups)
     spec.security = security.prepare(dataclasses.replace(
         plan, masked_paths=[], readonly_paths=[], readonly_root=False))
     return spec

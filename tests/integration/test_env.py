@@ -109,3 +109,29 @@ def test_home_comes_from_the_images_passwd(minipod, tmp_path, uid, home):
         assert minipod("exec", name, "--", "sh", "-c", "echo $HOME").stdout == f"{home}\n"
     finally:
         minipod("delete", "pod", name, "--grace-period", "0")
+
+
+def test_exec_runs_with_the_groups_of_the_containers_process(minipod, tmp_path):
+    """The image's /etc/group makes user 1000 a member of group 2000: the
+    container's process has it, and so has what exec runs (exec used to
+    derive the user again without /etc/group, and lost 2000)."""
+    import shutil
+    from imagebuild import build_busybox_rootfs
+    rootfs = build_busybox_rootfs(tmp_path / "rootfs")
+    (rootfs / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n")
+    (rootfs / "etc" / "group").write_text("root:x:0:\napp:x:1000:\nstaff:x:2000:app\n")
+    image = "minipod.test/groups:1"
+    minipod("image", "import", str(rootfs), image, "--cmd", '["sh"]')
+    shutil.rmtree(rootfs)
+    manifest = _pod("groups", "exec sleep 100000", spec="  securityContext: {runAsUser: 1000}\n")
+    minipod.run_manifest(manifest.replace(BUSYBOX_IMAGE, image), tmp_path)
+    try:
+        minipod.wait_for("groups", lambda p: p["status"]["phase"] == "Running")
+        own = minipod("exec", "groups", "--", "grep", "^Groups:", "/proc/1/status").stdout
+        assert own.split()[1:] == ["1000", "2000"], own
+        execd = minipod("exec", "groups", "--", "id", "-G").stdout
+        assert execd.split() == ["1000", "2000"]
+    finally:
+        minipod("delete", "pod", "groups", "--grace-period", "0")
+        minipod("image", "rm", image, check=False)
