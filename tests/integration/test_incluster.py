@@ -208,7 +208,11 @@ def test_kubectl_in_the_pod_works_with_no_configuration_in_its_namespace_only(
             assert proc.stdout.strip() == answer, (question, proc.stdout, proc.stderr)
             assert proc.returncode == (0 if answer == "yes" else 1)
         # impersonation is refused, not ignored
-        whoami = in_pod(minipod, name, "kubectl get pods --as=system:admin", check=False)
+        # (--as turns off kubectl's in-cluster fallback: the same settings as flags)
+        whoami = in_pod(minipod, name, "kubectl --server=https://$KUBERNETES_SERVICE_HOST:"
+                                       f"$KUBERNETES_SERVICE_PORT --certificate-authority="
+                                       f"{SA}/ca.crt --token=$(cat {SA}/token) "
+                                       "--as=system:admin get pods", check=False)
         assert whoami.returncode == 1
         assert whoami.stderr.strip() == (
             f'Error from server (Forbidden): users "system:admin" is forbidden: User "{user}" '
