@@ -7,6 +7,12 @@ The TLS handshake runs in the connection's thread, so a slow or silent
 client never holds up the others; a client without a certificate of our
 CA fails the handshake (CERT_REQUIRED) and is closed.
 
+Two listeners, one store: 127.0.0.1:PORT (certificate required, as above)
+and GATEWAY:PORT, the pod bridge's address, for pods (certificate optional;
+without one a request needs a ServiceAccount bearer token, checked before
+its body is read). auth.py decides who asks and what they may do; the
+pods' listener holds at most POD_CONNECTIONS connections at once.
+
 Every error is a metav1.Status, so kubectl prints it as a cluster's:
 `Error from server (NotFound): pods "nope" not found`.
 """
@@ -36,6 +42,7 @@ from minipod.runtime.apiserver.selectors import (SelectorError, parse_field_sele
 MAX_BODY = 3 * 1024 * 1024 + 64 * 1024   # Kubernetes' 3 MiB request limit, plus framing
 WATCH_DEFAULT_SECONDS = 1800
 IDLE_CONNECTION_SECONDS = 120
+POD_CONNECTIONS = 128          # open connections on the pods' listener, all pods together
 VERBOSE = bool(os.environ.get("MINIPOD_API_VERBOSE"))
 TABLE = {"type": "application/json", "as": "Table", "g": "meta.k8s.io", "v": "v1"}
 
@@ -59,6 +66,8 @@ class Server(ThreadingHTTPServer):
         self.openapi = main.openapi if main else openapi.Document()
         self.started = main.started if main else objects.now_iso()
         self.sa_key = main.sa_key if main else b""
+        # the pods' listener: a hostile pod may fill it, never the loopback one
+        self.slots = threading.BoundedSemaphore(POD_CONNECTIONS) if main else None
         super().__init__((host, port), Handler)
         self.port = self.server_address[1]      # port 0: the one the kernel chose
 
@@ -67,6 +76,21 @@ class Server(ThreadingHTTPServer):
         # only with the first pod; until then nothing can connect to it anyway
         self.socket.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_FREEBIND", 15), 1)
         super().server_bind()
+
+    def process_request(self, request, client_address) -> None:
+        if self.slots is not None and not self.slots.acquire(blocking=False):
+            if VERBOSE:
+                log(f"refused {client_address[0]}: {POD_CONNECTIONS} pod connections open")
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            if self.slots is not None:
+                self.slots.release()
 
     def finish_request(self, request, client_address) -> None:
         """TLS handshake here, in the connection's own thread."""
@@ -210,8 +234,12 @@ class Handler(BaseHTTPRequestHandler):
         q = parse_qs(url.query, keep_blank_values=True)
         parts = [p for p in url.path.split("/") if p]
         try:
+            try:
+                self.authorize(method, parts, q)     # before reading a stranger's body
+            except ApiError:
+                self.close_connection = True         # its body, if any, stays unread
+                raise
             body = self.read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
-            self.authorize(method, parts, q)
             self.route(method, parts, q, body)
         except ApiError as e:
             self.send_json(e.code, e.status())
