@@ -248,3 +248,31 @@ def api_view(obj: dict, record: dict) -> None:
             out.append(c)
         if key in spec:
             spec[key] = out
+
+
+def strip_view(obj: dict) -> None:
+    """Drop from a Pod being created what api_view added to another one (a
+    kube-api-access-* projected volume with a serviceAccountToken source, and
+    the mounts of it), so `kubectl get pod -o yaml` of a pod, created again,
+    gets its own token mount instead of a volume kind minipod does not run."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("volumes"), list):
+        return
+    ours = {v.get("name") for v in spec["volumes"] if isinstance(v, dict)
+            and str(v.get("name", "")).startswith("kube-api-access-")
+            and isinstance(v.get("projected"), dict)
+            and any(isinstance(s, dict) and "serviceAccountToken" in s
+                    for s in v["projected"].get("sources") or [])}
+    if not ours:
+        return
+    spec["volumes"] = [v for v in spec["volumes"] if not (isinstance(v, dict)
+                                                          and v.get("name") in ours)]
+    if not spec["volumes"]:
+        del spec["volumes"]
+    for key in ("initContainers", "containers"):
+        for c in spec.get(key) or []:
+            if isinstance(c, dict) and isinstance(c.get("volumeMounts"), list):
+                c["volumeMounts"] = [m for m in c["volumeMounts"]
+                                     if not (isinstance(m, dict) and m.get("name") in ours)]
+                if not c["volumeMounts"]:
+                    del c["volumeMounts"]

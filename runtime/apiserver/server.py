@@ -555,6 +555,8 @@ class Handler(BaseHTTPRequestHandler):
             for key in ("creationTimestamp", "resourceVersion", "uid"):
                 meta.pop(key, None)   # set by the server, as a cluster does
         obj.pop("status", None)
+        from minipod.runtime import serviceaccount
+        serviceaccount.strip_view(obj)     # a pod exported with -o yaml, created again
         pod, warnings = validation.validate(obj, _one(q, "fieldValidation", "Warn"))
         if ns != "default":
             raise ApiError(403, "Forbidden",

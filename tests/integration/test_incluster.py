@@ -168,7 +168,18 @@ def test_env_and_read_only_token_files_as_on_a_cluster(minipod, api, image, tmp_
         assert {"mountPath": SA, "name": vol[0]["name"], "readOnly": True} in \
             spec["containers"][0]["volumeMounts"]
         assert spec["serviceAccountName"] == "default"
+        # exported and created again (as on a cluster): its own token, not a copy of the volume
+        copy = json.loads(kubectl.stdout)
+        copy["metadata"] = {"name": "ic-env-copy"}
+        (tmp_path / "copy.json").write_text(json.dumps(copy))
+        created = subprocess.run([str(KUBECTL), "--kubeconfig", str(api.kubeconfig), "create",
+                                  "-f", str(tmp_path / "copy.json")], capture_output=True,
+                                 text=True, env=dict(api.env, HOME=str(api.tmp)), timeout=60)
+        assert created.returncode == 0, created.stderr
+        minipod.wait_for("ic-env-copy", lambda p: p["status"]["phase"] == "Running")
+        assert in_pod(minipod, "ic-env-copy", f"cat {SA}/namespace").stdout == "default"
     finally:
+        delete(minipod, "ic-env-copy")
         delete(minipod, name)
 
 
@@ -182,6 +193,9 @@ def test_kubectl_in_the_pod_works_with_no_configuration_in_its_namespace_only(
         out = in_pod(minipod, name, "kubectl get pod ic-kubectl -o jsonpath="
                                     "'{.metadata.namespace}/{.metadata.name}' 2>&1").stdout
         assert out == f"default/{name}"
+        described = in_pod(minipod, name, f"kubectl describe pod {name}").stdout
+        assert f"Name:             {name}" in described and "Started container main" in described
+        assert in_pod(minipod, name, f"kubectl logs {name}").returncode == 0
         user = "system:serviceaccount:default:default"
         other = in_pod(minipod, name, "kubectl get pods -n other", check=False)
         assert other.returncode == 1

@@ -246,3 +246,20 @@ def test_the_pods_listener_wants_a_live_pods_token(listeners):
     # loopback still requires the certificate: a token is not enough there
     with pytest.raises((ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected)):
         call(listeners, "/version", token, host="127.0.0.1")
+
+
+def test_an_exported_pod_created_again_loses_only_the_added_volume():
+    rec = {"uid": "u2", "serviceAccountDir": "/x"}
+    written = {"spec": {"containers": [{"name": "a", "volumeMounts": [
+        {"name": "data", "mountPath": "/data"}]}], "volumes": [{"name": "data", "emptyDir": {}}]}}
+    exported = json.loads(json.dumps(written))
+    serviceaccount.api_view(exported, rec)
+    assert exported != written
+    serviceaccount.strip_view(exported)
+    exported["spec"].pop("serviceAccountName"), exported["spec"].pop("serviceAccount")
+    assert exported == written
+    # a volume of the user's that only looks similar stays
+    own = {"spec": {"containers": [{"name": "a"}], "volumes": [
+        {"name": "kube-api-access-mine", "emptyDir": {}}]}}
+    serviceaccount.strip_view(own)
+    assert own["spec"]["volumes"] == [{"name": "kube-api-access-mine", "emptyDir": {}}]
