@@ -135,6 +135,8 @@ def issue(key: bytes, namespace: str, pod: str, pod_uid: str, now: float | None 
 def verify(key: bytes, token: str) -> dict:
     """The claims of a token this key signed, checked for shape; TokenError
     otherwise. Whether its pod still exists is the caller's question."""
+    if len(key) < 16:
+        raise TokenError("no signing key")    # never accept what anyone could sign
     parts = token.split(".")
     if len(parts) != 3 or len(token) > 8192:
         raise TokenError("not a JWT")

@@ -263,3 +263,9 @@ def test_an_exported_pod_created_again_loses_only_the_added_volume():
         {"name": "kube-api-access-mine", "emptyDir": {}}]}}
     serviceaccount.strip_view(own)
     assert own["spec"]["volumes"] == [{"name": "kube-api-access-mine", "emptyDir": {}}]
+
+
+def test_no_key_accepts_no_token():
+    token = serviceaccount.issue(b"", "default", "web", "u")
+    with pytest.raises(serviceaccount.TokenError):
+        serviceaccount.verify(b"", token)
