@@ -95,6 +95,9 @@ class Server(ThreadingHTTPServer):
     def finish_request(self, request, client_address) -> None:
         """TLS handshake here, in the connection's own thread."""
         request.settimeout(10)
+        # a response is two writes (headers, body): with Nagle the second waits
+        # for the client's delayed ACK, 40 ms per request on a kept-alive connection
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             conn = self.ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as e:
