@@ -48,6 +48,7 @@ from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
 from minipod.runtime import (backoff, eviction, faults, logs, manifest, podstatus, probes,
                              process, qos, sandbox, security, state, volumes)
+from minipod.runtime import serviceaccount
 from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -443,6 +444,8 @@ class Agent:
                                  f"host's port into the pod's")
             # 4. the files every container of the pod sees: hosts, hostname, resolv.conf
             self._write_etc_files(pod_dir, pod.hostname or pod.name, str(ip))
+            # and the ServiceAccount token, ca.crt, namespace (runtime/serviceaccount.py)
+            record["serviceAccountDir"] = serviceaccount.prepare(self.paths, pod_dir, record)
             undo.callback(shutil.rmtree, self.paths.containers / uid, True)
             undo.callback(shutil.rmtree, self.paths.pod_logs / pod.name, True)
             # 5. a cgroup for the pod (limits: the sum of its containers')
@@ -709,13 +712,19 @@ class Agent:
         where = f'pod: "{pod.name}_{pod.namespace}({record["uid"]})", container: {name}'
         sec = security.prepare(security.plan_security(
             c.security_context, image.config.get("User"), passwd, group, where))
-        env = process.environment(image.config, [(e.name, e.value) for e in c.env], pod.name,
-                                  process.home(sec.uid, passwd))
+        # the `kubernetes` Service's variables first: the container's own env wins
+        env = process.environment(image.config, serviceaccount.service_env(
+            str(self.ipam.gateway), serviceaccount.api_port(self.paths)) + [(e.name, e.value)
+                                                                  for e in c.env],
+            pod.name, process.home(sec.uid, passwd))
         argv = process.argv(c.command, c.args, image.config, env)
         pod_dir = self.paths.pod_dir(record["name"])
         binds = []
         for vm in c.volume_mounts:
             binds.append(volumes.bind_for(record["volumes"][vm.name], vm))
+        token = serviceaccount.bind(record, c)
+        if token is not None:
+            binds.append(token)
         plan = mounts.plan([str(p) for p in top], str(upper), str(work), str(merged), {
             "/etc/hosts": str(pod_dir / "hosts"),
             "/etc/hostname": str(pod_dir / "hostname"),

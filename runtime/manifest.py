@@ -72,7 +72,8 @@ SUPPORTED = {
     "metadata": {"name", "namespace", "labels", "annotations"},
     "spec": {"containers", "initContainers", "restartPolicy",
              "terminationGracePeriodSeconds", "volumes", "hostname",
-             "shareProcessNamespace", "securityContext"},
+             "shareProcessNamespace", "securityContext",
+             "automountServiceAccountToken"},
     "container": {"name", "image", "imagePullPolicy", "command", "args",
                   "env", "workingDir", "ports", "volumeMounts",
                   "livenessProbe", "readinessProbe", "startupProbe",
@@ -118,7 +119,7 @@ NOT_IMPLEMENTED = {
         "uid",
     },
     "spec": {
-        "activeDeadlineSeconds", "affinity", "automountServiceAccountToken",
+        "activeDeadlineSeconds", "affinity",
         "dnsConfig", "dnsPolicy", "enableServiceLinks", "ephemeralContainers",
         "evictionResponders", "hostAliases", "hostIPC", "hostNetwork",
         "hostPID", "hostUsers", "hostnameOverride",
@@ -1128,6 +1129,7 @@ def _check_spec(spec: dict, check: _Checker) -> dict:
     if hostname is not None:
         _check_name(hostname, path + ("hostname",), DNS1123_LABEL, 63,
                     "a lowercase RFC 1123 label", "'-'", check)
+    check.get(spec, "automountServiceAccountToken", path, bool)  # runtime/serviceaccount.py
     share = check.get(spec, "shareProcessNamespace", path, bool)
     if share and spec.get("hostPID") is True:
         check.error(path + ("shareProcessNamespace",),

@@ -7,6 +7,12 @@ The TLS handshake runs in the connection's thread, so a slow or silent
 client never holds up the others; a client without a certificate of our
 CA fails the handshake (CERT_REQUIRED) and is closed.
 
+Two listeners, one store: 127.0.0.1:PORT (certificate required, as above)
+and GATEWAY:PORT, the pod bridge's address, for pods (certificate optional;
+without one a request needs a ServiceAccount bearer token, checked before
+its body is read). auth.py decides who asks and what they may do; the
+pods' listener holds at most POD_CONNECTIONS connections at once.
+
 Every error is a metav1.Status, so kubectl prints it as a cluster's:
 `Error from server (NotFound): pods "nope" not found`.
 """
@@ -17,6 +23,7 @@ import json
 import os
 import secrets
 import select
+import socket
 import ssl
 import sys
 import threading
@@ -25,7 +32,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from minipod.runtime.apiserver import discovery, objects, openapi
+from minipod.runtime.apiserver import auth, discovery, objects, openapi
 from minipod.runtime.apiserver.objects import ApiError, not_found
 from minipod.runtime.apiserver.store import Store
 
@@ -35,6 +42,7 @@ from minipod.runtime.apiserver.selectors import (SelectorError, parse_field_sele
 MAX_BODY = 3 * 1024 * 1024 + 64 * 1024   # Kubernetes' 3 MiB request limit, plus framing
 WATCH_DEFAULT_SECONDS = 1800
 IDLE_CONNECTION_SECONDS = 120
+POD_CONNECTIONS = 128          # open connections on the pods' listener, all pods together
 VERBOSE = bool(os.environ.get("MINIPOD_API_VERBOSE"))
 TABLE = {"type": "application/json", "as": "Table", "g": "meta.k8s.io", "v": "v1"}
 
@@ -49,17 +57,47 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, paths, port: int, ctx: ssl.SSLContext):
-        self.paths, self.ctx, self.port = paths, ctx, port
-        self.store = Store(paths)
-        self.openapi = openapi.Document()
-        self.started = objects.now_iso()
-        super().__init__(("127.0.0.1", port), Handler)
+    def __init__(self, paths, port: int, ctx: ssl.SSLContext, host: str = "127.0.0.1",
+                 main: "Server | None" = None):
+        """A listener on host:port; `main` is the first one, whose store,
+        OpenAPI document and token key a second listener (the pods') shares."""
+        self.paths, self.ctx, self.port, self.main = paths, ctx, port, main
+        self.store = main.store if main else Store(paths)
+        self.openapi = main.openapi if main else openapi.Document()
+        self.started = main.started if main else objects.now_iso()
+        self.sa_key = main.sa_key if main else b""
+        # the pods' listener: a hostile pod may fill it, never the loopback one
+        self.slots = threading.BoundedSemaphore(POD_CONNECTIONS) if main else None
+        super().__init__((host, port), Handler)
         self.port = self.server_address[1]      # port 0: the one the kernel chose
+
+    def server_bind(self) -> None:
+        # IP_FREEBIND: the pods' address may be on a bridge the agent makes
+        # only with the first pod; until then nothing can connect to it anyway
+        self.socket.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+        super().server_bind()
+
+    def process_request(self, request, client_address) -> None:
+        if self.slots is not None and not self.slots.acquire(blocking=False):
+            if VERBOSE:
+                log(f"refused {client_address[0]}: {POD_CONNECTIONS} pod connections open")
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            if self.slots is not None:
+                self.slots.release()
 
     def finish_request(self, request, client_address) -> None:
         """TLS handshake here, in the connection's own thread."""
         request.settimeout(10)
+        # a response is two writes (headers, body): with Nagle the second waits
+        # for the client's delayed ACK, 40 ms per request on a kept-alive connection
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             conn = self.ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as e:
@@ -78,7 +116,8 @@ class Server(ThreadingHTTPServer):
                 pass
 
     def server_close(self) -> None:
-        self.store.stop()
+        if self.main is None:
+            self.store.stop()
         super().server_close()
 
 
@@ -198,6 +237,11 @@ class Handler(BaseHTTPRequestHandler):
         q = parse_qs(url.query, keep_blank_values=True)
         parts = [p for p in url.path.split("/") if p]
         try:
+            try:
+                self.authorize(method, parts, q)     # before reading a stranger's body
+            except ApiError:
+                self.close_connection = True         # its body, if any, stays unread
+                raise
             body = self.read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
             self.route(method, parts, q, body)
         except ApiError as e:
@@ -211,6 +255,38 @@ class Handler(BaseHTTPRequestHandler):
                                              f"Internal error occurred: {e}").status())
             except OSError:
                 self.close_connection = True
+
+    # ---- who asks (auth.py) ----------------------------------------------------
+
+    def authorize(self, method: str, parts: list[str], q: dict) -> None:
+        """Set self.user, or raise 401/403 (auth.py has the rules)."""
+        self.user = auth.authenticate(bool(self.connection.getpeercert()),
+                                      self.headers.get("Authorization"), self.token_namespace)
+        refused = auth.impersonation(self.user, self.headers)
+        if refused:
+            raise refused
+        request = auth.request_info(method, parts, _one(q, "watch") in ("true", "1"))
+        if not auth.allowed(self.user, request):
+            raise auth.forbidden(self.user, request)
+
+    def token_namespace(self, token: str) -> str | None:
+        """The namespace of a valid token whose pod still exists, else None."""
+        from minipod.runtime import serviceaccount
+        try:
+            claims = serviceaccount.verify(self.server.sa_key, token)
+        except serviceaccount.TokenError as e:
+            if VERBOSE:
+                log(f"token refused: {e}")
+            return None
+        k8s = claims["kubernetes.io"]
+        ns, pod = k8s["namespace"], k8s["pod"]
+        store = self.server.store
+        store.sync()
+        with store.cond:
+            alive = any(e.record.get("uid") == pod["uid"] and e.record.get("name") == pod["name"]
+                        and (e.record.get("namespace") or "default") == ns
+                        for e in store.pods.values())
+        return ns if alive else None
 
     # ---- routes --------------------------------------------------------------
 
@@ -226,7 +302,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, discovery.aggregated(version, p == ["api"]),
                                       discovery.aggregated_content_type(version))
             if p == ["api"]:
-                return self.send_json(200, discovery.legacy_api(f"127.0.0.1:{self.server.port}"))
+                return self.send_json(200, discovery.legacy_api(
+                    f"{self.server.server_address[0]}:{self.server.port}"))
             return self.send_json(200, discovery.legacy_groups())
         if method == "GET" and p == ["api", "v1"]:
             return self.send_json(200, discovery.legacy_resources("v1"))
@@ -319,16 +396,19 @@ class Handler(BaseHTTPRequestHandler):
         self.send_bytes(200, doc.body, "application/json", headers)
 
     def access_review(self, body: bytes) -> None:
-        # kubectl sends this one as protobuf; the answer is the same for any question
-        protobuf = "protobuf" in self.headers.get("Content-Type", "")
-        review = {} if protobuf else self.decode(body)
+        # kubectl sends this one as protobuf: its spec is read from the envelope
+        if "protobuf" in self.headers.get("Content-Type", ""):
+            try:
+                spec = auth.review_spec_from_protobuf(body)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ApiError(400, "BadRequest", f"cannot decode the review: {e}")
+        else:
+            spec = self.decode(body).get("spec")
+            spec = spec if isinstance(spec, dict) else {}
         self.send_json(201, {"kind": "SelfSubjectAccessReview",
                              "apiVersion": "authorization.k8s.io/v1",
                              "metadata": {"creationTimestamp": None},
-                             "spec": review.get("spec", {}),
-                             "status": {"allowed": True,
-                                        "reason": "minipod: the admin certificate may do "
-                                                  "everything"}})
+                             "spec": spec, "status": auth.review_answer(self.user, spec)})
 
     # ---- namespaces and the node ---------------------------------------------
 
@@ -478,6 +558,8 @@ class Handler(BaseHTTPRequestHandler):
             for key in ("creationTimestamp", "resourceVersion", "uid"):
                 meta.pop(key, None)   # set by the server, as a cluster does
         obj.pop("status", None)
+        from minipod.runtime import serviceaccount
+        serviceaccount.strip_view(obj)     # a pod exported with -o yaml, created again
         pod, warnings = validation.validate(obj, _one(q, "fieldValidation", "Warn"))
         if ns != "default":
             raise ApiError(403, "Forbidden",
@@ -702,29 +784,47 @@ def objects_for_dry_run(record: dict) -> dict:
 
 
 def serve(paths, port: int, ready=None) -> int:
-    """Listen on 127.0.0.1:port and serve until SIGTERM or SIGINT."""
+    """Listen on 127.0.0.1:port (client certificate required) and on the pod
+    network's gateway:port (certificate or ServiceAccount token, see auth.py),
+    and serve until SIGTERM or SIGINT."""
     import signal
+    from minipod.runtime import serviceaccount
     from minipod.runtime.apiserver import pki
-    ctx = pki.server_context(pki.ensure(paths))
+    gateway = serviceaccount.api_host()
+    files = pki.ensure(paths, (gateway,))
     try:
-        server = Server(paths, port, ctx)
+        server = Server(paths, port, pki.server_context(files))
     except OSError as e:
         log(f"cannot listen on 127.0.0.1:{port}: {e.strerror} (errno {e.errno})")
         return 1
+    server.sa_key = files.sa_key.read_bytes()
+    try:
+        pods = Server(paths, server.port, pki.server_context(files, require_cert=False),
+                      host=gateway, main=server)
+    except OSError as e:
+        log(f"cannot listen on {gateway}:{server.port} for pods: {e.strerror} "
+            f"(errno {e.errno})")
+        server.server_close()
+        return 1
+    threading.Thread(target=pods.serve_forever, kwargs={"poll_interval": 0.5},
+                     name="pods-listener", daemon=True).start()
     stop = threading.Event()
 
     def on_signal(signum, frame):
         stop.set()
         threading.Thread(target=server.shutdown, daemon=True).start()
+        threading.Thread(target=pods.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if ready is not None:
         ready()
-    log(f"serving the Kubernetes API on https://127.0.0.1:{port}")
+    log(f"serving the Kubernetes API on https://127.0.0.1:{port}, and to pods on "
+        f"https://{gateway}:{port}")
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        pods.server_close()
         server.server_close()
     log("stopped")
     return 0

@@ -27,6 +27,7 @@ import threading
 import time
 
 from minipod.runtime import podstatus, state
+from minipod.runtime import serviceaccount
 from minipod.runtime.apiserver import objects
 
 LOG_SIZE = 4096
@@ -73,6 +74,7 @@ def pod_object(record: dict) -> dict:
     for cs in obj["status"].get("containerStatuses", []) + \
             obj["status"].get("initContainerStatuses", []):
         _known_exit(cs)
+    serviceaccount.api_view(obj, record)   # what admission adds on a cluster
     meta = obj["metadata"]
     meta["generation"] = 1
     if record.get("deletionTimestamp"):
