@@ -447,3 +447,9 @@ def names_used(pod) -> set[tuple[str, str]]:
                     if kind in src:
                         used.add((resource, src[kind]["name"]))
     return used
+
+
+def uses_secret_env(c) -> bool:
+    """Does the container take any variable from a Secret?"""
+    return any(r["kind"] == "secret" for r in c.env_from) or any(
+        e.value_from and "secretKeyRef" in e.value_from for e in c.env)
