@@ -217,8 +217,21 @@ def _put(handler, checked, q: dict) -> dict:
     return entry(handler, checked.resource, checked.namespace, checked.name).obj
 
 
+def decode(handler, body: bytes) -> dict:
+    """JSON or YAML as for pods; protobuf too, as kubectl's typed client
+    sends `create configmap` and `create secret` (protobuf.py)."""
+    if "protobuf" in handler.headers.get("Content-Type", ""):
+        from minipod.runtime.apiserver import protobuf
+        try:
+            return protobuf.decode(body)
+        except (protobuf.ProtobufError, UnicodeDecodeError) as e:
+            raise ApiError(400, "BadRequest", f"the body of the request could not be decoded "
+                                              f"as protobuf: {e}")
+    return handler.decode(body)
+
+
 def create(handler, ns: str, resource: str, q: dict, body: bytes) -> None:
-    obj = handler.decode(body)
+    obj = decode(handler, body)
     checked, warnings = check(obj, resource, ns, q)
     if configobjects.read(handler.server.paths, resource, ns, checked.name) is not None:
         raise ApiError(409, "AlreadyExists", f'{resource} "{checked.name}" already exists',
@@ -246,7 +259,7 @@ def update(handler, method: str, ns: str, resource: str, name: str, q: dict,
     current = copy.deepcopy(old)
     try:
         if method == "PUT":
-            new = handler.decode(body)
+            new = decode(handler, body)
         elif ctype == "application/json-patch+json":
             new = patches.json_patch(current, json.loads(body or b"[]"))
         else:

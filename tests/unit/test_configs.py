@@ -346,3 +346,27 @@ def test_atomic_writer_mode_change_is_a_change(tmp_path):
 def test_manifest_tables_know_the_new_levels():
     for level in ("envVarSource", "configMapVolume", "projection"):
         assert level in manifest.SUPPORTED and level in manifest.WHERE
+
+
+# ---- protobuf, as kubectl's typed client sends create configmap/secret --------
+
+def test_protobuf_configmap_and_secret():
+    from minipod.runtime.apiserver import protobuf as pb
+    meta = pb.field(1, "settings") + pb.field(3, "default") + pb.encode_map(11, {"app": "x"})
+    cm = pb.field(1, meta) + pb.encode_map(2, {"a": "b", "c": "d"}) + pb.field(4, True)
+    body = pb.MAGIC + pb.field(1, pb.field(1, "v1") + pb.field(2, "ConfigMap")) + \
+        pb.field(2, cm) + pb.field(4, "application/vnd.kubernetes.protobuf")
+    assert pb.decode(body) == {"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": "settings", "namespace": "default",
+                                            "labels": {"app": "x"}},
+                               "data": {"a": "b", "c": "d"}, "immutable": True}
+    secret = pb.field(1, pb.field(1, "creds")) + pb.encode_map(
+        2, {"password": base64.b64encode(b"\x00pw").decode()}, value_bytes=True) + \
+        pb.field(3, "Opaque")
+    body = pb.MAGIC + pb.field(1, pb.field(1, "v1") + pb.field(2, "Secret")) + \
+        pb.field(2, secret)
+    assert pb.decode(body) == {"apiVersion": "v1", "kind": "Secret",
+                               "metadata": {"name": "creds"}, "type": "Opaque",
+                               "data": {"password": base64.b64encode(b"\x00pw").decode()}}
+    with pytest.raises(pb.ProtobufError):
+        pb.decode(b"k8s\x00\x0a\xff")
