@@ -158,6 +158,9 @@ def write(target: Path, files: dict[str, tuple[bytes, int]], gid: int | None = N
 
     Paths were checked relative with no ".." (configrefs); nothing in
     target is reachable by a container for writing (read-only mounts)."""
+    for rel in files:   # checked by configrefs already; a writer never trusts that alone
+        if not rel or rel.startswith("/") or ".." in rel.split("/") or rel.startswith(".."):
+            raise ValueError(f"refusing to write {rel!r}: not a path inside the volume")
     target.mkdir(parents=True, exist_ok=True)
     old = _current(target)
     if old is not None and _same(target / old, files):

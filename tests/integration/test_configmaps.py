@@ -203,7 +203,10 @@ def test_secret_stored_0600_and_never_in_agent_log_or_events(minipod, objects_po
     assert SECRET_VALUE not in (agent_log.read_text() if agent_log.exists() else "")
     record = (minipod.root / "run" / "pods" / name / "pod.json").read_text()
     assert SECRET_VALUE not in record
-    assert SECRET_VALUE not in minipod("describe", "pod", name).stdout
+    described = minipod("describe", "pod", name).stdout
+    assert SECRET_VALUE not in described
+    assert f"PASSWORD:  <set to the key 'password' in secret '{name}-sec'>  Optional: false" \
+        in described
     assert SECRET_VALUE not in minipod("get", "pod", name, "-o", "yaml").stdout
     # the secret volume is a tmpfs: its bytes never reach the disk
     mounts = open("/proc/self/mountinfo").read()

@@ -370,3 +370,10 @@ def test_protobuf_configmap_and_secret():
                                "data": {"password": base64.b64encode(b"\x00pw").decode()}}
     with pytest.raises(pb.ProtobufError):
         pb.decode(b"k8s\x00\x0a\xff")
+
+
+def test_atomic_writer_refuses_paths_outside(tmp_path):
+    for bad in ("../x", "/etc/x", "a/../../x", "..data"):
+        with pytest.raises(ValueError):
+            projection.write(tmp_path / "vol", {bad: (b"x", 0o644)})
+    assert not (tmp_path / "x").exists()
