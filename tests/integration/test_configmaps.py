@@ -359,3 +359,55 @@ def test_kubectl_pod_waits_for_configmap_created_by_kubectl(kubectl, tmp_path):
     finally:
         kubectl("delete", "pod", name, "--grace-period=0", "--ignore-not-found", check=False)
         kubectl("delete", "configmap", cm, "--ignore-not-found", check=False)
+
+
+def test_a_container_cannot_rewrite_a_configmap_volume(minipod, tmp_path):
+    """The attack: a container whose volumeMount is not readOnly rewrites the
+    files (and the ..data switch) of a configMap volume its neighbour reads.
+    The kubelet mounts these volumes read-only whatever the mount says, and
+    so does minipod: every attempt fails with EROFS and the neighbour, and
+    the host's copy, keep the ConfigMap's content."""
+    name = "cfg-attack"
+    path = tmp_path / "attack.yaml"
+    path.write_text(f"""\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: {name}}}
+data: {{mode: trusted}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 0
+  volumes:
+  - {{name: cfg, configMap: {{name: {name}}}}}
+  containers:
+  - name: attacker
+    image: {BUSYBOX_IMAGE}
+    command: ["sh", "-c", "sleep 100000"]
+    volumeMounts: [{{name: cfg, mountPath: /cfg, readOnly: false}}]
+  - name: victim
+    image: {BUSYBOX_IMAGE}
+    command: ["sh", "-c", "sleep 100000"]
+    volumeMounts: [{{name: cfg, mountPath: /cfg}}]
+""")
+    minipod("run", str(path))
+    try:
+        minipod.wait_for(name, lambda p: all(c.get("ready") for c in p["status"].get(
+            "containerStatuses", [])) and len(p["status"].get("containerStatuses", [])) == 2)
+        attack = minipod("exec", name, "-c", "attacker", "--", "sh", "-c",
+                         "echo evil > /cfg/..data/mode; "
+                         "mkdir /cfg/..evil && echo evil > /cfg/..evil/mode && "
+                         "ln -sfn ..evil /cfg/..data_tmp && mv -T /cfg/..data_tmp /cfg/..data; "
+                         "rm -f /cfg/mode && echo evil > /cfg/mode; cat /cfg/mode", check=False)
+        assert attack.stdout.strip().splitlines()[-1] == "trusted", attack.stdout + attack.stderr
+        assert "Read-only file system" in attack.stderr
+        seen = minipod("exec", name, "-c", "victim", "--", "cat", "/cfg/mode").stdout
+        assert seen.strip() == "trusted"
+        uid = minipod.pod(name)["metadata"]["uid"]
+        host = minipod.root / "lib" / "containers" / uid / "volumes" / "cfg"
+        assert (host / "mode").read_text() == "trusted"
+        assert os.readlink(host / "..data").startswith("..20")
+    finally:
+        minipod("delete", "-f", str(path), "--grace-period", "0", check=False)
