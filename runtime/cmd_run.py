@@ -113,6 +113,10 @@ def run(args, paths) -> int:
                 print(f"error: pod {pod.name}: container {cs['name']}: {cs['reason']}: "
                       f"{cs.get('message')}", file=sys.stderr)
                 failed = True
+            elif cs.get("configWait"):   # not a failure: it starts once the object exists
+                sys.stdout.flush()          # after "pod/x created", as it happened
+                print(f"waiting: pod {pod.name}: container {cs['name']}: {cs['reason']}: "
+                      f"{cs.get('message')}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -247,7 +247,10 @@ spec:
       valueFrom: {{configMapKeyRef: {{name: later, key: greeting}}}}
 """)
     try:
-        minipod("run", str(path), check=False)
+        started = minipod("run", str(path))
+        assert started.stderr.strip() == (f"waiting: pod {name}: container main: "
+                                          f'CreateContainerConfigError: configmap "later" '
+                                          f"not found")
         pod = minipod.wait_for(name, lambda p: p["status"]["containerStatuses"][0]["state"]
                                .get("waiting", {}).get("reason") == "CreateContainerConfigError")
         assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"] == \
