@@ -369,7 +369,10 @@ class Agent:
         resource, ns, name = request["resource"], request["namespace"], request["name"]
         if resource not in configobjects.RESOURCE_KINDS:
             raise RequestError("BadRequest", f"unknown resource {resource!r}")
-        old = configobjects.remove(self.paths, resource, ns, name)
+        try:
+            old = configobjects.remove(self.paths, resource, ns, name)
+        except ValueError as e:
+            raise RequestError("BadRequest", str(e)) from None
         if old is None:
             raise RequestError("NotFound", f'{resource} "{name}" not found')
         return {"ok": True, "object": old}

@@ -230,6 +230,11 @@ def objects_dir(paths) -> Path:
 
 
 def object_path(paths, resource: str, namespace: str, name: str) -> Path:
+    """Where an object lives. The names were checked (DNS labels and
+    subdomains); checked again here, as every caller's input becomes a path."""
+    for part in (resource, namespace, name):
+        if not part or "/" in part or part.startswith(".") or "\0" in part:
+            raise ValueError(f"not a valid object name: {part!r}")
     return objects_dir(paths) / namespace / resource / f"{name}.json"
 
 

@@ -377,3 +377,13 @@ def test_atomic_writer_refuses_paths_outside(tmp_path):
         with pytest.raises(ValueError):
             projection.write(tmp_path / "vol", {bad: (b"x", 0o644)})
     assert not (tmp_path / "x").exists()
+
+
+def test_object_paths_never_leave_the_objects_dir(tmp_path):
+    paths = SimpleNamespace(run=tmp_path)
+    for ns, name in ((("..", "x")), ("default", "../../x"), ("default", ".hidden"), ("", "x")):
+        with pytest.raises(ValueError):
+            configobjects.object_path(paths, "configmaps", ns, name)
+    with pytest.raises(ManifestError):     # and the check refuses such names first
+        configobjects.load_object({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": "x", "namespace": ".."}})
