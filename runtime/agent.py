@@ -108,6 +108,7 @@ class Agent:
         self.explain_delete: dict[str, list] = {}        # pod -> --explain steps so far
         self.pull_pids: dict[int, str] = {}
         self.measuring: int | None = None               # the disk usage child's pid
+        self.config_timers: set[tuple[str, str, str]] = set()  # (pod, container, uid) waiting
         self.idle_since = time.monotonic()
         self.stopping = False
         self.net = bridge.NetworkConfig(
@@ -868,8 +869,14 @@ class Agent:
         self.event(pod_name, event, message if event == "FailedMount" else f"Error: {message}",
                    warning=True)
         self._save(pod_name)
-        self.call_later(podconfig.RETRY_SECONDS, self._retry_config, pod_name, cs["name"],
-                        record["uid"])
+        key = (pod_name, cs["name"], record["uid"])
+        if key not in self.config_timers:   # one timer per waiting container
+            self.config_timers.add(key)
+            self.call_later(podconfig.RETRY_SECONDS, self._config_timer, key)
+
+    def _config_timer(self, key: tuple[str, str, str]) -> None:
+        self.config_timers.discard(key)
+        self._retry_config(*key)
 
     # ---- container output: files that never block ---------------------------
     #
