@@ -34,6 +34,10 @@ def run(args, paths) -> int:
         from minipod.runtime.cmd_run import load
         names = [p.name for p in load(args.filename, objects)]
     elif args.kind:
+        from minipod.runtime import cmd_objects
+        other = cmd_objects.resource_of(args.kind)  # configmaps, secrets
+        if other:
+            return cmd_objects.delete(args, paths, *other)
         names = resource_names(args.kind, args.names)
     else:
         raise CommandError("say what to delete: minipod delete pod NAME, or -f FILE", 2)

@@ -208,6 +208,13 @@ def test_secret_stored_0600_and_never_in_agent_log_or_events(minipod, objects_po
     assert f"PASSWORD:  <set to the key 'password' in secret '{name}-sec'>  Optional: false" \
         in described
     assert SECRET_VALUE not in minipod("get", "pod", name, "-o", "yaml").stdout
+    # minipod's own get: the table counts keys, -o yaml shows the API's base64
+    rows = minipod("get", "secrets").stdout.splitlines()
+    assert rows[0].split() == ["NAME", "TYPE", "DATA", "AGE"]
+    assert next(r for r in rows if r.startswith(f"{name}-sec ")).split()[1:3] == ["Opaque", "1"]
+    shown = yaml.safe_load(minipod("get", "secret", f"{name}-sec", "-o", "yaml").stdout)
+    assert shown["data"] == data and SECRET_VALUE not in json.dumps(shown)
+    assert minipod("get", "cm", "-o", "name").stdout.split() == [f"configmap/{name}-cfg"]
     # the secret volume is a tmpfs: its bytes never reach the disk
     mounts = open("/proc/self/mountinfo").read()
     vol = next(line for line in mounts.splitlines() if line.split()[4].endswith("/volumes/sec"))
@@ -267,9 +274,15 @@ spec:
         assert "got hello" in logs_when(minipod, name, "got hello")
         described = minipod("describe", "pod", name).stdout
         assert 'Error: configmap "later" not found' in described
+        assert minipod("delete", "configmap", "later").stdout.strip() == \
+            'configmap "later" deleted'
+        assert minipod("get", "configmap", "later", check=False).stderr.strip() == \
+            'error: Error from server (NotFound): configmaps "later" not found'
+        # deleted: the running container keeps what it started with
+        assert minipod.pod(name)["status"]["containerStatuses"][0]["state"].get("running")
     finally:
         minipod("delete", "pod", name, "--grace-period", "0", check=False)
-        minipod("delete", "-f", str(tmp_path / "cm.yaml"), check=False)
+        minipod("delete", "configmap", "later", "--ignore-not-found", check=False)
 
 
 # ---- the real kubectl ---------------------------------------------------------
