@@ -36,9 +36,12 @@ def write_volumes(paths, record: dict, pod) -> str | None:
             continue
         try:
             files = projection.payload(paths, record, pod, v)
+            projection.write(Path(record["volumes"][v.name]), files, gid)
         except projection.NotReady as e:
             return f'MountVolume.SetUp failed for volume "{v.name}" : {e}'
-        projection.write(Path(record["volumes"][v.name]), files, gid)
+        except OSError as e:    # the disk, not the user: said, and tried again
+            return (f'MountVolume.SetUp failed for volume "{v.name}" : cannot write '
+                    f"{e.filename or record['volumes'][v.name]}: {e.strerror} (errno {e.errno})")
     return None
 
 
