@@ -306,6 +306,10 @@ def test_kubectl_create_get_apply_delete(kubectl, tmp_path):
         assert rows[0].split() == ["NAME", "TYPE", "DATA", "AGE"]
         assert next(r for r in rows if r.startswith(sec + " ")).split()[1:3] == ["Opaque", "1"]
         assert SECRET_VALUE not in kubectl("describe", "secret", sec).stdout
+        # wait watches the object (the store's change log numbers configmaps too)
+        kubectl("wait", "--for=jsonpath={.data.a}=b", f"configmap/{cm}", "--timeout=20s")
+        kubectl("patch", "configmap", cm, "-p", '{"data":{"a":"z"}}')
+        kubectl("wait", "--for=jsonpath={.data.a}=z", f"configmap/{cm}", "--timeout=20s")
         resources = kubectl("api-resources").stdout
         assert any(r.split()[:2] == ["configmaps", "cm"] for r in resources.splitlines())
         assert any(r.split()[0] == "secrets" for r in resources.splitlines())
