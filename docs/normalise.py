@@ -31,6 +31,7 @@ RULES = [
     (re.compile(r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} "
                 r"\d\d:\d\d:\d\d [+-]\d{4}"), "<time>"),
     (re.compile(r"\b\d{8}-\d{6}\.\d{9}\b"), "<time>"),             # rotated log files
+    (re.compile(r"\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d{9}\d*"), "..<time>"),  # volume versions
     (re.compile(rf"\b{AGE} ago\b"), "<age> ago"),
     (re.compile(r"minipod-check-[0-9a-f]{8}"), "minipod-check-<random>"),
     (re.compile(r"\b(port )(\d{5})\b"), lambda m: _port(m, m.group(1))),

@@ -13,6 +13,8 @@ Requests arrive on a unix socket as one JSON line each (see client.py):
     {"op": "delete", "name": "web", "grace": null} | {"op": "stop"}
     {"op": "update", "name": "web", "uid": "...", "labels": {...}, "annotations": {...},
      "images": {"main": "nginx:1.28"}, "spec": {"activeDeadlineSeconds": 60}}
+    {"op": "put_object", "object": {ConfigMap or Secret}}
+    {"op": "delete_object", "resource": "configmaps", "namespace": "default", "name": "x"}
 
 and are answered with one JSON line: {"ok": true, ...} or {"ok": false,
 "code": "AlreadyExists", "error": "..."}.
@@ -46,9 +48,9 @@ from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
-from minipod.runtime import (backoff, eviction, faults, logs, manifest, podstatus, probes,
-                             process, qos, sandbox, security, state, volumes)
-from minipod.runtime import serviceaccount
+from minipod.runtime import (backoff, configobjects, eviction, faults, logs, manifest,
+                             podconfig, podstatus, probes, process, qos, sandbox, security,
+                             serviceaccount, state, volumes)
 from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -106,6 +108,7 @@ class Agent:
         self.explain_delete: dict[str, list] = {}        # pod -> --explain steps so far
         self.pull_pids: dict[int, str] = {}
         self.measuring: int | None = None               # the disk usage child's pid
+        self.config_timers: set[tuple[str, str, str]] = set()  # (pod, container, uid) waiting
         self.idle_since = time.monotonic()
         self.stopping = False
         self.net = bridge.NetworkConfig(
@@ -332,6 +335,8 @@ class Agent:
             raise RequestError("Invalid", str(e)) from None
         record["manifest"] = new
         record["terminationGracePeriodSeconds"] = pod.termination_grace_period_seconds
+        if record.get("volumes"):   # downwardAPI files of labels and annotations
+            podconfig.write_volumes(self.paths, record, pod)
         for cname, image in images.items():
             cs = _find(record, cname)
             if cs.get("image") == image:
@@ -345,6 +350,60 @@ class Agent:
                 self._kill_container(name, cname, "definition changed")
         self._save(name)
         return {"ok": True}
+
+    def op_put_object(self, request, conn) -> dict:
+        """Create or replace a ConfigMap or Secret (configobjects.py), then
+        bring the pods that use it up to date."""
+        try:
+            obj, _ = configobjects.load_object(request["object"], request.get("source",
+                                                                              "<request>"))
+        except manifest.ManifestError as e:
+            raise RequestError("Invalid", str(e)) from None
+        try:
+            stored, created = configobjects.put(self.paths, obj.obj)
+        except configobjects.Conflict as e:
+            raise RequestError("Invalid", str(e)) from None
+        self._config_changed(obj.resource, obj.namespace, obj.name)
+        return {"ok": True, "object": stored, "created": created}
+
+    def op_delete_object(self, request, conn) -> dict:
+        resource, ns, name = request["resource"], request["namespace"], request["name"]
+        if resource not in configobjects.RESOURCE_KINDS:
+            raise RequestError("BadRequest", f"unknown resource {resource!r}")
+        try:
+            old = configobjects.remove(self.paths, resource, ns, name)
+        except ValueError as e:
+            raise RequestError("BadRequest", str(e)) from None
+        if old is None:
+            raise RequestError("NotFound", f'{resource} "{name}" not found')
+        return {"ok": True, "object": old}
+
+    def _config_changed(self, resource: str, ns: str, name: str) -> None:
+        """Write the object's new content into the volumes of the pods that
+        use it, and start their containers that waited for it."""
+        for pod_name, record in list(self.records.items()):
+            if record.get("deletionTimestamp") or not podconfig.uses(
+                    self.pod_spec(record), resource, ns, name):
+                continue
+            if record.get("volumes"):
+                podconfig.write_volumes(self.paths, record, self.pod_spec(record))
+            for cs in record.get("initContainers", []) + record["containers"]:
+                self._retry_config(pod_name, cs["name"], record["uid"])
+
+    def _retry_config(self, pod_name: str, name: str, uid: str) -> None:
+        """Try again a container that waits for a ConfigMap or Secret."""
+        record = self.records.get(pod_name)
+        if record is None or record["uid"] != uid or record.get("deletionTimestamp"):
+            return
+        cs = _find(record, name)
+        if cs["state"] != "waiting" or not cs.get("configWait"):
+            return
+        if cs.get("restartCount"):
+            self.start_container(pod_name, name)
+        else:       # a first start goes through sync: init containers come first
+            cs["reason"] = "PodInitializing" if cs in record.get("initContainers", []) \
+                else "ContainerCreating"
+            self.sync(pod_name)
 
     def op_gc(self, request, conn) -> dict:
         """Remove what no live pod owns (runtime/gc.py)."""
@@ -712,15 +771,21 @@ class Agent:
         where = f'pod: "{pod.name}_{pod.namespace}({record["uid"]})", container: {name}'
         sec = security.prepare(security.plan_security(
             c.security_context, image.config.get("User"), passwd, group, where))
+        # valueFrom and envFrom: ConfigError while an object or key is missing
+        env_list, _ = configobjects.container_env(self.paths, record, pod, c)
         # the `kubernetes` Service's variables first: the container's own env wins
-        env = process.environment(image.config, serviceaccount.service_env(
-            str(self.ipam.gateway), serviceaccount.api_port(self.paths)) + [(e.name, e.value)
-                                                                  for e in c.env],
-            pod.name, process.home(sec.uid, passwd))
+        service = serviceaccount.service_env(str(self.ipam.gateway),
+                                             serviceaccount.api_port(self.paths))
+        env = process.environment(image.config, service + env_list, pod.name,
+                                  process.home(sec.uid, passwd))
         argv = process.argv(c.command, c.args, image.config, env)
         pod_dir = self.paths.pod_dir(record["name"])
         binds = []
+        written = {v.name for v in pod.volumes if v.source is not None}
         for vm in c.volume_mounts:
+            if vm.name in written:  # configMap, secret, ...: read-only, as the kubelet does
+                from dataclasses import replace
+                vm = replace(vm, read_only=True)
             binds.append(volumes.bind_for(record["volumes"][vm.name], vm))
         token = serviceaccount.bind(record, c)
         if token is not None:
@@ -747,6 +812,11 @@ class Agent:
             return  # evicted: its containers stay terminated
         cs = _find(record, name)
         rc = RunningContainer(pod_name, name)
+        if record.get("volumes"):   # configMap, secret, ... volumes: written before any start
+            failed = podconfig.write_volumes(self.paths, record, self.pod_spec(record))
+            if failed:
+                return self._config_wait(pod_name, cs, "ContainerCreating", failed,
+                                         "FailedMount")
         image = self._image_ready(pod_name, name)
         if image is None:  # pulling, or the policy forbids it: a waiting status
             self._save(pod_name)
@@ -761,7 +831,12 @@ class Agent:
                 self.event(pod_name, "Failed", f"Error: {e}", warning=True)
                 self._save(pod_name)
                 return
-            cs["env"] = spec.env  # what exec, exec probes and hooks run with
+            except configobjects.ConfigError as e:
+                return self._config_wait(pod_name, cs, "CreateContainerConfigError", str(e),
+                                         "Failed")
+            # what exec, exec probes and hooks run with (a Secret's values: 0600 file)
+            podconfig.save_env(self.paths, record, cs, spec.env, configobjects.uses_secret_env(
+                self.container_of(record, name)))
             cs["user"] = {"uid": spec.uid, "gid": spec.gid, "groups": list(spec.groups)}
             c = self.container_of(record, name)
             cg = self.cgroups.create_container(record["cgroup"], name, _limits(c),
@@ -785,12 +860,32 @@ class Agent:
         cs.update(state="running", pid=pid, pidStart=state.proc_start_time(pid),
                   startedAt=now_iso(), containerID=f"{record['uid'][:8]}-{name}",
                   reason=None, message=None, exitCode=None, signal=None, finishedAt=None)
+        cs.pop("configWait", None)
         rc.pid = pid
         self.live[(pod_name, name)] = rc
         self.by_pid[pid] = rc
         self.event(pod_name, "Started", f"Started container {name}")
         self._start_probes(pod_name, name, rc)
         self._save(pod_name)
+
+    def _config_wait(self, pod_name: str, cs: dict, reason: str, message: str,
+                     event: str) -> None:
+        """The container waits for a ConfigMap, Secret or key (the kubelet's
+        reasons and messages); tried again in RETRY_SECONDS, or as soon as
+        the object is put."""
+        record = self.records[pod_name]
+        cs.update(state="waiting", reason=reason, message=message, configWait=True)
+        self.event(pod_name, event, message if event == "FailedMount" else f"Error: {message}",
+                   warning=True)
+        self._save(pod_name)
+        key = (pod_name, cs["name"], record["uid"])
+        if key not in self.config_timers:   # one timer per waiting container
+            self.config_timers.add(key)
+            self.call_later(podconfig.RETRY_SECONDS, self._config_timer, key)
+
+    def _config_timer(self, key: tuple[str, str, str]) -> None:
+        self.config_timers.discard(key)
+        self._retry_config(*key)
 
     # ---- container output: files that never block ---------------------------
     #
@@ -1481,6 +1576,8 @@ class Agent:
                 if cs["state"] == "running":
                     if not self._adopt(record, cs):
                         ended.append(cs["name"])
+                elif cs["state"] == "waiting" and cs.get("configWait"):
+                    self.call_later(0, self._retry_config, name, cs["name"], record["uid"])
                 elif cs["state"] == "waiting" and cs.get("reason") == "CrashLoopBackOff":
                     self.call_later(BACKOFF_BASE, self._restart, name, cs["name"], record["uid"])
                 elif cs["state"] == "waiting" and cs.get("reason") in (

@@ -29,14 +29,19 @@ def register(sub) -> None:
 def run(args, paths) -> int:
     from minipod.runtime import client
     from minipod.runtime.cmd_get import resource_names
+    objects: list = []
     if args.filename:
         from minipod.runtime.cmd_run import load
-        names = [p.name for p in load(args.filename)]
+        names = [p.name for p in load(args.filename, objects)]
     elif args.kind:
+        from minipod.runtime import cmd_objects
+        other = cmd_objects.resource_of(args.kind)  # configmaps, secrets
+        if other:
+            return cmd_objects.delete(args, paths, *other)
         names = resource_names(args.kind, args.names)
     else:
         raise CommandError("say what to delete: minipod delete pod NAME, or -f FILE", 2)
-    if not names:
+    if not names and not objects:
         raise CommandError("resource(s) were provided, but no name was specified", 2)
     require_root("delete")
     grace = 1 if args.now else args.grace_period
@@ -58,4 +63,17 @@ def run(args, paths) -> int:
             from minipod import explain
             print(explain.render(answer.get("explain", [])) + "\n")
         print(f'pod "{name}" deleted')
+    for obj in objects:     # after the pods that use them, as the file lists them
+        try:
+            client.request(paths, {"op": "delete_object", "resource": obj.resource,
+                                   "namespace": obj.namespace, "name": obj.name})
+        except client.AgentError as e:
+            if e.code == "NotFound":
+                if not args.ignore_not_found:
+                    print(f'Error from server (NotFound): {obj.resource} "{obj.name}" '
+                          f"not found", file=sys.stderr)
+                    status = 1
+                continue
+            raise server_error(e)
+        print(f'{obj.kind.lower()} "{obj.name}" deleted')
     return status

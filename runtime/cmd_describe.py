@@ -61,6 +61,32 @@ def _state_lines(state: dict, label: str) -> list[str]:
     return lines
 
 
+def _env_line(e: dict) -> str:
+    """One variable as kubectl describe shows it: a value from a Secret or
+    ConfigMap is named, never shown (describe.go describeContainerEnvVars)."""
+    src = e.get("valueFrom")
+    if not isinstance(src, dict):
+        return f"      {e['name']}:  {e.get('value', '')}"
+    for key, what in (("secretKeyRef", "in secret"), ("configMapKeyRef", "of config map")):
+        ref = src.get(key)
+        if isinstance(ref, dict):
+            return (f"      {e['name']}:  <set to the key '{ref.get('key')}' {what} "
+                    f"'{ref.get('name')}'>  Optional: {str(bool(ref.get('optional'))).lower()}")
+    if isinstance(src.get("fieldRef"), dict):
+        ref = src["fieldRef"]
+        return f"      {e['name']}:   ({ref.get('apiVersion', 'v1')}:{ref.get('fieldPath')})"
+    ref = src.get("resourceFieldRef") or {}
+    return f"      {e['name']}:  ({ref.get('resource')})"
+
+
+def _env_from_line(e: dict) -> str:
+    kind = "ConfigMap" if "configMapRef" in e else "Secret"
+    ref = e.get("configMapRef") or e.get("secretRef") or {}
+    prefix = f" with prefix '{e['prefix']}'" if e.get("prefix") else ""
+    return (f"      {ref.get('name')}  {kind}{prefix}  Optional: "
+            f"{str(bool(ref.get('optional'))).lower()}")
+
+
 def _status(meta: dict, status: dict) -> str:
     """kubectl describe: Terminating while a deleted pod's phase is not final."""
     if meta.get("deletionTimestamp") and status["phase"] not in ("Succeeded", "Failed"):
@@ -97,8 +123,12 @@ def _containers(label: str, containers: list[dict], statuses: list[dict]) -> lis
         out.append(f"    Ready:          {cs.get('ready', False)}")
         out.append(f"    Restart Count:  {cs.get('restartCount', 0)}")
         env = c.get("env") or []
+        env_from = c.get("envFrom") or []
+        if env_from:
+            out.append("    Environment Variables from:")
+            out += [_env_from_line(e) for e in env_from]
         out.append("    Environment:" + ("    <none>" if not env else ""))
-        out += [f"      {e['name']}:  {e.get('value', '')}" for e in env]
+        out += [_env_line(e) for e in env]
         mounts = c.get("volumeMounts") or []
         out.append("    Mounts:" + ("         <none>" if not mounts else ""))
         out += [f"      {m['mountPath']} from {m['name']} ({'ro' if m.get('readOnly') else 'rw'})"

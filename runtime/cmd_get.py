@@ -61,6 +61,10 @@ def load(paths, names: list[str]) -> list[dict]:
 
 
 def run(args, paths) -> int:
+    from minipod.runtime import cmd_objects
+    other = cmd_objects.resource_of(args.kind)      # configmaps, secrets
+    if other:
+        return cmd_objects.get(args, paths, *other)
     names = resource_names(args.kind, args.names)
     records = load(paths, names)
     if args.output in ("yaml", "json"):

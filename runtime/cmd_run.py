@@ -1,7 +1,9 @@
 """`minipod run FILE` and `minipod create -f FILE`: validate, then ask the agent.
 
 The manifest is checked here, with file and line in every message, before
-the agent is even contacted: bad input creates nothing.
+the agent is even contacted: bad input creates nothing. A file may hold
+ConfigMaps and Secrets beside its Pods (any other kind is refused, and then
+nothing in the file is created); they are stored first, so the pods find them.
 """
 from __future__ import annotations
 
@@ -27,25 +29,54 @@ def register(sub) -> None:
     c.set_defaults(func=run, create=True, explain=False)
 
 
-def load(path: str):
-    """Parse and validate; warnings go to stderr like kubectl's."""
+def load(path: str, objects: list | None = None):
+    """Parse and validate; warnings go to stderr like kubectl's. ConfigMaps
+    and Secrets are appended to `objects` (refused when it is None)."""
     from minipod.runtime import manifest
     try:
-        pods, warnings = manifest.load_file(path)
+        pods, warnings = manifest.load_file(path, objects)
     except manifest.ManifestError as e:
         raise CommandError(f"{path} is not a valid Pod manifest:\n" +
                            "\n".join(f"  {p}" for p in e.problems))
     for w in warnings:
         print(f"Warning: {w}", file=sys.stderr)
-    if not pods:
+    if not pods and not objects:
         raise CommandError(f"{path}: no objects to create")
     return pods
 
 
+def put_objects(paths, objects: list, create: bool) -> None:
+    """Store the file's ConfigMaps and Secrets (`configmap/x created`,
+    `configured`, `unchanged`, as kubectl apply says)."""
+    from minipod.runtime import client, configobjects
+    for obj in objects:
+        what = f"{obj.kind.lower()}/{obj.name}"
+        old = configobjects.read(paths, obj.resource, obj.namespace, obj.name)
+        if old is not None:
+            if create:
+                raise CommandError(f'Error from server (AlreadyExists): {obj.resource} '
+                                   f'"{obj.name}" already exists')
+            same = {k: v for k, v in old.items() if k != "metadata"} == \
+                {k: v for k, v in obj.obj.items() if k != "metadata"} and all(
+                    old["metadata"].get(k) == obj.obj["metadata"].get(k)
+                    for k in ("labels", "annotations"))
+            if same:
+                print(f"{what} unchanged")
+                continue
+        try:
+            client.request(paths, {"op": "put_object", "object": obj.obj,
+                                   "source": obj.source})
+        except client.AgentError as e:
+            raise server_error(e)
+        print(f"{what} {'created' if old is None else 'configured'}")
+
+
 def run(args, paths) -> int:
-    pods = load(args.file)
+    objects: list = []
+    pods = load(args.file, objects)
     require_root("run" if not args.create else "create")
     from minipod.runtime import client, state
+    put_objects(paths, objects, args.create)
     failed = False
     for pod in pods:
         if not args.create:
@@ -82,6 +113,10 @@ def run(args, paths) -> int:
                 print(f"error: pod {pod.name}: container {cs['name']}: {cs['reason']}: "
                       f"{cs.get('message')}", file=sys.stderr)
                 failed = True
+            elif cs.get("configWait"):   # not a failure: it starts once the object exists
+                sys.stdout.flush()          # after "pod/x created", as it happened
+                print(f"waiting: pod {pod.name}: container {cs['name']}: {cs['reason']}: "
+                      f"{cs.get('message')}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -96,6 +131,7 @@ def wait_for_images(paths, name: str, record: dict, timeout: float = 600) -> dic
     from minipod.runtime import state
     deadline = time.monotonic() + timeout
     while any(c["state"] == "waiting" and c.get("reason") == "ContainerCreating"
+              and not c.get("configWait")    # waits for a ConfigMap or Secret: no end known
               for c in record.get("initContainers", []) + record["containers"]):
         if time.monotonic() > deadline:
             break

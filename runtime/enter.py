@@ -114,6 +114,9 @@ def container_environment(record: dict, cs: dict, paths) -> dict[str, str]:
     image's config and /etc/passwd, and the uid the process runs as. Never
     from /proc/PID/environ: the process may have rewritten that area."""
     env = cs.get("env")
+    if cs.get("envFile"):           # it holds a Secret's value: kept 0600 (podconfig.py)
+        from minipod.runtime import podconfig
+        env = podconfig.load_env(cs)
     if isinstance(env, dict):
         return {str(k): str(v) for k, v in env.items()}
     from minipod.rootfs.store import ImageNotFound, ImageStore

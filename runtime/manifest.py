@@ -78,11 +78,12 @@ SUPPORTED = {
                   "env", "workingDir", "ports", "volumeMounts",
                   "livenessProbe", "readinessProbe", "startupProbe",
                   "lifecycle", "resources", "securityContext",
-                  "restartPolicy"},
+                  "restartPolicy", "envFrom"},
     "port": {"containerPort", "protocol", "name", "hostPort", "hostIP"},
-    "env": {"name", "value"},
+    "env": {"name", "value", "valueFrom"},
     "status": set(),
-    "volume": {"name", "emptyDir", "hostPath"},
+    "volume": {"name", "emptyDir", "hostPath", "configMap", "secret", "downwardAPI",
+               "projected"},
     "emptyDir": {"medium", "sizeLimit"},
     "hostPath": {"path", "type"},
     "volumeMount": {"name", "mountPath", "readOnly", "subPath"},
@@ -132,12 +133,12 @@ NOT_IMPLEMENTED = {
         "tolerations", "topologySpreadConstraints",
     },
     "container": {
-        "envFrom", "resizePolicy", "restartPolicyRules", "stdin",
+        "resizePolicy", "restartPolicyRules", "stdin",
         "stdinOnce", "terminationMessagePath", "terminationMessagePolicy",
         "tty", "volumeDevices",
     },
     "port": set(),
-    "env": {"valueFrom"},
+    "env": set(),
     # status is written by the system, never by the user: minipod ignores
     # it as a whole, but still checks its field names for typos.
     "status": {
@@ -153,10 +154,10 @@ NOT_IMPLEMENTED = {
     # a container whose volume is missing cannot do its work.
     "volume": {
         "awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder",
-        "configMap", "csi", "downwardAPI", "ephemeral", "fc", "flexVolume",
+        "csi", "ephemeral", "fc", "flexVolume",
         "flocker", "gcePersistentDisk", "gitRepo", "glusterfs", "image",
         "iscsi", "nfs", "persistentVolumeClaim", "photonPersistentDisk",
-        "portworxVolume", "projected", "quobyte", "rbd", "scaleIO", "secret",
+        "portworxVolume", "quobyte", "rbd", "scaleIO",
         "storageos", "vsphereVolume",
     },
     "emptyDir": {"mode"},
@@ -221,7 +222,9 @@ CHILDREN = {
                   "startupProbe": "probe", "lifecycle": "lifecycle",
                   "resources": "resources",
                   "securityContext": "securityContext"},
-    "volume": {"emptyDir": "emptyDir", "hostPath": "hostPath"},
+    "volume": {"emptyDir": "emptyDir", "hostPath": "hostPath",
+               "configMap": "configMapVolume", "secret": "secretVolume",
+               "downwardAPI": "downwardAPIVolume", "projected": "projectedVolume"},
     "probe": {"exec": "exec", "httpGet": "httpGet", "tcpSocket": "tcpSocket",
               "grpc": "grpc"},
     "lifecycle": {"postStart": "handler", "preStop": "handler"},
@@ -347,9 +350,12 @@ class Port:
 
 @dataclass
 class EnvVar:
-    """An environment variable with a literal value."""
+    """An environment variable: a literal value, or ``value_from`` (the
+    checked valueFrom map, resolved when the container starts:
+    runtime/configobjects.py)."""
     name: str
     value: str = ""
+    value_from: dict | None = None
 
 
 @dataclass
@@ -363,15 +369,18 @@ class VolumeMount:
 
 @dataclass
 class Volume:
-    """A pod volume; minipod has two sources, emptyDir and hostPath."""
+    """A pod volume: emptyDir, hostPath, or one whose files minipod writes
+    (configMap, secret, downwardAPI, projected: ``source`` is the checked
+    map, runtime/configrefs.py; the files: runtime/projection.py)."""
     name: str
-    kind: str                   # "emptyDir" | "hostPath"
+    kind: str                   # "emptyDir" | "hostPath" | "configMap" | ...
     medium: str = ""            # emptyDir: "" (disk) or "Memory" (tmpfs)
     size_limit: int | None = None   # emptyDir sizeLimit in bytes; None: none
     path: str | None = None     # hostPath.path, absolute, on the host
     # hostPath type: "" (no check), DirectoryOrCreate, Directory,
     # FileOrCreate, File, Socket, CharDevice, BlockDevice
     host_path_type: str = ""
+    source: dict | None = None
 
 
 @dataclass
@@ -471,6 +480,8 @@ class Container:
     # Only on init containers, and only "Always": a native sidecar, started
     # before the main containers and kept running beside them.
     restart_policy: str | None = None
+    # envFrom: [{"prefix", "kind": "configMap"|"secret", "name", "optional"}]
+    env_from: list[dict] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -576,11 +587,13 @@ def _quantity_guess(text: str) -> str | None:
 # ---------------------------------------------------------------------------
 # Entry points.
 
-def load_file(path: str) -> tuple[list[Pod], list[Problem]]:
+def load_file(path: str, objects: list | None = None) -> tuple[list[Pod], list[Problem]]:
     """Read and validate the manifest at ``path`` ("-" for stdin).
 
     Returns ``(pods, warnings)``; raises :class:`ManifestError` listing all
-    errors found, including a file that cannot be read.
+    errors found, including a file that cannot be read. With ``objects``
+    (a list), ConfigMap and Secret documents are checked too and appended
+    to it (configobjects.ConfigObject); without, they are refused.
     """
     source = "<stdin>" if path == "-" else path
     try:
@@ -602,10 +615,11 @@ def load_file(path: str) -> tuple[list[Pod], list[Problem]]:
                 source, line, "",
                 f"file is not UTF-8 text (byte 0x{data[e.start]:02x} "
                 f"at offset {e.start})")])
-    return load_text(data, source)
+    return load_text(data, source, objects)
 
 
-def load_text(text: str, source: str) -> tuple[list[Pod], list[Problem]]:
+def load_text(text: str, source: str,
+              objects: list | None = None) -> tuple[list[Pod], list[Problem]]:
     """Parse and validate manifest text; see :func:`load_file`."""
     size = len(text) if len(text) > MAX_MANIFEST_BYTES else len(text.encode("utf-8", "replace"))
     if size > MAX_MANIFEST_BYTES:
@@ -617,10 +631,21 @@ def load_text(text: str, source: str) -> tuple[list[Pod], list[Problem]]:
     pods: list[Pod] = []
     errors: list[Problem] = []
     warnings: list[Problem] = []
-    first_seen: dict[tuple[str, str], int | None] = {}
-    for root in roots:
-        pod, doc_errors, doc_warnings = _load_document(root, builder, source)
-        if pod is not None:
+    first_seen: dict[tuple[str, ...], int | None] = {}
+    for number, root in enumerate(roots, 1):
+        pod, doc_errors, doc_warnings = _load_document(root, builder, source,
+                                                       objects is not None, number)
+        if pod is not None and not isinstance(pod, Pod):    # a ConfigMap or Secret
+            key = (pod.kind, pod.namespace, pod.name)
+            if key in first_seen:
+                doc_errors.append(Problem(
+                    source, pod.line, "metadata.name",
+                    f'{pod.kind} "{pod.name}" is defined twice in this file '
+                    f"(first at line {first_seen[key]})"))
+            else:
+                first_seen[key] = pod.line
+                objects.append(pod)
+        elif pod is not None:
             key = (pod.namespace, pod.name)
             if key in first_seen:
                 doc_errors.append(Problem(
@@ -632,7 +657,7 @@ def load_text(text: str, source: str) -> tuple[list[Pod], list[Problem]]:
                 pods.append(pod)
         errors += _by_line(doc_errors)
         warnings += _by_line(doc_warnings)
-    if not pods and not errors:
+    if not pods and not objects and not errors:
         errors.append(Problem(source, None, "",
                               "no Pod found: the file has no documents"))
     if errors:
@@ -844,8 +869,11 @@ class _Builder:
         return node.value               # reported once: no "got null" after
 
 
-def _load_document(root, builder: _Builder, source: str):
-    """Build and validate one document: ``(pod or None, errors, warnings)``."""
+def _load_document(root, builder: _Builder, source: str, objects: bool = False,
+                   number: int = 1):
+    """Build and validate one document: ``(pod or None, errors, warnings)``;
+    with ``objects``, a ConfigMap or Secret document gives its
+    configobjects.ConfigObject in place of the pod."""
     import yaml
     start = root.start_mark.line + 1
     if isinstance(root, yaml.ScalarNode) and root.tag.endswith(":null"):
@@ -860,6 +888,10 @@ def _load_document(root, builder: _Builder, source: str):
         return None, [stop.problem], []
     check = _Checker(source, lines, start)
     check.errors += problems
+    check.document = number
+    if objects and obj.get("kind") in ("ConfigMap", "Secret"):
+        from minipod.runtime import configobjects
+        return configobjects.check_object(obj, check), check.errors, check.warnings
     pod = _validate(obj, check)
     return pod, check.errors, check.warnings
 
@@ -877,6 +909,7 @@ class _Checker:
         self.start = start
         self.errors: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.document = 1              # which document of the file
 
     def line(self, path: tuple) -> int | None:
         # A missing field has no line: use the nearest enclosing one.
@@ -1058,10 +1091,11 @@ def _check_type_meta(obj: dict, check: _Checker) -> bool:
             check.error(("kind",), f'kind "{kind}" is not supported; kind is '
                         'case-sensitive: did you mean "Pod"?')
         else:
-            more = ("; put each Pod in its own YAML document, separated by "
+            more = ("; put each object in its own YAML document, separated by "
                     '"---"' if kind == "List" else "")
-            check.error(("kind",), f'kind "{kind}" is not supported: minipod '
-                        f'runs Pods only (kind: Pod){more}')
+            check.error(("kind",), f'kind "{kind}" is not supported (document '
+                        f"{check.document}): minipod runs Pods, ConfigMaps and Secrets only; "
+                        f"nothing in this file is created{more}")
             return False
     api = check.get(obj, "apiVersion", (), str)
     if "apiVersion" not in obj or obj["apiVersion"] is None:
@@ -1229,6 +1263,7 @@ def _check_container(obj: dict, path: tuple, check: _Checker,
         check.error(path + ("workingDir",),
                     f'must be an absolute path, got "{working_dir}"')
     env = _check_env(obj, path, check)
+    env_from = configrefs.check_env_from(obj, path, check)
     ports = _check_ports(obj, path, check)
     mounts = _check_volume_mounts(obj, path, check, pod.volume_names)
     restart = _check_container_restart_policy(obj, path, check, init)
@@ -1262,7 +1297,8 @@ def _check_container(obj: dict, path: tuple, check: _Checker,
                      readiness_probe=probes.get("readinessProbe"),
                      startup_probe=probes.get("startupProbe"),
                      lifecycle=lifecycle, resources=resources,
-                     security_context=security, restart_policy=restart)
+                     security_context=security, restart_policy=restart,
+                     env_from=env_from)
 
 
 def _check_container_restart_policy(obj: dict, path: tuple, check: _Checker,
@@ -1289,7 +1325,7 @@ def _check_container_restart_policy(obj: dict, path: tuple, check: _Checker,
 
 
 def _check_env(obj: dict, path: tuple, check: _Checker) -> list[EnvVar]:
-    """Container env: [{name, value}]; valueFrom is ignored with a warning."""
+    """Container env: [{name, value | valueFrom}] (configrefs.py checks valueFrom)."""
     env: list[EnvVar] = []
     first_line: dict[str, int | None] = {}
     for i, item in enumerate(check.get(obj, "env", path, list) or []):
@@ -1305,13 +1341,14 @@ def _check_env(obj: dict, path: tuple, check: _Checker) -> list[EnvVar]:
             check.error(where + ("name",), f'invalid environment variable '
                         f'name "{name}": must start with a letter, "_", "-" '
                         'or "." and hold only letters, digits, "_", "-", "."')
-        if "valueFrom" in item:
+        value_from = None
+        if item.get("valueFrom") is not None:
             if value:
                 check.error(where + ("valueFrom",),
                             'may not be set together with a non-empty "value"')
-            check.warn(where + ("valueFrom",), NOT_IMPLEMENTED_MESSAGE.replace(
-                "ignored", f'variable "{name}" is not set'))
-            continue
+            value_from = configrefs.check_value_from(item, where, check, obj)
+            if value_from is None:
+                continue
         if name is None:
             continue
         if name in first_line:
@@ -1319,7 +1356,7 @@ def _check_env(obj: dict, path: tuple, check: _Checker) -> list[EnvVar]:
                        f"set twice (first at line {first_line[name]}); the "
                        "last value wins")
         first_line[name] = check.line(where + ("name",))
-        env.append(EnvVar(name, value or ""))
+        env.append(EnvVar(name, value or "", value_from))
     return env
 
 
@@ -1429,6 +1466,9 @@ def _check_volumes(spec: dict, check: _Checker) -> tuple[list[Volume],
     volumes: list[Volume] = []
     names: list[str] = []
     first: dict[str, tuple] = {}
+    containers = [c.get("name") for key in ("containers", "initContainers")
+                  for c in (spec.get(key) if isinstance(spec.get(key), list) else [])
+                  if isinstance(c, dict)]
     for i, item in enumerate(check.get(spec, "volumes", ("spec",), list)
                              or []):
         where = ("spec", "volumes", i)
@@ -1436,7 +1476,7 @@ def _check_volumes(spec: dict, check: _Checker) -> tuple[list[Volume],
             check.error(where, "expected a volume (a map with a name and a "
                         f"source such as emptyDir), got {_describe(item)}")
             continue
-        volume = _check_volume(item, where, check)
+        volume = _check_volume(item, where, check, containers)
         name = item.get("name")
         if isinstance(name, str):
             if name in first:
@@ -1450,8 +1490,10 @@ def _check_volumes(spec: dict, check: _Checker) -> tuple[list[Volume],
     return volumes, names
 
 
-def _check_volume(obj: dict, path: tuple, check: _Checker) -> Volume | None:
-    """Volume: a name and exactly one source, emptyDir or hostPath."""
+def _check_volume(obj: dict, path: tuple, check: _Checker,
+                  containers: list | None = None) -> Volume | None:
+    """Volume: a name and exactly one source: emptyDir, hostPath, or one
+    of configrefs.VOLUME_SOURCES."""
     before = len(check.errors)
     suggested = check.fields(obj, path, "volume", warn=False)
     name = check.require(obj, "name", path, str, suggested)
@@ -1459,12 +1501,13 @@ def _check_volume(obj: dict, path: tuple, check: _Checker) -> Volume | None:
         _check_name(name, path + ("name",), DNS1123_LABEL, 63,
                     "a lowercase RFC 1123 label", "'-'", check)
     sources = [key for key in obj if key in NOT_IMPLEMENTED["volume"]
-               or key in ("emptyDir", "hostPath")]
+               or key in ("emptyDir", "hostPath") + configrefs.VOLUME_SOURCES]
     for key in sources:
         if key in NOT_IMPLEMENTED["volume"]:
             check.error(path + (key,), f'volume source "{key}" is not '
                         "supported by minipod yet (the pod could not work "
-                        "without it); minipod has emptyDir and hostPath")
+                        "without it); minipod has emptyDir, hostPath, configMap, "
+                        "secret, downwardAPI and projected")
     for key in sources[1:]:
         check.error(path + (key,), f'a volume has exactly one source, and '
                     f'"{sources[0]}" ({check.where(path + (sources[0],))}) '
@@ -1476,6 +1519,9 @@ def _check_volume(obj: dict, path: tuple, check: _Checker) -> Volume | None:
         _check_empty_dir(obj, path, check, volume)
     elif kind == "hostPath":
         _check_host_path(obj, path, check, volume)
+    elif kind in configrefs.VOLUME_SOURCES:
+        volume.source = configrefs.check_volume_source(obj, kind, path, check,
+                                                       containers or [])
     return volume if len(check.errors) == before else None
 
 
@@ -2209,3 +2255,12 @@ def _field_name(path: tuple) -> str:
 def _by_line(problems: list[Problem]) -> list[Problem]:
     """Problems in file order; a stable sort keeps same-line ones in order."""
     return sorted(problems, key=lambda p: p.line or 0)
+
+
+# The checks of what pods take from ConfigMaps, Secrets and the downward API
+# live in their own module; their field tables join the ones above.
+from minipod.runtime import configrefs  # noqa: E402  (it imports this module)
+
+for _table, _more in ((SUPPORTED, configrefs.SUPPORTED),
+                      (NOT_IMPLEMENTED, configrefs.NOT_IMPLEMENTED), (WHERE, configrefs.WHERE)):
+    _table.update(_more)

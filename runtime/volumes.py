@@ -8,6 +8,9 @@ names it in volumeMounts.
     emptyDir Memory     the same dir with a tmpfs on it:
                         mount -t tmpfs -o size=SIZE,mode=1777 tmpfs DIR
     hostPath            the host path itself, checked (or created) by its type
+    configMap, secret,  the same dir as an emptyDir (a tmpfs, mode 0755, when it
+    downwardAPI,        holds a Secret), its files written by minipod
+    projected           (runtime/projection.py), mounted read-only
 
 Then, in each container (rootfs/mounts.py): mount --rbind DIR[/SUBPATH]
 ROOT/MOUNTPATH, and `mount -o remount,bind,ro` for readOnly; both ends
@@ -55,8 +58,10 @@ def prepare(volumes, base: Path) -> dict[str, str]:
                 explain.step(f"mount -t tmpfs -o nosuid,nodev,mode=1777{size} tmpfs {d}",
                              "medium: Memory: the volume lives in RAM, capped at sizeLimit")
             paths[v.name] = str(d)
-        else:
+        elif v.kind == "hostPath":
             paths[v.name] = _host_path(v)
+        else:
+            paths[v.name] = _written(v, base / v.name)
     return paths
 
 
@@ -83,6 +88,19 @@ def _host_path(v) -> str:
         # type "": no check, as in Kubernetes; the bind mount needs something there
         os.makedirs(path, 0o755, exist_ok=True)
     return path
+
+
+def _written(v, d: Path) -> str:
+    """The directory of a volume whose files minipod writes (projection.py)."""
+    from minipod.runtime import projection
+    d.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(d, 0o755)
+    if projection.holds_secret(v) and not os.path.ismount(d):
+        # like the kubelet: secret bytes live in memory, never on the node's disk
+        libc.mount("tmpfs", str(d), "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=0755")
+        explain.step(f"mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs {d}",
+                     f'{v.kind} volume "{v.name}": its secret files live in RAM')
+    return str(d)
 
 
 def release(base: Path) -> None:

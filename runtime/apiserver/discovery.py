@@ -15,6 +15,7 @@ VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0+minipod",
            "platform": "linux/amd64"}
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+CONFIG_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 # (resource, kind, namespaced, verbs, shortNames, categories, subresources)
 CORE = [
@@ -25,6 +26,8 @@ CORE = [
       ("portforward", "PodPortForwardOptions", ["create", "get"]),
       ("status", "Pod", ["get", "patch", "update"])]),
     ("events", "Event", True, ["get", "list", "watch"], ["ev"], [], []),
+    ("configmaps", "ConfigMap", True, CONFIG_VERBS, ["cm"], [], []),
+    ("secrets", "Secret", True, CONFIG_VERBS, [], [], []),
     ("namespaces", "Namespace", False, ["get", "list", "watch"], ["ns"], [], []),
     ("nodes", "Node", False, ["get", "list", "watch"], ["no"], [], []),
 ]

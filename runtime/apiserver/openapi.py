@@ -33,6 +33,8 @@ ROOTS = ["io.k8s.api.core.v1.Pod", "io.k8s.api.core.v1.PodList",
          "io.k8s.api.core.v1.Event", "io.k8s.api.core.v1.EventList",
          "io.k8s.api.core.v1.Namespace", "io.k8s.api.core.v1.NamespaceList",
          "io.k8s.api.core.v1.Node", "io.k8s.api.core.v1.NodeList",
+         "io.k8s.api.core.v1.ConfigMap", "io.k8s.api.core.v1.ConfigMapList",
+         "io.k8s.api.core.v1.Secret", "io.k8s.api.core.v1.SecretList",
          "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
          "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
          "io.k8s.apimachinery.pkg.apis.meta.v1.Patch",
@@ -143,6 +145,8 @@ def _paths() -> dict:
     name = [_param("name", "path", "name of the resource")]
     paths = {}
     for plural, kind, namespaced in (("pods", "Pod", True), ("events", "Event", True),
+                                     ("configmaps", "ConfigMap", True),
+                                     ("secrets", "Secret", True),
                                      ("namespaces", "Namespace", False),
                                      ("nodes", "Node", False)):
         base = "/api/v1/namespaces/{namespace}/" + plural if namespaced else "/api/v1/" + plural

@@ -332,6 +332,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.list_events(None, q)
         if method == "GET" and p and p[0] == "nodes" and n <= 2:
             return self.nodes(p[1] if n == 2 else None, q)
+        if method == "GET" and p in (["configmaps"], ["secrets"]):
+            from minipod.runtime.apiserver import configs
+            return configs.serve(self, method, None, p[0], [], q, body)
         if method == "GET" and p and p[0] == "namespaces" and n <= 2:
             return self.namespaces(p[1] if n == 2 else None, q)
         if n >= 3 and p[0] == "namespaces":
@@ -359,6 +362,9 @@ class Handler(BaseHTTPRequestHandler):
                 if len(rest) == 2 and rest[1] in ("exec", "attach"):
                     from minipod.runtime.apiserver import podexec
                     return podexec.serve(self, method, rest[1], self.pod(ns, rest[0]).record, q)
+            if resource in ("configmaps", "secrets"):
+                from minipod.runtime.apiserver import configs
+                return configs.serve(self, method, ns, resource, rest, q, body)
             if resource == "events" and method == "GET" and not rest:
                 return self.list_events(ns, q)
             if resource == "events" and method == "GET" and len(rest) == 1:
@@ -691,15 +697,20 @@ class Handler(BaseHTTPRequestHandler):
                 since = int(rv_param)
             except ValueError:
                 raise ApiError(400, "BadRequest", f'invalid resource version "{rv_param}"')
-        api_kind = {"pods": "Pod", "events": "Event"}[kind]
+        api_kind = {"pods": "Pod", "events": "Event", "configmaps": "ConfigMap",
+                    "secrets": "Secret"}[kind]
 
         def in_ns(obj):
             return ns is None or obj["metadata"].get("namespace") == ns
 
         def event(type_, obj, record):
             if as_table and type_ != "BOOKMARK":
-                cells = (objects.pod_cells(record) if kind == "pods"
-                         else objects.event_cells(obj))
+                if kind in ("configmaps", "secrets"):
+                    from minipod.runtime.apiserver import configs
+                    cells = configs.cells(obj)
+                else:
+                    cells = (objects.pod_cells(record) if kind == "pods"
+                             else objects.event_cells(obj))
                 obj = objects.table([], [(cells, obj)], obj["metadata"]["resourceVersion"],
                                     include)
             return json.dumps({"type": type_, "object": obj},
@@ -761,8 +772,12 @@ class Handler(BaseHTTPRequestHandler):
         """The first lines of a watch, the version it continues from, and
         whether it is expired (store.cond held)."""
         if synthetic:
-            current = ([(e.obj, e.record) for e in store.pods.values()] if kind == "pods"
-                       else [(e, None) for e in store.events.values()])
+            if kind in ("configmaps", "secrets"):
+                from minipod.runtime.apiserver import configs
+                current = configs.current(store, kind)
+            else:
+                current = ([(e.obj, e.record) for e in store.pods.values()] if kind == "pods"
+                           else [(e, None) for e in store.events.values()])
             out = [event("ADDED", obj, record) for obj, record in current if wanted(obj)]
             if initial:
                 out.append(bookmark(store.rv, end=True))

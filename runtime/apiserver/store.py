@@ -95,6 +95,7 @@ class Store:
         self.pods: dict[str, Entry] = {}
         self.events: dict[str, dict] = {}       # name -> Event
         self.event_gone: dict[str, float] = {}  # name -> when its pod went away
+        self.configs: dict[tuple[str, str, str], Entry] = {}  # ConfigMaps, Secrets: configs.py
         self.watchers = 0
         self._last_full = 0.0
         self._stop = threading.Event()
@@ -185,6 +186,9 @@ class Store:
             if now - since > EVENT_TTL:
                 self._bump("events", "DELETED", self.events.pop(ev), None)
                 del self.event_gone[ev]
+        from minipod.runtime.apiserver import configs
+        if configs.sync(self):
+            changed = True
         if changed:
             self.cond.notify_all()
 

@@ -265,12 +265,13 @@ def test_other_kinds_say_pods_only():
     with pytest.raises(ManifestError) as info:
         load_file(path)
     assert str(info.value) == (f'{path}:2: kind: kind "Deployment" is not '
-                               "supported: minipod runs Pods only (kind: Pod)")
+                               "supported (document 1): minipod runs Pods, ConfigMaps and Secrets only; "
+                               "nothing in this file is created")
 
 
 def test_kind_list():
     [found] = errors("apiVersion: v1\nkind: List\nitems: []\n")
-    assert 'put each Pod in its own YAML document, separated by "---"' in found
+    assert 'put each object in its own YAML document, separated by "---"' in found
 
 
 def test_api_version():
@@ -344,8 +345,7 @@ def test_unimplemented_fields_are_warnings_never_silent():
         (6, "metadata.uid"), (8, "spec.nodeSelector"),
         (10, "spec.tolerations"),
         (18, 'spec.containers[0].resources.limits["example.com/dongle"]'),
-        (20, "spec.containers[0].livenessProbe.grpc"),
-        (24, "spec.containers[0].env[0].valueFrom"), (29, "status")]
+        (20, "spec.containers[0].livenessProbe.grpc"), (29, "status")]
     assert found[0].message == ("field is valid Kubernetes but not "
                                 "implemented by minipod yet; ignored")
     assert found[3].message == ('resource "example.com/dongle" is valid '
@@ -353,10 +353,10 @@ def test_unimplemented_fields_are_warnings_never_silent():
                                 "yet; ignored")
     assert found[4].message == ("gRPC probes are not implemented by minipod "
                                 "yet; this probe is ignored")
-    assert found[5].message.endswith('variable "POD_IP" is not set')
-    # valueFrom's variable is skipped, the plain one kept; so is the probe.
+    # valueFrom is kept for the agent to resolve; the probe is skipped.
     [c] = pods[0].containers
-    assert c.env == [manifest.EnvVar("PLAIN", "1")]
+    assert c.env == [manifest.EnvVar("POD_IP", "", {"fieldRef": {
+        "apiVersion": "v1", "fieldPath": "status.podIP"}}), manifest.EnvVar("PLAIN", "1")]
     assert c.liveness_probe is None
     assert c.resources == manifest.Resources()
 
@@ -968,15 +968,14 @@ def test_volume_names():
 
 
 @pytest.mark.parametrize("source", [
-    "configMap: {name: settings}", "secret: {secretName: tls}",
-    "persistentVolumeClaim: {claimName: db}", "projected: {sources: []}"])
+    "persistentVolumeClaim: {claimName: db}", "nfs: {server: nfs, path: /}"])
 def test_other_volume_sources_are_errors_not_warnings(source):
     key = source.split(":")[0]
     found = errors(pod(spec=f"volumes:\n- name: v\n  {source}\n"))
     assert found == [
         f'pod.yaml:11: spec.volumes[0].{key}: volume source "{key}" is not '
         "supported by minipod yet (the pod could not work without it); "
-        "minipod has emptyDir and hostPath"]
+        "minipod has emptyDir, hostPath, configMap, secret, downwardAPI and projected"]
 
 
 def test_a_volume_has_exactly_one_source():
@@ -1051,8 +1050,8 @@ def test_host_path():
 def test_a_volume_with_an_error_still_counts_as_declared():
     # One message for the configMap; none for the mount that names it.
     found = errors(pod(container="volumeMounts: [{name: cfg, mountPath: /c}]\n",
-                       spec="volumes:\n- name: cfg\n  configMap: {name: x}\n"))
-    assert [p.split(": ")[1] for p in found] == ["spec.volumes[0].configMap"]
+                       spec="volumes:\n- name: cfg\n  nfs: {server: x, path: /}\n"))
+    assert [p.split(": ")[1] for p in found] == ["spec.volumes[0].nfs"]
 
 
 # --- init containers and sidecars -----------------------------------------

@@ -1,0 +1,167 @@
+"""Just enough of Kubernetes' protobuf encoding to read a ConfigMap or a
+Secret that kubectl sends that way.
+
+`kubectl create configmap|secret` POST with its typed client, whose body
+is `application/vnd.kubernetes.protobuf` (no JSON fallback): the 4 magic
+bytes "k8s\\0", then a runtime.Unknown message {typeMeta: {apiVersion,
+kind}, raw: the object's own message, ...} (apimachinery
+pkg/runtime/serializer/protobuf). The object's field numbers are those of
+k8s.io/api/core/v1/generated.proto; maps are repeated {1: key, 2: value}
+entries. Answers go back as JSON, which kubectl accepts.
+
+Only the fields a user sets are read (metadata name, generateName,
+namespace, labels, annotations; the data maps, type, immutable);
+anything else is skipped, as a field an older decoder does not know.
+"""
+from __future__ import annotations
+
+import base64
+
+MAGIC = b"k8s\x00"
+
+
+class ProtobufError(ValueError):
+    pass
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ProtobufError("truncated varint")
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, i
+        shift += 7
+
+
+def fields(buf: bytes) -> list[tuple[int, int | bytes]]:
+    """The (field number, value) pairs of one message: varints as ints,
+    length-delimited fields as bytes; fixed-width fields skipped."""
+    out, i = [], 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire == 2:
+            size, i = _varint(buf, i)
+            if i + size > len(buf):
+                raise ProtobufError("truncated field")
+            value, i = buf[i:i + size], i + size
+        elif wire == 1:
+            i += 8
+            continue
+        elif wire == 5:
+            i += 4
+            continue
+        else:
+            raise ProtobufError(f"unsupported wire type {wire}")
+        out.append((num, value))
+    return out
+
+
+def _text(b) -> str:
+    if not isinstance(b, bytes):
+        raise ProtobufError("expected a string")
+    return b.decode("utf-8")
+
+
+def _map(entries: list, value_bytes: bool) -> dict:
+    out = {}
+    for entry in entries:
+        kv = dict(fields(entry))
+        key = _text(kv.get(1, b""))
+        value = kv.get(2, b"")
+        out[key] = base64.b64encode(value).decode() if value_bytes else _text(value)
+    return out
+
+
+def _meta(buf: bytes) -> dict:
+    meta: dict = {}
+    labels, annotations = [], []
+    for num, value in fields(buf):
+        if num == 1:
+            meta["name"] = _text(value)
+        elif num == 2:
+            meta["generateName"] = _text(value)
+        elif num == 3:
+            meta["namespace"] = _text(value)
+        elif num == 11:
+            labels.append(value)
+        elif num == 12:
+            annotations.append(value)
+    if labels:
+        meta["labels"] = _map(labels, False)
+    if annotations:
+        meta["annotations"] = _map(annotations, False)
+    return meta
+
+
+def decode(body: bytes) -> dict:
+    """A ConfigMap or Secret object (as JSON has it) from a protobuf body."""
+    if not body.startswith(MAGIC):
+        raise ProtobufError("not a Kubernetes protobuf message (no k8s magic)")
+    unknown = dict(fields(body[len(MAGIC):]))
+    type_meta = dict(fields(unknown.get(1, b"")))
+    kind = _text(type_meta.get(2, b""))
+    obj: dict = {"apiVersion": _text(type_meta.get(1, b"v1")) or "v1", "kind": kind}
+    groups: dict[int, list] = {}
+    for num, value in fields(unknown.get(2, b"")):
+        groups.setdefault(num, []).append(value)
+    if 1 in groups:
+        obj["metadata"] = _meta(groups[1][-1])
+    if kind == "ConfigMap":
+        if 2 in groups:
+            obj["data"] = _map(groups[2], False)
+        if 3 in groups:
+            obj["binaryData"] = _map(groups[3], True)
+        if 4 in groups:
+            obj["immutable"] = bool(groups[4][-1])
+    elif kind == "Secret":
+        if 2 in groups:
+            obj["data"] = _map(groups[2], True)
+        if 3 in groups:
+            obj["type"] = _text(groups[3][-1])
+        if 4 in groups:
+            obj["stringData"] = _map(groups[4], False)
+        if 5 in groups:
+            obj["immutable"] = bool(groups[5][-1])
+    else:
+        raise ProtobufError(f"cannot read a {kind or 'message without kind'} as protobuf; "
+                            f"send JSON")
+    return obj
+
+
+# ---- encoding (for tests: what kubectl's typed client sends) -------------------
+
+def _key(num: int, wire: int) -> bytes:
+    return _enc_varint(num << 3 | wire)
+
+
+def _enc_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field(num: int, value) -> bytes:
+    if isinstance(value, bool) or isinstance(value, int):
+        return _key(num, 0) + _enc_varint(int(value))
+    if isinstance(value, str):
+        value = value.encode()
+    return _key(num, 2) + _enc_varint(len(value)) + value
+
+
+def encode_map(num: int, mapping: dict, value_bytes: bool = False) -> bytes:
+    return b"".join(field(num, field(1, k) + field(2, v if not value_bytes else
+                                                   base64.b64decode(v)))
+                    for k, v in mapping.items())

@@ -1,0 +1,460 @@
+"""ConfigMap and Secret objects: checked, stored by the agent, read at
+container start.
+
+    RUN/objects/NAMESPACE/configmaps/NAME.json   0644   the API object
+    RUN/objects/NAMESPACE/secrets/NAME.json      0600   the API object
+    (every directory 0700: only root reads a Secret, and only root lists them)
+
+The agent is the only writer (ops "put" and "remove", runtime/agent.py),
+each file replaced whole (state.replace_file: temp file, fsync, rename), so
+the API server and container starts read the old object or the new one.
+A stored object is the API object as `kubectl get -o json` shows it, less
+the resourceVersion (the API server's store numbers changes): a Secret's
+values are base64 in `data`, its `stringData` already folded in, as
+kube-apiserver does on write.
+
+At container start the agent asks `container_env` for the variables a
+container takes from these objects and from the pod (the downward API).
+A missing object or key that is not optional raises ConfigError with the
+kubelet's own message (`configmap "x" not found`); the container then
+waits with reason CreateContainerConfigError until the object appears.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+KINDS = {"ConfigMap": "configmaps", "Secret": "secrets"}
+RESOURCE_KINDS = {v: k for k, v in KINDS.items()}
+MAX_BYTES = 1024 * 1024          # kube-apiserver's limit for either kind
+SECRET_TYPES_KEYS = {            # keys a Secret of a type must hold
+    "kubernetes.io/tls": ("tls.crt", "tls.key"),
+    "kubernetes.io/basic-auth": (),
+    "kubernetes.io/ssh-auth": ("ssh-privatekey",),
+    "kubernetes.io/dockerconfigjson": (".dockerconfigjson",),
+    "kubernetes.io/dockercfg": (".dockercfg",),
+}
+
+# The fields of the two kinds (Kubernetes 1.32); the system fields of
+# metadata are accepted and replaced by the server's.
+FIELDS = {"ConfigMap": {"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"},
+          "Secret": {"apiVersion", "kind", "metadata", "data", "stringData", "type",
+                     "immutable"}}
+META_FIELDS = {"name", "namespace", "labels", "annotations", "generateName"}
+META_SYSTEM = {"creationTimestamp", "deletionGracePeriodSeconds", "deletionTimestamp",
+               "finalizers", "generation", "managedFields", "ownerReferences",
+               "resourceVersion", "selfLink", "uid"}
+
+
+class ConfigError(Exception):
+    """A container cannot be configured yet: the kubelet's message."""
+
+
+@dataclass
+class ConfigObject:
+    """A checked ConfigMap or Secret: ``obj`` is the object as stored
+    (without uid, creationTimestamp: the agent adds those)."""
+    kind: str                   # "ConfigMap" | "Secret"
+    name: str
+    namespace: str
+    obj: dict
+    source: str = ""
+    line: int | None = None
+
+    @property
+    def resource(self) -> str:
+        return KINDS[self.kind]
+
+
+def values(obj: dict) -> dict[str, bytes]:
+    """Every key of a stored ConfigMap or Secret with its bytes."""
+    out: dict[str, bytes] = {}
+    if obj.get("kind") == "Secret":
+        for k, v in (obj.get("data") or {}).items():
+            out[k] = base64.b64decode(v)
+        return out
+    for k, v in (obj.get("data") or {}).items():
+        out[k] = v.encode()
+    for k, v in (obj.get("binaryData") or {}).items():
+        out[k] = base64.b64decode(v)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Checking (manifest.py's _Checker: file, line and field in every message)
+
+def check_object(obj: dict, check) -> ConfigObject | None:
+    """Check a ConfigMap or Secret document; the object to store, or None."""
+    from minipod.runtime import configrefs, manifest as m
+    kind = obj.get("kind")
+    before = len(check.errors)
+    for key in obj:
+        if key in FIELDS[kind]:
+            continue
+        if key == "status":
+            check.error((key,), f"a {kind} has no status")
+            continue
+        guess = m._suggest(str(key), FIELDS[kind])
+        check.error((key,), f'unknown field "{key}"' + (f'; did you mean "{guess}"?'
+                                                        if guess else ""))
+    api = obj.get("apiVersion")
+    if api is None:
+        check.error(("apiVersion",), 'required field is missing; add "apiVersion: v1"')
+    elif api != "v1":
+        check.error(("apiVersion",), f'apiVersion "{api}" is not supported: {kind}s are '
+                                     f'apiVersion "v1"')
+    meta = check.get(obj, "metadata", (), dict)
+    if meta is None:
+        check.error(("metadata",), "required field is missing")
+        return None
+    for key in meta:
+        if key not in META_FIELDS | META_SYSTEM:
+            guess = m._suggest(str(key), META_FIELDS)
+            check.error(("metadata", key), f'unknown field "{key}"'
+                        + (f'; did you mean "{guess}"?' if guess else ""))
+    name = check.get(meta, "name", ("metadata",), str)
+    if not name:
+        check.error(("metadata", "name"), "required field is missing")
+    else:
+        m._check_name(name, ("metadata", "name"), m.DNS1123_SUBDOMAIN, 253,
+                      "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+    namespace = check.get(meta, "namespace", ("metadata",), str)
+    if namespace:
+        m._check_name(namespace, ("metadata", "namespace"), m.DNS1123_LABEL, 63,
+                      "a lowercase RFC 1123 label", "'-'", check)
+    labels = check.string_map(meta, "labels", ("metadata",))
+    for key, value in labels.items():
+        for message in m._qualified_name_problems(key) + m._label_value_problems(value):
+            check.error(("metadata", "labels", key), f'invalid label "{key}": {message}')
+    annotations = check.string_map(meta, "annotations", ("metadata",))
+    immutable = check.get(obj, "immutable", (), bool)
+    out = {"apiVersion": "v1", "kind": kind,
+           "metadata": {"name": name, "namespace": namespace or "default"}}
+    if labels:
+        out["metadata"]["labels"] = labels
+    if annotations:
+        out["metadata"]["annotations"] = annotations
+    if immutable is not None:
+        out["immutable"] = immutable
+    seen: dict[str, tuple] = {}
+
+    def key_ok(key, where) -> bool:
+        problem = configrefs.config_key_problem(key)
+        if problem:
+            check.error(where, f'invalid key "{key}": {problem}')
+            return False
+        if key in seen:
+            check.error(where, f'duplicate key "{key}" (also at {check.where(seen[key])})')
+            return False
+        seen[key] = where
+        return True
+
+    if kind == "ConfigMap":
+        data = check.string_map(obj, "data", ())
+        binary = check.string_map(obj, "binaryData", ())
+        for key in data:
+            key_ok(key, ("data", key))
+        for key, value in binary.items():
+            if key_ok(key, ("binaryData", key)) and _b64(value) is None:
+                check.error(("binaryData", key), "must be base64 (binaryData holds bytes; "
+                                                 "put text under data)")
+        if data:
+            out["data"] = data
+        if binary:
+            out["binaryData"] = binary
+    else:
+        stype = check.get(obj, "type", (), str) or "Opaque"
+        out["type"] = stype
+        data = check.string_map(obj, "data", ())
+        folded = {}
+        for key, value in data.items():
+            if key_ok(key, ("data", key)):
+                if _b64(value) is None:
+                    check.error(("data", key), "must be base64 (a Secret's data holds "
+                                               "bytes; put plain text under stringData)")
+                else:
+                    folded[key] = value
+        for key, value in check.string_map(obj, "stringData", ()).items():
+            problem = configrefs.config_key_problem(key)
+            if problem:     # stringData wins over data for one key, as upstream
+                check.error(("stringData", key), f'invalid key "{key}": {problem}')
+                continue
+            folded[key] = base64.b64encode(value.encode()).decode()
+        for key in SECRET_TYPES_KEYS.get(stype, ()):
+            if key not in folded:
+                check.error(("data",), f'a Secret of type "{stype}" needs the key "{key}"')
+        if folded:
+            out["data"] = folded
+    size = sum(len(v) for v in values(out).values()) if len(check.errors) == before else 0
+    if size > MAX_BYTES:
+        check.error((), f"the {kind} holds {size} bytes; the limit is {MAX_BYTES} (1 MiB)")
+    if len(check.errors) > before:
+        return None
+    return ConfigObject(kind, name, out["metadata"]["namespace"], out, check.source,
+                        check.start)
+
+
+def _b64(value: str) -> bytes | None:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def load_object(obj: dict, source: str = "<object>"):
+    """Check an already-parsed ConfigMap or Secret (no line numbers):
+    (ConfigObject, warnings), or manifest.ManifestError."""
+    from minipod.runtime import manifest as m
+    check = m._Checker(source, {}, None)
+    if not isinstance(obj, dict) or obj.get("kind") not in KINDS:
+        raise m.ManifestError([m.Problem(source, None, "kind",
+                                         "expected a ConfigMap or a Secret")])
+    out = check_object(m._copy(obj), check)
+    if check.errors:
+        raise m.ManifestError(m._by_line(check.errors), check.warnings)
+    return out, check.warnings
+
+
+# ---------------------------------------------------------------------------
+# Storage (the agent writes; anyone root reads)
+
+def objects_dir(paths) -> Path:
+    return paths.run / "objects"
+
+
+def object_path(paths, resource: str, namespace: str, name: str) -> Path:
+    """Where an object lives. The names were checked (DNS labels and
+    subdomains); checked again here, as every caller's input becomes a path."""
+    for part in (resource, namespace, name):
+        if not part or "/" in part or part.startswith(".") or "\0" in part:
+            raise ValueError(f"not a valid object name: {part!r}")
+    return objects_dir(paths) / namespace / resource / f"{name}.json"
+
+
+def read(paths, resource: str, namespace: str, name: str) -> dict | None:
+    """The stored object, or None when there is none."""
+    try:
+        return json.loads(object_path(paths, resource, namespace, name).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def scan(paths):
+    """(resource, namespace, name, path) of every stored object."""
+    base = objects_dir(paths)
+    try:
+        namespaces = sorted(os.listdir(base))
+    except FileNotFoundError:
+        return
+    for ns in namespaces:
+        for resource in KINDS.values():
+            try:
+                files = sorted(os.listdir(base / ns / resource))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for f in files:
+                if f.endswith(".json") and not f.startswith("."):
+                    yield resource, ns, f[:-5], base / ns / resource / f
+
+
+class Conflict(Exception):
+    """The change is not allowed (immutable object, stale version)."""
+
+
+def put(paths, obj: dict) -> tuple[dict, bool]:
+    """Store a checked object (create or replace): (stored, created).
+    Keeps uid and creationTimestamp of the object it replaces; an
+    immutable object may not change its data (kube-apiserver's rule)."""
+    from minipod.runtime import state
+    resource, meta = KINDS[obj["kind"]], obj["metadata"]
+    path = object_path(paths, resource, meta["namespace"], meta["name"])
+    old = read(paths, resource, meta["namespace"], meta["name"])
+    new = json.loads(json.dumps(obj))
+    new_meta = new["metadata"]
+    for key in ("resourceVersion", "managedFields", "selfLink", "generation"):
+        new_meta.pop(key, None)
+    if old is not None:
+        if old.get("immutable"):
+            what = {k: old.get(k) for k in ("data", "binaryData", "immutable")}
+            if what != {k: new.get(k) for k in what}:
+                raise Conflict(f'{obj["kind"]} "{meta["name"]}" is invalid: data: Forbidden: '
+                               f"field is immutable when `immutable` is set")
+        new_meta["uid"] = old["metadata"]["uid"]
+        new_meta["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+    else:
+        new_meta["uid"] = str(uuid.uuid4())
+        new_meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for d in (objects_dir(paths), path.parent.parent, path.parent):
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+    mode = 0o600 if obj["kind"] == "Secret" else 0o644
+    state.replace_file(path, json.dumps(new, sort_keys=True).encode(), mode)
+    os.chmod(path, mode)
+    return new, old is None
+
+
+def remove(paths, resource: str, namespace: str, name: str) -> dict | None:
+    """Delete a stored object; the object it was, or None if there was none."""
+    old = read(paths, resource, namespace, name)
+    if old is not None:
+        object_path(paths, resource, namespace, name).unlink(missing_ok=True)
+    return old
+
+
+# ---------------------------------------------------------------------------
+# What a container takes from them (and from its pod): env
+
+def lookup(paths, kind: str, namespace: str, name: str, optional: bool) -> dict | None:
+    """The object's values, None when missing and optional; ConfigError
+    (the kubelet's words) when missing and required."""
+    obj = read(paths, KINDS[kind], namespace, name)
+    if obj is None:
+        if optional:
+            return None
+        raise ConfigError(f'{kind.lower()} "{name}" not found')
+    return values(obj)
+
+
+def field_value(record: dict, pod, path: str) -> str:
+    """A downward API fieldPath of the pod (env, or a downwardAPI file)."""
+    from minipod.runtime import configrefs
+    sub = configrefs.SUBSCRIPTED.fullmatch(path)
+    if sub:
+        source = pod.labels if sub.group(1) == "labels" else pod.annotations
+        return source.get(sub.group(2), "")
+    if path in ("metadata.labels", "metadata.annotations"):
+        source = pod.labels if path == "metadata.labels" else pod.annotations
+        # the kubelet's format: one key="value" a line, sorted, Go-quoted
+        return "\n".join(f"{k}={json.dumps(v)}" for k, v in sorted(source.items()))
+    return {
+        "metadata.name": pod.name,
+        "metadata.namespace": pod.namespace,
+        "metadata.uid": record.get("uid", ""),
+        "spec.nodeName": record.get("nodeName", ""),
+        "spec.serviceAccountName": "default",
+        "status.hostIP": record.get("hostIP") or "",
+        "status.hostIPs": record.get("hostIP") or "",
+        "status.podIP": record.get("podIP") or "",
+        "status.podIPs": record.get("podIP") or "",
+    }.get(path, "")
+
+
+def resource_value(ref: dict, pod) -> str:
+    """A resourceFieldRef's value (kubelet's ExtractResourceValueByContainerName):
+    cpu rounded up to the divisor, memory and storage in divisor units; a
+    limit the container does not set is the node's allocatable."""
+    from minipod.runtime import manifest
+    c = next((c for c in pod.init_containers + pod.containers
+              if c.name == ref["containerName"]), None)
+    r = c.resources if c is not None else manifest.Resources()
+    divisor = manifest.parse_quantity(ref.get("divisor") or "1")
+    resource = ref["resource"]
+    if resource.endswith(".cpu"):
+        milli = r.cpu_limit_milli if resource == "limits.cpu" else r.cpu_request_milli
+        if milli is None:
+            milli = (os.cpu_count() or 1) * 1000 if resource == "limits.cpu" else 0
+        return str(math.ceil(milli / (float(divisor) * 1000)))
+    if resource.endswith(".memory"):
+        value = r.memory_limit if resource == "limits.memory" else r.memory_request
+        if value is None:
+            value = _mem_total() if resource == "limits.memory" else 0
+    else:
+        value = r.ephemeral_storage_limit if resource.startswith("limits") else None
+        if value is None:
+            value = _disk_total() if resource.startswith("limits") else 0
+    return str(math.ceil(value / float(divisor)))
+
+
+def _mem_total() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _disk_total() -> int:
+    st = os.statvfs("/")
+    return st.f_blocks * st.f_frsize
+
+
+def container_env(paths, record: dict, pod, c) -> tuple[list[tuple[str, str]], bool]:
+    """The container's variables in Kubernetes' order (envFrom entries in
+    order, then env, a later name winning), as (name, value) with values
+    from objects escaped so that $(VAR) in them stays as written; and
+    whether any value came from a Secret. ConfigError if a required
+    object or key is missing."""
+    from minipod.runtime import manifest
+    out: list[tuple[str, str]] = []
+    secret = False
+
+    def text(b: bytes) -> str:
+        return b.decode("utf-8", "replace").replace("$", "$$")
+
+    for ref in c.env_from:
+        kind = "ConfigMap" if ref["kind"] == "configMap" else "Secret"
+        found = lookup(paths, kind, pod.namespace, ref["name"], ref["optional"])
+        if found is None:
+            continue
+        secret |= kind == "Secret"
+        for key, value in sorted(found.items()):
+            name = ref["prefix"] + key
+            if manifest.ENV_VAR_NAME.fullmatch(name):   # others are skipped, as upstream
+                out.append((name, text(value)))
+    for e in c.env:
+        src = e.value_from
+        if src is None:
+            out.append((e.name, e.value))
+            continue
+        if "configMapKeyRef" in src or "secretKeyRef" in src:
+            kind = "ConfigMap" if "configMapKeyRef" in src else "Secret"
+            ref = src.get("configMapKeyRef") or src["secretKeyRef"]
+            found = lookup(paths, kind, pod.namespace, ref["name"], ref["optional"])
+            if found is None:
+                continue
+            if ref["key"] not in found:
+                if ref["optional"]:
+                    continue
+                raise ConfigError(f"couldn't find key {ref['key']} in {kind} "
+                                  f"{pod.namespace}/{ref['name']}")
+            secret |= kind == "Secret"
+            out.append((e.name, text(found[ref["key"]])))
+        elif "fieldRef" in src:
+            out.append((e.name, text(field_value(record, pod, src["fieldRef"]["fieldPath"])
+                                     .encode())))
+        else:
+            out.append((e.name, resource_value(src["resourceFieldRef"], pod)))
+    return out, secret
+
+
+def names_used(pod) -> set[tuple[str, str]]:
+    """(resource, name) of every object the pod's env and volumes name."""
+    used = set()
+    for c in pod.init_containers + pod.containers:
+        for ref in c.env_from:
+            used.add(("configmaps" if ref["kind"] == "configMap" else "secrets", ref["name"]))
+        for e in c.env:
+            for key, resource in (("configMapKeyRef", "configmaps"),
+                                  ("secretKeyRef", "secrets")):
+                if e.value_from and key in e.value_from:
+                    used.add((resource, e.value_from[key]["name"]))
+    for v in pod.volumes:
+        if v.kind == "configMap":
+            used.add(("configmaps", v.source["name"]))
+        elif v.kind == "secret":
+            used.add(("secrets", v.source["name"]))
+        elif v.kind == "projected":
+            for src in v.source["sources"]:
+                for kind, resource in (("configMap", "configmaps"), ("secret", "secrets")):
+                    if kind in src:
+                        used.add((resource, src[kind]["name"]))
+    return used
+
+
+def uses_secret_env(c) -> bool:
+    """Does the container take any variable from a Secret?"""
+    return any(r["kind"] == "secret" for r in c.env_from) or any(
+        e.value_from and "secretKeyRef" in e.value_from for e in c.env)

@@ -1,0 +1,78 @@
+"""The agent's part of ConfigMaps and Secrets: which pods an object change
+touches, the volumes written before a container starts, and the secret-safe
+record of a container's environment.
+
+The kubelet's behaviour, followed here:
+  - every configMap/secret/downwardAPI/projected volume of a pod is written
+    before any of its containers starts; a required object or key that is
+    missing keeps the containers waiting (ContainerCreating, event
+    FailedMount `MountVolume.SetUp failed for volume "v" : configmap "x" not
+    found`), retried until it appears;
+  - env from a missing object or key: the container waits with reason
+    CreateContainerConfigError (`configmap "x" not found`), retried;
+  - a changed object is written again into the volumes of every running
+    pod that names it (atomically, projection.write); a deleted one leaves
+    the files as they were.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from minipod.runtime import configobjects, projection
+
+RETRY_SECONDS = 2.0
+ENV_FILE = "env.json"
+
+
+def write_volumes(paths, record: dict, pod) -> str | None:
+    """Write (or update) the pod's written volumes; the FailedMount message
+    of the first one that cannot be written yet, or None."""
+    gid = next((c.security_context.fs_group for c in pod.containers
+                if c.security_context.fs_group is not None), None)
+    for v in pod.volumes:
+        if v.kind not in projection.KINDS or v.name not in (record.get("volumes") or {}):
+            continue
+        try:
+            files = projection.payload(paths, record, pod, v)
+            projection.write(Path(record["volumes"][v.name]), files, gid)
+        except projection.NotReady as e:
+            return f'MountVolume.SetUp failed for volume "{v.name}" : {e}'
+        except OSError as e:    # the disk, not the user: said, and tried again
+            return (f'MountVolume.SetUp failed for volume "{v.name}" : cannot write '
+                    f"{e.filename or record['volumes'][v.name]}: {e.strerror} (errno {e.errno})")
+    return None
+
+
+def uses(pod, resource: str, namespace: str, name: str) -> bool:
+    return pod.namespace == namespace and (resource, name) in configobjects.names_used(pod)
+
+
+def save_env(paths, record: dict, cs: dict, env: dict, secret: bool) -> None:
+    """Keep what exec, probes and hooks run with. With a Secret's value in
+    it, the environment goes to a 0600 file in the container's dir, never
+    into the pod record (that one is world-readable: `minipod get` reads it)."""
+    if not secret:
+        cs["env"] = env
+        cs.pop("envFile", None)
+        return
+    from minipod.runtime import state
+    cdir = paths.container_dir(record["uid"], cs["name"])
+    cdir.mkdir(parents=True, exist_ok=True)
+    path = cdir / ENV_FILE
+    state.replace_file(path, json.dumps(env).encode(), 0o600)
+    os.chmod(path, 0o600)
+    cs["env"] = None
+    cs["envFile"] = str(path)
+
+
+def load_env(cs: dict) -> dict | None:
+    """The environment save_env kept for a container, if it went to a file."""
+    if not cs.get("envFile"):
+        return None
+    try:
+        with open(cs["envFile"], "rb") as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
