@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import CommandError, require_root, server_error
+from minipod.runtime.cmdutil import CommandError, add_namespace, require_root, server_error
 
 
 def register(sub) -> None:
@@ -19,11 +19,13 @@ def register(sub) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--explain", action="store_true",
                    help="print each kernel step as the shell command that does the same")
+    add_namespace(p)
     p.set_defaults(func=run, create=False)
     c = sub.add_parser("create", help="create the pods of a manifest (fails if one exists)",
                        description="Like `kubectl create -f FILE`: AlreadyExists if a pod "
                                    "of that name exists.")
     c.add_argument("-f", "--filename", dest="file", metavar="FILE", required=True)
+    add_namespace(c)
     c.set_defaults(func=run, create=True, explain=False)
 
 
@@ -42,26 +44,55 @@ def load(path: str):
     return pods
 
 
+def placed(pods, namespace: str | None) -> list[tuple[object, dict, str]]:
+    """(pod, the object to send, its key) for each pod: in the namespace its
+    metadata names, else in -n's, else in default. A -n that contradicts
+    the file is kubectl's error, before anything is made."""
+    from minipod.runtime import namespaces
+    from minipod.runtime.paths import pod_key
+    out = []
+    for pod in pods:
+        meta = pod.raw.get("metadata") or {}
+        own = meta.get("namespace")
+        if namespace and own and own != namespace:
+            raise CommandError(namespaces.mismatch(own, namespace))
+        obj = pod.raw
+        if namespace and not own:
+            obj = dict(pod.raw, metadata=dict(meta, namespace=namespace))
+        out.append((pod, obj, pod_key(own or namespace, pod.name)))
+    return out
+
+
+def _same(a: dict | None, b: dict) -> bool:
+    """One manifest, whether or not its namespace is written out (the key has it)."""
+    def bare(m):
+        meta = {k: v for k, v in (m.get("metadata") or {}).items() if k != "namespace"}
+        return dict(m, metadata=meta)
+    return isinstance(a, dict) and bare(a) == bare(b)
+
+
 def run(args, paths) -> int:
-    pods = load(args.file)
+    pods = placed(load(args.file), args.namespace)
     require_root("run" if not args.create else "create")
     from minipod.runtime import client, state
     failed = False
-    for pod in pods:
+    for pod, obj, key in pods:
         if not args.create:
             try:
-                existing = state.read(paths.pod_dir(pod.name))
+                existing = state.read(paths.pod_dir(key))
             except FileNotFoundError:
                 existing = None
             if existing is not None:
-                if existing.get("manifest") == pod.raw:
+                if _same(existing.get("manifest"), obj):
                     print(f"pod/{pod.name} unchanged")
                     continue
+                ns = (obj.get("metadata") or {}).get("namespace")
+                flag = f" -n {ns}" if ns and ns != "default" else ""
                 raise CommandError(f'Error from server (AlreadyExists): pods "{pod.name}" '
                                    f"already exists with another manifest; delete it first: "
-                                   f"minipod delete pod {pod.name}")
+                                   f"minipod delete pod {pod.name}{flag}")
         try:
-            answer = client.request(paths, {"op": "run", "object": pod.raw,
+            answer = client.request(paths, {"op": "run", "object": obj,
                                             "source": pod.source, "explain": args.explain})
         except client.AgentError as e:
             raise server_error(e)
@@ -69,7 +100,7 @@ def run(args, paths) -> int:
             from minipod import explain
             print(explain.render(answer.get("explain", [])) + "\n")
         print(f"pod/{pod.name} created")
-        record = wait_for_images(paths, pod.name, answer["pod"])
+        record = wait_for_images(paths, key, answer["pod"])
         for cs in record.get("initContainers", []) + record["containers"]:
             last = cs.get("lastState") or {}
             if cs.get("reason") == "StartError" or last.get("reason") == "StartError":
@@ -88,7 +119,7 @@ def run(args, paths) -> int:
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull")
 
 
-def wait_for_images(paths, name: str, record: dict, timeout: float = 600) -> dict:
+def wait_for_images(paths, key: str, record: dict, timeout: float = 600) -> dict:
     """While images are pulled the containers wait in ContainerCreating;
     return once none does (pulled and started, or failed), like `run`
     promises. Reads the state file: the agent is not kept busy."""
@@ -101,7 +132,7 @@ def wait_for_images(paths, name: str, record: dict, timeout: float = 600) -> dic
             break
         time.sleep(0.05)
         try:
-            record = state.read(paths.pod_dir(name))
+            record = state.read(paths.pod_dir(key))
         except FileNotFoundError:
             break
     return record

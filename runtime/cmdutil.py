@@ -31,3 +31,23 @@ def print_table(header: list[str], rows: list[list[str]], out=None) -> None:
     for r in [header] + rows:
         cells = [str(c).ljust(w + 3) for c, w in zip(r[:-1], widths)] + [str(r[-1])]
         out.write("".join(cells).rstrip() + "\n")
+
+
+def add_namespace(p, all_namespaces: bool = False) -> None:
+    """kubectl's -n/--namespace (and, for listing verbs, -A/--all-namespaces)."""
+    p.add_argument("-n", "--namespace", metavar="NS", default=None,
+                   help="the pod's namespace (default: default)")
+    if all_namespaces:
+        p.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="pods of every namespace (with a NAMESPACE column)")
+
+
+def namespace_of(args) -> str:
+    """The namespace a verb's -n names: default without one."""
+    return getattr(args, "namespace", None) or "default"
+
+
+def pod_key_of(args, name: str) -> str:
+    """The key (runtime/paths.py pod_key) of pod NAME in the namespace -n names."""
+    from minipod.runtime.paths import pod_key
+    return pod_key(namespace_of(args), name)

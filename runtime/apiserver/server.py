@@ -257,6 +257,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.nodes(p[1] if n == 2 else None, q)
         if method == "GET" and p and p[0] == "namespaces" and n <= 2:
             return self.namespaces(p[1] if n == 2 else None, q)
+        if method == "POST" and p == ["namespaces"]:
+            return self.create_namespace(q, body)
+        if method == "DELETE" and p and p[0] == "namespaces" and n == 2:
+            return self.delete_namespace(p[1], q, body)
         if n >= 3 and p[0] == "namespaces":
             ns, resource, rest = p[1], p[2], p[3:]
             if resource == "pods":
@@ -333,18 +337,26 @@ class Handler(BaseHTTPRequestHandler):
     # ---- namespaces and the node ---------------------------------------------
 
     def check_namespace(self, ns: str) -> None:
-        if ns not in objects.NAMESPACES:
+        from minipod.runtime import namespaces
+        if namespaces.read(self.server.paths, ns) is None:
             raise not_found("namespaces", ns)
 
     def namespaces(self, name: str | None, q: dict) -> None:
-        rv = str(self.server.store.rv)
-        items = [objects.namespace(n, self.server.started, rv) for n in objects.NAMESPACES]
+        match = self.selectors(q, "Namespace")
+        if _one(q, "watch") in ("true", "1"):
+            if name is not None:
+                q = dict(q, fieldSelector=[f"metadata.name={name}"])
+                match = self.selectors(q, "Namespace")
+            return self.watch("namespaces", None, q, match)
+        store = self.server.store
+        store.sync()
+        with store.cond:
+            rv = str(store.rv)
+            items = [o for _, o in sorted(store.namespaces.items()) if match(o)]
         if name is not None:
             items = [i for i in items if i["metadata"]["name"] == name]
             if not items:
                 raise not_found("namespaces", name)
-        if _one(q, "watch") in ("true", "1"):
-            return self.static_watch(items, q)
         if self.wants_table():
             return self.send_json(200, objects.table(
                 objects.NAMESPACE_COLUMNS, [(objects.namespace_cells(i), i) for i in items], rv,
@@ -353,6 +365,70 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, items[0])
         self.send_json(200, {"kind": "NamespaceList", "apiVersion": "v1",
                              "metadata": {"resourceVersion": rv}, "items": items})
+
+    def create_namespace(self, q: dict, body: bytes) -> None:
+        """POST /api/v1/namespaces (`kubectl create ns NAME`): the agent writes it."""
+        from minipod.runtime import client, namespaces
+        obj = self.decode(body)
+        if obj.get("kind") not in (None, "Namespace"):
+            raise ApiError(400, "BadRequest", f'the body is a {obj.get("kind")}, not a '
+                                              f"Namespace")
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        name = meta.get("name")
+        if not name and meta.get("generateName"):
+            name = meta["generateName"] + "".join(
+                secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+        why = namespaces.invalid_name(name)
+        if why:
+            raise ApiError(422, "Invalid", f'Namespace "{name or ""}" is invalid: {why}',
+                           {"name": name or "", "kind": "Namespace", "causes": [
+                               {"reason": "FieldValueInvalid", "message": why,
+                                "field": "metadata.name"}]})
+        labels = {k: v for k, v in (meta.get("labels") or {}).items()
+                  if k != "kubernetes.io/metadata.name"}
+        if _one(q, "dryRun") == "All":
+            if namespaces.read(self.server.paths, name) is not None:
+                raise ApiError(409, "AlreadyExists", f'namespaces "{name}" already exists',
+                               {"name": name, "kind": "namespaces"})
+            return self.send_json(201, namespaces.to_object(
+                {"name": name, "labels": labels, "annotations": meta.get("annotations"),
+                 "creationTimestamp": objects.now_iso()}))
+        try:
+            answer = client.request(self.server.paths, {
+                "op": "namespace_create", "name": name, "labels": labels,
+                "annotations": meta.get("annotations") or {}})
+        except client.AgentError as e:
+            raise self.agent_error(e, "namespaces", name)
+        store = self.server.store
+        store.sync()
+        with store.cond:
+            obj = store.namespaces.get(name) or namespaces.to_object(answer["namespace"])
+        self.send_json(201, obj)
+
+    def delete_namespace(self, name: str, q: dict, body: bytes) -> None:
+        """DELETE /api/v1/namespaces/NAME: Terminating at once (the answer),
+        its pods deleted with their grace periods, then it is gone."""
+        from minipod.runtime import client, namespaces
+        record = namespaces.read(self.server.paths, name)
+        if record is None:
+            raise not_found("namespaces", name)
+        if _one(q, "dryRun") == "All":
+            return self.send_json(200, namespaces.to_object(record))
+        try:
+            answer = client.request(self.server.paths, {"op": "namespace_delete", "name": name})
+        except client.AgentError as e:
+            raise self.agent_error(e, "namespaces", name)
+        self.server.store.sync()
+        self.send_json(200, namespaces.to_object(answer["namespace"]))
+
+    @staticmethod
+    def agent_error(e, kind: str, name: str) -> ApiError:
+        """An agent refusal as the apiserver's Status (its message is already Kubernetes')."""
+        codes = {"NotFound": 404, "AlreadyExists": 409, "Forbidden": 403, "Invalid": 422,
+                 "BadRequest": 400, "Conflict": 409}
+        if e.code in codes:
+            return ApiError(codes[e.code], e.code, str(e), {"name": name, "kind": kind})
+        return ApiError(500, "InternalError", f"Internal error occurred: {e}")
 
     def node_object(self) -> dict:
         host_ip = next((e.record.get("hostIP") for e in list(self.server.store.pods.values())
@@ -404,8 +480,8 @@ class Handler(BaseHTTPRequestHandler):
     def pod(self, ns: str, name: str):
         store = self.server.store
         store.sync()
-        entry = store.pods.get(name)
-        if entry is None or entry.obj["metadata"].get("namespace", "default") != ns:
+        entry = store.pod(ns, name)
+        if entry is None:
             raise not_found("pods", name)
         return entry
 
@@ -422,9 +498,7 @@ class Handler(BaseHTTPRequestHandler):
         store.sync()
         with store.cond:
             rv = str(store.rv)
-            entries = [e for _, e in sorted(store.pods.items())
-                       if (ns is None or e.obj["metadata"].get("namespace") == ns)
-                       and match(e.obj)]
+            entries = [e for e in store.pods_in(ns) if match(e.obj)]
         if self.wants_table():
             return self.send_json(200, self.pod_table(entries, rv, q))
         self.send_json(200, {"kind": "PodList", "apiVersion": "v1",
@@ -479,11 +553,6 @@ class Handler(BaseHTTPRequestHandler):
                 meta.pop(key, None)   # set by the server, as a cluster does
         obj.pop("status", None)
         pod, warnings = validation.validate(obj, _one(q, "fieldValidation", "Warn"))
-        if ns != "default":
-            raise ApiError(403, "Forbidden",
-                           f'pods "{pod.name}" is forbidden: minipod runs pods in namespace '
-                           f'"default" only (other namespaces come in a later version)',
-                           {"name": pod.name, "kind": "pods"})
         headers = [("Warning", '299 - "%s"' % w.replace("\\", "\\\\").replace('"', '\\"'))
                    for w in warnings]
         if _one(q, "dryRun") == "All":
@@ -501,6 +570,9 @@ class Handler(BaseHTTPRequestHandler):
             if e.code == "AlreadyExists":
                 raise ApiError(409, "AlreadyExists", f'pods "{pod.name}" already exists',
                                {"name": pod.name, "kind": "pods"})
+            if e.code in ("NotFound", "Forbidden"):   # the namespace: gone, or going
+                raise self.agent_error(e, "namespaces" if e.code == "NotFound" else "pods",
+                                       ns if e.code == "NotFound" else pod.name)
             if e.code == "InvalidImageName":
                 raise ApiError(422, "Invalid", f'Pod "{pod.name}" is invalid: {e}',
                                {"name": pod.name, "kind": "Pod", "causes": [
@@ -521,14 +593,14 @@ class Handler(BaseHTTPRequestHandler):
         if _one(q, "dryRun") == "All" or options.get("dryRun") == ["All"]:
             return self.send_json(200, entry.obj)
         uid = entry.record.get("uid")
-        threading.Thread(target=self._agent_delete, args=(name, grace), daemon=True,
+        threading.Thread(target=self._agent_delete, args=(ns, name, grace), daemon=True,
                          name=f"delete-{name}").start()
         store = self.server.store
         deadline = time.monotonic() + 10
         with store.cond:
             while time.monotonic() < deadline:
                 store._sync()
-                now = store.pods.get(name)
+                now = store.pod(ns, name)
                 if now is None or now.record.get("uid") != uid:
                     # gone already (grace 0): the pod's registry answers with the
                     # deleted object, never a Status (clients decode a Pod)
@@ -544,13 +616,14 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(504, "Timeout", f'pods "{name}": the agent did not start deleting it '
                                        f"within 10s")
 
-    def _agent_delete(self, name: str, grace: int | None) -> None:
+    def _agent_delete(self, ns: str, name: str, grace: int | None) -> None:
         from minipod.runtime import client
         try:
-            client.request(self.server.paths, {"op": "delete", "name": name, "grace": grace})
+            client.request(self.server.paths, {"op": "delete", "name": name, "namespace": ns,
+                                               "grace": grace})
         except client.AgentError as e:
             if e.code != "NotFound":
-                log(f"delete of pod {name} failed: {e}")
+                log(f"delete of pod {ns}/{name} failed: {e}")
 
     # ---- events --------------------------------------------------------------
 
@@ -609,7 +682,7 @@ class Handler(BaseHTTPRequestHandler):
                 since = int(rv_param)
             except ValueError:
                 raise ApiError(400, "BadRequest", f'invalid resource version "{rv_param}"')
-        api_kind = {"pods": "Pod", "events": "Event"}[kind]
+        api_kind = {"pods": "Pod", "events": "Event", "namespaces": "Namespace"}[kind]
 
         def in_ns(obj):
             return ns is None or obj["metadata"].get("namespace") == ns
@@ -617,6 +690,7 @@ class Handler(BaseHTTPRequestHandler):
         def event(type_, obj, record):
             if as_table and type_ != "BOOKMARK":
                 cells = (objects.pod_cells(record) if kind == "pods"
+                         else objects.namespace_cells(obj) if kind == "namespaces"
                          else objects.event_cells(obj))
                 obj = objects.table([], [(cells, obj)], obj["metadata"]["resourceVersion"],
                                     include)
@@ -679,7 +753,9 @@ class Handler(BaseHTTPRequestHandler):
         """The first lines of a watch, the version it continues from, and
         whether it is expired (store.cond held)."""
         if synthetic:
-            current = ([(e.obj, e.record) for e in store.pods.values()] if kind == "pods"
+            current = ([(e.obj, e.record) for e in store.pods_in(None)] if kind == "pods"
+                       else [(e, None) for _, e in sorted(store.namespaces.items())]
+                       if kind == "namespaces"
                        else [(e, None) for e in store.events.values()])
             out = [event("ADDED", obj, record) for obj, record in current if wanted(obj)]
             if initial:
