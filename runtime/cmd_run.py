@@ -23,10 +23,12 @@ def register(sub) -> None:
     p.set_defaults(func=run, create=False)
     c = sub.add_parser("create", help="create the pods of a manifest (fails if one exists)",
                        description="Like `kubectl create -f FILE`: AlreadyExists if a pod "
-                                   "of that name exists.")
-    c.add_argument("-f", "--filename", dest="file", metavar="FILE", required=True)
+                                   "of that name exists; `create namespace NAME` makes a "
+                                   "namespace.")
+    c.add_argument("what", nargs="*", metavar="namespace NAME")
+    c.add_argument("-f", "--filename", dest="file", metavar="FILE")
     add_namespace(c)
-    c.set_defaults(func=run, create=True, explain=False)
+    c.set_defaults(func=create, create=True, explain=False)
 
 
 def load(path: str):
@@ -42,6 +44,25 @@ def load(path: str):
     if not pods:
         raise CommandError(f"{path}: no objects to create")
     return pods
+
+
+def create(args, paths) -> int:
+    """`create -f FILE` (the pods of a file), or `create namespace NAME`."""
+    if args.what and args.what[0] in ("namespace", "namespaces", "ns") and not args.file:
+        if len(args.what) != 2:
+            raise CommandError("say one name: minipod create namespace NAME", 2)
+        require_root("create")
+        from minipod.runtime import client
+        try:
+            client.request(paths, {"op": "namespace_create", "name": args.what[1]})
+        except client.AgentError as e:
+            raise server_error(e)
+        print(f"namespace/{args.what[1]} created")
+        return 0
+    if args.what or not args.file:
+        raise CommandError("say what to create: minipod create -f FILE, or "
+                           "minipod create namespace NAME", 2)
+    return run(args, paths)
 
 
 def placed(pods, namespace: str | None) -> list[tuple[object, dict, str]]:

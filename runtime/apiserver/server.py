@@ -369,7 +369,14 @@ class Handler(BaseHTTPRequestHandler):
     def create_namespace(self, q: dict, body: bytes) -> None:
         """POST /api/v1/namespaces (`kubectl create ns NAME`): the agent writes it."""
         from minipod.runtime import client, namespaces
-        obj = self.decode(body)
+        if "protobuf" in self.headers.get("Content-Type", ""):   # kubectl create ns sends it
+            from minipod.runtime.apiserver import pbwire
+            try:
+                obj = pbwire.decode_metadata(body)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ApiError(400, "BadRequest", f"cannot decode the Namespace: {e}")
+        else:
+            obj = self.decode(body)
         if obj.get("kind") not in (None, "Namespace"):
             raise ApiError(400, "BadRequest", f'the body is a {obj.get("kind")}, not a '
                                               f"Namespace")
