@@ -307,8 +307,8 @@ class Agent:
         as the kubelet does: killed (its grace period), then started with
         the new image (pulled as its imagePullPolicy says), restartCount + 1."""
         name = request["name"]
-        key = pod_key(request.get("namespace"), name)
-        record = self.records.get(key)
+        pkey = pod_key(request.get("namespace"), name)
+        record = self.records.get(pkey)
         if record is None or (request.get("uid") and record["uid"] != request["uid"]):
             raise RequestError("NotFound", f'pods "{name}" not found')
         images = request.get("images") or {}
@@ -356,12 +356,12 @@ class Agent:
                 continue
             cs["image"] = image
             cs.pop("pulled", None)
-            if (key, cname) in self.live:
+            if (pkey, cname) in self.live:
                 cs["respec"] = True             # _after_exit starts it again at once
-                self.event(key, "Killing", f"Container {cname} definition changed, will be "
-                                           f"restarted")
-                self._kill_container(key, cname, "definition changed")
-        self._save(key)
+                self.event(pkey, "Killing", f"Container {cname} definition changed, will be "
+                                            f"restarted")
+                self._kill_container(pkey, cname, "definition changed")
+        self._save(pkey)
         return {"ok": True}
 
     def op_gc(self, request, conn) -> dict:
