@@ -76,6 +76,15 @@ def test_two_pods_called_web_in_two_namespaces(kubectl, minipod, tmp_path):
         assert ["default", "web", "1/1", "Running"] in [r[:4] for r in rows]
         assert ["team-a", "web", "1/1", "Running"] in [r[:4] for r in rows]
         assert k("get", "pods", "-n", "team-a", "-o", "name").stdout.split() == ["pod/web"]
+        assert k("logs", "-l", "app=web", "-n", "team-a").stdout == "hello from team-a\n"
+        events = json.loads(k("get", "events", "-n", "team-a", "-o", "json").stdout)["items"]
+        assert {e["involvedObject"]["namespace"] for e in events} == {"team-a"}
+        assert any(e["reason"] == "Scheduled" and e["message"].startswith(
+            "Successfully assigned team-a/web to ") for e in events)
+        events = json.loads(k("get", "events", "-o", "json").stdout)["items"]
+        assert not any(e["message"].startswith("Successfully assigned team-a/") for e in events)
+        top = [r.split() for r in k("top", "pod", "-n", "team-a").stdout.splitlines()]
+        assert top[0][0] == "NAME" and [r[0] for r in top[1:]] == ["web"]
         proc, (port,) = forward(k, "web", "0:8080", namespace="team-a")
         try:
             deadline = time.monotonic() + 20
