@@ -14,7 +14,8 @@ Requests arrive on a unix socket as one JSON line each (see client.py):
     {"op": "update", "name": "web", "namespace": "a", "uid": "...", "labels": {...},
      "annotations": {...}, "images": {"main": "nginx:1.28"},
      "spec": {"activeDeadlineSeconds": 60}}
-    {"op": "namespace_create", "name": "a", "labels": {...}} | {"op": "namespace_delete", "name": "a"}
+    {"op": "namespace_create" | "namespace_update", "name": "a", "labels": {...},
+     "annotations": {...}} | {"op": "namespace_delete", "name": "a"}
 
 A pod is namespace + name ("namespace" absent: default); inside the agent it
 is known by its key (runtime/paths.py pod_key: web, a_web), which names its
@@ -1585,6 +1586,15 @@ class Agent:
         except namespaces.NamespaceError as e:
             raise RequestError(e.code, str(e)) from None
         log(f"namespace {record['name']} created")
+        return {"ok": True, "namespace": record}
+
+    def op_namespace_update(self, request, conn) -> dict:
+        """Set a namespace's labels and annotations (the API server checked the rest)."""
+        try:
+            record = namespaces.update(self.paths, request.get("name") or "",
+                                       request.get("labels"), request.get("annotations"))
+        except namespaces.NamespaceError as e:
+            raise RequestError(e.code, str(e)) from None
         return {"ok": True, "namespace": record}
 
     def op_namespace_delete(self, request, conn) -> dict:

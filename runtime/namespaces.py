@@ -141,6 +141,16 @@ def create(paths, name: str, labels: dict | None = None,
     return record
 
 
+def update(paths, name: str, labels: dict, annotations: dict) -> dict:
+    """Set NAME's labels and annotations (what may change in a namespace)."""
+    record = read(paths, name)
+    if record is None:
+        raise NamespaceError("NotFound", f'namespaces "{name}" not found')
+    record.update(labels=dict(labels or {}), annotations=dict(annotations or {}))
+    _write(paths, record)
+    return record
+
+
 def mark_terminating(paths, name: str, now: str) -> dict:
     """Begin deleting NAME: phase Terminating (again: unchanged). Built-ins refuse."""
     if name in BUILTIN:

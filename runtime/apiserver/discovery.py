@@ -25,8 +25,8 @@ CORE = [
       ("portforward", "PodPortForwardOptions", ["create", "get"]),
       ("status", "Pod", ["get", "patch", "update"])]),
     ("events", "Event", True, ["get", "list", "watch"], ["ev"], [], []),
-    ("namespaces", "Namespace", False, ["create", "delete", "get", "list", "watch"], ["ns"],
-     [], []),
+    ("namespaces", "Namespace", False, ["create", "delete", "get", "list", "patch", "update",
+                                        "watch"], ["ns"], [], []),
     ("nodes", "Node", False, ["get", "list", "watch"], ["no"], [], []),
 ]
 AUTHZ = ("authorization.k8s.io", "v1",

@@ -261,6 +261,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.create_namespace(q, body)
         if method == "DELETE" and p and p[0] == "namespaces" and n == 2:
             return self.delete_namespace(p[1], q, body)
+        if method in ("PUT", "PATCH") and p and p[0] == "namespaces" and n == 2:
+            from minipod.runtime.apiserver import nsupdate
+            return nsupdate.serve(self, method, p[1], q, body)
         if n >= 3 and p[0] == "namespaces":
             ns, resource, rest = p[1], p[2], p[3:]
             if resource == "pods":

@@ -51,6 +51,17 @@ def test_two_pods_called_web_in_two_namespaces(kubectl, minipod, tmp_path):
         ns = yaml.safe_load(k("get", "ns", "team-a", "-o", "yaml").stdout)
         assert (ns["kind"], ns["status"]["phase"]) == ("Namespace", "Active")
         assert ns["metadata"]["labels"]["kubernetes.io/metadata.name"] == "team-a"
+        assert k("label", "ns", "team-a", "tier=web").stdout.strip() == "namespace/team-a labeled"
+        assert k("get", "ns", "-l", "tier=web", "-o", "name").stdout.split() == \
+            ["namespace/team-a"]
+        # a Namespace in a file: apply makes it, then leaves it unchanged
+        doc = tmp_path / "ns.yaml"
+        doc.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n"
+                       "  labels: {tier: db}\n")
+        assert k("apply", "-f", str(doc)).stdout.strip() == "namespace/team-b created"
+        assert k("apply", "-f", str(doc)).stdout.strip() == "namespace/team-b unchanged"
+        assert k("get", "ns", "team-b", "-o", "jsonpath={.metadata.labels.tier}").stdout == "db"
+        assert k("delete", "-f", str(doc)).stdout.strip() == 'namespace "team-b" deleted'
         for where in ("default", "team-a"):
             path = tmp_path / f"web-{where}.yaml"
             path.write_text(kubia("web", serving(where)))
@@ -114,7 +125,8 @@ def test_two_pods_called_web_in_two_namespaces(kubectl, minipod, tmp_path):
         assert k("exec", "web", "--", "cat", "/tmp/who").stdout == "default\n"
     finally:
         k("delete", "pod", "web", "--grace-period=0", "--ignore-not-found", check=False)
-        k("delete", "ns", "team-a", "--ignore-not-found", check=False, timeout=90)
+        for ns in ("team-a", "team-b"):
+            k("delete", "ns", ns, "--ignore-not-found", check=False, timeout=90)
 
 
 def test_minipod_verbs_take_n_and_A(minipod, tmp_path):
