@@ -256,3 +256,50 @@ def test_minipod_verbs_take_n_and_A(minipod, tmp_path):
         m("delete", "pod", "web", "--grace-period", "0", "--ignore-not-found", check=False)
         for ns in made:
             m("delete", "ns", ns, check=False, timeout=60)
+
+
+def test_namespace_deletion_goes_on_after_an_agent_crash(minipod, tmp_path):
+    """The agent is killed (-9) while a namespace waits for a pod's grace
+    period; the next agent finishes the deletion: the pod, then the namespace."""
+    import os
+    import signal
+    m = minipod
+    m("create", "namespace", "team-c")
+    try:
+        slow = tmp_path / "slow.yaml"
+        slow.write_text(pod_manifest("slow", "trap '' TERM; while true; do sleep 0.2; done",
+                                     terminationGracePeriodSeconds=60))
+        m("run", "-n", "team-c", str(slow))
+        uid = json.loads(m("get", "pod", "slow", "-n", "team-c", "-o", "json").stdout)[
+            "metadata"]["uid"]
+        deleting = subprocess.Popen([sys.executable, "-m", "minipod", "delete", "ns", "team-c"],
+                                    env=m.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while "Terminating" not in m("get", "ns", "team-c", check=False).stdout:
+                assert time.monotonic() < deadline, "team-c never went Terminating"
+                time.sleep(0.05)
+            pid = m.agent_pid()
+            os.kill(pid, signal.SIGKILL)        # the agent this session started
+            deadline = time.monotonic() + 10
+            while True:                         # until it is gone, or a zombie
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if f.read().rsplit(") ", 1)[1].startswith("Z"):
+                            break
+                except FileNotFoundError:
+                    break
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert "Terminating" in m("get", "ns", "team-c").stdout   # still, with no agent
+            m("get", "pods", "-n", "team-c")    # a reader brings the agent back
+            stdout, stderr = deleting.communicate(timeout=60)
+        finally:
+            if deleting.poll() is None:
+                deleting.kill()     # the delete this test started
+                deleting.communicate()
+        assert (deleting.returncode, stdout.strip()) == (0, 'namespace "team-c" deleted'), stderr
+        assert leftovers(m, "team-c_slow", uid) == []
+    finally:
+        m("delete", "ns", "team-c", "--ignore-not-found", check=False, timeout=60)
