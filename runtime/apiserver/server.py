@@ -257,13 +257,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.nodes(p[1] if n == 2 else None, q)
         if method == "GET" and p and p[0] == "namespaces" and n <= 2:
             return self.namespaces(p[1] if n == 2 else None, q)
-        if method == "POST" and p == ["namespaces"]:
-            return self.create_namespace(q, body)
-        if method == "DELETE" and p and p[0] == "namespaces" and n == 2:
-            return self.delete_namespace(p[1], q, body)
-        if method in ("PUT", "PATCH") and p and p[0] == "namespaces" and n == 2:
-            from minipod.runtime.apiserver import nsupdate
-            return nsupdate.serve(self, method, p[1], q, body)
+        if p and p[0] == "namespaces" and n <= 2 and method in ("POST", "PUT", "PATCH",
+                                                                 "DELETE"):
+            from minipod.runtime.apiserver import nsapi
+            return nsapi.serve(self, method, p[1] if n == 2 else None, q, body)
         if n >= 3 and p[0] == "namespaces":
             ns, resource, rest = p[1], p[2], p[3:]
             if resource == "pods":
@@ -369,77 +366,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(200, {"kind": "NamespaceList", "apiVersion": "v1",
                              "metadata": {"resourceVersion": rv}, "items": items})
 
-    def create_namespace(self, q: dict, body: bytes) -> None:
-        """POST /api/v1/namespaces (`kubectl create ns NAME`): the agent writes it."""
-        from minipod.runtime import client, namespaces
-        if "protobuf" in self.headers.get("Content-Type", ""):   # kubectl create ns sends it
-            from minipod.runtime.apiserver import pbwire
-            try:
-                obj = pbwire.decode_metadata(body)
-            except (ValueError, UnicodeDecodeError) as e:
-                raise ApiError(400, "BadRequest", f"cannot decode the Namespace: {e}")
-        else:
-            obj = self.decode(body)
-        if obj.get("kind") not in (None, "Namespace"):
-            raise ApiError(400, "BadRequest", f'the body is a {obj.get("kind")}, not a '
-                                              f"Namespace")
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-        name = meta.get("name")
-        if not name and meta.get("generateName"):
-            name = meta["generateName"] + "".join(
-                secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
-        why = namespaces.invalid_name(name)
-        if why:
-            raise ApiError(422, "Invalid", f'Namespace "{name or ""}" is invalid: {why}',
-                           {"name": name or "", "kind": "Namespace", "causes": [
-                               {"reason": "FieldValueInvalid", "message": why,
-                                "field": "metadata.name"}]})
-        labels = {k: v for k, v in (meta.get("labels") or {}).items()
-                  if k != "kubernetes.io/metadata.name"}
-        if _one(q, "dryRun") == "All":
-            if namespaces.read(self.server.paths, name) is not None:
-                raise ApiError(409, "AlreadyExists", f'namespaces "{name}" already exists',
-                               {"name": name, "kind": "namespaces"})
-            return self.send_json(201, namespaces.to_object(
-                {"name": name, "labels": labels, "annotations": meta.get("annotations"),
-                 "creationTimestamp": objects.now_iso()}))
-        try:
-            answer = client.request(self.server.paths, {
-                "op": "namespace_create", "name": name, "labels": labels,
-                "annotations": meta.get("annotations") or {}})
-        except client.AgentError as e:
-            raise self.agent_error(e, "namespaces", name)
-        store = self.server.store
-        store.sync()
-        with store.cond:
-            obj = store.namespaces.get(name) or namespaces.to_object(answer["namespace"])
-        self.send_json(201, obj)
-
-    def delete_namespace(self, name: str, q: dict, body: bytes) -> None:
-        """DELETE /api/v1/namespaces/NAME: Terminating at once (the answer),
-        its pods deleted with their grace periods, then it is gone."""
-        from minipod.runtime import client, namespaces
-        record = namespaces.read(self.server.paths, name)
-        if record is None:
-            raise not_found("namespaces", name)
-        if _one(q, "dryRun") == "All":
-            return self.send_json(200, namespaces.to_object(record))
-        try:
-            answer = client.request(self.server.paths, {"op": "namespace_delete", "name": name})
-        except client.AgentError as e:
-            raise self.agent_error(e, "namespaces", name)
-        self.server.store.sync()
-        self.send_json(200, namespaces.to_object(answer["namespace"]))
-
-    @staticmethod
-    def agent_error(e, kind: str, name: str) -> ApiError:
-        """An agent refusal as the apiserver's Status (its message is already Kubernetes')."""
-        codes = {"NotFound": 404, "AlreadyExists": 409, "Forbidden": 403, "Invalid": 422,
-                 "BadRequest": 400, "Conflict": 409}
-        if e.code in codes:
-            return ApiError(codes[e.code], e.code, str(e), {"name": name, "kind": kind})
-        return ApiError(500, "InternalError", f"Internal error occurred: {e}")
-
     def node_object(self) -> dict:
         host_ip = next((e.record.get("hostIP") for e in list(self.server.store.pods.values())
                         if e.record.get("hostIP")), None)
@@ -463,7 +389,7 @@ class Handler(BaseHTTPRequestHandler):
                              "items": items})
 
     def static_watch(self, items: list[dict], q: dict) -> None:
-        """A watch of objects that do not change (namespaces, the node)."""
+        """A watch of objects that do not change (the node)."""
         timeout = self.watch_timeout(q)
         self.start_stream("application/json")
         if _one(q, "resourceVersion") in (None, "", "0") or _one(q, "sendInitialEvents") == "true":
@@ -581,8 +507,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(409, "AlreadyExists", f'pods "{pod.name}" already exists',
                                {"name": pod.name, "kind": "pods"})
             if e.code in ("NotFound", "Forbidden"):   # the namespace: gone, or going
-                raise self.agent_error(e, "namespaces" if e.code == "NotFound" else "pods",
-                                       ns if e.code == "NotFound" else pod.name)
+                from minipod.runtime.apiserver.nsapi import agent_error
+                raise agent_error(e, "namespaces" if e.code == "NotFound" else "pods",
+                                  ns if e.code == "NotFound" else pod.name)
             if e.code == "InvalidImageName":
                 raise ApiError(422, "Invalid", f'Pod "{pod.name}" is invalid: {e}',
                                {"name": pod.name, "kind": "Pod", "causes": [
