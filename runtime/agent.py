@@ -17,13 +17,13 @@ Requests arrive on a unix socket as one JSON line each (see client.py):
     {"op": "namespace_create" | "namespace_update", "name": "a", "labels": {...},
      "annotations": {...}} | {"op": "namespace_delete", "name": "a"}
 
+and are answered with one JSON line: {"ok": true, ...} or {"ok": false,
+"code": "AlreadyExists", "error": "..."}.
+
 A pod is namespace + name ("namespace" absent: default); inside the agent it
 is known by its key (runtime/paths.py pod_key: web, a_web), which names its
 state dir, logs and netns. Namespaces are files RUN/namespaces/NAME.json
 (runtime/namespaces.py); deleting one deletes its pods, then the file.
-
-and are answered with one JSON line: {"ok": true, ...} or {"ok": false,
-"code": "AlreadyExists", "error": "..."}.
 
 If the agent dies, pods keep running. The next agent re-adopts them from
 their state records and the kernel (pid + start time, pidfd to notice the
