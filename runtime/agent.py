@@ -287,8 +287,8 @@ class Agent:
 
     def op_delete(self, request, conn):
         name = request["name"]
-        key = pod_key(request.get("namespace"), name)
-        if key not in self.records:
+        key = self._key_of(request)
+        if key is None:
             raise RequestError("NotFound", f'pods "{name}" not found')
         self.delete_waiters.setdefault(key, []).append(conn)
         if request.get("explain"):
@@ -308,7 +308,7 @@ class Agent:
         as the kubelet does: killed (its grace period), then started with
         the new image (pulled as its imagePullPolicy says), restartCount + 1."""
         name = request["name"]
-        pkey = pod_key(request.get("namespace"), name)
+        pkey = self._key_of(request)
         record = self.records.get(pkey)
         if record is None or (request.get("uid") and record["uid"] != request["uid"]):
             raise RequestError("NotFound", f'pods "{name}" not found')
@@ -364,6 +364,18 @@ class Agent:
                 self._kill_container(pkey, cname, "definition changed")
         self._save(pkey)
         return {"ok": True}
+
+    def _key_of(self, request) -> str | None:
+        """The key of the live pod a request names (its "namespace" and
+        "name"), None if there is none: a key is the pod's only if its record
+        has that namespace and name ("a_web" in default is not web in a)."""
+        ns, name = request.get("namespace") or namespaces.DEFAULT, request.get("name")
+        key = pod_key(ns, name or "")
+        record = self.records.get(key)
+        if record is None or record["name"] != name or \
+                (record.get("namespace") or namespaces.DEFAULT) != ns:
+            return None
+        return key
 
     def op_gc(self, request, conn) -> dict:
         """Remove what no live pod owns (runtime/gc.py)."""

@@ -16,7 +16,8 @@ import errno
 import os
 import sys
 
-from minipod.runtime.cmdutil import CommandError, add_namespace, pod_key_of, require_root
+from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, read_pod,
+                                     require_root)
 
 
 def register(sub) -> None:
@@ -39,7 +40,7 @@ def run(args, paths) -> int:
     from minipod.runtime import enter, state
     name = args.pod.removeprefix("pod/")
     try:
-        record = state.read(paths.pod_dir(pod_key_of(args, name)))
+        record = read_pod(paths, namespace_of(args), name)
     except FileNotFoundError:
         raise CommandError(f'Error from server (NotFound): pods "{name}" not found')
     cs = _pick(record, args.container)

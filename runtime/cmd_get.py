@@ -51,14 +51,14 @@ def load(paths, names: list[str], namespace: str = "default",
     """The records of pods NAMES in NAMESPACE; no names: every pod there
     (all_namespaces: every pod), ordered by namespace, then name."""
     from minipod.runtime import state
-    from minipod.runtime.paths import pod_key
+    from minipod.runtime.cmdutil import read_pod
     if names and all_namespaces:
         raise CommandError("a resource cannot be retrieved by name across all namespaces")
     if names:
         out = []
         for n in names:
             try:
-                out.append(refreshed(state.read(paths.pod_dir(pod_key(namespace, n)))))
+                out.append(refreshed(read_pod(paths, namespace, n)))
             except FileNotFoundError:
                 raise CommandError(f'Error from server (NotFound): pods "{n}" not found')
             except state.StateError as e:

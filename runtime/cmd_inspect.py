@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from minipod.runtime.cmdutil import CommandError, add_namespace, pod_key_of
+from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, read_pod
 from minipod.runtime.paths import record_key
 
 NAMESPACES = ("net", "ipc", "uts", "mnt", "pid", "cgroup")
@@ -33,13 +33,12 @@ def register(sub) -> None:
 def run(args, paths) -> int:
     import json
 
-    from minipod.runtime import state
     from minipod.runtime.cmd_get import resource_names
     names = resource_names(args.kind, args.names)
     if len(names) != 1:
         raise CommandError("say which pod: minipod inspect pod NAME", 2)
     try:
-        record = state.read(paths.pod_dir(pod_key_of(args, names[0])))
+        record = read_pod(paths, namespace_of(args), names[0])
     except FileNotFoundError:
         raise CommandError(f'Error from server (NotFound): pods "{names[0]}" not found')
     report = inspect(record, paths)

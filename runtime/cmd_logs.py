@@ -24,7 +24,7 @@ import sys
 import time
 
 from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError, add_namespace, pod_key_of
+from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, pod_key_of
 
 FOLLOW_POLL = 0.05  # seconds between looks at a followed file, without inotify
 # With inotify, a look anyway this often: a change no watch sees (the pod
@@ -75,10 +75,13 @@ def pick_containers(record: dict, wanted: str | None, all_containers: bool) -> l
     raise CommandError(f"container {wanted} is not valid for pod {record['name']}")
 
 
-def _record(paths, key: str) -> dict | None:
+def _record(paths, key: str, namespace: str | None = None, name: str | None = None
+            ) -> dict | None:
+    """The record in the pod dir of KEY (with NAMESPACE and NAME: only if it is that pod's)."""
     from minipod.runtime import state
+    from minipod.runtime.cmdutil import read_pod
     try:
-        return state.read(paths.pod_dir(key))
+        return read_pod(paths, namespace, name) if name else state.read(paths.pod_dir(key))
     except FileNotFoundError:
         return None
 
@@ -229,7 +232,7 @@ class Stream:
 def run(args, paths) -> int:
     name = args.pod.removeprefix("pod/")
     key = pod_key_of(args, name)
-    record = _record(paths, key)
+    record = _record(paths, key, namespace_of(args), name)
     if record is None:
         raise CommandError(f'Error from server (NotFound): pods "{name}" not found')
     args.since_stamp = None

@@ -17,7 +17,8 @@ from __future__ import annotations
 import collections
 
 from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError, add_namespace, pod_key_of, require_root
+from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, pod_key_of,
+                                     read_pod, require_root)
 
 # One `[LOCAL:]REMOTE`: remote is a number or a containerPort name (resolved
 # against the pod's manifest); local 0 is a random port, None the number the
@@ -153,7 +154,7 @@ def run(args, paths) -> int:
     addresses = parse_addresses(args.address)
     require_root("port-forward")
     key = pod_key_of(args, name)
-    record = _read(paths, key, name)
+    record = _read(paths, namespace_of(args), name)
     import signal
 
     from minipod.runtime import state
@@ -199,10 +200,10 @@ def run(args, paths) -> int:
     return 0
 
 
-def _read(paths, key: str, name: str) -> dict:
+def _read(paths, namespace: str, name: str) -> dict:
     from minipod.runtime import state
     try:
-        return state.read(paths.pod_dir(key))
+        return read_pod(paths, namespace, name)
     except FileNotFoundError:
         raise CommandError(f'Error from server (NotFound): pods "{name}" not found') from None
     except state.StateError as e:

@@ -171,6 +171,16 @@ def test_minipod_verbs_take_n_and_A(minipod, tmp_path):
         top = [r.split() for r in m("top", "pod", "-A").stdout.splitlines()]
         assert top[0][:2] == ["NAMESPACE", "NAME"]
         assert ["team-m", "web"] in [r[:2] for r in top[1:]]
+        # team-m_web is the key of team-m's web, but no name of it in default
+        out = m("get", "pod", "team-m_web", check=False)
+        assert out.stderr.strip() == \
+            'error: Error from server (NotFound): pods "team-m_web" not found'
+        out = m("delete", "pod", "team-m_web", check=False)
+        assert (out.returncode, out.stderr.strip()) == (
+            1, 'error: Error from server (NotFound): pods "team-m_web" not found')
+        assert m("get", "pod", "web", "-n", "team-m", "-o", "name").stdout.strip() == "pod/web"
+        out = m("get", "pods", "-n", "Team_M", check=False)
+        assert out.returncode == 2 and out.stderr.startswith('error: invalid namespace "Team_M"')
         report = json.loads(m("inspect", "pod", "web", "-n", "team-m", "-o", "json").stdout)
         assert report["uid"] == uid and report["netnsPath"].endswith("-team-m_web")
         # port-forward -n: the team-m pod's page
