@@ -57,7 +57,7 @@ def create(handler, q: dict, body: bytes) -> None:
     if why:
         raise ApiError(422, "Invalid", f'Namespace "{name or ""}" is invalid: {why}',
                        {"name": name or "", "kind": "Namespace", "causes": [
-                           {"reason": "FieldValueInvalid", "message": why,
+                           {"reason": "FieldValueInvalid", "message": why.split(": ", 1)[1],
                             "field": "metadata.name"}]})
     labels = {k: v for k, v in (meta.get("labels") or {}).items()
               if k != NAME_LABEL}

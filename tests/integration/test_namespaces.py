@@ -45,6 +45,10 @@ def test_two_pods_called_web_in_two_namespaces(kubectl, minipod, tmp_path):
     k = kubectl
     try:
         assert k("create", "ns", "team-a").stdout.strip() == "namespace/team-a created"
+        bad = k("create", "ns", "Team_A", check=False)
+        assert bad.stderr.strip().startswith(
+            'The Namespace "Team_A" is invalid: metadata.name: Invalid value: "Team_A": a '
+            "lowercase RFC 1123 label must consist of"), bad.stderr
         table = [r.split() for r in k("get", "ns").stdout.splitlines()]
         assert table[0] == ["NAME", "STATUS", "AGE"]
         assert ["team-a", "Active"] == next(r for r in table if r[0] == "team-a")[:2]
