@@ -100,6 +100,16 @@ def test_two_pods_called_web_in_two_namespaces(kubectl, minipod, tmp_path):
         assert not any(e["message"].startswith("Successfully assigned team-a/") for e in events)
         top = [r.split() for r in k("top", "pod", "-n", "team-a").stdout.splitlines()]
         assert top[0][0] == "NAME" and [r[0] for r in top[1:]] == ["web"]
+        # delete -l in a namespace: its pod only
+        extra = tmp_path / "extra.yaml"
+        extra.write_text(kubia("extra"))
+        k("create", "-n", "team-a", "-f", str(extra))
+        k("wait", "-n", "team-a", "--for=condition=Ready", "pod/extra", "--timeout=60s")
+        said = k("delete", "pods", "-l", "app=extra", "-n", "team-a").stdout.strip()
+        where = "" if k.version == "1.32" else " from team-a namespace"   # newer ones say it
+        assert said == f'pod "extra" deleted{where}'
+        assert k("get", "pods", "-n", "team-a", "-o", "name").stdout.split() == ["pod/web"]
+        assert k("get", "pods", "-o", "name").stdout.split().count("pod/web") == 1
         proc, (port,) = forward(k, "web", "0:8080", namespace="team-a")
         try:
             deadline = time.monotonic() + 20
