@@ -37,7 +37,8 @@ def run(args, paths) -> int:
     if args.filename:
         from minipod.runtime.cmd_run import load, placed
         names = [(pod.name, (obj.get("metadata") or {}).get("namespace") or "default")
-                 for pod, obj, _ in placed(load(args.filename), args.namespace)]
+                 for pod, obj, _ in placed(load(args.filename),
+                                           args.namespace and namespace_of(args))]
     elif args.kind and args.kind.partition("/")[0] in NAMESPACE_KINDS:
         return delete_namespaces(args, paths)
     elif args.kind:
@@ -74,7 +75,7 @@ def delete_namespaces(args, paths) -> int:
     import time
 
     from minipod.runtime import client, namespaces
-    base, _, one = args.kind.partition("/")
+    one = args.kind.partition("/")[2]
     names = ([one] if one else []) + args.names
     if not names:
         raise CommandError("resource(s) were provided, but no name was specified", 2)

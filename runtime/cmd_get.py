@@ -153,7 +153,7 @@ def watch(paths, names: list[str], wide: bool, shown: dict, namespace: str | Non
 def get_namespaces(args, paths) -> int:
     """`minipod get ns [NAME…] [-o yaml|json|name]`: NAME STATUS AGE, as kubectl."""
     from minipod.runtime import namespaces
-    base, _, one = args.kind.partition("/")
+    one = args.kind.partition("/")[2]
     names = ([one] if one else []) + [n.split("/", 1)[-1] for n in args.names]
     records = namespaces.read_all(paths)
     if names:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import CommandError, add_namespace, require_root, server_error
+from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, require_root,
+                                     server_error)
 
 
 def register(sub) -> None:
@@ -93,7 +94,7 @@ def _same(a: dict | None, b: dict) -> bool:
 
 
 def run(args, paths) -> int:
-    pods = placed(load(args.file), args.namespace)
+    pods = placed(load(args.file), args.namespace and namespace_of(args))
     require_root("run" if not args.create else "create")
     from minipod.runtime import client, state
     failed = False
