@@ -9,15 +9,23 @@ safely and a pod costs the agent a few open files, not a process.
 
 Requests arrive on a unix socket as one JSON line each (see client.py):
 
-    {"op": "ping"} | {"op": "run", "object": {...}, "source": "pod.yaml"}
-    {"op": "delete", "name": "web", "grace": null} | {"op": "stop"}
-    {"op": "update", "name": "web", "uid": "...", "labels": {...}, "annotations": {...},
-     "images": {"main": "nginx:1.28"}, "spec": {"activeDeadlineSeconds": 60}}
+    {"op": "ping"} | {"op": "run", "object": {...}, "source": "pod.yaml", "namespace": "a"}
+    {"op": "delete", "name": "web", "namespace": "a", "grace": null} | {"op": "stop"}
+    {"op": "update", "name": "web", "namespace": "a", "uid": "...", "labels": {...},
+     "annotations": {...}, "images": {"main": "nginx:1.28"},
+     "spec": {"activeDeadlineSeconds": 60}}
+    {"op": "namespace_create" | "namespace_update", "name": "a", "labels": {...},
+     "annotations": {...}} | {"op": "namespace_delete", "name": "a"}
     {"op": "put_object", "object": {ConfigMap or Secret}}
     {"op": "delete_object", "resource": "configmaps", "namespace": "default", "name": "x"}
 
 and are answered with one JSON line: {"ok": true, ...} or {"ok": false,
 "code": "AlreadyExists", "error": "..."}.
+
+A pod is namespace + name ("namespace" absent: default); inside the agent it
+is known by its key (runtime/paths.py pod_key: web, a_web), which names its
+state dir, logs and netns. Namespaces are files RUN/namespaces/NAME.json
+(runtime/namespaces.py); deleting one deletes its pods, then the file.
 
 If the agent dies, pods keep running. The next agent re-adopts them from
 their state records and the kernel (pid + start time, pidfd to notice the
@@ -26,6 +34,7 @@ exit); an exit it could not see is recorded as unknown, never invented.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import heapq
@@ -49,9 +58,9 @@ from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
 from minipod.runtime import (backoff, configobjects, eviction, faults, logs, manifest,
-                             podconfig, podstatus, probes, process, qos, sandbox, security,
-                             serviceaccount, state, volumes)
-from minipod.runtime.paths import Paths
+                             namespaces, podconfig, podstatus, probes, process, qos, sandbox,
+                             security, serviceaccount, state, volumes)
+from minipod.runtime.paths import Paths, pod_key, record_key
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
 BACKOFF_BASE = float(os.environ.get("MINIPOD_BACKOFF_BASE", "10"))
@@ -98,11 +107,11 @@ class Agent:
         self.sel = selectors.DefaultSelector()
         self.timers: list = []
         self._seq = itertools.count()
-        self.records: dict[str, dict] = {}           # pod name -> state record
+        self.records: dict[str, dict] = {}           # pod key -> state record
         self.live: dict[tuple[str, str], RunningContainer] = {}
         self.by_pid: dict[int, RunningContainer] = {}
         self.delete_waiters: dict[str, list[socket.socket]] = {}
-        self.specs: dict[str, manifest.Pod] = {}       # pod name -> parsed manifest
+        self.specs: dict[str, manifest.Pod] = {}       # pod key -> parsed manifest
         self.checks: dict[int, tuple[int, object]] = {}  # probe/hook child pid -> (fd, done)
         self.pulls: dict[str, dict] = {}                 # image ref -> its pull in flight
         self.explain_delete: dict[str, list] = {}        # pod -> --explain steps so far
@@ -156,6 +165,8 @@ class Agent:
         server.listen(64)
         self.sel.register(server, selectors.EVENT_READ, self._on_accept)
         self.adopt_all()
+        namespaces.ensure_builtin(self.paths)
+        self._resume_namespace_deletions()
         try:
             from minipod.runtime import gc
             done = gc.run(self.paths, self.ipr, self.net.bridge, self.records.values(),
@@ -262,7 +273,14 @@ class Agent:
         return {"ok": True, "pid": os.getpid()}
 
     def op_run(self, request, conn) -> dict:
-        pod = manifest.load_object(request["object"], request.get("source", "<request>"))
+        obj = request["object"]
+        if request.get("namespace"):   # kubectl's -n: the object's own namespace, or this one
+            meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+            if meta.get("namespace") not in (None, "", request["namespace"]):
+                raise RequestError("BadRequest", namespaces.mismatch(meta["namespace"],
+                                                                     request["namespace"]))
+            obj = dict(obj, metadata=dict(meta, namespace=request["namespace"]))
+        pod = manifest.load_object(obj, request.get("source", "<request>"))
         if request.get("explain"):
             explain.start()
         try:
@@ -273,17 +291,18 @@ class Agent:
 
     def op_delete(self, request, conn):
         name = request["name"]
-        if name not in self.records:
+        key = self._key_of(request)
+        if key is None:
             raise RequestError("NotFound", f'pods "{name}" not found')
-        self.delete_waiters.setdefault(name, []).append(conn)
+        self.delete_waiters.setdefault(key, []).append(conn)
         if request.get("explain"):
-            self.explain_delete[name] = []
+            self.explain_delete[key] = []
             explain.start()
         try:
-            self.delete_pod(name, request.get("grace"))
+            self.delete_pod(key, request.get("grace"))
         finally:
-            if name in self.explain_delete:
-                self.explain_delete[name] += explain.stop()
+            if key in self.explain_delete:
+                self.explain_delete[key] += explain.stop()
         return None
 
     def op_update(self, request, conn) -> dict:
@@ -293,7 +312,8 @@ class Agent:
         as the kubelet does: killed (its grace period), then started with
         the new image (pulled as its imagePullPolicy says), restartCount + 1."""
         name = request["name"]
-        record = self.records.get(name)
+        pkey = self._key_of(request)
+        record = self.records.get(pkey)
         if record is None or (request.get("uid") and record["uid"] != request["uid"]):
             raise RequestError("NotFound", f'pods "{name}" not found')
         images = request.get("images") or {}
@@ -343,12 +363,12 @@ class Agent:
                 continue
             cs["image"] = image
             cs.pop("pulled", None)
-            if (name, cname) in self.live:
+            if (pkey, cname) in self.live:
                 cs["respec"] = True             # _after_exit starts it again at once
-                self.event(name, "Killing", f"Container {cname} definition changed, will be "
+                self.event(pkey, "Killing", f"Container {cname} definition changed, will be "
                                             f"restarted")
-                self._kill_container(name, cname, "definition changed")
-        self._save(name)
+                self._kill_container(pkey, cname, "definition changed")
+        self._save(pkey)
         return {"ok": True}
 
     def op_put_object(self, request, conn) -> dict:
@@ -359,6 +379,13 @@ class Agent:
                                                                               "<request>"))
         except manifest.ManifestError as e:
             raise RequestError("Invalid", str(e)) from None
+        ns = namespaces.read(self.paths, obj.namespace)
+        if ns is None:
+            raise RequestError("NotFound", f'namespaces "{obj.namespace}" not found')
+        if ns.get("deletionTimestamp"):
+            raise RequestError("Forbidden", f'{obj.resource} "{obj.name}" is forbidden: unable '
+                                            f"to create new content in namespace "
+                                            f"{obj.namespace} because it is being terminated")
         try:
             stored, created = configobjects.put(self.paths, obj.obj)
         except configobjects.Conflict as e:
@@ -405,6 +432,18 @@ class Agent:
                 else "ContainerCreating"
             self.sync(pod_name)
 
+    def _key_of(self, request) -> str | None:
+        """The key of the live pod a request names (its "namespace" and
+        "name"), None if there is none: a key is the pod's only if its record
+        has that namespace and name ("a_web" in default is not web in a)."""
+        ns, name = request.get("namespace") or namespaces.DEFAULT, request.get("name")
+        key = pod_key(ns, name or "")
+        record = self.records.get(key)
+        if record is None or record["name"] != name or \
+                (record.get("namespace") or namespaces.DEFAULT) != ns:
+            return None
+        return key
+
     def op_gc(self, request, conn) -> dict:
         """Remove what no live pod owns (runtime/gc.py)."""
         from minipod.runtime import gc
@@ -418,8 +457,16 @@ class Agent:
 
         Each acquisition registers its undo at once; if any step fails,
         the undo runs in reverse order and the first error is reported."""
-        if pod.name in self.records or self.paths.pod_dir(pod.name).exists():
+        key = pod_key(pod.namespace, pod.name)
+        if key in self.records or self.paths.pod_dir(key).exists():
             raise RequestError("AlreadyExists", f'pods "{pod.name}" already exists')
+        ns = namespaces.read(self.paths, pod.namespace)
+        if ns is None:
+            raise RequestError("NotFound", f'namespaces "{pod.namespace}" not found')
+        if ns.get("deletionTimestamp"):
+            raise RequestError("Forbidden", f'pods "{pod.name}" is forbidden: unable to create '
+                                            f"new content in namespace {pod.namespace} because "
+                                            f"it is being terminated")
         from minipod.rootfs import reference
         for c in pod.init_containers + pod.containers:
             try:
@@ -427,7 +474,7 @@ class Agent:
             except ValueError as e:
                 raise RequestError("InvalidImageName", f"container {c.name}: {e}") from None
         first_wait = "PodInitializing" if pod.init_containers else "ContainerCreating"
-        pod_dir = self.paths.pod_dir(pod.name)
+        pod_dir = self.paths.pod_dir(key)
         uid = str(uuid.uuid4())
         record = {
             "name": pod.name, "namespace": pod.namespace, "uid": uid,
@@ -435,7 +482,7 @@ class Agent:
             "creationTimestamp": now_iso(), "phase": "Pending",
             "restartPolicy": pod.restart_policy,
             "terminationGracePeriodSeconds": pod.termination_grace_period_seconds,
-            "nodeName": socket.gethostname(), "netns": self.paths.netns_name(pod.name),
+            "nodeName": socket.gethostname(), "netns": self.paths.netns_name(key),
             "containers": [{"name": c.name, "image": c.image, "imageID": "",
                             "state": "waiting", "reason": first_wait,
                             "restartCount": 0} for c in pod.containers],
@@ -445,7 +492,7 @@ class Agent:
                                 "sidecar": c.restart_policy == "Always"}
                                for c in pod.init_containers],
         }
-        netns_path = self.paths.netns_path(pod.name)
+        netns_path = self.paths.netns_path(key)
         with contextlib.ExitStack() as undo:
             pod_dir.mkdir(parents=True)
             undo.callback(shutil.rmtree, pod_dir, True)
@@ -458,14 +505,15 @@ class Agent:
             if mappings:
                 undo.callback(hostport.release, self.paths.hostports, uid)
                 try:
-                    hostport.claim(self.paths.hostports, uid, pod.name, mappings)
+                    hostport.claim(self.paths.hostports, uid, namespaces.display(
+                        pod.namespace, pod.name), mappings)
                 except hostport.HostPortConflict as e:
                     raise RequestError("Conflict", str(e)) from None
-            self.records[pod.name] = record
-            undo.callback(self.records.pop, pod.name, None)
-            self.event(pod.name, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} "
-                                              f"to {record['nodeName']}")
-            self._save(pod.name)
+            self.records[key] = record
+            undo.callback(self.records.pop, key, None)
+            self.event(key, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} "
+                                         f"to {record['nodeName']}")
+            self._save(key)
             faults.point("create:state")
             # 1. namespaces: net, ipc, uts, pinned by bind mounts
             undo.callback(sandbox.destroy, pod_dir, netns_path)
@@ -506,7 +554,7 @@ class Agent:
             # and the ServiceAccount token, ca.crt, namespace (runtime/serviceaccount.py)
             record["serviceAccountDir"] = serviceaccount.prepare(self.paths, pod_dir, record)
             undo.callback(shutil.rmtree, self.paths.containers / uid, True)
-            undo.callback(shutil.rmtree, self.paths.pod_logs / pod.name, True)
+            undo.callback(shutil.rmtree, self.paths.pod_logs / key, True)
             # 5. a cgroup for the pod (limits: the sum of its containers')
             undo.callback(self.cgroups.remove, self.cgroups.pod_cgroup(uid))
             running = pod.containers + [c for c in pod.init_containers
@@ -519,9 +567,9 @@ class Agent:
             # shareProcessNamespace: one PID namespace, held by a pause process
             if pod.share_process_namespace:
                 undo.callback(self._stop_pause, record)
-                pause = sandbox.start_pause(pod.name, self.paths.pod_dir(pod.name) / "pause-root")
+                pause = sandbox.start_pause(pod.name, self.paths.pod_dir(key) / "pause-root")
                 record["pause"] = {"pid": pause, "pidStart": state.proc_start_time(pause)}
-                self._save(pod.name)  # a crash from here on must know to kill it
+                self._save(key)  # a crash from here on must know to kill it
                 self.cgroups.adopt_pause(record["cgroup"], pause)  # it carries our identity
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
             vol_base = self.paths.containers / uid / "volumes"
@@ -537,8 +585,8 @@ class Agent:
         self.idle_since = time.monotonic()
         # 7. the containers: init containers one by one, then the others in
         # order; a failure here is a container status, not a failed run
-        self.sync(pod.name)
-        self._save(pod.name)
+        self.sync(key)
+        self._save(key)
         faults.point("create:containers")
         return record
 
@@ -745,10 +793,10 @@ class Agent:
 
     def pod_spec(self, record: dict) -> manifest.Pod:
         """The pod's validated manifest, parsed once per agent."""
-        spec = self.specs.get(record["name"])
+        spec = self.specs.get(record_key(record))
         if spec is None or spec.raw != record["manifest"]:
             spec = manifest.load_object(record["manifest"], record.get("source", "<state>"))
-            self.specs[record["name"]] = spec
+            self.specs[record_key(record)] = spec
         return spec
 
     def container_of(self, record: dict, name: str) -> manifest.Container:
@@ -779,7 +827,7 @@ class Agent:
         env = process.environment(image.config, service + env_list, pod.name,
                                   process.home(sec.uid, passwd))
         argv = process.argv(c.command, c.args, image.config, env)
-        pod_dir = self.paths.pod_dir(record["name"])
+        pod_dir = self.paths.pod_dir(record_key(record))
         binds = []
         written = {v.name for v in pod.volumes if v.source is not None}
         for vm in c.volume_mounts:
@@ -799,7 +847,7 @@ class Agent:
         if record.get("pause"):
             ns["pid"] = f"/proc/{record['pause']['pid']}/ns/pid"
         return ctr.ProcessSpec(
-            name=f"{record['name']}/{name}", namespaces=ns, rootfs=plan, argv=argv, env=env,
+            name=f"{record_key(record)}/{name}", namespaces=ns, rootfs=plan, argv=argv, env=env,
             cwd=c.working_dir or image.config.get("WorkingDir") or "/",
             stdout=str(self._output_path(record["uid"], name, "stdout")),
             stderr=str(self._output_path(record["uid"], name, "stderr")),
@@ -1199,10 +1247,10 @@ class Agent:
             delay = backoff.wait(cs.get("backoff"), exited, exited, BACKOFF_MAX)
             if delay > 0:
                 self.event(pod_name, "BackOff", f"Back-off restarting failed container {name} "
-                                                f"in pod {pod_name}", warning=True)
+                                                f"in pod {record['name']}", warning=True)
                 cs.update(state="waiting", reason="CrashLoopBackOff",
                           message=f"back-off {backoff.go_duration(delay)} restarting failed "
-                                  f"container={name} pod={pod_name}",
+                                  f"container={name} pod={record['name']}",
                           lastState=self._exit_as_last_state(cs), restartAt=exited + delay)
                 self.call_later(delay, self._restart, pod_name, name, record["uid"], True)
             else:
@@ -1278,10 +1326,10 @@ class Agent:
             uid = record["uid"]
             names = [cs["name"] for cs in record.get("initContainers", []) + record["containers"]]
             try:
-                checks += eviction.plan(
+                checks += [dataclasses.replace(c, pod=name) for c in eviction.plan(   # by key
                     self.pod_spec(record), uid, record.get("volumes") or {},
                     {n: str(self.paths.container_dir(uid, n) / "upper") for n in names},
-                    {n: str(self.paths.pod_logs / name / n) for n in names})
+                    {n: str(self.paths.pod_logs / name / n) for n in names})]
             except Exception as e:  # one bad record must not hide the others' limits
                 log(f"pod {name}: cannot plan its storage checks: {e}")
         if not checks:
@@ -1496,11 +1544,12 @@ class Agent:
             self._answer(conn, answer)
         if not self.records:
             self.idle_since = time.monotonic()
+        self._finish_namespace(record.get("namespace") or namespaces.DEFAULT)
 
     def teardown(self, record: dict) -> None:
         """Undo everything create_pod made; each step tolerates 'already gone'.
         Every step runs; the first error is raised at the end."""
-        name, uid = record["name"], record["uid"]
+        name, uid = record_key(record), record["uid"]
         pod_dir = self.paths.pod_dir(name)
         errors = []
         steps = [
@@ -1556,7 +1605,7 @@ class Agent:
             for p in problems:
                 log(f"cgroup gc: {p}")
         for record in records:
-            name = record["name"]
+            name = record_key(record)
             self.records[name] = record
             if record.get("phase") == "Pending":
                 # killed half-way through creation: remove what was made
@@ -1602,7 +1651,7 @@ class Agent:
                 self.call_later(0, self.sync, name)   # e.g. a pull the dead agent began
 
     def _adopt(self, record: dict, cs: dict) -> bool:
-        rc = RunningContainer(record["name"], cs["name"])
+        rc = RunningContainer(record_key(record), cs["name"])
         pid = cs.get("pid")
         if state.alive(pid, cs.get("pidStart")):
             try:
@@ -1652,6 +1701,72 @@ class Agent:
         record = self.records.get(name)
         if record is not None and self.paths.pod_dir(name).exists():
             state.write(self.paths.pod_dir(name), record)
+
+    # ---- namespaces (runtime/namespaces.py) ----------------------------------
+
+    def op_namespace_create(self, request, conn) -> dict:
+        """Make namespace NAME (RUN/namespaces/NAME.json); AlreadyExists if it is there."""
+        try:
+            record = namespaces.create(self.paths, request.get("name"),
+                                       request.get("labels"), request.get("annotations"))
+        except namespaces.NamespaceError as e:
+            raise RequestError(e.code, str(e)) from None
+        log(f"namespace {record['name']} created")
+        return {"ok": True, "namespace": record}
+
+    def op_namespace_update(self, request, conn) -> dict:
+        """Set a namespace's labels and annotations (the API server checked the rest)."""
+        try:
+            record = namespaces.update(self.paths, request.get("name") or "",
+                                       request.get("labels"), request.get("annotations"))
+        except namespaces.NamespaceError as e:
+            raise RequestError(e.code, str(e)) from None
+        return {"ok": True, "namespace": record}
+
+    def op_namespace_delete(self, request, conn) -> dict:
+        """Namespace NAME goes Terminating at once, then each of its pods is
+        deleted with its own grace period; once the last is gone, so is the
+        namespace (the namespace controller's order). Answers at once with
+        the Terminating record."""
+        name = request.get("name") or ""
+        try:
+            record = namespaces.mark_terminating(self.paths, name, now_iso())
+        except namespaces.NamespaceError as e:
+            raise RequestError(e.code, str(e)) from None
+        log(f"namespace {name}: deleting its pods")
+        self._delete_namespace_pods(name)
+        gone = self._finish_namespace(name)
+        return {"ok": True, "namespace": record, "gone": gone}
+
+    def _delete_namespace_pods(self, ns: str) -> None:
+        for key, record in list(self.records.items()):
+            if (record.get("namespace") or namespaces.DEFAULT) == ns and key in self.records \
+                    and not record.get("deletionTimestamp"):
+                self.delete_pod(key, None)
+
+    def _finish_namespace(self, ns: str) -> bool:
+        """Remove a Terminating namespace once it holds no pod; True if it is gone."""
+        if any((r.get("namespace") or namespaces.DEFAULT) == ns for r in self.records.values()):
+            return False
+        try:
+            if (namespaces.read(self.paths, ns) or {}).get("deletionTimestamp"):
+                for resource, in_ns, name, _ in configobjects.scan(self.paths):
+                    if in_ns == ns:     # its ConfigMaps and Secrets go with it
+                        configobjects.remove(self.paths, resource, ns, name)
+            gone = namespaces.remove_if_terminating(self.paths, ns)
+        except OSError as e:
+            log(f"namespace {ns}: cannot remove it: {e}")
+            return False
+        if gone:
+            log(f"namespace {ns} deleted")
+        return gone
+
+    def _resume_namespace_deletions(self) -> None:
+        """A namespace the last agent was deleting: delete the rest of it."""
+        for record in namespaces.read_all(self.paths):
+            if record.get("deletionTimestamp"):
+                self._delete_namespace_pods(record["name"])
+                self._finish_namespace(record["name"])
 
 
 def _limits(c: manifest.Container) -> cgroups.Limits:

@@ -1,20 +1,23 @@
-"""`minipod delete pod NAME` / `delete -f FILE`: stop gracefully, remove all.
+"""`minipod delete pod NAME [-n NS]` / `delete -f FILE` / `delete ns NAME`:
+stop gracefully, remove all.
 
 The agent sends SIGTERM, waits the grace period, sends SIGKILL, then
 removes the veth, the IP, the pinned namespaces, the container dirs, the
-logs and the state. The command returns when all of that is done.
+logs and the state. The command returns when all of that is done. A
+namespace goes Terminating, its pods are deleted so, then it is gone.
 """
 from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import CommandError, require_root, server_error
+from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, require_root,
+                                     server_error)
 
 
 def register(sub) -> None:
     p = sub.add_parser("delete", help="delete pods (SIGTERM, grace period, SIGKILL)",
                        description="Like `kubectl delete pod NAME` or `kubectl delete -f FILE`.")
-    p.add_argument("kind", nargs="?", metavar="pod|pods|pod/NAME")
+    p.add_argument("kind", nargs="?", metavar="pod|pods|pod/NAME|ns")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("-f", "--filename", metavar="FILE", help="delete the pods a manifest names")
     p.add_argument("--grace-period", type=int, default=None, metavar="SECONDS",
@@ -23,22 +26,31 @@ def register(sub) -> None:
     p.add_argument("--ignore-not-found", action="store_true")
     p.add_argument("--explain", action="store_true",
                    help="print each kernel step as the shell command that does the same")
+    add_namespace(p)
     p.set_defaults(func=run)
 
 
 def run(args, paths) -> int:
     from minipod.runtime import client
-    from minipod.runtime.cmd_get import resource_names
+    from minipod.runtime.cmd_get import NAMESPACE_KINDS, resource_names
+    from minipod.runtime.paths import pod_key
     objects: list = []
     if args.filename:
-        from minipod.runtime.cmd_run import load
-        names = [p.name for p in load(args.filename, objects)]
+        from minipod.runtime.cmd_run import load, placed
+        namespace = args.namespace and namespace_of(args)
+        names = [(pod.name, (obj.get("metadata") or {}).get("namespace") or "default")
+                 for pod, obj, _ in placed(load(args.filename, objects), namespace)]
+        for obj in objects:     # a ConfigMap or Secret without a namespace: -n's
+            if namespace and not obj.namespaced:
+                obj.namespace = namespace
+    elif args.kind and args.kind.partition("/")[0] in NAMESPACE_KINDS:
+        return delete_namespaces(args, paths)
     elif args.kind:
         from minipod.runtime import cmd_objects
         other = cmd_objects.resource_of(args.kind)  # configmaps, secrets
         if other:
             return cmd_objects.delete(args, paths, *other)
-        names = resource_names(args.kind, args.names)
+        names = [(n, namespace_of(args)) for n in resource_names(args.kind, args.names)]
     else:
         raise CommandError("say what to delete: minipod delete pod NAME, or -f FILE", 2)
     if not names and not objects:
@@ -46,15 +58,15 @@ def run(args, paths) -> int:
     require_root("delete")
     grace = 1 if args.now else args.grace_period
     status = 0
-    for name in names:
-        if not paths.pod_dir(name).exists():
+    for name, ns in names:
+        if not paths.pod_dir(pod_key(ns, name)).exists():
             if not args.ignore_not_found:
                 print(f'Error from server (NotFound): pods "{name}" not found', file=sys.stderr)
                 status = 1
             continue
         try:
-            answer = client.request(paths, {"op": "delete", "name": name, "grace": grace,
-                                            "explain": args.explain})
+            answer = client.request(paths, {"op": "delete", "name": name, "namespace": ns,
+                                            "grace": grace, "explain": args.explain})
         except client.AgentError as e:
             if e.code == "NotFound" and args.ignore_not_found:
                 continue
@@ -76,4 +88,30 @@ def run(args, paths) -> int:
                 continue
             raise server_error(e)
         print(f'{obj.kind.lower()} "{obj.name}" deleted')
+    return status
+
+
+def delete_namespaces(args, paths) -> int:
+    """`delete ns NAME…`: the agent deletes each one's pods; return once it is gone."""
+    import time
+
+    from minipod.runtime import client, namespaces
+    one = args.kind.partition("/")[2]
+    names = ([one] if one else []) + args.names
+    if not names:
+        raise CommandError("resource(s) were provided, but no name was specified", 2)
+    require_root("delete")
+    status = 0
+    for name in names:
+        try:
+            client.request(paths, {"op": "namespace_delete", "name": name})
+        except client.AgentError as e:
+            if e.code == "NotFound" and args.ignore_not_found:
+                continue
+            print(f"Error from server ({e.code}): {e}", file=sys.stderr)
+            status = 1
+            continue
+        while namespaces.read(paths, name) is not None:
+            time.sleep(0.05)
+        print(f'namespace "{name}" deleted')
     return status

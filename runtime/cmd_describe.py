@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError
+from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of
 
 
 def register(sub) -> None:
@@ -16,15 +16,17 @@ def register(sub) -> None:
                        description="Like `kubectl describe pod NAME`.")
     p.add_argument("kind", metavar="pod|pod/NAME")
     p.add_argument("names", nargs="*", metavar="NAME")
+    add_namespace(p, all_namespaces=True)
     p.set_defaults(func=run)
 
 
 def run(args, paths) -> int:
     from minipod.runtime.cmd_get import load, resource_names
     names = resource_names(args.kind, args.names)
-    records = load(paths, names)
+    records = load(paths, names, namespace_of(args), getattr(args, "all_namespaces", False))
     if not records:
-        raise CommandError("No resources found in default namespace.")
+        raise CommandError("No resources found" + ("" if args.all_namespaces else
+                                                   f" in {namespace_of(args)} namespace") + ".")
     print("\n\n".join(describe(r) for r in records))
     return 0
 

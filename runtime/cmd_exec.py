@@ -16,7 +16,8 @@ import errno
 import os
 import sys
 
-from minipod.runtime.cmdutil import CommandError, require_root
+from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, read_pod,
+                                     require_root)
 
 
 def register(sub) -> None:
@@ -28,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("--explain", action="store_true",
                    help="print the equivalent nsenter command first")
+    add_namespace(p)
     p.add_argument("argv", nargs="+", metavar="-- CMD")
     p.set_defaults(func=run)
 
@@ -38,7 +40,7 @@ def run(args, paths) -> int:
     from minipod.runtime import enter, state
     name = args.pod.removeprefix("pod/")
     try:
-        record = state.read(paths.pod_dir(name))
+        record = read_pod(paths, namespace_of(args), name)
     except FileNotFoundError:
         raise CommandError(f'Error from server (NotFound): pods "{name}" not found')
     cs = _pick(record, args.container)

@@ -1,4 +1,5 @@
-"""`minipod get pods [NAME] [-o wide|yaml|json|name]`: read the state files.
+"""`minipod get pods [NAME] [-n NS | -A] [-o wide|yaml|json|name]`, `get ns`:
+read the state files.
 
 No agent and no netlink: reading state must stay cheap. A container the
 record calls running is checked against the kernel (pid + start time), so
@@ -9,17 +10,20 @@ from __future__ import annotations
 import sys
 
 from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError, print_table
+from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, print_table
+
+NAMESPACE_KINDS = ("namespaces", "namespace", "ns")
 
 
 def register(sub) -> None:
     p = sub.add_parser("get", help="list pods or show one",
                        description="Like `kubectl get pods` / `kubectl get pod NAME -o yaml`.")
-    p.add_argument("kind", metavar="pods|pod|po[/NAME]")
+    p.add_argument("kind", metavar="pods|pod|po[/NAME]|ns")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
     p.add_argument("-w", "--watch", action="store_true",
                    help="after listing, print a row whenever a pod changes")
+    add_namespace(p, all_namespaces=True)
     p.set_defaults(func=run)
 
 
@@ -42,13 +46,19 @@ def refreshed(record: dict) -> dict:
     return record
 
 
-def load(paths, names: list[str]) -> list[dict]:
+def load(paths, names: list[str], namespace: str = "default",
+         all_namespaces: bool = False) -> list[dict]:
+    """The records of pods NAMES in NAMESPACE; no names: every pod there
+    (all_namespaces: every pod), ordered by namespace, then name."""
     from minipod.runtime import state
+    from minipod.runtime.cmdutil import read_pod
+    if names and all_namespaces:
+        raise CommandError("a resource cannot be retrieved by name across all namespaces")
     if names:
         out = []
         for n in names:
             try:
-                out.append(refreshed(state.read(paths.pod_dir(n))))
+                out.append(refreshed(read_pod(paths, namespace, n)))
             except FileNotFoundError:
                 raise CommandError(f'Error from server (NotFound): pods "{n}" not found')
             except state.StateError as e:
@@ -57,16 +67,22 @@ def load(paths, names: list[str]) -> list[dict]:
     records, errors = state.read_all(paths.pods)
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
+    records = [r for r in records if all_namespaces or (r.get("namespace") or "default")
+               == namespace]
+    records.sort(key=lambda r: (r.get("namespace") or "default", r["name"]))
     return [refreshed(r) for r in records]
 
 
 def run(args, paths) -> int:
+    if args.kind.partition("/")[0] in NAMESPACE_KINDS:
+        return get_namespaces(args, paths)
     from minipod.runtime import cmd_objects
     other = cmd_objects.resource_of(args.kind)      # configmaps, secrets
     if other:
         return cmd_objects.get(args, paths, *other)
     names = resource_names(args.kind, args.names)
-    records = load(paths, names)
+    every = args.all_namespaces
+    records = load(paths, names, namespace_of(args), every)
     if args.output in ("yaml", "json"):
         objects = [podstatus.pod_object(r) for r in records]
         obj = objects[0] if len(names) == 1 else {
@@ -83,45 +99,90 @@ def run(args, paths) -> int:
             print(f"pod/{r['name']}")
         return 0
     if not records and not args.watch:
-        print("No resources found in default namespace.", file=sys.stderr)
+        print("No resources found" + ("" if every else f" in {namespace_of(args)} namespace")
+              + ".", file=sys.stderr)
         return 0
-    header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    header = (["NAMESPACE"] if every else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     if args.output == "wide":
         header += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
     wide = args.output == "wide"
     if records:
-        print_table(header, [row(r, wide) for r in records])
+        print_table(header, [row(r, wide, every) for r in records])
     sys.stdout.flush()
     if args.watch:
-        watch(paths, names, wide, {r["name"]: row(r, wide)[:4] for r in records})
+        from minipod.runtime.paths import record_key
+        keep = None if every else namespace_of(args)
+        watch(paths, names, wide, {record_key(r): row(r, wide, every)[:4 + every]
+                                   for r in records}, keep)
     return 0
 
 
-def row(r: dict, wide: bool) -> list[str]:
+def row(r: dict, wide: bool, namespace: bool = False) -> list[str]:
+    """One line of the table; namespace: with the NAMESPACE column first (-A)."""
     ready, status, restarts = podstatus.print_pod(podstatus.pod_object(r))
-    cells = [r["name"], ready, status, restarts, podstatus.age(r.get("creationTimestamp"))]
+    cells = ([r.get("namespace") or "default"] if namespace else []) + [
+        r["name"], ready, status, restarts, podstatus.age(r.get("creationTimestamp"))]
     if wide:
         cells += [r.get("podIP") or "<none>", r.get("nodeName") or "<none>", "<none>", "<none>"]
     return cells
 
 
-def watch(paths, names: list[str], wide: bool, shown: dict) -> None:
+def watch(paths, names: list[str], wide: bool, shown: dict, namespace: str | None) -> None:
     """Like `kubectl get pods -w`: a new row whenever READY, STATUS or
-    RESTARTS of a pod changes, until Ctrl-C. Reads the state files."""
+    RESTARTS of a pod changes, until Ctrl-C. Reads the state files.
+    namespace None: pods of every namespace (-A), shown with theirs."""
     import time
 
     from minipod.runtime import state
+    from minipod.runtime.paths import record_key
+    every = namespace is None
     while True:
         time.sleep(0.2)
         records, _ = state.read_all(paths.pods)
+        if not every:
+            records = [r for r in records if (r.get("namespace") or "default") == namespace]
         if names:
             records = [r for r in records if r["name"] in names]
         current = {}
         for r in records:
-            cells = row(refreshed(r), wide)
-            current[r["name"]] = cells[:4]
-            if shown.get(r["name"]) != cells[:4]:
+            cells = row(refreshed(r), wide, every)
+            current[record_key(r)] = cells[:4 + every]
+            if shown.get(record_key(r)) != cells[:4 + every]:
                 print("   ".join(cells), flush=True)
         for gone in set(shown) - set(current):
-            print(f"{gone}   0/0   Deleted", flush=True)
+            print("   ".join(shown[gone][:1 + every]) + "   0/0   Deleted", flush=True)
         shown = current
+
+
+def get_namespaces(args, paths) -> int:
+    """`minipod get ns [NAME…] [-o yaml|json|name]`: NAME STATUS AGE, as kubectl."""
+    from minipod.runtime import namespaces
+    one = args.kind.partition("/")[2]
+    names = ([one] if one else []) + [n.split("/", 1)[-1] for n in args.names]
+    records = namespaces.read_all(paths)
+    if names:
+        found = {r["name"]: r for r in records}
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise CommandError(f'Error from server (NotFound): namespaces "{missing[0]}" '
+                               f"not found")
+        records = [found[n] for n in names]
+    if args.output in ("yaml", "json"):
+        objs = [namespaces.to_object(r) for r in records]
+        obj = objs[0] if len(names) == 1 else {"apiVersion": "v1", "kind": "List",
+                                               "items": objs, "metadata": {}}
+        if args.output == "json":
+            import json
+            print(json.dumps(obj, indent=4))
+        else:
+            import yaml
+            sys.stdout.write(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+        return 0
+    if args.output == "name":
+        for r in records:
+            print(f"namespace/{r['name']}")
+        return 0
+    print_table(["NAME", "STATUS", "AGE"],
+                [[r["name"], r.get("phase", "Active"), podstatus.age(r.get("creationTimestamp"))]
+                 for r in records])
+    return 0

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-from minipod.runtime.cmdutil import CommandError
+from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, read_pod
+from minipod.runtime.paths import record_key
 
 NAMESPACES = ("net", "ipc", "uts", "mnt", "pid", "cgroup")
 
@@ -25,19 +26,19 @@ def register(sub) -> None:
     p.add_argument("--check", action="store_true",
                    help="prove, inside the real pod, each claim of the notes (shared network, "
                         "IPC and hostname; private files; own PID 1; a flat network)")
+    add_namespace(p)
     p.set_defaults(func=run)
 
 
 def run(args, paths) -> int:
     import json
 
-    from minipod.runtime import state
     from minipod.runtime.cmd_get import resource_names
     names = resource_names(args.kind, args.names)
     if len(names) != 1:
         raise CommandError("say which pod: minipod inspect pod NAME", 2)
     try:
-        record = state.read(paths.pod_dir(names[0]))
+        record = read_pod(paths, namespace_of(args), names[0])
     except FileNotFoundError:
         raise CommandError(f'Error from server (NotFound): pods "{names[0]}" not found')
     report = inspect(record, paths)
@@ -132,7 +133,7 @@ def inspect(record: dict, paths) -> dict:
     for c in live:
         c["shared"] = {ns: sum(1 for o in live if o["namespaces"][ns] == c["namespaces"][ns]) > 1
                        for ns in NAMESPACES}
-    pod_dir = paths.pod_dir(record["name"])
+    pod_dir = paths.pod_dir(record_key(record))
     pins = {}
     for ns in ("net", "ipc", "uts"):
         try:
@@ -143,7 +144,7 @@ def inspect(record: dict, paths) -> dict:
     host = os.getpid()
     return {
         "name": record["name"], "uid": record["uid"], "podIP": record.get("podIP"),
-        "netns": record.get("netns"), "netnsPath": str(paths.netns_path(record["name"])),
+        "netns": record.get("netns"), "netnsPath": str(paths.netns_path(record_key(record))),
         "bridge": record.get("bridge"),
         "veth": {"host": record.get("hostIfname"), "pod": "eth0"},
         "routes": _routes(first_pid) if first_pid else [],
@@ -167,7 +168,7 @@ def run_checks(record: dict, report: dict, paths) -> int:
                 mounts.setdefault(vm.name, []).append((c.name, vm.mount_path))
     others, _ = state.read_all(paths.pods)
     other = next((inspect(o, paths) for o in others
-                  if o["name"] != record["name"] and o.get("podIP")), None)
+                  if o["uid"] != record["uid"] and o.get("podIP")), None)
     report["gateway"] = _gateway(report)
     results = [
         ("all containers share one IP and one port space", checks.check_port_space, (report,)),

@@ -24,7 +24,7 @@ import sys
 import time
 
 from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError
+from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, pod_key_of
 
 FOLLOW_POLL = 0.05  # seconds between looks at a followed file, without inotify
 # With inotify, a look anyway this often: a change no watch sees (the pod
@@ -46,6 +46,7 @@ def register(sub) -> None:
     p.add_argument("--timestamps", action="store_true")
     p.add_argument("--all-containers", action="store_true")
     p.add_argument("--prefix", action="store_true", help="start lines with [pod/POD/CONTAINER]")
+    add_namespace(p)
     p.set_defaults(func=run)
 
 
@@ -74,26 +75,32 @@ def pick_containers(record: dict, wanted: str | None, all_containers: bool) -> l
     raise CommandError(f"container {wanted} is not valid for pod {record['name']}")
 
 
-def _record(paths, name: str) -> dict | None:
+def _record(paths, key: str, namespace: str | None = None, name: str | None = None
+            ) -> dict | None:
+    """The record in the pod dir of KEY (with NAMESPACE and NAME: only if it is that pod's)."""
     from minipod.runtime import state
+    from minipod.runtime.cmdutil import read_pod
     try:
-        return state.read(paths.pod_dir(name))
+        return read_pod(paths, namespace, name) if name else state.read(paths.pod_dir(key))
     except FileNotFoundError:
         return None
 
 
 class Stream:
-    """One container's log, possibly followed across restarts."""
+    """One container's log, possibly followed across restarts. `pod` is the
+    pod's key (runtime/paths.py pod_key); `pod_name`, its name for messages."""
 
-    def __init__(self, paths, pod: str, cs: dict, previous: bool, opts):
+    def __init__(self, paths, pod: str, cs: dict, previous: bool, opts,
+                 pod_name: str | None = None):
         self.paths, self.pod, self.name, self.opts = paths, pod, cs["name"], opts
+        key, pod = pod, pod_name or pod
         self.restart = cs.get("restartCount", 0)
         if previous:
             if self.restart == 0:
                 raise CommandError(f'previous terminated container "{self.name}" in pod '
                                    f'"{pod}" not found')
             self.restart -= 1
-        path = paths.log_path(pod, self.name, self.restart)
+        path = paths.log_path(key, self.name, self.restart)
         self.log_dir = path.parent
         try:
             self.f = open(path, "rb")
@@ -224,19 +231,20 @@ class Stream:
 
 def run(args, paths) -> int:
     name = args.pod.removeprefix("pod/")
-    record = _record(paths, name)
+    key = pod_key_of(args, name)
+    record = _record(paths, key, namespace_of(args), name)
     if record is None:
         raise CommandError(f'Error from server (NotFound): pods "{name}" not found')
     args.since_stamp = None
     if args.since:
         t = time.time() - parse_duration(args.since)
         args.since_stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
-    streams = [Stream(paths, name, cs, args.previous, args)
+    streams = [Stream(paths, key, cs, args.previous, args, pod_name=name)
                for cs in pick_containers(record, args.container or args.container_arg,
                                          args.all_containers)]
     following = args.follow and not args.previous
     # the watches go in before the first read, so no write falls between
-    waker = Waker([s.log_dir for s in streams] + [paths.pod_dir(name)]) if following else None
+    waker = Waker([s.log_dir for s in streams] + [paths.pod_dir(key)]) if following else None
     out = sys.stdout.buffer
     for s in streams:
         s.backlog(out, args.tail)

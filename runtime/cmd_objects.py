@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import CommandError, print_table, require_root
+from minipod.runtime.cmdutil import CommandError, namespace_of, print_table, require_root
 
 ALIASES = {"configmaps": "configmaps", "configmap": "configmaps", "cm": "configmaps",
            "secrets": "secrets", "secret": "secrets"}
-NAMESPACE = "default"
 
 
 def resource_of(kind: str) -> tuple[str, list[str]] | None:
@@ -35,16 +34,19 @@ def get(args, paths, resource: str, names: list[str]) -> int:
     from minipod.runtime import configobjects, podstatus
     require_root("get " + resource)
     names = names + _strip(resource, args.names)
+    namespace = namespace_of(args)
+    every = getattr(args, "all_namespaces", False) and not names
     if names:
         found = []
         for n in names:
-            obj = configobjects.read(paths, resource, NAMESPACE, n)
+            obj = configobjects.read(paths, resource, namespace, n)
             if obj is None:
                 raise CommandError(f'Error from server (NotFound): {resource} "{n}" not found')
             found.append(obj)
     else:
         found = [configobjects.read(paths, r, ns, n)
-                 for r, ns, n, _ in configobjects.scan(paths) if r == resource and ns == NAMESPACE]
+                 for r, ns, n, _ in configobjects.scan(paths)
+                 if r == resource and (every or ns == namespace)]
         found = [o for o in found if o is not None]
     if args.output in ("yaml", "json"):
         obj = found[0] if len(names) == 1 else {"apiVersion": "v1", "kind": "List",
@@ -62,15 +64,17 @@ def get(args, paths, resource: str, names: list[str]) -> int:
             print(f"{singular}/{o['metadata']['name']}")
         return 0
     if not found:
-        print(f"No resources found in {NAMESPACE} namespace.", file=sys.stderr)
+        print("No resources found" if every else f"No resources found in {namespace} namespace.",
+              file=sys.stderr)
         return 0
     rows = []
     for o in found:
         count = str(len(o.get("data") or {}) + len(o.get("binaryData") or {}))
         age = podstatus.age(o["metadata"].get("creationTimestamp"))
-        rows.append([o["metadata"]["name"]] + ([o.get("type", "Opaque")]
-                                               if resource == "secrets" else []) + [count, age])
-    print_table(["NAME"] + (["TYPE"] if resource == "secrets" else []) + ["DATA", "AGE"], rows)
+        rows.append(([o["metadata"]["namespace"]] if every else []) + [o["metadata"]["name"]]
+                    + ([o.get("type", "Opaque")] if resource == "secrets" else []) + [count, age])
+    print_table((["NAMESPACE"] if every else []) + ["NAME"]
+                + (["TYPE"] if resource == "secrets" else []) + ["DATA", "AGE"], rows)
     return 0
 
 
@@ -81,11 +85,12 @@ def delete(args, paths, resource: str, names: list[str]) -> int:
     if not names:
         raise CommandError("resource(s) were provided, but no name was specified", 2)
     require_root("delete")
+    namespace = namespace_of(args)
     status = 0
     for n in names:
         try:
             client.request(paths, {"op": "delete_object", "resource": resource,
-                                   "namespace": NAMESPACE, "name": n})
+                                   "namespace": namespace, "name": n})
         except client.AgentError as e:
             if e.code == "NotFound":
                 if not args.ignore_not_found:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import collections
 
 from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError, require_root
+from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, pod_key_of,
+                                     read_pod, require_root)
 
 # One `[LOCAL:]REMOTE`: remote is a number or a containerPort name (resolved
 # against the pod's manifest); local 0 is a random port, None the number the
@@ -38,6 +39,7 @@ def register(sub) -> None:
     p.add_argument("--address", action="append", metavar="ADDR[,ADDR]",
                    help="local addresses to listen on, comma separated: IP addresses or "
                         "localhost (127.0.0.1 and ::1); default localhost")
+    add_namespace(p)
     p.set_defaults(func=run)
 
 
@@ -151,7 +153,8 @@ def run(args, paths) -> int:
     specs = [parse_port(p) for p in args.ports]
     addresses = parse_addresses(args.address)
     require_root("port-forward")
-    record = _read(paths, name)
+    key = pod_key_of(args, name)
+    record = _read(paths, namespace_of(args), name)
     import signal
 
     from minipod.runtime import state
@@ -165,7 +168,7 @@ def run(args, paths) -> int:
 
     def pod_gone() -> str | None:
         try:
-            now = state.read(paths.pod_dir(name))
+            now = state.read(paths.pod_dir(key))
         except FileNotFoundError:
             return "the pod was deleted"
         except state.StateError:
@@ -175,7 +178,7 @@ def run(args, paths) -> int:
         return None
 
     from minipod.netns import portforward as pf
-    netns = paths.netns_path(name)
+    netns = paths.netns_path(key)
     try:
         fwd = pf.PortForwarder(str(netns), ports,
                                [pf.Address(ip, optional) for ip, optional in addresses],
@@ -197,10 +200,10 @@ def run(args, paths) -> int:
     return 0
 
 
-def _read(paths, name: str) -> dict:
+def _read(paths, namespace: str, name: str) -> dict:
     from minipod.runtime import state
     try:
-        return state.read(paths.pod_dir(name))
+        return read_pod(paths, namespace, name)
     except FileNotFoundError:
         raise CommandError(f'Error from server (NotFound): pods "{name}" not found') from None
     except state.StateError as e:

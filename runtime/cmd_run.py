@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import CommandError, require_root, server_error
+from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, require_root,
+                                     server_error)
 
 
 def register(sub) -> None:
@@ -21,12 +22,16 @@ def register(sub) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--explain", action="store_true",
                    help="print each kernel step as the shell command that does the same")
+    add_namespace(p)
     p.set_defaults(func=run, create=False)
     c = sub.add_parser("create", help="create the pods of a manifest (fails if one exists)",
                        description="Like `kubectl create -f FILE`: AlreadyExists if a pod "
-                                   "of that name exists.")
-    c.add_argument("-f", "--filename", dest="file", metavar="FILE", required=True)
-    c.set_defaults(func=run, create=True, explain=False)
+                                   "of that name exists; `create namespace NAME` makes a "
+                                   "namespace.")
+    c.add_argument("what", nargs="*", metavar="namespace NAME")
+    c.add_argument("-f", "--filename", dest="file", metavar="FILE")
+    add_namespace(c)
+    c.set_defaults(func=create, create=True, explain=False)
 
 
 def load(path: str, objects: list | None = None):
@@ -45,10 +50,16 @@ def load(path: str, objects: list | None = None):
     return pods
 
 
-def put_objects(paths, objects: list, create: bool) -> None:
+def put_objects(paths, objects: list, create: bool, namespace: str | None = None) -> None:
     """Store the file's ConfigMaps and Secrets (`configmap/x created`,
-    `configured`, `unchanged`, as kubectl apply says)."""
-    from minipod.runtime import client, configobjects
+    `configured`, `unchanged`, as kubectl apply says), each in the namespace
+    its metadata names, else in -n's."""
+    from minipod.runtime import client, configobjects, namespaces
+    for obj in objects:     # all placed before any is stored: nothing half-made
+        if namespace and obj.namespaced and obj.namespace != namespace:
+            raise CommandError(namespaces.mismatch(obj.namespace, namespace))
+        if namespace and not obj.namespaced:
+            obj.namespace = obj.obj["metadata"]["namespace"] = namespace
     for obj in objects:
         what = f"{obj.kind.lower()}/{obj.name}"
         old = configobjects.read(paths, obj.resource, obj.namespace, obj.name)
@@ -71,28 +82,77 @@ def put_objects(paths, objects: list, create: bool) -> None:
         print(f"{what} {'created' if old is None else 'configured'}")
 
 
+def create(args, paths) -> int:
+    """`create -f FILE` (the pods of a file), or `create namespace NAME`."""
+    if args.what and args.what[0] in ("namespace", "namespaces", "ns") and not args.file:
+        if len(args.what) != 2:
+            raise CommandError("say one name: minipod create namespace NAME", 2)
+        require_root("create")
+        from minipod.runtime import client
+        try:
+            client.request(paths, {"op": "namespace_create", "name": args.what[1]})
+        except client.AgentError as e:
+            raise server_error(e)
+        print(f"namespace/{args.what[1]} created")
+        return 0
+    if args.what or not args.file:
+        raise CommandError("say what to create: minipod create -f FILE, or "
+                           "minipod create namespace NAME", 2)
+    return run(args, paths)
+
+
+def placed(pods, namespace: str | None) -> list[tuple[object, dict, str]]:
+    """(pod, the object to send, its key) for each pod: in the namespace its
+    metadata names, else in -n's, else in default. A -n that contradicts
+    the file is kubectl's error, before anything is made."""
+    from minipod.runtime import namespaces
+    from minipod.runtime.paths import pod_key
+    out = []
+    for pod in pods:
+        meta = pod.raw.get("metadata") or {}
+        own = meta.get("namespace")
+        if namespace and own and own != namespace:
+            raise CommandError(namespaces.mismatch(own, namespace))
+        obj = pod.raw
+        if namespace and not own:
+            obj = dict(pod.raw, metadata=dict(meta, namespace=namespace))
+        out.append((pod, obj, pod_key(own or namespace, pod.name)))
+    return out
+
+
+def _same(a: dict | None, b: dict) -> bool:
+    """One manifest, whether or not its namespace is written out (the key has it)."""
+    def bare(m):
+        meta = {k: v for k, v in (m.get("metadata") or {}).items() if k != "namespace"}
+        return dict(m, metadata=meta)
+    return isinstance(a, dict) and bare(a) == bare(b)
+
+
 def run(args, paths) -> int:
     objects: list = []
-    pods = load(args.file, objects)
+    namespace = args.namespace and namespace_of(args)
+    pods = placed(load(args.file, objects), namespace)
     require_root("run" if not args.create else "create")
     from minipod.runtime import client, state
-    put_objects(paths, objects, args.create)
+    put_objects(paths, objects, args.create, namespace)
     failed = False
-    for pod in pods:
+    for pod, obj, key in pods:
         if not args.create:
             try:
-                existing = state.read(paths.pod_dir(pod.name))
+                existing = state.read(paths.pod_dir(key))
             except FileNotFoundError:
                 existing = None
             if existing is not None:
-                if existing.get("manifest") == pod.raw:
+                if _same(existing.get("manifest"), obj):
                     print(f"pod/{pod.name} unchanged")
                     continue
+                ns = (obj.get("metadata") or {}).get("namespace")
+                flag = f" -n {ns}" if ns and ns != "default" else ""
                 raise CommandError(f'Error from server (AlreadyExists): pods "{pod.name}" '
                                    f"already exists with another manifest; delete it first: "
-                                   f"minipod delete pod {pod.name}")
+                                   f"minipod delete pod {pod.name}{flag}")
         try:
-            answer = client.request(paths, {"op": "run", "object": pod.raw,
+            answer = client.request(paths, {"op": "run", "object": obj,
                                             "source": pod.source, "explain": args.explain})
         except client.AgentError as e:
             raise server_error(e)
@@ -100,7 +160,7 @@ def run(args, paths) -> int:
             from minipod import explain
             print(explain.render(answer.get("explain", [])) + "\n")
         print(f"pod/{pod.name} created")
-        record = wait_for_images(paths, pod.name, answer["pod"])
+        record = wait_for_images(paths, key, answer["pod"])
         for cs in record.get("initContainers", []) + record["containers"]:
             last = cs.get("lastState") or {}
             if cs.get("reason") == "StartError" or last.get("reason") == "StartError":
@@ -123,7 +183,7 @@ def run(args, paths) -> int:
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull")
 
 
-def wait_for_images(paths, name: str, record: dict, timeout: float = 600) -> dict:
+def wait_for_images(paths, key: str, record: dict, timeout: float = 600) -> dict:
     """While images are pulled the containers wait in ContainerCreating;
     return once none does (pulled and started, or failed), like `run`
     promises. Reads the state file: the agent is not kept busy."""
@@ -137,7 +197,7 @@ def wait_for_images(paths, name: str, record: dict, timeout: float = 600) -> dic
             break
         time.sleep(0.05)
         try:
-            record = state.read(paths.pod_dir(name))
+            record = state.read(paths.pod_dir(key))
         except FileNotFoundError:
             break
     return record

@@ -16,7 +16,7 @@ import sys
 import time
 
 from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError, print_table
+from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, print_table
 
 SAMPLE_SECONDS = 0.5
 
@@ -31,6 +31,7 @@ def register(sub) -> None:
                    help="one line per container instead of per pod")
     p.add_argument("--sort-by", choices=["cpu", "memory"],
                    help="largest first (default: by name)")
+    add_namespace(p, all_namespaces=True)
     p.set_defaults(func=run)
 
 
@@ -54,10 +55,12 @@ def _running(record: dict) -> list[dict]:
 
 
 def _sample(driver, targets: list[tuple[dict, dict]]) -> dict:
+    """{(pod key, container): its cgroup's stats} of each running container."""
+    from minipod.runtime.paths import record_key
     out = {}
     for record, cs in targets:
         try:
-            out[(record["name"], cs["name"])] = driver.stats(cs["cgroup"])
+            out[(record_key(record), cs["name"])] = driver.stats(cs["cgroup"])
         except OSError:
             pass   # ended between the state read and now
     return out
@@ -66,13 +69,16 @@ def _sample(driver, targets: list[tuple[dict, dict]]) -> dict:
 def run(args, paths) -> int:
     from minipod import cgroups
     from minipod.runtime.cmd_get import load, resource_names
+    from minipod.runtime.paths import record_key
     if args.kind.partition("/")[0] in ("node", "nodes", "no"):
         raise CommandError("minipod runs on one machine: `top node` would be this host; "
                            "use `top pod`")
     names = resource_names(args.kind, args.names)
-    records = load(paths, names)
+    every = args.all_namespaces
+    records = load(paths, names, namespace_of(args), every)
     if not records:
-        print("No resources found in default namespace.", file=sys.stderr)
+        print("No resources found" + ("" if every else f" in {namespace_of(args)} namespace")
+              + ".", file=sys.stderr)
         return 0
     try:
         driver = cgroups.detect()
@@ -89,7 +95,7 @@ def run(args, paths) -> int:
     for r in records:
         usage = [(cs["name"], millicores(first[k].cpu_usage_ns, second[k].cpu_usage_ns, elapsed),
                   second[k].memory_bytes)
-                 for cs in _running(r) for k in [(r["name"], cs["name"])]
+                 for cs in _running(r) for k in [(record_key(r), cs["name"])]
                  if k in first and k in second]
         if not usage:
             if names:
@@ -97,19 +103,22 @@ def run(args, paths) -> int:
                                    f"{r.get('namespace', 'default')}/{r['name']}, "
                                    f"age: {podstatus.age(r.get('creationTimestamp'))}")
             continue
+        ns = [r.get("namespace") or "default"] if every else []
         if args.containers:
-            rows += [(r["name"], c, cpu, mem) for c, cpu, mem in usage]
+            rows += [(ns + [r["name"]], c, cpu, mem) for c, cpu, mem in usage]
         else:
-            rows.append((r["name"], None, sum(u[1] for u in usage), sum(u[2] for u in usage)))
+            rows.append((ns + [r["name"]], None, sum(u[1] for u in usage),
+                         sum(u[2] for u in usage)))
     if not rows:
         raise CommandError("Metrics not available: no running pod has a cgroup "
                            "(pods started before cgroup support have none)")
     if args.sort_by:
         rows.sort(key=lambda row: row[2] if args.sort_by == "cpu" else row[3], reverse=True)
+    first = ["NAMESPACE"] if every else []
     if args.containers:
-        print_table(["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"],
-                    [[p, c, cpu_column(cpu), memory_column(m)] for p, c, cpu, m in rows])
+        print_table(first + ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"],
+                    [p + [c, cpu_column(cpu), memory_column(m)] for p, c, cpu, m in rows])
     else:
-        print_table(["NAME", "CPU(cores)", "MEMORY(bytes)"],
-                    [[p, cpu_column(cpu), memory_column(m)] for p, _, cpu, m in rows])
+        print_table(first + ["NAME", "CPU(cores)", "MEMORY(bytes)"],
+                    [p + [cpu_column(cpu), memory_column(m)] for p, _, cpu, m in rows])
     return 0

@@ -31,3 +31,43 @@ def print_table(header: list[str], rows: list[list[str]], out=None) -> None:
     for r in [header] + rows:
         cells = [str(c).ljust(w + 3) for c, w in zip(r[:-1], widths)] + [str(r[-1])]
         out.write("".join(cells).rstrip() + "\n")
+
+
+def add_namespace(p, all_namespaces: bool = False) -> None:
+    """kubectl's -n/--namespace (and, for listing verbs, -A/--all-namespaces)."""
+    p.add_argument("-n", "--namespace", metavar="NS", default=None,
+                   help="the pod's namespace (default: default)")
+    if all_namespaces:
+        p.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="pods of every namespace (with a NAMESPACE column)")
+
+
+def namespace_of(args) -> str:
+    """The namespace a verb's -n names: default without one; a name no
+    namespace can have is a usage error."""
+    ns = getattr(args, "namespace", None)
+    if not ns:
+        return "default"
+    from minipod.runtime.namespaces import invalid_name
+    why = invalid_name(ns)
+    if why:
+        raise CommandError(f'invalid namespace "{ns}": {why.split(": ", 2)[-1]}', 2)
+    return ns
+
+
+def pod_key_of(args, name: str) -> str:
+    """The key (runtime/paths.py pod_key) of pod NAME in the namespace -n names."""
+    from minipod.runtime.paths import pod_key
+    return pod_key(namespace_of(args), name)
+
+
+def read_pod(paths, namespace: str, name: str) -> dict:
+    """The state record of pod NAMESPACE/NAME; FileNotFoundError if there is
+    none. The record must be that pod's: "a_web" in default is no name of
+    pod web in namespace a, though it is that pod's key."""
+    from minipod.runtime import state
+    from minipod.runtime.paths import pod_key
+    record = state.read(paths.pod_dir(pod_key(namespace, name)))
+    if record.get("name") != name or (record.get("namespace") or "default") != namespace:
+        raise FileNotFoundError(f"no pod {namespace}/{name}")
+    return record

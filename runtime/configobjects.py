@@ -67,6 +67,7 @@ class ConfigObject:
     obj: dict
     source: str = ""
     line: int | None = None
+    namespaced: bool = False    # metadata.namespace was written (else: -n's, or default)
 
     @property
     def resource(self) -> str:
@@ -198,7 +199,7 @@ def check_object(obj: dict, check) -> ConfigObject | None:
     if len(check.errors) > before:
         return None
     return ConfigObject(kind, name, out["metadata"]["namespace"], out, check.source,
-                        check.start)
+                        check.start, bool(namespace))
 
 
 def _b64(value: str) -> bytes | None:

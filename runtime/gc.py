@@ -20,20 +20,23 @@ recognised by this root's identity as the kernel shows it, never by a path
 string; what lies under the root's own dirs or in our own mount table is
 ours by its place:
 
-    pod state dir    paths.pods/NAME            no live pod NAME
-    pinned netns     /run/netns/PREFIX+NAME     PREFIX is minipod-ID- (Paths.netns_prefix)
-    pinned ns file   paths.pods/NAME/ns/X       a bind mount in our mountinfo
+    pod state dir    paths.pods/KEY             no live pod of that KEY
+    pinned netns     /run/netns/PREFIX+KEY      PREFIX is minipod-ID- (Paths.netns_prefix)
+    pinned ns file   paths.pods/KEY/ns/X        a bind mount in our mountinfo
     tmpfs mount      paths.containers/UID/...   an emptyDir of medium Memory
     veth             mpXXXXXXXXXX on the bridge  netns.bridge.host_ifname(uid), with
                                                 ifalias minipod-ID
     filter           anti-spoofing set elements  comment "minipod-ID pod:UID" (netns.antispoof)
     IP lease         paths.ipam/IP, content UID netns.ipam leases()
     container dir    paths.containers/UID
-    log dir          paths.pod_logs/NAME
+    log dir          paths.pod_logs/KEY
     process          a container's: /proc/PID/cgroup puts it in
                      /minipod-ID/pod<UID>/<container>; a pause process: in
                      /minipod-ID/pod<UID>/_pause; or any process inside an
                      orphaned pinned netns of ours
+
+KEY is the pod's key (runtime/paths.py pod_key): NAME for a pod in namespace
+default, NAMESPACE_NAME elsewhere; every name here is compared by key.
 
 A container process of a *live* pod that is not the one its record names
 (an agent killed between starting it and saving its pid, then a second
@@ -75,7 +78,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minipod.runtime.paths import Paths
+from minipod.runtime.paths import Paths, record_key
 
 # The order collect() works in: processes first (they hold namespaces and
 # mounts), then mounts, links and leases, the dirs last.
@@ -145,7 +148,7 @@ def find_orphans(paths: Paths, live_records, listing: Listing) -> list[Orphan]:
     `live_records` are the agent's records (dicts with name, uid, and
     hostIfname, netns, containers[].pid/pidStart, pause when present)."""
     from minipod.netns.bridge import host_ifname
-    live = {r["name"]: r for r in live_records}
+    live = {record_key(r): r for r in live_records}
     keep_names = set(live)
     keep_uids = {r["uid"] for r in live.values()}
     keep_veths = {r.get("hostIfname") or host_ifname(r["uid"]) for r in live.values()}
@@ -200,7 +203,7 @@ def find_orphans(paths: Paths, live_records, listing: Listing) -> list[Orphan]:
                 if p.mntns != _tracked_mntns(record, cname, by_pid):
                     out.append(Orphan("process", str(p.pid), (
                         f"an untracked process of container {cname} of pod "
-                        f"{record['name']} (not the pid its record names)"), owner=start))
+                        f"{record_key(record)} (not the pid its record names)"), owner=start))
             elif uid not in keep_uids:
                 pod = next((n for n, r in gone.items() if r.get("uid") == uid), None)
                 out.append(by_uid("process", str(p.pid), (

@@ -17,7 +17,7 @@ written once (link(2) of a complete temp file: the first writer wins, the
 others read its id). Every kernel object minipod makes carries it:
 
     cgroup parent      /sys/fs/cgroup/.../minipod-ID/pod<uid>/<container>
-    pinned netns       /run/netns/minipod-ID-<pod>
+    pinned netns       /run/netns/minipod-ID-<pod key>
     host veth          ifalias "minipod-ID" (the name is a hash of the pod uid)
     hostPort rules     comment "minipod-ID pod:<uid>"
     pause process      in the pod's cgroup
@@ -32,6 +32,16 @@ by a minipod without identities; its identity is written with the word
 "minipod", netns prefix "minipod-"; a test root's "minipod-HASH"), so its
 running pods stay managed, and its gc also counts untagged veths and rules
 as its own, as before. New roots never are legacy.
+
+Pod keys. A pod is namespace + name; everything kept per pod (its state dir,
+its log dir, its pinned netns) is named by its key, `pod_key(ns, name)`:
+
+    default/web      web            (as before namespaces: old state stays valid)
+    team-a/web       team-a_web     ('_' is in no DNS-1123 name: no key is two pods')
+
+A key longer than MAX_KEY (a 253-byte name in a 63-byte namespace) is cut
+and ends in "~" and a hash of namespace/name, so "minipod-ID-KEY" still
+fits the 255 bytes of a file name ('~' is in no DNS name either).
 """
 from __future__ import annotations
 
@@ -41,6 +51,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IDENTITY_FILE = "identity"
+DEFAULT_NAMESPACE = "default"
+MAX_KEY = 255 - len("minipod-12345678-")   # the longest netns prefix, then the key
+
+
+def pod_key(namespace: str | None, name: str) -> str:
+    """The one name of pod NAMESPACE/NAME in file and kernel object names:
+    NAME in namespace default (or none), NAMESPACE_NAME elsewhere; at most
+    MAX_KEY bytes (a longer one is cut and ends in ~ + 16 hex digits of
+    sha256("NAMESPACE/NAME"))."""
+    ns = namespace or DEFAULT_NAMESPACE
+    key = name if ns == DEFAULT_NAMESPACE else f"{ns}_{name}"
+    if len(key.encode()) <= MAX_KEY:
+        return key
+    import hashlib
+    digest = hashlib.sha256(f"{ns}/{name}".encode()).hexdigest()[:16]
+    return key.encode()[:MAX_KEY - 17].decode(errors="ignore") + "~" + digest
+
+
+def record_key(record: dict) -> str:
+    """The key of the pod a state record describes (no namespace: default)."""
+    return pod_key(record.get("namespace"), record["name"])
 
 
 @dataclass(frozen=True)
@@ -77,6 +108,7 @@ class Paths:
         self.agent_lock = self.run / "agent.lock"
         self.agent_log = self.log / "agent.log"
         self.pods = self.run / "pods"
+        self.namespaces = self.run / "namespaces"
         self.ipam = self.run / "ipam"
         self.hostports = self.run / "hostports"
         self.images = self.lib / "images"
@@ -131,20 +163,25 @@ class Paths:
 
     # ---- paths -------------------------------------------------------------
 
-    def pod_dir(self, name: str) -> Path:
-        return self.pods / name
+    # A pod is named here by its key (pod_key): NAME in default, NS_NAME elsewhere.
 
-    def netns_name(self, pod: str) -> str:
-        return self.netns_prefix + pod
+    def pod_dir(self, key: str) -> Path:
+        return self.pods / key
 
-    def netns_path(self, pod: str) -> Path:
-        return Path("/run/netns") / self.netns_name(pod)
+    def netns_name(self, key: str) -> str:
+        return self.netns_prefix + key
+
+    def netns_path(self, key: str) -> Path:
+        return Path("/run/netns") / self.netns_name(key)
 
     def container_dir(self, pod_uid: str, container: str) -> Path:
         return self.containers / pod_uid / container
 
-    def log_path(self, pod: str, container: str, restart: int) -> Path:
-        return self.pod_logs / pod / container / f"{restart}.log"
+    def log_path(self, key: str, container: str, restart: int) -> Path:
+        return self.pod_logs / key / container / f"{restart}.log"
+
+    def namespace_file(self, name: str) -> Path:
+        return self.namespaces / f"{name}.json"
 
 
 def read_identity(path: Path) -> Identity | None:

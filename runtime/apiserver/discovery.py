@@ -28,7 +28,8 @@ CORE = [
     ("events", "Event", True, ["get", "list", "watch"], ["ev"], [], []),
     ("configmaps", "ConfigMap", True, CONFIG_VERBS, ["cm"], [], []),
     ("secrets", "Secret", True, CONFIG_VERBS, [], [], []),
-    ("namespaces", "Namespace", False, ["get", "list", "watch"], ["ns"], [], []),
+    ("namespaces", "Namespace", False, ["create", "delete", "get", "list", "patch", "update",
+                                        "watch"], ["ns"], [], []),
     ("nodes", "Node", False, ["get", "list", "watch"], ["no"], [], []),
 ]
 AUTHZ = ("authorization.k8s.io", "v1",

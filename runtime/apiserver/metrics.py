@@ -29,6 +29,7 @@ def _not_found(ns: str, name: str) -> ApiError:
 def serve(handler, rest: list[str], q: dict) -> None:
     from minipod import cgroups
     from minipod.runtime import cmd_top
+    from minipod.runtime.paths import record_key
     from minipod.runtime.apiserver.selectors import SelectorError, parse_label_selector
     if rest == ["pods"]:
         ns, name = None, None
@@ -43,9 +44,8 @@ def serve(handler, rest: list[str], q: dict) -> None:
     store = handler.server.store
     store.sync()
     with store.cond:
-        entries = [e for _, e in sorted(store.pods.items())
-                   if (ns is None or e.obj["metadata"].get("namespace") == ns)
-                   and (name is None or e.obj["metadata"]["name"] == name)
+        entries = [e for e in store.pods_in(ns)
+                   if (name is None or e.obj["metadata"]["name"] == name)
                    and labels.matches(e.obj["metadata"].get("labels") or {})]
     if name is not None and not entries:
         raise _not_found(ns, name)
@@ -64,7 +64,7 @@ def serve(handler, rest: list[str], q: dict) -> None:
     for e in entries:
         containers = []
         for cs in cmd_top._running(e.record):
-            k = (e.record["name"], cs["name"])
+            k = (record_key(e.record), cs["name"])
             if k not in first or k not in second:
                 continue
             used = max(0, second[k].cpu_usage_ns - first[k].cpu_usage_ns)

@@ -17,7 +17,6 @@ import time
 
 from minipod.runtime import podstatus
 
-NAMESPACES = ["default", "kube-node-lease", "kube-public", "kube-system"]
 
 
 class ApiError(Exception):
@@ -248,14 +247,6 @@ def _read(path: str) -> str:
         return ""
 
 
-def namespace(name: str, created: str, rv: str) -> dict:
-    return {"kind": "Namespace", "apiVersion": "v1",
-            "metadata": {"name": name, "uid": _uuid_from(hashlib.sha256(
-                name.encode()).hexdigest()), "resourceVersion": rv,
-                "creationTimestamp": created,
-                "labels": {"kubernetes.io/metadata.name": name}},
-            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
-
-
 def namespace_cells(ns: dict) -> list:
-    return [ns["metadata"]["name"], "Active", podstatus.age(ns["metadata"]["creationTimestamp"])]
+    return [ns["metadata"]["name"], ns.get("status", {}).get("phase", "Active"),
+            podstatus.age(ns["metadata"]["creationTimestamp"])]

@@ -169,7 +169,8 @@ def _serve(session, handler, kind, record, cs, name, command, tty, stdin, chosen
     if kind == "attach":
         return attach(session, handler.server.paths, record, cs)
     argv = [sys.executable, "-m", "minipod", "exec"] + (["-i"] if stdin else []) \
-        + (["-t"] if tty else []) + [record["name"], "-c", name, "--"] + command
+        + (["-t"] if tty else []) + ["-n", record.get("namespace") or "default",
+                                     record["name"], "-c", name, "--"] + command
     run(session, argv, tty, stdin, v5=chosen.startswith("v5"))
 
 
@@ -276,6 +277,7 @@ def attach(session: Session, paths, record: dict, cs: dict) -> None:
     """Relay what the container writes from now on (its CRI log, followed the
     way `logs -f` follows it) to channels 1 and 2, until it ends for good."""
     from minipod.runtime import cmd_logs, logs
+    from minipod.runtime.paths import record_key
     import types
 
     class Frames(cmd_logs.Stream):
@@ -289,7 +291,7 @@ def attach(session: Session, paths, record: dict, cs: dict) -> None:
 
     opts = types.SimpleNamespace(prefix=False, timestamps=False, since_stamp=None)
     try:
-        follower = Frames(paths, record["name"], cs, False, opts)
+        follower = Frames(paths, record_key(record), cs, False, opts, pod_name=record["name"])
     except Exception as e:      # CommandError: no log yet
         session.frame(ERROR, json.dumps({"metadata": {}, "status": "Failure",
                                          "message": str(e)}).encode())

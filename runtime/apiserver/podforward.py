@@ -241,7 +241,8 @@ def serve(handler, method: str, record: dict, q: dict) -> None:
             c.get("state") == "running" for c in record.get("containers", [])):
         raise ApiError(400, "BadRequest",
                        f"unable to upgrade connection: pod {name} is not running")
-    netns = str(handler.server.paths.netns_path(name))
+    from minipod.runtime.paths import record_key
+    netns = str(handler.server.paths.netns_path(record_key(record)))
     if not os.path.exists(netns):
         raise ApiError(400, "BadRequest", f"unable to upgrade connection: pod {name} has no "
                                           f"network namespace ({netns})")

@@ -51,6 +51,7 @@ def _int(q: dict, key: str) -> int | None:
 
 def serve(handler, record: dict, q: dict) -> None:
     from minipod.runtime import cmd_logs
+    from minipod.runtime.paths import record_key
     from minipod.runtime.cmdutil import CommandError
 
     def flag(key):
@@ -70,7 +71,8 @@ def serve(handler, record: dict, q: dict) -> None:
                                  since_stamp=since_stamp)
     try:
         cs = cmd_logs.pick_containers(record, container, False)[0]
-        stream = cmd_logs.Stream(handler.server.paths, name, cs, flag("previous"), opts)
+        stream = cmd_logs.Stream(handler.server.paths, record_key(record), cs, flag("previous"),
+                                 opts, pod_name=name)
     except CommandError as e:
         raise ApiError(400, "BadRequest", str(e))
     out = _Out(handler, limit)

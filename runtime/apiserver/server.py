@@ -337,6 +337,10 @@ class Handler(BaseHTTPRequestHandler):
             return configs.serve(self, method, None, p[0], [], q, body)
         if method == "GET" and p and p[0] == "namespaces" and n <= 2:
             return self.namespaces(p[1] if n == 2 else None, q)
+        if p and p[0] == "namespaces" and n <= 2 and method in ("POST", "PUT", "PATCH",
+                                                                 "DELETE"):
+            from minipod.runtime.apiserver import nsapi
+            return nsapi.serve(self, method, p[1] if n == 2 else None, q, body)
         if n >= 3 and p[0] == "namespaces":
             ns, resource, rest = p[1], p[2], p[3:]
             if resource == "pods":
@@ -419,18 +423,26 @@ class Handler(BaseHTTPRequestHandler):
     # ---- namespaces and the node ---------------------------------------------
 
     def check_namespace(self, ns: str) -> None:
-        if ns not in objects.NAMESPACES:
+        from minipod.runtime import namespaces
+        if namespaces.read(self.server.paths, ns) is None:
             raise not_found("namespaces", ns)
 
     def namespaces(self, name: str | None, q: dict) -> None:
-        rv = str(self.server.store.rv)
-        items = [objects.namespace(n, self.server.started, rv) for n in objects.NAMESPACES]
+        match = self.selectors(q, "Namespace")
+        if _one(q, "watch") in ("true", "1"):
+            if name is not None:
+                q = dict(q, fieldSelector=[f"metadata.name={name}"])
+                match = self.selectors(q, "Namespace")
+            return self.watch("namespaces", None, q, match)
+        store = self.server.store
+        store.sync()
+        with store.cond:
+            rv = str(store.rv)
+            items = [o for _, o in sorted(store.namespaces.items()) if match(o)]
         if name is not None:
             items = [i for i in items if i["metadata"]["name"] == name]
             if not items:
                 raise not_found("namespaces", name)
-        if _one(q, "watch") in ("true", "1"):
-            return self.static_watch(items, q)
         if self.wants_table():
             return self.send_json(200, objects.table(
                 objects.NAMESPACE_COLUMNS, [(objects.namespace_cells(i), i) for i in items], rv,
@@ -463,7 +475,7 @@ class Handler(BaseHTTPRequestHandler):
                              "items": items})
 
     def static_watch(self, items: list[dict], q: dict) -> None:
-        """A watch of objects that do not change (namespaces, the node)."""
+        """A watch of objects that do not change (the node)."""
         timeout = self.watch_timeout(q)
         self.start_stream("application/json")
         if _one(q, "resourceVersion") in (None, "", "0") or _one(q, "sendInitialEvents") == "true":
@@ -490,8 +502,8 @@ class Handler(BaseHTTPRequestHandler):
     def pod(self, ns: str, name: str):
         store = self.server.store
         store.sync()
-        entry = store.pods.get(name)
-        if entry is None or entry.obj["metadata"].get("namespace", "default") != ns:
+        entry = store.pod(ns, name)
+        if entry is None:
             raise not_found("pods", name)
         return entry
 
@@ -508,9 +520,7 @@ class Handler(BaseHTTPRequestHandler):
         store.sync()
         with store.cond:
             rv = str(store.rv)
-            entries = [e for _, e in sorted(store.pods.items())
-                       if (ns is None or e.obj["metadata"].get("namespace") == ns)
-                       and match(e.obj)]
+            entries = [e for e in store.pods_in(ns) if match(e.obj)]
         if self.wants_table():
             return self.send_json(200, self.pod_table(entries, rv, q))
         self.send_json(200, {"kind": "PodList", "apiVersion": "v1",
@@ -567,11 +577,6 @@ class Handler(BaseHTTPRequestHandler):
         from minipod.runtime import serviceaccount
         serviceaccount.strip_view(obj)     # a pod exported with -o yaml, created again
         pod, warnings = validation.validate(obj, _one(q, "fieldValidation", "Warn"))
-        if ns != "default":
-            raise ApiError(403, "Forbidden",
-                           f'pods "{pod.name}" is forbidden: minipod runs pods in namespace '
-                           f'"default" only (other namespaces come in a later version)',
-                           {"name": pod.name, "kind": "pods"})
         headers = [("Warning", '299 - "%s"' % w.replace("\\", "\\\\").replace('"', '\\"'))
                    for w in warnings]
         if _one(q, "dryRun") == "All":
@@ -589,6 +594,10 @@ class Handler(BaseHTTPRequestHandler):
             if e.code == "AlreadyExists":
                 raise ApiError(409, "AlreadyExists", f'pods "{pod.name}" already exists',
                                {"name": pod.name, "kind": "pods"})
+            if e.code in ("NotFound", "Forbidden"):   # the namespace: gone, or going
+                from minipod.runtime.apiserver.nsapi import agent_error
+                raise agent_error(e, "namespaces" if e.code == "NotFound" else "pods",
+                                  ns if e.code == "NotFound" else pod.name)
             if e.code == "InvalidImageName":
                 raise ApiError(422, "Invalid", f'Pod "{pod.name}" is invalid: {e}',
                                {"name": pod.name, "kind": "Pod", "causes": [
@@ -609,14 +618,14 @@ class Handler(BaseHTTPRequestHandler):
         if _one(q, "dryRun") == "All" or options.get("dryRun") == ["All"]:
             return self.send_json(200, entry.obj)
         uid = entry.record.get("uid")
-        threading.Thread(target=self._agent_delete, args=(name, grace), daemon=True,
+        threading.Thread(target=self._agent_delete, args=(ns, name, grace), daemon=True,
                          name=f"delete-{name}").start()
         store = self.server.store
         deadline = time.monotonic() + 10
         with store.cond:
             while time.monotonic() < deadline:
                 store._sync()
-                now = store.pods.get(name)
+                now = store.pod(ns, name)
                 if now is None or now.record.get("uid") != uid:
                     # gone already (grace 0): the pod's registry answers with the
                     # deleted object, never a Status (clients decode a Pod)
@@ -632,13 +641,14 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(504, "Timeout", f'pods "{name}": the agent did not start deleting it '
                                        f"within 10s")
 
-    def _agent_delete(self, name: str, grace: int | None) -> None:
+    def _agent_delete(self, ns: str, name: str, grace: int | None) -> None:
         from minipod.runtime import client
         try:
-            client.request(self.server.paths, {"op": "delete", "name": name, "grace": grace})
+            client.request(self.server.paths, {"op": "delete", "name": name, "namespace": ns,
+                                               "grace": grace})
         except client.AgentError as e:
             if e.code != "NotFound":
-                log(f"delete of pod {name} failed: {e}")
+                log(f"delete of pod {ns}/{name} failed: {e}")
 
     # ---- events --------------------------------------------------------------
 
@@ -698,7 +708,7 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 raise ApiError(400, "BadRequest", f'invalid resource version "{rv_param}"')
         api_kind = {"pods": "Pod", "events": "Event", "configmaps": "ConfigMap",
-                    "secrets": "Secret"}[kind]
+                    "secrets": "Secret", "namespaces": "Namespace"}[kind]
 
         def in_ns(obj):
             return ns is None or obj["metadata"].get("namespace") == ns
@@ -710,6 +720,7 @@ class Handler(BaseHTTPRequestHandler):
                     cells = configs.cells(obj)
                 else:
                     cells = (objects.pod_cells(record) if kind == "pods"
+                             else objects.namespace_cells(obj) if kind == "namespaces"
                              else objects.event_cells(obj))
                 obj = objects.table([], [(cells, obj)], obj["metadata"]["resourceVersion"],
                                     include)
@@ -776,7 +787,9 @@ class Handler(BaseHTTPRequestHandler):
                 from minipod.runtime.apiserver import configs
                 current = configs.current(store, kind)
             else:
-                current = ([(e.obj, e.record) for e in store.pods.values()] if kind == "pods"
+                current = ([(e.obj, e.record) for e in store.pods_in(None)] if kind == "pods"
+                           else [(e, None) for _, e in sorted(store.namespaces.items())]
+                           if kind == "namespaces"
                            else [(e, None) for e in store.events.values()])
             out = [event("ADDED", obj, record) for obj, record in current if wanted(obj)]
             if initial:

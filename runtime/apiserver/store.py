@@ -1,4 +1,4 @@
-"""Pods and Events as API objects, with a resourceVersion-ordered change log.
+"""Pods, Events and Namespaces as API objects, with a resourceVersion-ordered change log.
 
 The agent is the only writer of pod state (one JSON record per pod,
 runtime/state.py); this store reads those records, turns each into the Pod
@@ -18,6 +18,10 @@ from a previous server is simply too old.
 
 Events (core/v1) come from the agent's per-pod event list; those of a
 deleted pod stay for EVENT_TTL seconds, as a cluster keeps them.
+
+Pods are kept by their key (runtime/paths.py pod_key: the name of their
+state dir), so `pod(ns, name)` is one lookup; Namespaces come from the
+agent's RUN/namespaces files (runtime/namespaces.py), checked on each look.
 """
 from __future__ import annotations
 
@@ -26,8 +30,8 @@ import os
 import threading
 import time
 
-from minipod.runtime import podstatus, state
-from minipod.runtime import serviceaccount
+from minipod.runtime import namespaces, podstatus, serviceaccount, state
+from minipod.runtime.paths import pod_key
 from minipod.runtime.apiserver import objects
 
 LOG_SIZE = 4096
@@ -92,7 +96,8 @@ class Store:
         self.rv = int(time.time() * 1000)
         self.horizon = self.rv          # versions below this are gone from the log
         self.log: collections.deque[Change] = collections.deque()
-        self.pods: dict[str, Entry] = {}
+        self.pods: dict[str, Entry] = {}        # pod key -> Entry
+        self.namespaces: dict[str, dict] = {}   # name -> Namespace
         self.events: dict[str, dict] = {}       # name -> Event
         self.event_gone: dict[str, float] = {}  # name -> when its pod went away
         self.configs: dict[tuple[str, str, str], Entry] = {}  # ConfigMaps, Secrets: configs.py
@@ -181,6 +186,7 @@ class Store:
         for name in set(self.pods) - names:
             self._delete(name)
             changed = True
+        changed = self._sync_namespaces() or changed
         now = time.monotonic()
         for ev, since in list(self.event_gone.items()):
             if now - since > EVENT_TTL:
@@ -191,6 +197,43 @@ class Store:
             changed = True
         if changed:
             self.cond.notify_all()
+
+    def _sync_namespaces(self) -> bool:
+        """Namespace files to objects; True if any changed."""
+        changed = False
+        seen = set()
+        for record in namespaces.read_all(self.paths):
+            name = record["name"]
+            seen.add(name)
+            obj = namespaces.to_object(record)
+            old = self.namespaces.get(name)
+            if old is not None and old["metadata"].get("uid") == obj["metadata"]["uid"] \
+                    and _strip(old) == obj:
+                continue
+            if old is not None and old["metadata"].get("uid") != obj["metadata"]["uid"]:
+                self._bump("namespaces", "DELETED", self.namespaces.pop(name), None)
+            self.namespaces[name] = self._bump("namespaces", "MODIFIED" if name in
+                                               self.namespaces else "ADDED", obj, None)
+            changed = True
+        for name in set(self.namespaces) - seen:
+            self._bump("namespaces", "DELETED", self.namespaces.pop(name), None)
+            changed = True
+        return changed
+
+    def pod(self, ns: str, name: str) -> Entry | None:
+        """The pod NS/NAME (cond held, or a moment's view)."""
+        entry = self.pods.get(pod_key(ns, name))
+        if entry is None or entry.obj["metadata"].get("namespace", "default") != ns \
+                or entry.obj["metadata"].get("name") != name:
+            return None
+        return entry
+
+    def pods_in(self, ns: str | None) -> list[Entry]:
+        """Pods of namespace NS (None: all), ordered by namespace, then name."""
+        entries = [e for e in self.pods.values()
+                   if ns is None or e.obj["metadata"].get("namespace") == ns]
+        return sorted(entries, key=lambda e: (e.obj["metadata"].get("namespace", ""),
+                                              e.obj["metadata"].get("name", "")))
 
     def _delete(self, name: str) -> None:
         entry = self.pods.pop(name)

@@ -126,6 +126,13 @@ def minipod():
     names = mp("get", "pods", "-o", "name").stdout.split()
     for name in names:
         mp("delete", name, "--grace-period", "0", check=False)
+    # namespaces tests made (and, with them, their pods)
+    builtin = {"namespace/default", "namespace/kube-node-lease", "namespace/kube-public",
+               "namespace/kube-system"}
+    made = [n for n in mp("get", "ns", "-o", "name").stdout.split() if n not in builtin]
+    names += mp("get", "pods", "-A", "-o", "name").stdout.split() + made
+    for ns in made:
+        mp("delete", ns, check=False, timeout=120)
     pid = mp.agent_pid()
     if pid:
         mp("agent", "stop", check=False)

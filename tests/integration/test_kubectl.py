@@ -405,13 +405,14 @@ FORWARDED = ("mkdir -p /tmp/www; echo hello-through-the-api > /tmp/www/index.htm
              " trap 'exit 0' TERM; while true; do sleep 0.2; done")
 
 
-def forward(kubectl, pod: str, *ports: str, spdy: bool = False):
+def forward(kubectl, pod: str, *ports: str, spdy: bool = False, namespace: str = "default"):
     """kubectl port-forward started; returns (process, [local ports]) once it listens.
     Its stdout is read by a thread (lines in proc.lines), so nothing here blocks."""
     import queue
     import threading
     env = dict(kubectl.env, KUBECTL_PORT_FORWARD_WEBSOCKETS="false") if spdy else kubectl.env
-    proc = subprocess.Popen([kubectl.binary, "port-forward", f"pod/{pod}", *ports], env=env,
+    proc = subprocess.Popen([kubectl.binary, "port-forward", "-n", namespace, f"pod/{pod}",
+                             *ports], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout],

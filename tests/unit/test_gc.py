@@ -275,3 +275,31 @@ def test_a_damaged_identity_file_is_an_error_naming_it(tmp_path):
     paths.identity_file.write_text("not-hex\n")
     with pytest.raises(ValueError, match=str(paths.identity_file)):
         paths.identity
+
+
+def test_pods_of_other_namespaces_are_known_by_their_key():
+    """web in default and web in team-a: two pods, two keys (web, team-a_web).
+    The live team-a pod keeps everything of its key; the objects of a gone
+    team-a pod named old are orphans, the default pod's are untouched."""
+    from minipod.runtime.paths import pod_key
+    uid_a = "9b2f1c1e-54a9-4c8d-b1c1-3f0e6d9a7b21"
+    live, listing = web_running()
+    team_a = dict(record("web", uid_a, pid=200, start=6000), namespace="team-a",
+                  netns=PATHS.netns_name(pod_key("team-a", "web")))
+    live.append(team_a)
+    listing.pod_dirs.append(PodDir("team-a_web", record=team_a))
+    pod_things(listing, "team-a_web", uid_a, "10.89.0.3", 9002)
+    listing.procs.append(Proc(200, 6000, 9002, 7002, container=(uid_a, "main")))
+    assert find_orphans(PATHS, live, listing) == []
+    # a gone pod "old" of team-a: its netns, pins and logs by key, nothing of web's
+    pod_things(listing, "team-a_old", UID_OLD, "10.89.0.4", 9003)
+    found = kinds(find_orphans(PATHS, live, listing))
+    assert ("netns", f"/run/netns/{PATHS.netns_prefix}team-a_old") in found
+    assert ("log-dir", f"{ROOT}/log/pods/team-a_old") in found
+    assert ("mount", f"{ROOT}/run/pods/team-a_old/ns/net") in found
+    assert not any("web" in name for _, name in found)
+    # team-a's web gone (its record no longer live): its key's objects go too
+    gone = kinds(find_orphans(PATHS, live[:1], listing))
+    assert ("netns", f"/run/netns/{PATHS.netns_prefix}team-a_web") in gone
+    assert ("pod-dir", f"{ROOT}/run/pods/team-a_web") in gone
+    assert ("netns", f"/run/netns/{PATHS.netns_prefix}web") not in gone
