@@ -329,3 +329,72 @@ def test_namespace_deletion_goes_on_after_an_agent_crash(minipod, tmp_path):
         assert leftovers(m, "team-c_slow", uid) == []
     finally:
         m("delete", "ns", "team-c", "--ignore-not-found", check=False, timeout=60)
+
+
+def test_configmaps_live_in_their_namespace_and_go_with_it(minipod, tmp_path):
+    """One ConfigMap name in two namespaces, each pod reads its own; -n/-A
+    on get; a ConfigMap in a missing namespace is refused; deleting the
+    namespace deletes its ConfigMaps."""
+    m = minipod
+
+    def reader(ns: str | None) -> str:
+        meta = f"  namespace: {ns}\n" if ns else ""
+        return f"""apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+{meta}data:
+  who: {ns or 'default'}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: reader
+{meta}spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: minipod.test/busybox:1
+    command: [sh, -c, 'cat /cfg/who; echo; exec sleep 100000']
+    volumeMounts: [{{name: cfg, mountPath: /cfg}}]
+  volumes:
+  - {{name: cfg, configMap: {{name: settings}}}}
+"""
+    made = False
+    try:
+        missing = tmp_path / "missing.yaml"
+        missing.write_text(reader("team-c"))
+        out = m("run", str(missing), check=False)
+        assert out.returncode != 0 and 'namespaces "team-c" not found' in out.stderr
+        assert m("get", "cm", "-A", "-o", "name").stdout == ""   # nothing was stored
+        m("create", "namespace", "team-c")
+        made = True
+        files = {}
+        for ns in (None, "team-c"):
+            files[ns] = tmp_path / f"{ns or 'default'}.yaml"
+            files[ns].write_text(reader(ns))
+            assert m("run", str(files[ns])).stdout.split() == \
+                ["configmap/settings", "created", "pod/reader", "created"]
+        for ns in ("default", "team-c"):
+            deadline = time.monotonic() + 20
+            while (logs := m("logs", "reader", "-n", ns, check=False)).stdout.strip() != ns:
+                assert time.monotonic() < deadline, (logs.stdout, logs.stderr)
+                time.sleep(0.1)
+        rows = [r.split() for r in m("get", "cm", "-A").stdout.splitlines()]
+        assert rows[0] == ["NAMESPACE", "NAME", "DATA", "AGE"]
+        assert [r[:3] for r in rows[1:]] == [["default", "settings", "1"],
+                                             ["team-c", "settings", "1"]]
+        only = json.loads(m("get", "cm", "settings", "-n", "team-c", "-o", "json").stdout)
+        assert only["data"] == {"who": "team-c"}
+        m("delete", "ns", "team-c")
+        made = False
+        deadline = time.monotonic() + 30
+        while "team-c" in m("get", "ns", "-o", "name").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert m("get", "cm", "-A", "-o", "name").stdout.split() == ["configmap/settings"]
+    finally:
+        m("delete", "-f", str(tmp_path / "default.yaml"), "--grace-period", "0",
+          "--ignore-not-found", check=False)
+        if made:
+            m("delete", "ns", "team-c", check=False)
