@@ -58,16 +58,18 @@ def run(args, paths) -> int:
               f"$ nsenter --target {cs['pid']} {flags} -- {shlex.join(argv)}", file=sys.stderr)
     ours = theirs = None
     pipes: dict[str, tuple[int, int]] = {}  # stream -> (read end, write end)
+    size = None
     if args.tty:
         import socket
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        size = _terminal_size()
     else:
         pipes = {s: os.pipe() for s in (["stdin"] if args.stdin else []) + ["stdout", "stderr"]}
     stdio = None if args.tty else (pipes["stdin"][0] if args.stdin else None,
                                    pipes["stdout"][1], pipes["stderr"][1])
     try:
         spec = enter.for_container(record, cs, paths, argv, console=theirs, stdio=stdio,
-                                   name=f"{name}/{cs['name']}")
+                                   console_size=size, name=f"{name}/{cs['name']}")
         child = enter.start(spec)
     except ctr.StartError as e:
         for r, w in pipes.values():
@@ -99,6 +101,16 @@ def _pick(record: dict, wanted: str | None) -> dict:
         if c["name"] == wanted:
             return c
     raise CommandError(f"container {wanted} not found in pod {record['name']}")
+
+
+def _terminal_size() -> bytes | None:
+    """This terminal's struct winsize (TIOCGWINSZ on stdin), None if stdin is none."""
+    import fcntl
+    import termios
+    try:
+        return fcntl.ioctl(sys.stdin.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+    except (OSError, ValueError):
+        return None
 
 
 def _relay_tty(master: int, child: int, with_stdin: bool) -> None:

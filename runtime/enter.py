@@ -68,6 +68,7 @@ class ExecSpec:
     argv: list[str]
     env: dict[str, str]         # the container's environment (container_environment)
     console: socket.socket | None = None  # -t: the pty master comes back here
+    console_size: bytes | None = None     # -t: struct winsize, set before exec (OCI consoleSize)
     stdio: tuple[int | None, int | None, int | None] | None = None  # fds to be
     # 0, 1, 2 (None: /dev/null); -t puts the pty over them all
     cwd: str = "/"
@@ -236,6 +237,8 @@ def _exec_child(spec: ExecSpec, env: dict[str, str], status_w: int) -> None:
             step = "allocate a pty in the container's /dev/pts"
             tty = _open_pty(spec.console)
             fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
+            if spec.console_size:   # the command's first look at its size already sees it
+                fcntl.ioctl(tty, termios.TIOCSWINSZ, spec.console_size)
             for target in (0, 1, 2):
                 os.dup2(tty, target)
             os.close(tty)
