@@ -11,6 +11,15 @@
 
 This package imports nothing from the rest of minipod (plain values in,
 plain values out), and the drivers only read and write files.
+
+Rules that bite: a cgroup can be removed only when no process is left in
+it (CgroupBusy); on a hybrid host the v2 hierarchy may have no controller
+(they are bound to v1), so detect() picks v1 there; pids.max counts
+threads as well as processes.
+
+Check by hand: `cat /proc/PID/cgroup`, then under /sys/fs/cgroup the
+pod's directory: `memory.max`, `cpu.max`, `pids.max` (v2) or
+`memory.limit_in_bytes`, `cpu.cfs_quota_us` (v1).
 """
 from minipod.cgroups.driver import (CgroupBusy, Driver, Limits, Stats, cpu_quota_us,
                                     cpu_shares, cpu_weight, default_pids_limit, detect,

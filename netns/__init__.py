@@ -6,4 +6,14 @@
     antispoof    a pod's veth sends only as the pod: its MAC, its IP, ARP for
                  itself, no IPv6 (nftables `bridge minipod`)
     portforward  `minipod port-forward`: a socket made in the pod's netns
+
+Rules that bite: a veth name is at most 15 bytes (so it is a hash of the
+pod uid, and the ifalias carries the instance identity); a pinned netns
+lives only while something holds it (a bind mount on a file in
+/run/netns); nftables tables are shared by every minipod on the machine, so
+each rule and element carries its owner in its comment.
+
+Check by hand: `ip netns list`, `ip -d link show master minipod0`,
+`ip -n minipod-ID-KEY addr`, `nft list table ip minipod`,
+`nft list table bridge minipod`.
 """

@@ -1,1 +1,31 @@
-"""minipod.runtime"""
+"""minipod.runtime: the pods themselves — the CLI's verbs, the node agent,
+the Kubernetes objects, and the API server.
+
+    the verbs         cli.py (dispatch), cmd_<verb>.py (one per verb), cmdutil.py
+    the agent         agent.py (one process for all pods, a selectors loop that
+                      forks containers), client.py (its socket), container.py and
+                      enter.py (fork, namespaces, exec), sandbox.py (the pinned pod
+                      namespaces), volumes.py, probes.py, backoff.py, eviction.py,
+                      logs.py (CRI log files), gc.py
+    the objects       manifest.py (Pod parse and checks, with file:line:field),
+                      podstatus.py (the Pod's status as Kubernetes shows it), qos.py,
+                      namespaces.py, configobjects.py / configrefs.py /
+                      projection.py / podconfig.py (ConfigMaps, Secrets, their
+                      env and volumes), serviceaccount.py (the pod's token)
+    the API           apiserver/ (`minipod serve`, the Kubernetes REST API)
+    the state         paths.py (every path, and the instance identity), state.py
+
+The kernel objects a pod is made of, and how to see each by hand:
+
+    namespaces        ls -l /proc/PID/ns; the pod's pins: RUN/pods/KEY/ns/{net,ipc,uts},
+                      /run/netns/minipod-ID-KEY (ip netns list)
+    processes         the pause (PID 1 of a shared PID namespace) and each
+                      container's PID 1: ps -eo pid,cmd | grep minipod:
+    mounts            each container's overlay root: nsenter -t PID -m cat /proc/mounts
+    cgroups           /sys/fs/cgroup/[controller/]minipod-ID/pod<uid>/<container>
+
+Rules that bite: a pod's key is its name in `default` and NS_NAME elsewhere
+(paths.pod_key), and a key is trusted only once the record it opens says
+that namespace and name; the agent is the only writer of RUN/pods; nothing
+a container can change (a path in a volume, its /proc) is used unchecked.
+"""
