@@ -12,11 +12,12 @@
                  binds made from checked file descriptors, /dev, /proc, pivot_root
 
 Rules that bite: a layer is hostile (`..`, absolute paths, symlinks that
-leave, device nodes: unpack refuses or contains each); overlayfs takes at
-most about 500 lower dirs and a page of mount options (mounts uses fds and
-short relative paths); every mount target is opened beneath the new root
+leave, device nodes: unpack refuses or contains each); a layer is renamed
+into LIB/images/layers only once it is complete, so a crash leaves no half
+layer in use; the overlay's options are one page at most (lowerdir lists
+the top layer first); every mount target is opened beneath the new root
 by an fd walk, never followed as a path string.
 
-Check by hand: `minipod images`, `ls LIB/images/layers/`, and a running
+Check by hand: `minipod images`, `ls LIB/images/layers/sha256/`, and a running
 container's root: `nsenter -t PID -m cat /proc/mounts` (overlay on /).
 """
