@@ -741,9 +741,11 @@ class UnpackProcess:
             return line
         try:
             doc = json.loads(line)
-            raise LayerError(doc["what"], doc["member"], doc["reason"])
+            error = LayerError(doc["what"], doc["member"], doc["reason"])
         except (ValueError, KeyError, TypeError):
-            pass
+            error = None
+        if error is not None:
+            raise error
         tail = " ".join(err.decode(errors="replace").split())[-300:]
         raise LayerError(self.what, None, f"the unpack process exited {code}: "
                          f"{tail or 'no message'}")
