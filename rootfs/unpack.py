@@ -86,6 +86,33 @@ class _Missing(_Refused):
 
 # -- decompression + diff_id --------------------------------------------------
 
+_gzip_zlib = None
+
+
+def gzip_zlib():
+    """The zlib-like module that inflates gzip layers: `isal.isal_zlib` when
+    installed, else `zlib`.
+
+    python-isal (Intel's ISA-L) has zlib's API (decompressobj, max_length,
+    unconsumed_tail, unused_data, eof; the CRC32 and length in the gzip
+    trailer are checked) and inflates ~2.5x as fast: a 21 MB layer of
+    Python's stdlib in 0.12 s instead of 0.30 s here. GNU tar's gzip
+    inflates at zlib's pace. Imported on the first gzip layer (7 ms)."""
+    global _gzip_zlib
+    if _gzip_zlib is None:
+        try:
+            from isal import isal_zlib
+            _gzip_zlib = isal_zlib
+        except ImportError:
+            _gzip_zlib = zlib
+    return _gzip_zlib
+
+
+def _inflate_errors() -> tuple[type[BaseException], ...]:
+    """zlib.error, and isal's own error class when isal inflates."""
+    return (zlib.error,) if gzip_zlib() is zlib else (zlib.error, gzip_zlib().error)
+
+
 class HashingReader:
     """A file-like `read(n)` over a maybe-compressed layer blob.
 
@@ -116,6 +143,7 @@ class HashingReader:
         self._pos = 0
         self._eof = False
         self.size = 0          # uncompressed bytes produced so far
+        self._error: BaseException | None = None   # raised by every read once seen
         head = raw.read(4)
         self._pending = head
         if head.startswith(_GZIP_MAGIC):
@@ -144,7 +172,7 @@ class HashingReader:
     def _new_gzip(self) -> None:
         # wbits 16+MAX_WBITS: expect a gzip wrapper; zlib checks the CRC32
         # and length in the trailer for us.
-        self._gz = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._gz = gzip_zlib().decompressobj(16 + zlib.MAX_WBITS)
         self._gz_started = False
 
     def _fill(self) -> bytes:
@@ -205,10 +233,21 @@ class HashingReader:
         return False
 
     def _next_chunk(self) -> bytes:
-        if self._thread is None:
-            return self._fill()
-        item = self._queue.get()
+        # An error is raised again on every later read: the helper thread
+        # sends it once and ends, and a caller that catches it and reads
+        # on (tarfile turns zlib.error into ReadError; unpack_layer then
+        # drains) must not wait for a chunk that never comes.
+        if self._error is not None:
+            raise self._error
+        try:
+            if self._thread is None:
+                return self._fill()
+            item = self._queue.get()
+        except BaseException as e:
+            self._error = e
+            raise
         if isinstance(item, BaseException):
+            self._error = item
             raise item
         return item
 
@@ -658,7 +697,8 @@ def unpack_layer(fileobj: BinaryIO, dest: Path, what: str = "layer") -> str:
         raise LayerError(what, name, str(e)) from None
     except LayerError:
         raise
-    except (OSError, tarfile.TarError, ValueError, EOFError, OverflowError, zlib.error) as e:
+    except (OSError, tarfile.TarError, ValueError, EOFError, OverflowError,
+            *_inflate_errors()) as e:
         raise LayerError(what, name, _describe(e)) from e
     finally:
         reader.close()

@@ -5,6 +5,7 @@ import io
 import os
 import stat
 import tarfile
+import threading
 
 import pytest
 
@@ -299,6 +300,46 @@ def test_truncated_gzip_and_garbage(tmp_path):
     with pytest.raises(LayerError) as e:
         unpack_layer(io.BytesIO(b"this is not a tar archive" * 100), tmp_path / "g", "layer Y")
     assert str(e.value).startswith("layer Y")
+
+
+def _error_of(fn):
+    try:
+        fn()
+    except Exception as e:
+        return e
+    return None
+
+
+@pytest.mark.parametrize("inflater", ["zlib", "isal"])
+def test_a_bad_gzip_checksum_or_body_is_refused(tmp_path, monkeypatch, inflater):
+    import zlib
+
+    from minipod.rootfs import unpack as unpack_mod
+    if inflater == "isal":
+        isal_zlib = pytest.importorskip("isal.isal_zlib")
+        monkeypatch.setattr(unpack_mod, "_gzip_zlib", isal_zlib)
+    else:
+        monkeypatch.setattr(unpack_mod, "_gzip_zlib", zlib)
+    good = bytearray(gzip.compress(layer_bytes(reg("a", b"x" * 300_000))))
+    crc = bytearray(good)
+    crc[-8] ^= 1                          # the CRC32 in the gzip trailer
+    body = bytearray(good)
+    body[len(body) // 2] ^= 0xFF          # a byte inside the deflate stream
+    for i, bad in enumerate((crc, body)):
+        (tmp_path / str(i)).mkdir()
+        # In a thread: before the fix, a small layer whose first chunk
+        # failed to inflate made the unpack wait forever for more.
+        got = []
+        worker = threading.Thread(target=lambda: got.append(_error_of(
+            lambda: unpack_layer(io.BytesIO(bytes(bad)), tmp_path / str(i), "layer Z"))),
+            daemon=True)
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive(), "the unpack of a corrupt gzip layer hung"
+        assert isinstance(got[0], LayerError), got
+        assert str(got[0]).startswith("layer Z"), str(got[0])
+    (tmp_path / "ok").mkdir()
+    assert unpack_layer(io.BytesIO(bytes(good)), tmp_path / "ok").startswith("sha256:")
 
 
 def test_zstd_without_module_is_a_clear_error(tmp_path):
