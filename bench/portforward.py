@@ -169,25 +169,43 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     return data
 
 
-def measure(paths: list[tuple[str, tuple[str, int, int, int]]], args) -> list[dict]:
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds so far of this process (every thread) and of `pids`."""
+    me = os.times()
+    return me.user + me.system + sum(sum(cpu_seconds(p)) for p in pids)
+
+
+def measure(paths: list[tuple[str, tuple[str, int, int, int]]], args,
+            pids: list[int]) -> list[dict]:
     """Every figure for every path, in rounds (direct, forward, ... then
     again), keeping each path's best: other work on the machine then hits
-    all paths alike instead of whichever happened to run at that moment."""
+    all paths alike instead of whichever happened to run at that moment.
+
+    Also the CPU every party spends per GiB of a one-stream transfer (this
+    client, the pod's servers, the forwarder: `pids`), the best of the
+    rounds: on a machine whose cores are all busy, throughput follows it."""
     nbytes = args.mib << 20
     per_stream = max(nbytes // args.streams, 1 << 20)
-    rows = [{"name": name, "upload": 0.0, "download": 0.0, "parallel": 0.0, "lat": []}
-            for name, _ in paths]
+    rows = [{"name": name, "upload": 0.0, "download": 0.0, "parallel": 0.0, "lat": [],
+             "cpu_up": [], "cpu_down": []} for name, _ in paths]
+    gib = nbytes / 2**30
     for _ in range(args.runs):
         for row, (_, (host, sink, source, ping)) in zip(rows, paths):
             row["lat"] += latencies((host, ping), max(args.conns // args.runs, 1))
+            c = cpu_of(pids)
             row["upload"] = max(row["upload"], upload((host, sink), nbytes))
+            c2 = cpu_of(pids)
             row["download"] = max(row["download"], download((host, source), nbytes))
+            row["cpu_up"].append((c2 - c) * 1000 / gib)
+            row["cpu_down"].append((cpu_of(pids) - c2) * 1000 / gib)
             row["parallel"] = max(row["parallel"],
                                   parallel(upload, (host, sink), per_stream, args.streams))
     for row in rows:
         lat = sorted(row.pop("lat"))
         row["lat_median"] = statistics.median(lat)
         row["lat_p99"] = lat[max(int(len(lat) * 0.99) - 1, 0)]
+        row["cpu_ms_per_gib_upload"] = min(row.pop("cpu_up"))
+        row["cpu_ms_per_gib_download"] = min(row.pop("cpu_down"))
     return rows
 
 
@@ -206,6 +224,14 @@ def report(rows: list[dict], streams: int) -> None:
             lat += "     "
         print(f"{r['name']:30} {ratio('upload'):>16} {ratio('download'):>16} "
               f"{ratio('parallel'):>16} {lat:>28}")
+    print("CPU-ms per GiB of one stream, every party (client, pod servers, forwarder); "
+          "direct/path = the throughput ratio the CPU alone allows when the cores are full:")
+    for r in rows:
+        up, down = r["cpu_ms_per_gib_upload"], r["cpu_ms_per_gib_download"]
+        bound = "" if r is direct else (
+            f"   direct/this: {direct['cpu_ms_per_gib_upload'] / up:4.2f}x up, "
+            f"{direct['cpu_ms_per_gib_download'] / down:4.2f}x down")
+        print(f"  {r['name']:30} upload {up:5.0f}   download {down:5.0f}{bound}")
     print(json.dumps({r["name"]: {k: round(v, 2) for k, v in r.items() if k != "name"}
                       for r in rows}))
 
@@ -266,7 +292,7 @@ def main() -> int:
                       ("hostPort (127.0.0.1, DNAT+SNAT)",
                        ("127.0.0.1", HOST_SINK, HOST_SOURCE, HOST_PING))]
         cpu0 = cpu_seconds(fwd.pid)
-        rows = measure(paths, args)
+        rows = measure(paths, args, [server.pid, fwd.pid])
         relayed = args.runs * ((2 * args.mib << 20)
                                + args.streams * max((args.mib << 20) // args.streams, 1 << 20))
         user, system = (b - a for a, b in zip(cpu0, cpu_seconds(fwd.pid)))

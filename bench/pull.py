@@ -6,7 +6,10 @@
 Builds a multi-layer image (busybox-static, Python's stdlib from
 /usr/lib/python3.11, the headers in /usr/include; gzip'd), pushes it into
 Debian's Distribution registry on 127.0.0.1 (started here, plain HTTP), then
-prints, median of N runs each:
+prints, median of N runs each, the runs of all cases interleaved (round
+after round, each case once, the order rotated), with the CPU seconds each
+took (its processes and threads together: above the wall time, it used
+more than one core):
   - pull: minipod's pull (download, verify, unpack every layer) into an
     empty store, beside `skopeo copy docker://… oci:DIR` (download and
     verify, no unpack) and skopeo copy plus `tar -xzf` of each layer;
@@ -21,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,17 +38,32 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCES = [Path("/usr/lib/python3.11"), Path("/usr/include")]
 
 
-def median_time(fn, runs: int, clean: list[Path]) -> float:
-    """Median wall time of `fn`; the `clean` dirs are removed before each run, untimed."""
-    times = []
-    for _ in range(runs):
-        for d in clean:
-            shutil.rmtree(d, ignore_errors=True)
-        subprocess.run(["sync"], check=True)
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its waited-for children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def interleaved(cases: dict, runs: int) -> dict[str, tuple[float, float]]:
+    """{name: (median wall s, median CPU s)} of every case (fn, dirs to clean),
+    run once per round in an order rotated each round, so a busy moment of
+    the machine lands on all of them alike; the dirs are removed (untimed)
+    before each run."""
+    names = list(cases)
+    walls: dict[str, list[float]] = {n: [] for n in names}
+    cpus: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(runs):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            fn, clean = cases[name]
+            for d in clean:
+                shutil.rmtree(d, ignore_errors=True)
+            subprocess.run(["sync"], check=True)
+            c, t = cpu_seconds(), time.perf_counter()
+            fn()
+            walls[name].append(time.perf_counter() - t)
+            cpus[name].append(cpu_seconds() - c)
+    return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in names}
 
 
 def tar_tree(src: Path, arcname: str, dest: Path) -> None:
@@ -142,34 +161,22 @@ def main() -> int:
         def minipod_pull():
             pull.pull(ImageStore(work / "store"), ref)
 
-        t_minipod = median_time(minipod_pull, args.runs, [work / "store"])
-        print(f"pull    minipod pull (download+verify+unpack)   {t_minipod:7.2f} s")
-        if skopeo:
-            def skopeo_copy():
-                dest = work / "oci"
-                subprocess.run([skopeo, "copy", "-q", "--src-tls-verify=false",
-                                f"docker://{ref}", f"oci:{dest}:1"], check=True,
-                               capture_output=True)
+        def skopeo_copy():
+            dest = work / "oci"
+            subprocess.run([skopeo, "copy", "-q", "--src-tls-verify=false",
+                            f"docker://{ref}", f"oci:{dest}:1"], check=True,
+                           capture_output=True)
 
-            def skopeo_and_tar():
-                skopeo_copy()
-                manifest = json.loads((work / "oci/index.json").read_text())["manifests"][0]
-                blobs = work / "oci/blobs/sha256"
-                m = json.loads((blobs / manifest["digest"].split(":")[1]).read_text())
-                for i, layer in enumerate(m["layers"]):
-                    d = work / "tar-out" / str(i)
-                    d.mkdir(parents=True)
-                    subprocess.run(["tar", "-xzf", str(blobs / layer["digest"].split(":")[1]),
-                                    "-C", str(d)], check=True)
-
-            t_skopeo = median_time(skopeo_copy, args.runs, [work / "oci"])
-            t_both = median_time(skopeo_and_tar, args.runs, [work / "oci", work / "tar-out"])
-            print(f"pull    skopeo copy docker:// oci: (no unpack)  {t_skopeo:7.2f} s   "
-                  f"minipod/skopeo = {t_minipod / t_skopeo:.2f}")
-            print(f"pull    skopeo copy + tar -xzf of each layer    {t_both:7.2f} s   "
-                  f"minipod/(skopeo+tar) = {t_minipod / t_both:.2f}")
-        else:
-            print("pull    skopeo: not installed (Debian package skopeo); skipped")
+        def skopeo_and_tar():
+            skopeo_copy()
+            manifest = json.loads((work / "oci/index.json").read_text())["manifests"][0]
+            blobs = work / "oci/blobs/sha256"
+            m = json.loads((blobs / manifest["digest"].split(":")[1]).read_text())
+            for i, layer in enumerate(m["layers"]):
+                d = work / "tar-out" / str(i)
+                d.mkdir(parents=True)
+                subprocess.run(["tar", "-xzf", str(blobs / layer["digest"].split(":")[1]),
+                                "-C", str(d)], check=True)
 
         def ours():
             for i, (_, gz) in enumerate(layers):
@@ -184,11 +191,29 @@ def main() -> int:
                 d.mkdir(parents=True)
                 subprocess.run(["tar", "-xzf", str(gz), "-C", str(d)], check=True)
 
-        t_ours = median_time(ours, args.runs, [work / "unpack"])
-        t_tar = median_time(gnu_tar, args.runs, [work / "tar"])
-        print(f"unpack  minipod unpack_layer   {t_ours:6.2f} s  {raw / 1e6 / t_ours:7.1f} MB/s")
+        cases = {"pull": (minipod_pull, [work / "store"]),
+                 "unpack": (ours, [work / "unpack"]),
+                 "tar": (gnu_tar, [work / "tar"])}
+        if skopeo:
+            cases["skopeo"] = (skopeo_copy, [work / "oci"])
+            cases["skopeo+tar"] = (skopeo_and_tar, [work / "oci", work / "tar-out"])
+        t = interleaved(cases, args.runs)
+        print(f"pull    minipod pull (download+verify+unpack)   {t['pull'][0]:7.2f} s   "
+              f"(cpu {t['pull'][1]:.2f} s)")
+        if skopeo:
+            print(f"pull    skopeo copy docker:// oci: (no unpack)  {t['skopeo'][0]:7.2f} s   "
+                  f"minipod/skopeo = {t['pull'][0] / t['skopeo'][0]:.2f}   "
+                  f"(cpu {t['skopeo'][1]:.2f} s)")
+            print(f"pull    skopeo copy + tar -xzf of each layer    {t['skopeo+tar'][0]:7.2f} s   "
+                  f"minipod/(skopeo+tar) = {t['pull'][0] / t['skopeo+tar'][0]:.2f}   "
+                  f"(cpu {t['skopeo+tar'][1]:.2f} s)")
+        else:
+            print("pull    skopeo: not installed (Debian package skopeo); skipped")
+        t_ours, t_tar = t["unpack"][0], t["tar"][0]
+        print(f"unpack  minipod unpack_layer   {t_ours:6.2f} s  {raw / 1e6 / t_ours:7.1f} MB/s   "
+              f"(cpu {t['unpack'][1]:.2f} s)")
         print(f"unpack  tar -xzf               {t_tar:6.2f} s  {raw / 1e6 / t_tar:7.1f} MB/s   "
-              f"minipod/tar = {t_ours / t_tar:.2f}")
+              f"minipod/tar = {t_ours / t_tar:.2f}   (cpu {t['tar'][1]:.2f} s)")
         return 0
     finally:
         if server is not None:

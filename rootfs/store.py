@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from minipod.rootfs import reference as _reference
-from minipod.rootfs.unpack import LayerError, unpack_layer
+from minipod.rootfs.unpack import LayerError, UnpackProcess, unpack_layer
 
 # Media types (OCI image spec "media-types.md"; Docker's "manifest v2, schema 2").
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -216,9 +216,11 @@ class ImageStore:
             return self._write_blob(src, expected, size, source)
 
     def _write_blob(self, src: BinaryIO, expected: str | None, size: int | None,
-                    source: str) -> tuple[str, int]:
+                    source: str, sink=None) -> tuple[str, int]:
+        """write_blob's work; `sink(chunk)`, if given, gets every chunk as
+        well (fetch_layer's unpack), so the blob is read even if stored."""
         where = f" from {source}" if source else ""
-        if expected is not None:
+        if expected is not None and sink is None:
             final = self.blob_path(expected)
             if final.is_file():
                 return expected, final.stat().st_size   # content-addressed: already here
@@ -237,6 +239,8 @@ class ImageStore:
                                         f"{size} bytes its descriptor says")
                     sha.update(chunk)
                     out.write(chunk)
+                    if sink is not None:
+                        sink(chunk)
                 out.flush()
                 os.fsync(out.fileno())
             digest = "sha256:" + sha.hexdigest()
@@ -308,31 +312,82 @@ class ImageStore:
         if not self.has_blob(blob_digest):
             raise BlobError(f"layer blob {blob_digest} is not in the store")
         with self.writing():
-            work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
+            work = self._layer_work_dir()
             try:
-                # The layer root is the container's "/" where no upper dir
-                # covers it; mkdtemp's 0700 would lock out non-root users.
-                # A "./" member in the tar overrides this.
-                os.chmod(work, 0o755)
                 what = f"layer {short(blob_digest)}"
                 with open(self.blob_path(blob_digest), "rb") as f:
                     got = unpack_layer(f, work, what)
-                if diff_id is not None and got != diff_id:
-                    raise LayerError(what, None, f"diff_id mismatch: the image config says "
-                                     f"{diff_id}, the uncompressed layer hashes to {got}")
-                final = self.layer_dir(got)
-                try:
-                    os.rename(work, final)
-                except OSError as e:
-                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                        raise
-                    # Another import unpacked the same layer first: keep theirs.
-                else:
-                    _fsync_dir(self.layers)
-                return final
+                return self._install_layer(work, got, diff_id, what)
             finally:
                 if work.exists():
                     shutil.rmtree(work, ignore_errors=True)
+
+    def fetch_layer(self, src: BinaryIO | None, blob_digest: str, diff_id: str,
+                    size: int | None = None, source: str = "") -> Path:
+        """Store layer blob `blob_digest` from `src` and unpack it while it streams.
+
+        The bytes read from `src` go to the blob file (hashed, as
+        write_blob) and, at the same time, to an UnpackProcess unpacking
+        into tmp/: the download and the unpack overlap, and several
+        layers fetched in threads unpack on several cores. With `src`
+        None the blob is in the store already and is fed from its file.
+        Only when the blob's digest is right (BlobError otherwise) and
+        the unpacked stream hashes to `diff_id` (LayerError) is the
+        directory renamed into layers/; on any failure it is removed.
+        """
+        final = self.layer_dir(diff_id)
+        if final.is_dir():
+            if src is not None:
+                self.write_blob(src, expected=blob_digest, size=size, source=source)
+            return final
+        what = f"layer {short(blob_digest)}"
+        with self.writing():
+            work = self._layer_work_dir()
+            child = UnpackProcess(work, what)
+            try:
+                if src is None:
+                    try:
+                        with open(self.blob_path(blob_digest), "rb") as f:
+                            while chunk := f.read(_CHUNK):
+                                child.feed(chunk)
+                    except FileNotFoundError:
+                        raise BlobError(f"layer blob {blob_digest} is not in the store") \
+                            from None
+                else:
+                    self._write_blob(src, blob_digest, size, source, sink=child.feed)
+                got = child.finish()
+                child = None
+                return self._install_layer(work, got, diff_id, what)
+            finally:
+                if child is not None:
+                    child.abort()
+                if work.exists():
+                    shutil.rmtree(work, ignore_errors=True)
+
+    def _layer_work_dir(self) -> Path:
+        self._ensure()
+        work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
+        # The layer root is the container's "/" where no upper dir
+        # covers it; mkdtemp's 0700 would lock out non-root users.
+        # A "./" member in the tar overrides this.
+        os.chmod(work, 0o755)
+        return work
+
+    def _install_layer(self, work: Path, got: str, diff_id: str | None, what: str) -> Path:
+        """Rename an unpacked layer from tmp/ into layers/ once its diff_id is checked."""
+        if diff_id is not None and got != diff_id:
+            raise LayerError(what, None, f"diff_id mismatch: the image config says "
+                             f"{diff_id}, the uncompressed layer hashes to {got}")
+        final = self.layer_dir(got)
+        try:
+            os.rename(work, final)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # Another import unpacked the same layer first: keep theirs.
+        else:
+            _fsync_dir(self.layers)
+        return final
 
     # -- names ---------------------------------------------------------------
     def _read_refs(self) -> dict[str, str]:

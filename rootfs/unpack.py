@@ -86,6 +86,33 @@ class _Missing(_Refused):
 
 # -- decompression + diff_id --------------------------------------------------
 
+_gzip_zlib = None
+
+
+def gzip_zlib():
+    """The zlib-like module that inflates gzip layers: `isal.isal_zlib` when
+    installed, else `zlib`.
+
+    python-isal (Intel's ISA-L) has zlib's API (decompressobj, max_length,
+    unconsumed_tail, unused_data, eof; the CRC32 and length in the gzip
+    trailer are checked) and inflates ~2.5x as fast: a 21 MB layer of
+    Python's stdlib in 0.12 s instead of 0.30 s here. GNU tar's gzip
+    inflates at zlib's pace. Imported on the first gzip layer (7 ms)."""
+    global _gzip_zlib
+    if _gzip_zlib is None:
+        try:
+            from isal import isal_zlib
+            _gzip_zlib = isal_zlib
+        except ImportError:
+            _gzip_zlib = zlib
+    return _gzip_zlib
+
+
+def _inflate_errors() -> tuple[type[BaseException], ...]:
+    """zlib.error, and isal's own error class when isal inflates."""
+    return (zlib.error,) if gzip_zlib() is zlib else (zlib.error, gzip_zlib().error)
+
+
 class HashingReader:
     """A file-like `read(n)` over a maybe-compressed layer blob.
 
@@ -116,6 +143,7 @@ class HashingReader:
         self._pos = 0
         self._eof = False
         self.size = 0          # uncompressed bytes produced so far
+        self._error: BaseException | None = None   # raised by every read once seen
         head = raw.read(4)
         self._pending = head
         if head.startswith(_GZIP_MAGIC):
@@ -144,7 +172,7 @@ class HashingReader:
     def _new_gzip(self) -> None:
         # wbits 16+MAX_WBITS: expect a gzip wrapper; zlib checks the CRC32
         # and length in the trailer for us.
-        self._gz = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._gz = gzip_zlib().decompressobj(16 + zlib.MAX_WBITS)
         self._gz_started = False
 
     def _fill(self) -> bytes:
@@ -205,10 +233,21 @@ class HashingReader:
         return False
 
     def _next_chunk(self) -> bytes:
-        if self._thread is None:
-            return self._fill()
-        item = self._queue.get()
+        # An error is raised again on every later read: the helper thread
+        # sends it once and ends, and a caller that catches it and reads
+        # on (tarfile turns zlib.error into ReadError; unpack_layer then
+        # drains) must not wait for a chunk that never comes.
+        if self._error is not None:
+            raise self._error
+        try:
+            if self._thread is None:
+                return self._fill()
+            item = self._queue.get()
+        except BaseException as e:
+            self._error = e
+            raise
         if isinstance(item, BaseException):
+            self._error = item
             raise item
         return item
 
@@ -398,7 +437,19 @@ class _Unpacker:
         # parts -> (mode, mtime): applied at the end, deepest first
         self.dir_meta: dict[tuple[str, ...], tuple[int, float]] = {}
 
-    # The first step for every member except a directory over a directory.
+    def _create(self, parent: int, parts: tuple[str, ...], make):
+        """make() the final component; if a name is in the way (EEXIST),
+        remove it (_make_room) and make() again. Trying first saves an
+        lstat per member: in a fresh layer nothing is ever in the way,
+        and O_EXCL, symlink, mknod and link all refuse an existing name
+        (a symlink included) without following it."""
+        try:
+            return make()
+        except FileExistsError:
+            self._make_room(parent, parts, keep_dir=False)
+            return make()
+
+    # Before a directory, or when _create found a name in the way.
     def _make_room(self, parent: int, parts: tuple[str, ...], keep_dir: bool) -> None:
         name = parts[-1]
         st = _lstat(name, parent)
@@ -470,22 +521,23 @@ class _Unpacker:
         if m.islnk():
             self._hardlink(m, parts, parent)
             return
-        self._make_room(parent, parts, keep_dir=False)
         if m.isreg():
-            self._regular(tar, m, base, parent)
+            self._regular(tar, m, parts, parent)
         elif m.issym():
-            os.symlink(m.linkname, base, dir_fd=parent)
+            self._create(parent, parts, lambda: os.symlink(m.linkname, base, dir_fd=parent))
             self._owner(m, name=base, parent=parent)
             self._xattrs(m, f"/proc/self/fd/{parent}/{base}")
             os.utime(base, ns=(self._mtime_ns(m),) * 2, dir_fd=parent, follow_symlinks=False)
         elif m.ischr() or m.isblk() or m.isfifo():
-            self._special(m, base, parent)
+            self._special(m, parts, parent)
         else:
             raise _Refused(f"unsupported member type {m.type!r}")
 
-    def _regular(self, tar: tarfile.TarFile, m: tarfile.TarInfo, base: str, parent: int) -> None:
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=parent)
+    def _regular(self, tar: tarfile.TarFile, m: tarfile.TarInfo, parts: tuple[str, ...],
+                 parent: int) -> None:
+        fd = self._create(parent, parts, lambda: os.open(
+            parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600, dir_fd=parent))
         try:
             if m.sparse is None and isinstance(tar.fileobj, HashingReader):
                 # the data follows the header where tarfile left the reader
@@ -513,13 +565,15 @@ class _Unpacker:
             while view:
                 view = view[os.write(fd, view):]
 
-    def _special(self, m: tarfile.TarInfo, base: str, parent: int) -> None:
+    def _special(self, m: tarfile.TarInfo, parts: tuple[str, ...], parent: int) -> None:
+        base = parts[-1]
         if m.isfifo():
-            os.mkfifo(base, 0o600, dir_fd=parent)
+            self._create(parent, parts, lambda: os.mkfifo(base, 0o600, dir_fd=parent))
         else:
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
             try:
-                os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=parent)
+                self._create(parent, parts, lambda: os.mknod(
+                    base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=parent))
             except PermissionError:
                 raise _Refused("creating a device node needs root") from None
         self._owner(m, name=base, parent=parent)
@@ -562,11 +616,11 @@ class _Unpacker:
                            "(it must come earlier in the archive)")
         if stat.S_ISDIR(st.st_mode):
             raise _Refused(f'hardlink target "{m.linkname}" is a directory')
-        self._make_room(parent, parts, keep_dir=False)
         # follow_symlinks=False: linkat without AT_SYMLINK_FOLLOW links a
         # symlink itself, never the file it points to.
-        os.link(target[-1], parts[-1], src_dir_fd=tparent, dst_dir_fd=parent,
-                follow_symlinks=False)
+        self._create(parent, parts, lambda: os.link(
+            target[-1], parts[-1], src_dir_fd=tparent, dst_dir_fd=parent,
+            follow_symlinks=False))
 
     def _whiteout(self, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
         base = parts[-1]
@@ -584,9 +638,9 @@ class _Unpacker:
         if name in ("", ".", ".."):
             raise _Refused("invalid whiteout name")
         parent = self.tree.dir_fd(dir_parts)
-        self._make_room(parent, dir_parts + (name,), keep_dir=False)
         try:
-            os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+            self._create(parent, dir_parts + (name,), lambda: os.mknod(
+                name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent))
         except PermissionError:
             raise _Refused("a whiteout (0/0 character device) needs root") from None
         self._owner(m, name=name, parent=parent)
@@ -643,7 +697,8 @@ def unpack_layer(fileobj: BinaryIO, dest: Path, what: str = "layer") -> str:
         raise LayerError(what, name, str(e)) from None
     except LayerError:
         raise
-    except (OSError, tarfile.TarError, ValueError, EOFError, OverflowError, zlib.error) as e:
+    except (OSError, tarfile.TarError, ValueError, EOFError, OverflowError,
+            *_inflate_errors()) as e:
         raise LayerError(what, name, _describe(e)) from e
     finally:
         reader.close()
@@ -655,3 +710,118 @@ def _describe(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return f"{e.strerror} (errno {e.errno})"
     return str(e) or type(e).__name__
+
+
+# -- unpacking in a child process -------------------------------------------------
+
+class UnpackProcess:
+    """`unpack_layer` in a process of its own, fed through a pipe.
+
+        child = UnpackProcess(dest, "layer sha256:ab12…")
+        for chunk in download:
+            child.feed(chunk)          # the compressed blob, as it arrives
+        diff_id = child.finish()       # raises LayerError as unpack_layer does
+
+    Why a process: tar parsing and file writing hold the GIL, so two
+    layers unpacked in threads of one process take as long as one after
+    the other. A process per layer unpacks layers side by side on every
+    core, and, fed while the blob downloads, unpacks as the bytes arrive
+    (what `curl … | tar -xz` does), so a pull costs about its slowest
+    layer instead of every download plus every unpack. Inside the child,
+    decompression runs in a thread beside the writer (HashingReader), as
+    gzip does beside `tar -xzf`.
+
+    The child is `python -I -m minipod.rootfs.unpack DEST WHAT` (~50 ms
+    to start: worth it for big layers only). Its bytes are not trusted
+    more than in-process ones: the unpack is as strict, and its result
+    goes into a tmp/ directory the caller renames only after the blob's
+    digest and the diff_id are checked. It prints the diff_id, or a JSON
+    line with the LayerError, on stdout.
+    """
+
+    PIPE_SIZE = 1 << 20        # fewer wake-ups than the default 64 KiB pipe
+
+    def __init__(self, dest: Path, what: str = "layer"):
+        import subprocess
+        import sys
+        self.what = what
+        self.broken = False    # the child stopped reading: finish() says why
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "minipod.rootfs.unpack", str(dest), what],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            close_fds=True)
+        try:
+            import fcntl
+            fcntl.fcntl(self._proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, self.PIPE_SIZE)
+        except OSError:
+            pass               # over fs.pipe-max-size: the default size works
+
+    def feed(self, chunk: bytes) -> None:
+        """Hand the next bytes of the blob to the child (blocks while it is behind)."""
+        if self.broken:
+            return
+        try:
+            self._proc.stdin.write(chunk)
+        except (BrokenPipeError, ValueError):
+            self.broken = True     # it failed or ended early; finish() tells
+
+    def finish(self) -> str:
+        """End of the blob: wait for the child; return the diff_id or raise LayerError."""
+        import json
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        out, err = self._proc.stdout.read(), self._proc.stderr.read()
+        code = self._proc.wait()
+        self._proc.stdout.close()
+        self._proc.stderr.close()
+        line = out.decode(errors="replace").strip()
+        if code == 0 and line.startswith("sha256:"):
+            return line
+        try:
+            doc = json.loads(line)
+            error = LayerError(doc["what"], doc["member"], doc["reason"])
+        except (ValueError, KeyError, TypeError):
+            error = None
+        if error is not None:
+            raise error
+        tail = " ".join(err.decode(errors="replace").split())[-300:]
+        raise LayerError(self.what, None, f"the unpack process exited {code}: "
+                         f"{tail or 'no message'}")
+
+    def abort(self) -> None:
+        """Stop the child (the download failed); the caller removes dest."""
+        try:
+            self._proc.kill()
+        except ProcessLookupError:
+            pass
+        self._proc.wait()
+        for f in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            try:
+                f.close()
+            except (BrokenPipeError, OSError):
+                pass
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m minipod.rootfs.unpack DEST [WHAT]`: unpack the layer on stdin
+    into DEST; print its diff_id, or the LayerError as a JSON line (exit 1)."""
+    import json
+    import sys
+    if len(argv) not in (1, 2):
+        print("usage: python -m minipod.rootfs.unpack DEST [WHAT] < LAYER", file=sys.stderr)
+        return 2
+    what = argv[1] if len(argv) == 2 else "layer"
+    try:
+        diff_id = unpack_layer(sys.stdin.buffer, Path(argv[0]), what)
+    except LayerError as e:
+        print(json.dumps({"what": e.what, "member": e.member, "reason": e.reason}), flush=True)
+        return 1
+    print(diff_id, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(_main(sys.argv[1:]))

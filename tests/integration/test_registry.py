@@ -245,6 +245,52 @@ def test_invalid_reference_is_InvalidImageName(tmp_path):
     assert line.startswith("error: InvalidImageName: invalid image reference"), line
 
 
+# -- big layers: unpacked while they download, each in a process of its own ------------------
+
+def test_big_layers_unpack_while_they_download(reg, layers, tmp_path):
+    from minipod.rootfs import pull
+    # Random bytes do not compress: each layer's blob is over the threshold.
+    one, two = (os.urandom(pull.UNPACK_IN_CHILD + (512 << 10)) for _ in range(2))
+    big1 = tar_files({"data": None, "data/one": one, "etc/motd": b"big one\n"})
+    big2 = tar_files({"data": None, "data/two": two, "data/.wh.one": b""})
+    reg.plain.pusher().image("t/big", "1", [layers[0], big1, big2])
+    ref = f"{reg.plain.host}/t/big:1"
+    proc = cli(tmp_path, "pull", ref, check=True)
+    assert proc.stderr.count("Pull complete") == 3
+    store = store_of(tmp_path)
+    base, first, second = store.get(ref).layer_dirs
+    assert os.readlink(base / "bin/sh") == "/bin/busybox"
+    assert (first / "data/one").read_bytes() == one
+    assert (first / "etc/motd").read_text() == "big one\n"
+    assert (second / "data/two").read_bytes() == two
+    st = os.lstat(second / "data/one")          # the whiteout, as overlayfs wants it
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert list(store.tmp.iterdir()) == []
+    again = cli(tmp_path, "pull", ref, check=True)
+    assert again.stderr.count("Already exists") == 3
+
+
+def test_a_hostile_big_layer_is_refused_and_leaves_nothing(reg, layers, tmp_path):
+    from minipod.rootfs import pull
+    canary = tmp_path / "escaped"
+    pad = os.urandom(pull.UNPACK_IN_CHILD + (512 << 10))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("pad", pad), ("../" * 12 + str(canary).lstrip("/"), b"pwned")):
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode, ti.mtime = len(data), 0o644, imagebuild.FIXED_MTIME
+            tar.addfile(ti, io.BytesIO(data))
+    reg.plain.pusher().image("t/evil-big", "1", [layers[0], buf.getvalue()])
+    ref = f"{reg.plain.host}/t/evil-big:1"
+    line = error_line(cli(tmp_path, "pull", ref))
+    assert "path leaves the layer root" in line and '"../../' in line, line
+    assert not canary.exists()
+    store = store_of(tmp_path)
+    assert not (store.refs_file.exists() and "evil-big" in store.refs_file.read_text())
+    assert len(list(store.layers.iterdir())) <= 1          # at most the busybox base
+    assert list(store.tmp.iterdir()) == []
+
+
 # -- basic auth, login, credential files -------------------------------------------------
 
 def test_basic_auth_needs_login_wrong_password_refused_right_one_works(reg, tmp_path):

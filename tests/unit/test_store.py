@@ -309,3 +309,45 @@ def test_import_of_a_non_tar_leaves_nothing(store, tmp_path):
     assert list(store.blobs.iterdir()) == [] and layer_count(store) == 0
     with pytest.raises(FileNotFoundError):
         archive.import_rootfs(store, tmp_path / "missing", "x")
+
+
+# -- fetch_layer: the blob streams into the store and an unpack process at once -----------
+
+def test_fetch_layer_stores_the_blob_and_unpacks_it(store, layer):
+    blob = gzip.compress(layer)
+    digest = imagebuild.sha256(blob)
+    diff_id = imagebuild.sha256(layer)
+    path = store.fetch_layer(io.BytesIO(blob), digest, diff_id, len(blob))
+    assert path == store.layer_dir(diff_id)
+    assert_busybox_layer(path)
+    assert store.read_blob(digest) == blob
+    assert list(store.tmp.iterdir()) == []
+    # Already there: the blob is read to the end and the directory kept.
+    assert store.fetch_layer(io.BytesIO(blob), digest, diff_id, len(blob)) == path
+
+
+def test_fetch_layer_from_a_stored_blob(store, layer):
+    blob = gzip.compress(layer)
+    digest, _ = store.write_blob(io.BytesIO(blob))
+    diff_id = imagebuild.sha256(layer)
+    assert_busybox_layer(store.fetch_layer(None, digest, diff_id))
+
+
+def test_fetch_layer_with_wrong_bytes_keeps_neither_blob_nor_layer(store, layer):
+    blob = gzip.compress(layer)
+    digest = imagebuild.sha256(blob)
+    diff_id = imagebuild.sha256(layer)
+    other = gzip.compress(layer + b"\0" * 1024)     # unpacks fine, but not these bytes
+    with pytest.raises(BlobError, match="digest mismatch"):
+        store.fetch_layer(io.BytesIO(other), digest, diff_id, len(other))
+    assert not store.has_blob(digest) and layer_count(store) == 0
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_fetch_layer_not_matching_its_diff_id_keeps_no_layer(store, layer, tmp_path):
+    blob = gzip.compress(layer)
+    digest = imagebuild.sha256(blob)
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(LayerError, match="diff_id mismatch"):
+        store.fetch_layer(io.BytesIO(blob), digest, wrong, len(blob))
+    assert layer_count(store) == 0 and list(store.tmp.iterdir()) == []

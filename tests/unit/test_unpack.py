@@ -5,6 +5,7 @@ import io
 import os
 import stat
 import tarfile
+import threading
 
 import pytest
 
@@ -301,6 +302,46 @@ def test_truncated_gzip_and_garbage(tmp_path):
     assert str(e.value).startswith("layer Y")
 
 
+def _error_of(fn):
+    try:
+        fn()
+    except Exception as e:
+        return e
+    return None
+
+
+@pytest.mark.parametrize("inflater", ["zlib", "isal"])
+def test_a_bad_gzip_checksum_or_body_is_refused(tmp_path, monkeypatch, inflater):
+    import zlib
+
+    from minipod.rootfs import unpack as unpack_mod
+    if inflater == "isal":
+        isal_zlib = pytest.importorskip("isal.isal_zlib")
+        monkeypatch.setattr(unpack_mod, "_gzip_zlib", isal_zlib)
+    else:
+        monkeypatch.setattr(unpack_mod, "_gzip_zlib", zlib)
+    good = bytearray(gzip.compress(layer_bytes(reg("a", b"x" * 300_000))))
+    crc = bytearray(good)
+    crc[-8] ^= 1                          # the CRC32 in the gzip trailer
+    body = bytearray(good)
+    body[len(body) // 2] ^= 0xFF          # a byte inside the deflate stream
+    for i, bad in enumerate((crc, body)):
+        (tmp_path / str(i)).mkdir()
+        # In a thread: before the fix, a small layer whose first chunk
+        # failed to inflate made the unpack wait forever for more.
+        got = []
+        worker = threading.Thread(target=lambda: got.append(_error_of(
+            lambda: unpack_layer(io.BytesIO(bytes(bad)), tmp_path / str(i), "layer Z"))),
+            daemon=True)
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive(), "the unpack of a corrupt gzip layer hung"
+        assert isinstance(got[0], LayerError), got
+        assert str(got[0]).startswith("layer Z"), str(got[0])
+    (tmp_path / "ok").mkdir()
+    assert unpack_layer(io.BytesIO(bytes(good)), tmp_path / "ok").startswith("sha256:")
+
+
 def test_zstd_without_module_is_a_clear_error(tmp_path):
     import importlib.util
     if importlib.util.find_spec("zstandard") is not None:
@@ -325,3 +366,47 @@ def test_many_and_deep_directories(root):
         assert (root / f"d{149 - i}/link").read_bytes() == str(i).encode()
     assert (root / "top").read_bytes() == b"deep"
     assert os.stat(root / "top").st_ino == os.stat(root / deep / "bottom").st_ino
+
+
+# -- in a child process (UnpackProcess: what a pull uses for a big layer) ---------------
+
+def feed_child(dest, data, chunk=65536):
+    from minipod.rootfs.unpack import UnpackProcess
+    child = UnpackProcess(dest, "layer sha256:cd34…")
+    for i in range(0, len(data), chunk):
+        child.feed(data[i:i + chunk])
+    return child.finish()
+
+
+def test_a_child_process_unpacks_the_same_tree_and_diff_id(tmp_path):
+    members = [dir_("etc/", 0o755), reg("etc/hostname", b"box\n"),
+               reg("big", os.urandom(3 << 20), 0o600), sym("bin/sh", "/bin/busybox"),
+               hard("etc/name", "etc/hostname"), dir_("ro", 0o555), reg("ro/f", b"x")]
+    data = gzip.compress(layer_bytes(*members))
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    want = unpack_layer(io.BytesIO(data), here)
+    assert feed_child(there, data) == want
+    for rel in ("etc/hostname", "big", "ro/f", "etc/name"):
+        assert (there / rel).read_bytes() == (here / rel).read_bytes()
+    assert stat.S_IMODE((there / "big").stat().st_mode) == 0o600
+    assert stat.S_IMODE((there / "ro").stat().st_mode) == 0o555
+    assert os.readlink(there / "bin/sh") == "/bin/busybox"
+    assert (there / "etc/name").stat().st_ino == (there / "etc/hostname").stat().st_ino
+
+
+def test_a_child_process_refuses_an_escape_with_the_same_error(tmp_path, root):
+    data = layer_bytes(reg("ok", b"fine"), reg("../../escaped", b"pwned"))
+    with pytest.raises(LayerError) as e:
+        feed_child(root, data)
+    assert str(e.value) == ('layer sha256:cd34…: member "../../escaped": '
+                            "path leaves the layer root")
+    assert (e.value.member, e.value.reason) == ("../../escaped", "path leaves the layer root")
+    assert not (tmp_path / "escaped").exists() and not (root.parent / "escaped").exists()
+
+
+def test_a_child_process_fed_a_truncated_stream_fails(root):
+    data = gzip.compress(layer_bytes(reg("f", os.urandom(200_000))))
+    with pytest.raises(LayerError, match="truncated|ends inside|not a tar"):
+        feed_child(root, data[:len(data) // 2])
