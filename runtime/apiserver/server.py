@@ -39,7 +39,8 @@ from minipod.runtime.apiserver.store import Store
 from minipod.runtime.apiserver.selectors import (SelectorError, parse_field_selector,
                                                  parse_label_selector)
 
-MAX_BODY = 3 * 1024 * 1024 + 64 * 1024   # Kubernetes' 3 MiB request limit, plus framing
+MAX_BODY = 3 * 1024 * 1024     # kube-apiserver's MaxRequestBodyBytes
+DISCARD_BYTES = 64 << 20       # read and dropped after a 413, at most
 WATCH_DEFAULT_SECONDS = 1800
 IDLE_CONNECTION_SECONDS = 120
 POD_CONNECTIONS = 128          # open connections on the pods' listener, all pods together
@@ -154,24 +155,55 @@ class Handler(BaseHTTPRequestHandler):
     # ---- plumbing ------------------------------------------------------------
 
     def read_body(self) -> bytes:
+        """The request's body (Content-Length or chunked), at most MAX_BODY
+        bytes: more is 413 in kube-apiserver's words, a malformed length 400."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             data = b""
             while True:
-                size = int(self.rfile.readline(100).split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline(100)
+                try:
+                    size = int(line.split(b";")[0].strip() or b"0", 16)
+                except ValueError:
+                    self.close_connection = True
+                    raise ApiError(400, "BadRequest", f"invalid chunk size {line[:20]!r}")
                 if size == 0:
                     self.rfile.readline(100)
                     return data
                 if len(data) + size > MAX_BODY:
-                    self.close_connection = True
-                    raise ApiError(413, "RequestEntityTooLarge", "the request is too large")
+                    raise self.too_large()
                 data += self.rfile.read(size)
                 self.rfile.readline(100)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
+        text = self.headers.get("Content-Length") or "0"
+        if not text.isdigit():          # int() would take "-5" and read to EOF
             self.close_connection = True
-            raise ApiError(413, "RequestEntityTooLarge",
-                           f"the request is too large: {length} bytes (limit {MAX_BODY})")
+            raise ApiError(400, "BadRequest", f"invalid Content-Length {text[:20]!r}")
+        length = int(text)
+        if length > MAX_BODY:
+            raise self.too_large()
         return self.rfile.read(length) if length else b""
+
+    def too_large(self) -> ApiError:
+        self.close_connection = True
+        self.unread = True
+        return ApiError(413, "RequestEntityTooLarge",
+                        f"Request entity too large: limit is {MAX_BODY}")
+
+    def discard_unread(self) -> None:
+        """After an answer to a body too large: read and drop what the client
+        still sends (a few seconds, DISCARD_BYTES at most) before the close,
+        so that the close is no reset that loses the answer on its way (Go's
+        http server waits the same way before it closes)."""
+        deadline = time.monotonic() + 5
+        left = DISCARD_BYTES
+        try:
+            self.connection.settimeout(1)
+            while left > 0 and time.monotonic() < deadline:
+                data = self.connection.recv(min(left, 1 << 16))
+                if not data:
+                    return
+                left -= len(data)
+        except (OSError, ssl.SSLError):
+            pass
 
     def send_json(self, code: int, obj, content_type: str = "application/json",
                   headers: list[tuple[str, str]] = ()) -> None:
@@ -246,6 +278,8 @@ class Handler(BaseHTTPRequestHandler):
             self.route(method, parts, q, body)
         except ApiError as e:
             self.send_json(e.code, e.status())
+            if getattr(self, "unread", False):
+                self.discard_unread()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
         except Exception as e:
@@ -531,17 +565,8 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(415, "UnsupportedMediaType",
                            f'the body of the request was in an unknown format - accepted media '
                            f'types include: application/json, application/yaml')
-        try:
-            if "yaml" in ctype:
-                import yaml
-                obj = yaml.safe_load(body.decode())
-            else:
-                obj = json.loads(body or b"{}")
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ApiError(400, "BadRequest",
-                           f"couldn't get version/kind; json parse error: {e}")
-        except Exception as e:  # yaml errors
-            raise ApiError(400, "BadRequest", f"error converting YAML to JSON: {e}")
+        from minipod.runtime.apiserver import decoding
+        obj = decoding.loads(body, yaml="yaml" in ctype)
         if not isinstance(obj, dict):
             raise ApiError(400, "BadRequest",
                            "couldn't get version/kind; json parse error: expected an object")
