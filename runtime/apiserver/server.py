@@ -350,6 +350,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and p == ["apis", "authorization.k8s.io", "v1",
                                       "selfsubjectaccessreviews"]:
             return self.access_review(body)
+        if method == "POST" and p == ["apis", "authentication.k8s.io", "v1",
+                                      "selfsubjectreviews"]:
+            return self.send_json(201, auth.self_review(self.user, self.account_uid()))
         if p[:2] == ["api", "v1"]:
             return self.core(method, p[2:], q, body)
         if method == "GET" and p[:3] == ["apis", "metrics.k8s.io", "v1beta1"] and n > 3:
@@ -449,6 +452,13 @@ class Handler(BaseHTTPRequestHandler):
                              "apiVersion": "authorization.k8s.io/v1",
                              "metadata": {"creationTimestamp": None},
                              "spec": spec, "status": auth.review_answer(self.user, spec)})
+
+    def account_uid(self) -> str:
+        """The uid of a pod's service account (as its token's claims name it)."""
+        if self.user.namespace is None:
+            return ""
+        from minipod.runtime import serviceaccount
+        return serviceaccount.account_uid(self.server.sa_key, self.user.namespace)
 
     # ---- namespaces and the node ---------------------------------------------
 
