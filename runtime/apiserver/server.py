@@ -5,7 +5,10 @@ One thread per connection (ThreadingHTTPServer, daemon threads): the load
 is one user with a few long-lived connections (watches, logs -f, exec).
 The TLS handshake runs in the connection's thread, so a slow or silent
 client never holds up the others; a client without a certificate of our
-CA fails the handshake (CERT_REQUIRED) and is closed.
+CA fails the handshake (CERT_REQUIRED) and is closed. A handshake must end
+within HANDSHAKE_SECONDS and a request's headers arrive within
+HEADER_SECONDS of their first byte (Deadlines), so a client that trickles
+them cannot hold a connection (and a slot of the pods' listener) for ever.
 
 Two listeners, one store: 127.0.0.1:PORT (certificate required, as above)
 and GATEWAY:PORT, the pod bridge's address, for pods (certificate optional;
@@ -43,6 +46,9 @@ MAX_BODY = 3 * 1024 * 1024     # kube-apiserver's MaxRequestBodyBytes
 DISCARD_BYTES = 64 << 20       # read and dropped after a 413, at most
 WATCH_DEFAULT_SECONDS = 1800
 IDLE_CONNECTION_SECONDS = 120
+HANDSHAKE_SECONDS = 10         # for the whole TLS handshake
+HEADER_SECONDS = 32            # for a request's headers, from their first byte (kube-apiserver's
+                               # ReadHeaderTimeout): a client trickling them is cut off
 POD_CONNECTIONS = 128          # open connections on the pods' listener, all pods together
 VERBOSE = bool(os.environ.get("MINIPOD_API_VERBOSE"))
 TABLE = {"type": "application/json", "as": "Table", "g": "meta.k8s.io", "v": "v1"}
@@ -95,12 +101,17 @@ class Server(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address) -> None:
         """TLS handshake here, in the connection's own thread."""
-        request.settimeout(10)
+        request.settimeout(HANDSHAKE_SECONDS)
         # a response is two writes (headers, body): with Nagle the second waits
         # for the client's delayed ACK, 40 ms per request on a kept-alive connection
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        fd = request.fileno()
+        DEADLINES.set(fd, HANDSHAKE_SECONDS)
         try:
-            conn = self.ctx.wrap_socket(request, server_side=True)
+            try:
+                conn = self.ctx.wrap_socket(request, server_side=True)
+            finally:
+                DEADLINES.clear(fd)
         except (ssl.SSLError, OSError) as e:
             if VERBOSE:
                 log(f"refused {client_address[0]}:{client_address[1]}: {e}")
@@ -122,6 +133,50 @@ class Server(ThreadingHTTPServer):
         super().server_close()
 
 
+class Deadlines:
+    """Connections that must finish a step (the TLS handshake, a request's
+    headers) by a time: one thread for all of them shuts down the socket of
+    the late ones, which ends the blocked read in the connection's thread.
+    A per-read timeout alone cannot: a byte every few seconds resets it.
+
+    Keyed by fd (wrap_socket moves the fd to a new socket object). The
+    shutdown runs under the lock that clear() takes, and a connection clears
+    its fd before closing it, so a late shutdown never hits a reused fd."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.due: dict[int, float] = {}
+        self.thread: threading.Thread | None = None
+
+    def set(self, fd: int, seconds: float) -> None:
+        with self.lock:
+            self.due[fd] = time.monotonic() + seconds
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, daemon=True,
+                                               name="minipod:api-deadlines")
+                self.thread.start()
+
+    def clear(self, fd: int) -> None:
+        with self.lock:
+            self.due.pop(fd, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(1)
+            now = time.monotonic()
+            with self.lock:
+                for fd in [fd for fd, t in self.due.items() if t <= now]:
+                    del self.due[fd]
+                    try:   # on a dup of the fd: the SSL object stays its reader's alone
+                        with socket.socket(fileno=os.dup(fd)) as dup:
+                            dup.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+
+DEADLINES = Deadlines()
+
+
 def _one(q: dict, key: str, default=None):
     values = q.get(key)
     return values[-1] if values else default
@@ -136,6 +191,23 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args) -> None:
         if VERBOSE:
             log(f"{self.client_address[0]} {fmt % args}")
+
+    def handle_one_request(self) -> None:
+        """One request; its headers must all arrive within HEADER_SECONDS of
+        their first byte (waiting for that byte is the idle timeout's)."""
+        try:
+            if not self.rfile.peek(1):
+                self.close_connection = True
+                return
+        except (OSError, ValueError):
+            self.close_connection = True
+            return
+        fd = self.connection.fileno()
+        DEADLINES.set(fd, HEADER_SECONDS)
+        try:
+            super().handle_one_request()
+        finally:
+            DEADLINES.clear(fd)
 
     def do_GET(self):
         self.dispatch("GET")
@@ -265,6 +337,7 @@ class Handler(BaseHTTPRequestHandler):
                    for e in discovery.accept_params(self.headers.get("Accept", "")))
 
     def dispatch(self, method: str) -> None:
+        DEADLINES.clear(self.connection.fileno())      # the headers are in
         url = urlsplit(self.path)
         q = parse_qs(url.query, keep_blank_values=True)
         parts = [p for p in url.path.split("/") if p]

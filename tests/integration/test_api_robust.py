@@ -224,25 +224,48 @@ def test_ten_megabytes_is_too_large(api, kubectl, tmp_path):
 
 # ---- slow clients ------------------------------------------------------------------
 
+class Drip(threading.Thread):
+    """Send data to sock a byte a second; `cut` is set once the server
+    has closed the connection (a send fails)."""
+
+    def __init__(self, sock, data: bytes):
+        super().__init__(daemon=True)
+        self.sock, self.data = sock, data
+        self.cut, self.stop = threading.Event(), threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        for byte in self.data:
+            if self.stop.wait(1):
+                return
+            try:
+                self.sock.sendall(bytes([byte]))
+            except OSError:
+                self.cut.set()
+                return
+
+
+def client_hello(api: Api) -> bytes:
+    """The first flight of a TLS handshake with the admin certificate's context."""
+    out = ssl.MemoryBIO()
+    tls = context(api).wrap_bio(ssl.MemoryBIO(), out, server_hostname="127.0.0.1")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return out.read()
+
+
 def test_slow_clients_do_not_hold_up_others(api, kubectl):
     before = _stable(api.pid)
     # a TLS handshake never finished: a ClientHello's first bytes, then nothing
     stalled = socket.create_connection(("127.0.0.1", api.port), timeout=30)
     stalled.sendall(b"\x16\x03\x01\x02\x00")
-    # headers trickled a byte a second (from a thread)
+    # a handshake trickled, a byte a second (each read gets a byte in time)
+    slow_hello = socket.create_connection(("127.0.0.1", api.port), timeout=30)
+    hello = Drip(slow_hello, client_hello(api))
+    # headers trickled a byte a second
     trickle = connect(api)
-    stop_trickle = threading.Event()
-
-    def drip():
-        for byte in b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"s" * 1000:
-            if stop_trickle.wait(1):
-                return
-            try:
-                trickle.sendall(bytes([byte]))
-            except OSError:
-                return
-    dripper = threading.Thread(target=drip, daemon=True)
-    dripper.start()
+    headers = Drip(trickle, b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+                   + b"s" * 1000)
     # a body promised and never sent
     promised = connect(api)
     promised.sendall(f"POST {PODS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -251,13 +274,18 @@ def test_slow_clients_do_not_hold_up_others(api, kubectl):
         time.sleep(2)
         for _ in range(3):
             answered(kubectl)
-        assert held(api.pid)["threads"] >= before["threads"] + 3
-        # the handshake has a deadline of its own; the others are ended by the client
+        assert held(api.pid)["threads"] >= before["threads"] + 4
+        # the handshake has a deadline (10 s), the headers one of their own
+        # (32 s from their first byte, kube-apiserver's ReadHeaderTimeout)
         assert closed(stalled, 30)
+        assert hello.cut.wait(30), "a handshake trickled a byte a second was never cut off"
+        assert headers.cut.wait(45), "headers trickled a byte a second were never cut off"
+        answered(kubectl)
     finally:
-        stop_trickle.set()
-        dripper.join()
-        for s in (stalled, trickle, promised):
+        for drip in (hello, headers):
+            drip.stop.set()
+            drip.join()
+        for s in (stalled, slow_hello, trickle, promised):
             s.close()
     after = settled(api.pid, before)
     assert (after["threads"], after["fds"]) <= (before["threads"], before["fds"]), \
