@@ -6,7 +6,8 @@ kube-apiserver reads a body with Go's encoding/json (sigs.k8s.io/json) or,
 for YAML, go-yaml then JSON, and a client sees those libraries' messages:
 
     couldn't get version/kind; json parse error: unexpected end of JSON input
-    couldn't get version/kind; json parse error: invalid character 'P' looking for beginning of value
+    couldn't get version/kind; json parse error: invalid character 'P' looking for
+        beginning of value
     couldn't get version/kind; json parse error: exceeded max depth
     error converting YAML to JSON: yaml: line 2: did not find expected node content
     error converting YAML to JSON: yaml: document contains excessive aliasing

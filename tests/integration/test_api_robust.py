@@ -191,7 +191,7 @@ def test_unknown_fields_strict(api):
 def test_ten_megabytes_is_too_large(api, kubectl, tmp_path):
     big = b'{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"big"},' \
           b'"data":{"x":"' + b"y" * (10 << 20) + b'"}}'
-    # the whole body sent: the answer comes, and the connection stays usable for nothing
+    # the whole body sent: the server reads and drops the rest, so the answer arrives
     code, answer = call(api, "POST", "/api/v1/namespaces/default/configmaps", big)
     assert (code, parts(answer)) == (413, status(
         413, "RequestEntityTooLarge", f"Request entity too large: limit is {LIMIT}"))
