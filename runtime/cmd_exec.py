@@ -80,6 +80,7 @@ def run(args, paths) -> int:
     finally:
         if theirs is not None:
             theirs.close()
+    _pass_signals(child)
     if ours is not None:
         master = enter.receive_pty(ours)
         ours.close()
@@ -88,6 +89,38 @@ def run(args, paths) -> int:
         _relay_pipes(child, pipes)
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _pass_signals(child: int) -> None:
+    """Pass SIGINT, SIGTERM and SIGHUP on to the command's process group.
+
+    The command is in a session of its own ([2:EXEC] calls setsid), so a
+    signal to this CLI or its group (Ctrl-C without -t; the API server
+    ending the CLI of an exec whose client went away) would not reach it,
+    and it would outlive us in the container. A second signal kills the
+    group (SIGKILL): it ignored or trapped the first. The command's host pid
+    is [1:JOIN]'s only child; a pidfd makes the signal to the command itself
+    race-free, killpg takes what it started in its group along."""
+    import signal
+    try:
+        with open(f"/proc/{child}/task/{child}/children") as f:
+            pid = int(f.read().split()[0])
+        pidfd = os.pidfd_open(pid)
+    except (OSError, ValueError, IndexError):
+        return          # it has ended already
+    received = []
+
+    def forward(signum, _frame) -> None:
+        received.append(signum)
+        sig = signum if len(received) == 1 else signal.SIGKILL
+        try:
+            signal.pidfd_send_signal(pidfd, sig)
+            os.killpg(pid, sig)     # the group: pid still names the command (no ESRCH above)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
 
 
 def _pick(record: dict, wanted: str | None) -> dict:

@@ -20,6 +20,7 @@ objects):
 
     get, list, watch   pods, pods/log, pods/status, events   in its own namespace
     create             selfsubjectaccessreviews   (`kubectl auth can-i`)
+                       selfsubjectreviews         (`kubectl auth whoami`)
     get                /version /api /apis and their discovery documents,
                        /openapi/*, /healthz /livez /readyz   (system:discovery)
 
@@ -126,7 +127,8 @@ def allowed(user: User, r: Request) -> bool:
     if not r.resource_request:
         return r.verb == "get" and (r.path in DISCOVERY_PATHS or r.path.startswith(
             ("/api/", "/apis/", "/openapi/", "/version/")))
-    if r.group == "authorization.k8s.io" and r.resource == "selfsubjectaccessreviews":
+    if (r.group, r.resource) in (("authorization.k8s.io", "selfsubjectaccessreviews"),
+                                 ("authentication.k8s.io", "selfsubjectreviews")):
         return r.verb == "create"
     resource = f"{r.resource}/{r.subresource}" if r.subresource else r.resource
     return (r.group == "" and user.namespace is not None and r.namespace == user.namespace
@@ -168,6 +170,19 @@ def authenticate(has_cert: bool, authorization: str | None, check_token) -> User
     if namespace is None:
         raise UNAUTHORIZED
     return service_account(namespace)
+
+
+# ---- SelfSubjectReview (`kubectl auth whoami`) -----------------------------------
+
+def self_review(user: User, uid: str = "") -> dict:
+    """Who the server thinks USER is, as authentication.k8s.io/v1 answers it
+    (kubectl prints Username, UID and Groups). It has no spec: the body of
+    the request, JSON or protobuf, is not read for anything."""
+    info = {"username": user.name, "groups": list(user.groups)}
+    if uid:
+        info["uid"] = uid
+    return {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": None}, "status": {"userInfo": info}}
 
 
 # ---- SelfSubjectAccessReview ---------------------------------------------------

@@ -12,6 +12,13 @@ RUN/objects, runtime/configobjects.py); this server reads the files, as
 it reads pod records, and numbers each change in the store's change log
 (sync), so list and watch never disagree. A Secret goes out as the API
 has it: base64 `data`, never the plain text, and never into a log line.
+
+kube-root-ca.crt: the ConfigMap a cluster's root-ca-cert-publisher keeps
+in every namespace, `ca.crt` = the CA that signed the API server's
+certificate (the one a pod's ServiceAccount volume holds). It is made
+here, from LIB/pki/ca.crt, for each namespace, never stored; a write to
+it is refused (403), since the cluster's controller would only rewrite
+it, and a create of it is AlreadyExists.
 """
 from __future__ import annotations
 
@@ -41,6 +48,54 @@ def cells(obj: dict) -> list:
     if obj["kind"] == "Secret":
         return [meta["name"], obj.get("type", "Opaque"), count, age]
     return [meta["name"], count, age]
+
+
+# ---- kube-root-ca.crt ---------------------------------------------------------
+
+ROOT_CA = "kube-root-ca.crt"
+ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal "
+    "endpoints such as the internal service IP or kubernetes.default.svc. No other usage is "
+    "guaranteed across distributions of Kubernetes clusters.")
+
+
+def root_ca(paths, ns: str) -> dict | None:
+    """NS's kube-root-ca.crt (None: no CA yet, or no namespace NS)."""
+    import hashlib
+    from minipod.runtime.apiserver import objects, pki
+    if ns not in objects.NAMESPACES:
+        return None
+    crt = pki.files(paths).ca_crt
+    try:
+        pem = crt.read_text()
+        made = os.stat(crt).st_mtime
+    except OSError:
+        return None
+    h = hashlib.sha256(f"{ns}/{ROOT_CA}/{pem}".encode()).hexdigest()
+    import time
+    return {"kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": ROOT_CA, "namespace": ns,
+                         "uid": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}",
+                         "resourceVersion": "1",     # it never changes
+                         "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                            time.gmtime(made)),
+                         "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
+            "data": {"ca.crt": pem}}
+
+
+def root_cas(paths, ns: str | None) -> list[dict]:
+    from minipod.runtime.apiserver import objects
+    found = (root_ca(paths, n) for n in (objects.NAMESPACES if ns is None else [ns]))
+    return [o for o in found if o is not None]
+
+
+def _root_ca_write(method: str, ns: str) -> ApiError:
+    verb = {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+    return ApiError(403, "Forbidden", f'configmaps "{ROOT_CA}" is forbidden: minipod keeps '
+                                      f'it (the CA of the API server) in every namespace, as a '
+                                      f"cluster's root-ca-cert-publisher does: it cannot "
+                                      f"{verb} it (namespace \"{ns}\")",
+                    {"name": ROOT_CA, "kind": "configmaps"})
 
 
 # ---- the store's part (called from Store._sync, store.cond held) ------------
@@ -82,8 +137,12 @@ def sync(store) -> bool:
 
 
 def current(store, resource: str) -> list[tuple[dict, None]]:
-    """(object, None) of every stored object of resource (for a watch's ADDED)."""
-    return [(e.obj, None) for (r, _, _), e in sorted(store.configs.items()) if r == resource]
+    """(object, None) of every object of resource (for a watch's ADDED)."""
+    out = [(e.obj, None) for (r, _, n), e in sorted(store.configs.items()) if r == resource
+           and not (r == "configmaps" and n == ROOT_CA)]
+    if resource == "configmaps":
+        out += [(o, None) for o in root_cas(store.paths, None)]
+    return out
 
 
 # ---- handlers ---------------------------------------------------------------
@@ -95,6 +154,11 @@ def _one(q: dict, key: str, default=None):
 
 def entry(handler, resource: str, ns: str, name: str):
     store = handler.server.store
+    if resource == "configmaps" and name == ROOT_CA:
+        obj = root_ca(store.paths, ns)
+        if obj is not None:
+            from minipod.runtime.apiserver.store import Entry
+            return Entry(obj, obj, None)
     store.sync()
     found = store.configs.get((resource, ns, name))
     if found is None:
@@ -111,6 +175,10 @@ def serve(handler, method: str, ns: str | None, resource: str, rest: list[str], 
         return create(handler, ns, resource, q, body)
     if ns is not None and len(rest) == 1:
         name = rest[0]
+        if resource == "configmaps" and name == ROOT_CA and method in ("PUT", "PATCH",
+                                                                       "DELETE"):
+            entry(handler, resource, ns, name)      # 404 in a namespace that is not there
+            raise _root_ca_write(method, ns)
         if method == "GET":
             found = entry(handler, resource, ns, name)
             if handler.wants_table():
@@ -136,6 +204,10 @@ def list_objects(handler, ns: str | None, resource: str, q: dict) -> None:
         rv = str(store.rv)
         items = [e.obj for (r, n, _), e in sorted(store.configs.items())
                  if r == resource and (ns is None or n == ns) and match(e.obj)]
+    if resource == "configmaps":        # the published one wins over a stored namesake
+        items = sorted([o for o in items if o["metadata"]["name"] != ROOT_CA]
+                       + [o for o in root_cas(store.paths, ns) if match(o)],
+                       key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
     if handler.wants_table():
         return handler.send_json(200, table(COLUMNS[resource], [(cells(o), o) for o in items],
                                             rv, _one(q, "includeObject", "Metadata")))
@@ -233,7 +305,8 @@ def decode(handler, body: bytes) -> dict:
 def create(handler, ns: str, resource: str, q: dict, body: bytes) -> None:
     obj = decode(handler, body)
     checked, warnings = check(obj, resource, ns, q)
-    if configobjects.read(handler.server.paths, resource, ns, checked.name) is not None:
+    if configobjects.read(handler.server.paths, resource, ns, checked.name) is not None or (
+            resource == "configmaps" and checked.name == ROOT_CA):
         raise ApiError(409, "AlreadyExists", f'{resource} "{checked.name}" already exists',
                        {"name": checked.name, "kind": resource})
     handler.send_json(201, _put(handler, checked, q), headers=_warnings(warnings))

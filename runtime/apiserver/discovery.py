@@ -34,9 +34,11 @@ CORE = [
 ]
 AUTHZ = ("authorization.k8s.io", "v1",
          [("selfsubjectaccessreviews", "SelfSubjectAccessReview", False, ["create"], [], [], [])])
+AUTHN = ("authentication.k8s.io", "v1",
+         [("selfsubjectreviews", "SelfSubjectReview", False, ["create"], [], [], [])])
 METRICS = ("metrics.k8s.io", "v1beta1",
            [("pods", "PodMetrics", True, ["get", "list"], [], [], [])])
-GROUPS = [AUTHZ, METRICS]
+GROUPS = [AUTHN, AUTHZ, METRICS]
 
 
 def accept_params(accept: str) -> list[dict]:

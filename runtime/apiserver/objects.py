@@ -29,6 +29,8 @@ class ApiError(Exception):
     def status(self) -> dict:
         out = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                "message": self.message, "reason": self.reason, "code": self.code}
+        if not self.reason:
+            del out["reason"]       # StatusReasonUnknown: Go omits it
         if self.details is not None:
             out["details"] = self.details
         return out

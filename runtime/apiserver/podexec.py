@@ -318,14 +318,27 @@ def _set_size(master: int, size: tuple[int, int]) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """The client went away: end the CLI (and so the session) it started."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(2)
-    except subprocess.TimeoutExpired:
+    """The client went away: end the CLI and the command it runs.
+
+    SIGHUP, as a terminal's hang-up; the CLI passes it on to the command
+    (cmd_exec._pass_signals: the command is in a session of its own, which
+    a signal to the CLI's group would miss). If the command does not end
+    within 2 s, SIGTERM: the CLI answers a second signal with SIGKILL to
+    the command's group. SIGKILL to the CLI's group is the last word. The
+    first two go to the CLI alone: its [1:JOIN] child must stay to report
+    the command's end."""
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+            if sig == signal.SIGKILL:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        try:
+            proc.wait(2)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.wait()
 
 
 def _status(code: int) -> dict:

@@ -152,6 +152,8 @@ def serve(handler, method: str, ns: str, name: str, q: dict, body: bytes) -> Non
     ctype = _content_type(handler)
     dry_run = (q.get("dryRun") or [""])[-1] == "All"
     if method == "PATCH" and ctype == "application/apply-patch+yaml":
+        from minipod.runtime.apiserver import validation
+        validation.check_apply(handler.decode(body), ns, name)
         try:
             handler.pod(ns, name)
         except ApiError as e:

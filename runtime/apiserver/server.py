@@ -5,7 +5,10 @@ One thread per connection (ThreadingHTTPServer, daemon threads): the load
 is one user with a few long-lived connections (watches, logs -f, exec).
 The TLS handshake runs in the connection's thread, so a slow or silent
 client never holds up the others; a client without a certificate of our
-CA fails the handshake (CERT_REQUIRED) and is closed.
+CA fails the handshake (CERT_REQUIRED) and is closed. A handshake must end
+within HANDSHAKE_SECONDS and a request's headers arrive within
+HEADER_SECONDS of their first byte (Deadlines), so a client that trickles
+them cannot hold a connection (and a slot of the pods' listener) for ever.
 
 Two listeners, one store: 127.0.0.1:PORT (certificate required, as above)
 and GATEWAY:PORT, the pod bridge's address, for pods (certificate optional;
@@ -39,9 +42,13 @@ from minipod.runtime.apiserver.store import Store
 from minipod.runtime.apiserver.selectors import (SelectorError, parse_field_selector,
                                                  parse_label_selector)
 
-MAX_BODY = 3 * 1024 * 1024 + 64 * 1024   # Kubernetes' 3 MiB request limit, plus framing
+MAX_BODY = 3 * 1024 * 1024     # kube-apiserver's MaxRequestBodyBytes
+DISCARD_BYTES = 64 << 20       # read and dropped after a 413, at most
 WATCH_DEFAULT_SECONDS = 1800
 IDLE_CONNECTION_SECONDS = 120
+HANDSHAKE_SECONDS = 10         # for the whole TLS handshake
+HEADER_SECONDS = 32            # for a request's headers, from their first byte (kube-apiserver's
+                               # ReadHeaderTimeout): a client trickling them is cut off
 POD_CONNECTIONS = 128          # open connections on the pods' listener, all pods together
 VERBOSE = bool(os.environ.get("MINIPOD_API_VERBOSE"))
 TABLE = {"type": "application/json", "as": "Table", "g": "meta.k8s.io", "v": "v1"}
@@ -94,12 +101,17 @@ class Server(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address) -> None:
         """TLS handshake here, in the connection's own thread."""
-        request.settimeout(10)
+        request.settimeout(HANDSHAKE_SECONDS)
         # a response is two writes (headers, body): with Nagle the second waits
         # for the client's delayed ACK, 40 ms per request on a kept-alive connection
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        fd = request.fileno()
+        DEADLINES.set(fd, HANDSHAKE_SECONDS)
         try:
-            conn = self.ctx.wrap_socket(request, server_side=True)
+            try:
+                conn = self.ctx.wrap_socket(request, server_side=True)
+            finally:
+                DEADLINES.clear(fd)
         except (ssl.SSLError, OSError) as e:
             if VERBOSE:
                 log(f"refused {client_address[0]}:{client_address[1]}: {e}")
@@ -121,6 +133,50 @@ class Server(ThreadingHTTPServer):
         super().server_close()
 
 
+class Deadlines:
+    """Connections that must finish a step (the TLS handshake, a request's
+    headers) by a time: one thread for all of them shuts down the socket of
+    the late ones, which ends the blocked read in the connection's thread.
+    A per-read timeout alone cannot: a byte every few seconds resets it.
+
+    Keyed by fd (wrap_socket moves the fd to a new socket object). The
+    shutdown runs under the lock that clear() takes, and a connection clears
+    its fd before closing it, so a late shutdown never hits a reused fd."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.due: dict[int, float] = {}
+        self.thread: threading.Thread | None = None
+
+    def set(self, fd: int, seconds: float) -> None:
+        with self.lock:
+            self.due[fd] = time.monotonic() + seconds
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, daemon=True,
+                                               name="minipod:api-deadlines")
+                self.thread.start()
+
+    def clear(self, fd: int) -> None:
+        with self.lock:
+            self.due.pop(fd, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(1)
+            now = time.monotonic()
+            with self.lock:
+                for fd in [fd for fd, t in self.due.items() if t <= now]:
+                    del self.due[fd]
+                    try:   # on a dup of the fd: the SSL object stays its reader's alone
+                        with socket.socket(fileno=os.dup(fd)) as dup:
+                            dup.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+
+DEADLINES = Deadlines()
+
+
 def _one(q: dict, key: str, default=None):
     values = q.get(key)
     return values[-1] if values else default
@@ -135,6 +191,23 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args) -> None:
         if VERBOSE:
             log(f"{self.client_address[0]} {fmt % args}")
+
+    def handle_one_request(self) -> None:
+        """One request; its headers must all arrive within HEADER_SECONDS of
+        their first byte (waiting for that byte is the idle timeout's)."""
+        try:
+            if not self.rfile.peek(1):
+                self.close_connection = True
+                return
+        except (OSError, ValueError):
+            self.close_connection = True
+            return
+        fd = self.connection.fileno()
+        DEADLINES.set(fd, HEADER_SECONDS)
+        try:
+            super().handle_one_request()
+        finally:
+            DEADLINES.clear(fd)
 
     def do_GET(self):
         self.dispatch("GET")
@@ -154,24 +227,55 @@ class Handler(BaseHTTPRequestHandler):
     # ---- plumbing ------------------------------------------------------------
 
     def read_body(self) -> bytes:
+        """The request's body (Content-Length or chunked), at most MAX_BODY
+        bytes: more is 413 in kube-apiserver's words, a malformed length 400."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             data = b""
             while True:
-                size = int(self.rfile.readline(100).split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline(100)
+                try:
+                    size = int(line.split(b";")[0].strip() or b"0", 16)
+                except ValueError:
+                    self.close_connection = True
+                    raise ApiError(400, "BadRequest", f"invalid chunk size {line[:20]!r}")
                 if size == 0:
                     self.rfile.readline(100)
                     return data
                 if len(data) + size > MAX_BODY:
-                    self.close_connection = True
-                    raise ApiError(413, "RequestEntityTooLarge", "the request is too large")
+                    raise self.too_large()
                 data += self.rfile.read(size)
                 self.rfile.readline(100)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
+        text = self.headers.get("Content-Length") or "0"
+        if not text.isdigit():          # int() would take "-5" and read to EOF
             self.close_connection = True
-            raise ApiError(413, "RequestEntityTooLarge",
-                           f"the request is too large: {length} bytes (limit {MAX_BODY})")
+            raise ApiError(400, "BadRequest", f"invalid Content-Length {text[:20]!r}")
+        length = int(text)
+        if length > MAX_BODY:
+            raise self.too_large()
         return self.rfile.read(length) if length else b""
+
+    def too_large(self) -> ApiError:
+        self.close_connection = True
+        self.unread = True
+        return ApiError(413, "RequestEntityTooLarge",
+                        f"Request entity too large: limit is {MAX_BODY}")
+
+    def discard_unread(self) -> None:
+        """After an answer to a body too large: read and drop what the client
+        still sends (a few seconds, DISCARD_BYTES at most) before the close,
+        so that the close is no reset that loses the answer on its way (Go's
+        http server waits the same way before it closes)."""
+        deadline = time.monotonic() + 5
+        left = DISCARD_BYTES
+        try:
+            self.connection.settimeout(1)
+            while left > 0 and time.monotonic() < deadline:
+                data = self.connection.recv(min(left, 1 << 16))
+                if not data:
+                    return
+                left -= len(data)
+        except (OSError, ssl.SSLError):
+            pass
 
     def send_json(self, code: int, obj, content_type: str = "application/json",
                   headers: list[tuple[str, str]] = ()) -> None:
@@ -233,6 +337,7 @@ class Handler(BaseHTTPRequestHandler):
                    for e in discovery.accept_params(self.headers.get("Accept", "")))
 
     def dispatch(self, method: str) -> None:
+        DEADLINES.clear(self.connection.fileno())      # the headers are in
         url = urlsplit(self.path)
         q = parse_qs(url.query, keep_blank_values=True)
         parts = [p for p in url.path.split("/") if p]
@@ -246,6 +351,8 @@ class Handler(BaseHTTPRequestHandler):
             self.route(method, parts, q, body)
         except ApiError as e:
             self.send_json(e.code, e.status())
+            if getattr(self, "unread", False):
+                self.discard_unread()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
         except Exception as e:
@@ -316,6 +423,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and p == ["apis", "authorization.k8s.io", "v1",
                                       "selfsubjectaccessreviews"]:
             return self.access_review(body)
+        if method == "POST" and p == ["apis", "authentication.k8s.io", "v1",
+                                      "selfsubjectreviews"]:
+            return self.send_json(201, auth.self_review(self.user, self.account_uid()))
         if p[:2] == ["api", "v1"]:
             return self.core(method, p[2:], q, body)
         if method == "GET" and p[:3] == ["apis", "metrics.k8s.io", "v1beta1"] and n > 3:
@@ -419,6 +529,13 @@ class Handler(BaseHTTPRequestHandler):
                              "apiVersion": "authorization.k8s.io/v1",
                              "metadata": {"creationTimestamp": None},
                              "spec": spec, "status": auth.review_answer(self.user, spec)})
+
+    def account_uid(self) -> str:
+        """The uid of a pod's service account (as its token's claims name it)."""
+        if self.user.namespace is None:
+            return ""
+        from minipod.runtime import serviceaccount
+        return serviceaccount.account_uid(self.server.sa_key, self.user.namespace)
 
     # ---- namespaces and the node ---------------------------------------------
 
@@ -541,17 +658,8 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(415, "UnsupportedMediaType",
                            f'the body of the request was in an unknown format - accepted media '
                            f'types include: application/json, application/yaml')
-        try:
-            if "yaml" in ctype:
-                import yaml
-                obj = yaml.safe_load(body.decode())
-            else:
-                obj = json.loads(body or b"{}")
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ApiError(400, "BadRequest",
-                           f"couldn't get version/kind; json parse error: {e}")
-        except Exception as e:  # yaml errors
-            raise ApiError(400, "BadRequest", f"error converting YAML to JSON: {e}")
+        from minipod.runtime.apiserver import decoding
+        obj = decoding.loads(body, yaml="yaml" in ctype)
         if not isinstance(obj, dict):
             raise ApiError(400, "BadRequest",
                            "couldn't get version/kind; json parse error: expected an object")

@@ -87,3 +87,48 @@ def invalid(obj: dict, problems: list[manifest.Problem]) -> ApiError:
     text = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     return ApiError(422, "Invalid", f'Pod "{name}" is invalid: {text}',
                     {"name": name, "kind": "Pod", "causes": causes})
+
+
+# list fields structured-merge-diff keys by a field (k8s.io/api patchMergeKey +
+# listType=map); a path into one names the element by its key, [name="c"]
+LIST_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name",
+             "volumes": "name", "env": "name", "volumeMounts": "mountPath",
+             "imagePullSecrets": "name", "hostAliases": "ip"}
+
+
+def _smd_path(obj: dict, field: str) -> str:
+    """spec.containers[0].images -> .spec.containers[name="c"].images"""
+    out, node, last = "", obj, None
+    for step in _path(field):
+        if isinstance(step, int):
+            item = node[step] if isinstance(node, list) and step < len(node) else None
+            key = LIST_KEYS.get(last)
+            if isinstance(item, dict) and key and key in item:
+                out += f"[{key}={json.dumps(item[key])}]"
+            else:
+                out += f"[{step}]"
+            node = item
+        else:
+            out += f".{step}"
+            node = node.get(step) if isinstance(node, dict) else None
+        last = step
+    return out
+
+
+def check_apply(obj: dict, namespace: str, name: str) -> None:
+    """The answer of kube-apiserver 1.32 to a server-side apply of a Pod with
+    fields its schema lacks (structured-merge-diff's typed conversion, a 500
+    with no reason in 1.32; kubernetes/kubernetes#122480); None if it has none."""
+    try:
+        _load(obj)
+        return
+    except manifest.ManifestError as e:
+        unknown = [p for p in e.problems if _unknown(p)]
+    except ApiError:
+        return
+    if not unknown:
+        return
+    errors = [f"{_smd_path(obj, p.field)}: field not declared in schema" for p in unknown]
+    text = errors[0] if len(errors) == 1 else "errors:\n  " + "\n  ".join(errors)
+    raise ApiError(500, "", f"failed to create typed patch object ({namespace}/{name}; "
+                            f"/v1, Kind=Pod): {text}")
