@@ -62,8 +62,9 @@ ROOT_CA_DESCRIPTION = (
 def root_ca(paths, ns: str) -> dict | None:
     """NS's kube-root-ca.crt (None: no CA yet, or no namespace NS)."""
     import hashlib
-    from minipod.runtime.apiserver import objects, pki
-    if ns not in objects.NAMESPACES:
+    from minipod.runtime import namespaces
+    from minipod.runtime.apiserver import pki
+    if namespaces.read(paths, ns) is None:
         return None
     crt = pki.files(paths).ca_crt
     try:
@@ -84,8 +85,9 @@ def root_ca(paths, ns: str) -> dict | None:
 
 
 def root_cas(paths, ns: str | None) -> list[dict]:
-    from minipod.runtime.apiserver import objects
-    found = (root_ca(paths, n) for n in (objects.NAMESPACES if ns is None else [ns]))
+    from minipod.runtime import namespaces
+    every = [r["name"] for r in namespaces.read_all(paths)] if ns is None else [ns]
+    found = (root_ca(paths, n) for n in every)
     return [o for o in found if o is not None]
 
 
