@@ -40,7 +40,7 @@ import traceback
 import uuid
 from pathlib import Path
 
-from minipod import cgroups, explain
+from minipod import cgroups, explain, timings
 from minipod.netns import antispoof, bridge, hostport
 from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
@@ -103,6 +103,7 @@ class Agent:
         self.checks: dict[int, tuple[int, object]] = {}  # probe/hook child pid -> (fd, done)
         self.pulls: dict[str, dict] = {}                 # image ref -> its pull in flight
         self.explain_delete: dict[str, list] = {}        # pod -> --explain steps so far
+        self.timings_delete: dict[str, list] = {}        # pod -> --timings marks so far
         self.pull_pids: dict[int, str] = {}
         self.measuring: int | None = None               # the disk usage child's pid
         self.idle_since = time.monotonic()
@@ -258,14 +259,19 @@ class Agent:
         return {"ok": True, "pid": os.getpid()}
 
     def op_run(self, request, conn) -> dict:
+        if request.get("timings"):
+            timings.start()
+            timings.mark("agent: receive the request")
         pod = manifest.load_object(request["object"], request.get("source", "<request>"))
+        timings.mark("agent: validate the manifest")
         if request.get("explain"):
             explain.start()
         try:
             record = self.create_pod(pod)
         finally:
             steps = explain.stop()
-        return {"ok": True, "pod": record, "explain": steps}
+            marks = timings.stop()
+        return {"ok": True, "pod": record, "explain": steps, "timings": marks}
 
     def op_delete(self, request, conn):
         name = request["name"]
@@ -275,11 +281,17 @@ class Agent:
         if request.get("explain"):
             self.explain_delete[name] = []
             explain.start()
+        if request.get("timings"):
+            self.timings_delete[name] = []
+            timings.start()
+            timings.mark("agent: receive the request")
         try:
             self.delete_pod(name, request.get("grace"))
         finally:
             if name in self.explain_delete:
                 self.explain_delete[name] += explain.stop()
+            if name in self.timings_delete:
+                self.timings_delete[name] += timings.stop()
         return None
 
     def op_update(self, request, conn) -> dict:
@@ -405,15 +417,19 @@ class Agent:
             undo.callback(self.records.pop, pod.name, None)
             self.event(pod.name, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} "
                                               f"to {record['nodeName']}")
+            timings.mark("agent: pod dir, hostPorts claimed")
             self._save(pod.name)
+            timings.mark("agent: state saved (Pending)")
             faults.point("create:state")
             # 1. namespaces: net, ipc, uts, pinned by bind mounts
             undo.callback(sandbox.destroy, pod_dir, netns_path)
             sandbox.create(pod_dir, netns_path, pod.name)
+            timings.mark("sandbox: net, ipc, uts namespaces made and pinned")
             faults.point("create:namespaces")
             # 2. an IP from the pod network
             undo.callback(self.ipam.release, uid)
             ip = self.ipam.allocate(uid)
+            timings.mark("IPAM: lease an IP")
             faults.point("create:ip")
             explain.step(f"echo {uid} > {self.paths.ipam}/{ip}",
                          f"lease an IP from {self.net.subnet}: one file per IP, taken under "
@@ -422,12 +438,15 @@ class Agent:
             ifname = bridge.host_ifname(uid)
             undo.callback(bridge.detach_pod, self.ipr, ifname)
             link = self._attach(str(netns_path), ifname, str(ip))
+            timings.mark("veth: pair made, pod side addressed, host side on the bridge")
             tag = self.paths.identity.tag
             undo.callback(antispoof.remove, uid, instance=tag)
             antispoof.add(uid, link.host_ifname, link.mac, str(ip), instance=tag)  # before any process
+            timings.mark("anti-spoofing filter (nft)")
             self._ensure_nat(required=bool(mappings))
             record.update(podIP=str(ip), hostIfname=link.host_ifname,
                           hostIP=self._host_ip(), bridge=self.net.bridge)
+            timings.mark("NAT, host IP")
             faults.point("create:veth")
             if mappings:
                 undo.callback(hostport.remove_rules, uid)
@@ -443,6 +462,7 @@ class Agent:
                                  f"host's port into the pod's")
             # 4. the files every container of the pod sees: hosts, hostname, resolv.conf
             self._write_etc_files(pod_dir, pod.hostname or pod.name, str(ip))
+            timings.mark("/etc files of the pod")
             undo.callback(shutil.rmtree, self.paths.containers / uid, True)
             undo.callback(shutil.rmtree, self.paths.pod_logs / pod.name, True)
             # 5. a cgroup for the pod (limits: the sum of its containers')
@@ -453,6 +473,7 @@ class Agent:
                 uid, cgroups.pod_limits([_limits(c) for c in running]))
             record["qosClass"] = qos.pod_qos([qos.resources_of(c.resources)
                                               for c in pod.init_containers + pod.containers])
+            timings.mark("cgroup of the pod")
             faults.point("create:cgroup")
             # shareProcessNamespace: one PID namespace, held by a pause process
             if pod.share_process_namespace:
@@ -468,6 +489,7 @@ class Agent:
                 record["volumes"] = volumes.prepare(pod.volumes, vol_base)
             except volumes.VolumeError as e:
                 raise RequestError("FailedMount", str(e)) from None
+            timings.mark("volumes")
             faults.point("create:volumes")
             undo.pop_all()
         record["phase"] = "Running"
@@ -477,6 +499,7 @@ class Agent:
         # order; a failure here is a container status, not a failed run
         self.sync(pod.name)
         self._save(pod.name)
+        timings.mark("agent: state saved (Running)")
         faults.point("create:containers")
         return record
 
@@ -743,6 +766,7 @@ class Agent:
             self._save(pod_name)
             return
         cs["imageID"] = image.digest
+        timings.mark(f"container {pod_name}/{name}: image looked up")
         try:
             try:
                 spec = self._container_spec(record, name, image)
@@ -753,13 +777,16 @@ class Agent:
                 self._save(pod_name)
                 return
             cs["env"] = spec.env  # what exec, exec probes and hooks run with
+            timings.mark(f"container {pod_name}/{name}: upper dir, security, env, mount plan")
             c = self.container_of(record, name)
             cg = self.cgroups.create_container(record["cgroup"], name, _limits(c),
                                                c.security_context.privileged)
             cs["cgroup"] = cg
             spec.cgroup_procs = self.cgroups.join_paths(cg)
+            timings.mark(f"container {pod_name}/{name}: cgroup")
             rc.writer = logs.LogWriter(self.paths.log_path(pod_name, name, cs["restartCount"]))
             self._open_pipes(rc)
+            timings.mark(f"container {pod_name}/{name}: log file, output files")
             self.event(pod_name, "Created", f"Created container {name}")
             pid = ctr.start(spec)
         except (ctr.StartError, process.ProcessError, volumes.VolumeError, OSError) as e:
@@ -780,7 +807,9 @@ class Agent:
         self.by_pid[pid] = rc
         self.event(pod_name, "Started", f"Started container {name}")
         self._start_probes(pod_name, name, rc)
+        timings.mark(f"container {pod_name}/{name}: pidfd, probes")
         self._save(pod_name)
+        timings.mark(f"container {pod_name}/{name}: state saved (running)")
 
     # ---- container output: files that never block ---------------------------
     #
@@ -1336,6 +1365,7 @@ class Agent:
         first = not record.get("deletionTimestamp")
         record.setdefault("deletionTimestamp", now_iso())
         self._save(name)
+        timings.mark("agent: state saved (deletionTimestamp)")
         faults.point("delete:marked")
         if first or grace == 0:
             for rc in self._live_of(name):
@@ -1356,6 +1386,7 @@ class Agent:
                              f"container {rc.name}: ask its PID 1 to stop"
                              + (f"; SIGKILL after {grace}s if it does not" if grace else ""))
             self.call_later(grace, self._kill_all, name, record["uid"])
+            timings.mark("signal the containers")
         self._maybe_finish_delete(name)
 
     def _live_of(self, name: str) -> list[RunningContainer]:
@@ -1378,6 +1409,10 @@ class Agent:
         steps = self.explain_delete.pop(name, None)
         if steps is not None:
             explain.start()
+        marks = self.timings_delete.pop(name, None)
+        if marks is not None and not timings.active():   # not active: the exits came later
+            timings.start(marks)
+            timings.mark("wait for the containers to exit")
         try:
             self.teardown(record)
             answer = {"ok": True, "name": name}
@@ -1387,6 +1422,8 @@ class Agent:
                       "error": f"pod {name} deleted with errors: {e}"}
         if steps is not None:
             answer["explain"] = steps + explain.stop()
+        if marks is not None:
+            answer["timings"] = timings.stop()
         for conn in self.delete_waiters.pop(name, []):
             self._answer(conn, answer)
         if not self.records:
@@ -1423,6 +1460,7 @@ class Agent:
                 step()
             except Exception as e:
                 errors.append(f"{what}: {e}")
+            timings.mark(what)
         explain.step(f"rm -rf {self.paths.containers / uid} {self.paths.pod_logs / name} {pod_dir}",
                      "the containers' upper dirs, the logs, the pod's state: nothing stays")
         log(f"pod {name} deleted" + (f" with errors: {errors}" if errors else ""))

@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--ignore-not-found", action="store_true")
     p.add_argument("--explain", action="store_true",
                    help="print each kernel step as the shell command that does the same")
+    p.add_argument("--timings", action="store_true",
+                   help="print each step of the delete with how long it took")
     p.set_defaults(func=run)
 
 
@@ -47,9 +49,13 @@ def run(args, paths) -> int:
                 print(f'Error from server (NotFound): pods "{name}" not found', file=sys.stderr)
                 status = 1
             continue
+        if args.timings:
+            from minipod import timings
+            timings.start()
+            timings.mark("CLI: start")
         try:
             answer = client.request(paths, {"op": "delete", "name": name, "grace": grace,
-                                            "explain": args.explain})
+                                            "explain": args.explain, "timings": args.timings})
         except client.AgentError as e:
             if e.code == "NotFound" and args.ignore_not_found:
                 continue
@@ -58,4 +64,8 @@ def run(args, paths) -> int:
             from minipod import explain
             print(explain.render(answer.get("explain", [])) + "\n")
         print(f'pod "{name}" deleted')
+        if args.timings:
+            timings.mark("CLI: the agent's answer arrives")
+            timings.add(answer.get("timings"))
+            print(timings.render(timings.stop(), title=f"pod/{name}: where the delete went"))
     return status

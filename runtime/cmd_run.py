@@ -19,12 +19,14 @@ def register(sub) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--explain", action="store_true",
                    help="print each kernel step as the shell command that does the same")
+    p.add_argument("--timings", action="store_true",
+                   help="print each step of the start with how long it took")
     p.set_defaults(func=run, create=False)
     c = sub.add_parser("create", help="create the pods of a manifest (fails if one exists)",
                        description="Like `kubectl create -f FILE`: AlreadyExists if a pod "
                                    "of that name exists.")
     c.add_argument("-f", "--filename", dest="file", metavar="FILE", required=True)
-    c.set_defaults(func=run, create=True, explain=False)
+    c.set_defaults(func=run, create=True, explain=False, timings=False)
 
 
 def load(path: str):
@@ -43,6 +45,10 @@ def load(path: str):
 
 
 def run(args, paths) -> int:
+    if args.timings:
+        from minipod import timings
+        timings.start()
+        timings.mark("CLI: start")     # only sets the origin: Python's start is before us
     pods = load(args.file)
     require_root("run" if not args.create else "create")
     from minipod.runtime import client, state
@@ -60,16 +66,27 @@ def run(args, paths) -> int:
                 raise CommandError(f'Error from server (AlreadyExists): pods "{pod.name}" '
                                    f"already exists with another manifest; delete it first: "
                                    f"minipod delete pod {pod.name}")
+        if args.timings:
+            timings.mark("CLI: read and validate the manifest")
         try:
             answer = client.request(paths, {"op": "run", "object": pod.raw,
-                                            "source": pod.source, "explain": args.explain})
+                                            "source": pod.source, "explain": args.explain,
+                                            "timings": args.timings})
         except client.AgentError as e:
             raise server_error(e)
+        if args.timings:
+            timings.mark("CLI: the agent's answer arrives")
+            timings.add(answer.get("timings"))
         if args.explain:
             from minipod import explain
             print(explain.render(answer.get("explain", [])) + "\n")
         print(f"pod/{pod.name} created")
         record = wait_for_images(paths, pod.name, answer["pod"])
+        if args.timings:
+            timings.mark("CLI: wait for image pulls")
+            print(timings.render(timings.stop(), title=f"pod/{pod.name}: where the start went"))
+            timings.start()
+            timings.mark("CLI: start")      # the next pod's origin
         for cs in record.get("initContainers", []) + record["containers"]:
             last = cs.get("lastState") or {}
             if cs.get("reason") == "StartError" or last.get("reason") == "StartError":
