@@ -88,19 +88,3 @@ def render(marks, origin: int | None = None, title: str = "") -> str:
     total = rows[-1][1] + rows[-1][2] if rows else 0.0
     lines.append(f"{'':9}  {total:7.1f}ms  total")
     return "\n".join(lines)
-
-
-def parse(text: str) -> dict[str, float]:
-    """{step: ms} from render()'s text (what bench/ reads back); a step
-    named twice (two containers) is summed."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        parts = line.split(None, 2)
-        if len(parts) == 3 and parts[0].endswith("ms") and parts[1].endswith("ms"):
-            try:
-                took = float(parts[1][:-2])
-                float(parts[0][:-2])
-            except ValueError:
-                continue
-            out[parts[2]] = out.get(parts[2], 0.0) + took
-    return out

@@ -7,11 +7,21 @@ Namespaces are changed only in freshly forked, single-threaded children
     fork ───────────────────► setns(net, ipc, uts of pod)
                               unshare(NEWNS | NEWPID)
                               fork ─────────────────────► (PID 1 of a new PID ns)
-    wait_for(PID) ◄────────── send PID <host pid of 2>    join cgroup, unshare(NEWCGROUP)
-                                                          mount overlay, /proc, /dev…
-                              _exit(0)                    pivot_root, stdio, chdir
+                              write its pid to the        open stdio
+                              container's cgroup.procs    mount overlay, /proc, /dev…
+                              send JOINED ──────────────► wait_for_joined()
+    wait_for(PID) ◄────────── send PID <host pid of 2>    unshare(NEWCGROUP)
+                              _exit(0)                    security, chdir
+                                                          [send TIMES, for --timings]
                                                           exec(argv)  ─ pipe closes
     wait_for(EXEC) ◄── EOF on the pipe (close-on-exec) ── or send ERROR {step, errno}
+
+[1:SETNS] moves [2:INIT] into its cgroup while [2:INIT] mounts its root
+(the first cgroup move after a quiet moment waits an RCU grace period,
+cgroups/driver.py join()); [2:INIT] makes its cgroup namespace, rooted at
+its cgroup, only once JOINED arrived on a pipe of their own, and nothing
+of the container runs before it. If the move fails, [1:SETNS] reports the
+error and closes the pipe: [2:INIT] sees end-of-file and exits.
 
 The status pipe is close-on-exec, so its end-of-file is the proof that exec
 succeeded; a failure before exec is always reported with the step and errno,
@@ -222,31 +232,39 @@ def _setns_child(spec: ProcessSpec, ns_fds: dict[str, int], status_w: int,
         step = "unshare mount and pid namespaces"
         libc.unshare(new)
         timings.mark(f"container {spec.name}: [1:SETNS] unshare mount and pid")
+        # Opened now: [2:INIT] shares this mount namespace, and its
+        # pivot_root takes /sys/fs/cgroup out of our sight too.
+        step = "join cgroup"
+        procs = cgroups.open_procs(spec.cgroup_procs)
         step = "fork container init"
+        joined_r, joined_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            _init_child(spec, status_w, first_mark)  # never returns
+            os.close(joined_w)
+            _init_child(spec, status_w, first_mark, joined_r)  # never returns
+        os.close(joined_r)
+        step = "join cgroup"   # [2:INIT] builds its root meanwhile
+        cgroups.move(procs, pid)
+        try:
+            os.write(joined_w, JOINED)
+        except BrokenPipeError:
+            pass    # [2:INIT] failed already, and reported why
         _send(status_w, Message.PID, pid=pid)
     except BaseException as e:
         report_and_exit(status_w, step, e)
     os._exit(0)
 
 
-def _init_child(spec: ProcessSpec, status_w: int, first_mark: int) -> None:
+JOINED = b"J"   # [1:SETNS] → [2:INIT]: you are in your cgroup
+
+
+def _init_child(spec: ProcessSpec, status_w: int, first_mark: int, joined_r: int) -> None:
     """[2:INIT]: PID 1 of the container. Build the root, then exec."""
     step = "mount root file system"
     mark = timings.mark
     try:
         mark(f"container {spec.name}: fork [2:INIT]")
         set_name("minipod:2:INIT")
-        step = "join cgroup"  # while /sys/fs/cgroup is still in sight
-        cgroups.join(spec.cgroup_procs)
-        # Its own cgroup namespace, rooted at the cgroup just joined (so it
-        # must come after the join): /proc/self/cgroup inside shows "/",
-        # not the host's layout (containerd's default on cgroup v2).
-        step = "unshare cgroup namespace"
-        libc.unshare(libc.CLONE_NEWCGROUP)
-        mark(f"container {spec.name}: [2:INIT] join cgroup, unshare cgroup")
         # Open the output files while the host's paths are still visible.
         # Plain files with O_APPEND (runtime/agent.py, "container output"):
         # a write never blocks and never fails with EPIPE, whether the agent
@@ -260,6 +278,16 @@ def _init_child(spec: ProcessSpec, status_w: int, first_mark: int) -> None:
         step = "mount root file system"
         mounts.apply(spec.rootfs)
         mark(f"container {spec.name}: [2:INIT] mounts, pivot_root")
+        step = "wait to be moved into the cgroup"
+        if os.read(joined_r, 1) != JOINED:
+            os._exit(127)       # [1:SETNS] could not move us: it reported why
+        os.close(joined_r)
+        # Its own cgroup namespace, rooted at the cgroup just joined (so it
+        # must come after the join): /proc/self/cgroup inside shows "/",
+        # not the host's layout (containerd's default on cgroup v2).
+        step = "unshare cgroup namespace"
+        libc.unshare(libc.CLONE_NEWCGROUP)
+        mark(f"container {spec.name}: [2:INIT] wait for the cgroup move, unshare cgroup")
         for fd, target in ((stdin, 0), (out, 1), (err, 2)):
             os.dup2(fd, target)
             os.close(fd)
