@@ -30,10 +30,10 @@ def start(marks: list | None = None) -> None:
 
 
 def stop() -> list[tuple[str, int]]:
-    """Stop collecting; the marks so far."""
+    """Stop collecting; the marks so far, in the order of time."""
     global _marks
     marks, _marks = _marks or [], None
-    return marks
+    return sorted(marks, key=lambda m: m[1])
 
 
 def active() -> bool:
