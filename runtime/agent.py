@@ -1435,11 +1435,21 @@ class Agent:
         name, uid = record["name"], record["uid"]
         pod_dir = self.paths.pod_dir(name)
         errors = []
+        # What the pod was given is known from its record: no nft listing
+        # for a pod without hostPorts, nor for its filter (two nft runs less)
+        spec = (record.get("manifest") or {}).get("spec") or {}
+        ports = any(p.get("hostPort") for c in spec.get("containers", []) +
+                    spec.get("initContainers", []) for p in c.get("ports") or [])
+        known = None
+        if record.get("podIP") and record.get("hostIfname"):
+            known = antispoof.Filter(uid, record["hostIfname"],
+                                     bridge.mac_for_ip(record["podIP"]), record["podIP"])
         steps = [
             ("remove hostPort rules", lambda: hostport.remove(self.paths.hostports, uid,
-                                                              self.paths.identity.tag)),
+                                                              self.paths.identity.tag)
+             if ports else hostport.release(self.paths.hostports, uid)),
             ("remove anti-spoofing filter", lambda: antispoof.remove(
-                uid, instance=self.paths.identity.tag)),
+                uid, instance=self.paths.identity.tag, known=known)),
             ("remove veth", lambda: bridge.detach_pod(self.ipr, record.get("hostIfname")
                                                       or bridge.host_ifname(uid))),
             ("release IP", lambda: (self.ipam.release(uid), explain.step(
