@@ -3,6 +3,8 @@
 
     sudo .venv/bin/python bench/apiserver.py [--pods N] [--runs R] [--watches W] [--mib M]
 
+bench/run's "api" section calls section() below (its rows in the one table);
+run alone, the script prints the same rows and the port-forward figures.
 Prints, for a minipod with N running pods (default 10):
   - the start of `minipod serve` (`serve start` returns once it listens)
     until the first `kubectl get pods` has answered;
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pod_start import POD, pss_kib, timed  # noqa: E402  (the same pod, the same timing)
+from common import pod_manifest, pss_kib, timed  # noqa: E402  (bench/run's pod, its timing)
 
 PORT = "16999"
 
@@ -47,11 +48,129 @@ def kubectls() -> dict[str, str]:
     return found
 
 
-def median_line(label: str, values: list[float], base: float | None = None) -> str:
-    m = statistics.median(values)
-    ratio = f"   {m / base:4.2f}x" if base else ""
-    return (f"  {label:<34} median {m:7.1f} ms   min {min(values):7.1f}   "
-            f"max {max(values):7.1f}{ratio}")
+def section(mp, image: str, work: Path, runs: int, pods: int = 10, watches: int = 5,
+            env_extra: dict | None = None) -> list:
+    """bench/run's rows for the API server (issue 14), measured through the
+    real kubectl against a real `minipod serve` on `mp` (bench/common.Minipod,
+    with `image` imported): serve start until `kubectl get pods` answers,
+    `kubectl get pods` beside `minipod get pods`, `kubectl create -f` +
+    `kubectl wait --for=condition=Ready` beside `minipod run`, the server's
+    PSS with `pods` pods and `watches` open `kubectl get pods -w`. Returns
+    common.Figure rows; the pods, watches and server it made are gone after."""
+    from common import Figure, Peer, interleave, one_line, stat
+    home = work / "apihome"
+    home.mkdir(exist_ok=True)
+    kubeconfig = work / "kubeconfig"
+    env = dict(mp.env, MINIPOD_API_PORT=PORT, HOME=str(home), KUBECONFIG=str(kubeconfig),
+               **(env_extra or {}))
+    cmd = list(mp.cmd)
+    tools = kubectls()
+    figs: list = []
+    if not tools:
+        return [Figure("api_get", "API: kubectl get pods", "ms", None,
+                       missing="no kubectl on this machine (/usr/bin/kubectl, the wheel's)")]
+    kube_label, kube = next(iter(tools.items()))
+    names = [f"mpbench-api-{i:02d}" for i in range(pods)]
+    watchers: list[subprocess.Popen] = []
+
+    def run(*args, **kw):
+        return subprocess.run(cmd + list(args), env=env, check=True, capture_output=True,
+                              text=True, **kw)
+    try:
+        for name in names:
+            path = work / f"{name}.yaml"
+            path.write_text(pod_manifest(name, image))
+            run("run", str(path))
+        # 1. serve start until kubectl get pods answers; the certificates are made
+        #    on the very first start, so that start is not the one measured
+        kubeconfig.write_text(run("kubeconfig").stdout)
+        subprocess.run([kube, "get", "pods"], env=env, check=True, capture_output=True)
+
+        def serve_case() -> float:
+            run("serve", "stop")
+            t = time.perf_counter()
+            run("serve", "start")
+            subprocess.run([kube, "get", "pods"], env=env, check=True, capture_output=True)
+            return (time.perf_counter() - t) * 1000
+        v, errors = interleave({"serve": serve_case}, max(3, runs // 2),
+                               progress="API: serve start")
+        figs.append(Figure("api_serve_start", "API: `minipod serve start` until `kubectl get "
+                           "pods` answers", "ms", stat(v.get("serve")),
+                           [Peer("", None, "k3s: about 15 s (issue 14)")],
+                           missing=errors.get("serve", ""), goal_abs=("<=", 500)))
+        # 2. kubectl get pods vs minipod get pods, interleaved
+        cases = {"minipod": lambda: timed(cmd + ["get", "pods"], env)}
+        for label, path in tools.items():
+            cases[label] = lambda path=path: timed([path, "get", "pods"], env)
+            # what kubectl costs before it asks anything: its own start
+            cases[f"{label} floor"] = lambda path=path: timed([path, "version", "--client"],
+                                                              env)
+        v, errors = interleave(cases, runs, progress="API: get pods")
+        for label in tools:
+            figs.append(Figure(f"api_get_{'137' if '1.37' in label else '132'}",
+                               f"API: {label} get pods ({pods} pods)", "ms",
+                               stat(v.get(label)),
+                               [Peer("minipod get pods", stat(v.get("minipod")),
+                                     errors.get("minipod", "")),
+                                Peer("kubectl version --client (its own start)",
+                                     stat(v.get(f"{label} floor")),
+                                     errors.get(f"{label} floor", ""))],
+                               ("<=", 1.2), missing=errors.get(label, "")))
+        # 3. kubectl create -f + kubectl wait Ready vs minipod run
+        one = work / "apione.yaml"
+        one.write_text(pod_manifest("mpbench-apione", image))
+
+        def gone() -> None:
+            run("delete", "pod", "mpbench-apione", "--grace-period", "0")
+
+        def mp_run() -> float:
+            t = timed(cmd + ["run", str(one)], env)
+            gone()
+            return t
+
+        def kube_run() -> float:
+            t = time.perf_counter()
+            subprocess.run([kube, "create", "-f", str(one)], env=env, check=True,
+                           capture_output=True)
+            subprocess.run([kube, "wait", "--for=condition=Ready", "pod/mpbench-apione",
+                            "--timeout=60s"], env=env, check=True, capture_output=True)
+            t = (time.perf_counter() - t) * 1000
+            gone()
+            return t
+        v, errors = interleave({"minipod": mp_run, "kubectl": kube_run}, runs,
+                               progress="API: create + wait")
+        figs.append(Figure("api_create_wait", f"API: {kube_label} create -f + wait "
+                           f"--for=condition=Ready", "ms", stat(v.get("kubectl")),
+                           [Peer("minipod run", stat(v.get("minipod")),
+                                 errors.get("minipod", ""))],
+                           ("<=", 1.3), missing=errors.get("kubectl", ""),
+                           note="kubectl's own floor: two starts of kubectl, and `wait` "
+                                "polls its informer's sync every 100 ms (client-go "
+                                "WaitForCacheSync) even when the pod is Ready at once"))
+        # 4. the server's memory with the pods and open watches
+        for _ in range(watches):
+            watchers.append(subprocess.Popen([kube, "get", "pods", "-w"], env=env,
+                                             stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL))
+        time.sleep(3)
+        why, kib = "", None
+        try:
+            out = run("serve", "status").stdout
+            kib = pss_kib(int(out.split("pid ")[1].split(",")[0].rstrip(")")))
+        except Exception as e:
+            why = one_line(e)
+        figs.append(Figure("api_pss", f"API server PSS, {pods} pods, {len(watchers)} open "
+                           f"watches", "MiB", stat([kib / 1024] if kib else None),
+                           [Peer("", None, "k3s: about 1.6 GB (issue 14)")], missing=why,
+                           goal_abs=("<=", 40)))
+    finally:
+        for w in watchers:
+            w.kill()    # the kubectl watches this run started
+            w.wait()
+        subprocess.run(cmd + ["delete", *names, "mpbench-apione", "--grace-period", "0",
+                              "--ignore-not-found"], env=env, capture_output=True)
+        subprocess.run(cmd + ["serve", "stop"], env=env, capture_output=True)
+    return figs
 
 
 def main() -> int:
@@ -71,104 +190,31 @@ def main() -> int:
                                 *sys.argv], env=dict(os.environ, MINIPOD_BENCH_INNER="1"))
     sys.path.insert(0, str(REPO / "tests"))
     from imagebuild import build_busybox_rootfs
+    from common import IMAGE, Minipod, Report
 
-    root = Path(tempfile.mkdtemp(prefix="minipod-apibench-"))
-    home = root / "home"
-    home.mkdir()
-    env = dict(os.environ, MINIPOD_ROOT=str(root), MINIPOD_AGENT_IDLE="600",
-               MINIPOD_API_PORT=PORT, PYTHONSAFEPATH="1", HOME=str(home),
-               KUBECONFIG=str(root / "kubeconfig"))
-    mp = [sys.executable, "-m", "minipod"]
-    watchers: list[subprocess.Popen] = []
-    tools = kubectls()
+    mp = Minipod()
+    work = Path(tempfile.mkdtemp(prefix="minipod-apibench-"))
+    report = Report(quick=False)
     try:
-        rootfs = build_busybox_rootfs(root / "rootfs")
-        subprocess.run(mp + ["image", "import", str(rootfs), "bench/busybox:1"], env=env,
-                       check=True, capture_output=True)
+        rootfs = build_busybox_rootfs(work / "rootfs")
+        mp("image", "import", str(rootfs), IMAGE)
         shutil.rmtree(rootfs)
-        for i in range(1, args.pods + 1):
-            path = root / f"p{i}.yaml"
-            path.write_text(POD.format(name=f"api{i:02d}"))
-            subprocess.run(mp + ["run", str(path)], env=env, check=True, capture_output=True)
-        print(f"minipod API server, {args.pods} pods, {args.runs} runs each")
-        # start: serve start (returns when it listens) + the first kubectl get pods
-        kube = next(iter(tools.values()), None)
-        if kube:
-            # certificates are made on the first start; the second start is measured
-            (root / "kubeconfig").write_text(subprocess.run(
-                mp + ["kubeconfig"], env=env, check=True, capture_output=True,
-                text=True).stdout)
-            subprocess.run(mp + ["serve", "stop"], env=env, check=True, capture_output=True)
-            t = time.perf_counter()
-            subprocess.run(mp + ["serve", "start"], env=env, check=True, capture_output=True)
-            listening = (time.perf_counter() - t) * 1000
-            subprocess.run([kube, "get", "pods"], env=env, check=True, capture_output=True)
-            answered = (time.perf_counter() - t) * 1000
-            print(f"  serve start until listening        {listening:7.1f} ms")
-            print(f"  ... until `kubectl get pods` answers {answered:7.1f} ms   (goal <= 500)")
-        else:
-            print("  no kubectl on this machine: only `minipod get pods` is timed")
-        # kubectl get pods vs minipod get pods, interleaved
-        cases = {"minipod get pods": mp + ["get", "pods"]}
-        cases.update({f"{k} get pods": [v, "get", "pods"] for k, v in tools.items()})
-        times: dict[str, list[float]] = {k: [] for k in cases}
-        names = list(cases)
-        for r in range(args.runs):
-            k = r % len(names)
-            for name in names[k:] + names[:k]:
-                times[name].append(timed(cases[name], env))
-        base = statistics.median(times["minipod get pods"])
-        for name in names:
-            print(median_line(name, times[name], None if name.startswith("minipod") else base))
-        # create + wait vs minipod run
-        if kube:
-            one = root / "one.yaml"
-            one.write_text(POD.format(name="apione"))
-            runs: dict[str, list[float]] = {"minipod run": [], "kubectl create+wait": []}
-            for r in range(max(3, args.runs // 2)):
-                order = list(runs) if r % 2 == 0 else list(runs)[::-1]
-                for name in order:
-                    t = time.perf_counter()
-                    if name == "minipod run":
-                        subprocess.run(mp + ["run", str(one)], env=env, check=True,
-                                       capture_output=True)
-                    else:
-                        subprocess.run([kube, "create", "-f", str(one)], env=env, check=True,
-                                       capture_output=True)
-                        subprocess.run([kube, "wait", "--for=condition=Ready", "pod/apione",
-                                        "--timeout=60s"], env=env, check=True,
-                                       capture_output=True)
-                    runs[name].append((time.perf_counter() - t) * 1000)
-                    subprocess.run(mp + ["delete", "pod", "apione", "--grace-period", "0"],
-                                   env=env, check=True, capture_output=True)
-            base = statistics.median(runs["minipod run"])
-            print(median_line("minipod run", runs["minipod run"]))
-            print(median_line("kubectl create -f + wait Ready", runs["kubectl create+wait"],
-                              base) + "   (goal <= 1.3x)")
-            # memory with open watches
-            for _ in range(args.watches):
-                watchers.append(subprocess.Popen([kube, "get", "pods", "-w"], env=env,
-                                                 stdout=subprocess.DEVNULL,
-                                                 stderr=subprocess.DEVNULL))
-            time.sleep(3)
-            pid = int(subprocess.run(mp + ["serve", "status"], env=env, capture_output=True,
-                                     text=True).stdout.split("pid ")[1].split(",")[0])
-            print(f"  API server PSS, {args.pods} pods, {len(watchers)} watches   "
-                  f"{pss_kib(pid) / 1024:6.1f} MiB   (goal <= 40)")
-            forward_throughput(kube, mp, env, root, args.mib, max(3, args.runs // 3))
-    finally:
-        for w in watchers:
-            w.kill()    # the kubectl watches this run started
-            w.wait()
-        names = subprocess.run(mp + ["get", "pods", "-o", "name"], env=env,
-                               capture_output=True, text=True).stdout.split()
-        if names:
-            subprocess.run(mp + ["delete", *names, "--grace-period", "0"], env=env,
+        for fig in section(mp, IMAGE, work, args.runs, args.pods, args.watches):
+            report.add(fig)
+        print(report.table())
+        tools = kubectls()
+        if tools:
+            env = dict(mp.env, MINIPOD_API_PORT=PORT, HOME=str(work / "apihome"),
+                       KUBECONFIG=str(work / "kubeconfig"))
+            subprocess.run(mp.cmd + ["serve", "start"], env=env, check=True,
                            capture_output=True)
-        subprocess.run(mp + ["serve", "stop"], env=env, capture_output=True)
-        subprocess.run(mp + ["agent", "stop"], env=env, capture_output=True)
-        time.sleep(0.5)
-        shutil.rmtree(root, ignore_errors=True)
+            forward_throughput(next(iter(tools.values())), list(mp.cmd), env, work, args.mib,
+                               max(3, args.runs // 3))
+    finally:
+        subprocess.run(mp.cmd + ["serve", "stop"], env=dict(mp.env, MINIPOD_API_PORT=PORT),
+                       capture_output=True)
+        mp.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
@@ -179,7 +225,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: sink
-    image: bench/busybox:1
+    image: localhost/minipod-bench/busybox:1
     command: ["sh", "-c", "nc -ll -p 9000 -e md5sum & trap 'exit 0' TERM; while true; do sleep 1; done"]
 """
 

@@ -188,6 +188,8 @@ class Report:
         self.load_before: list[float] | None = None
         self.versions: dict[str, str | None] = {}
         self.table_text = ""
+        self.breakdowns: dict[str, dict] = {}   # per-step figures (bench/startsteps.py)
+        self.breakdown_texts: list[str] = []
 
     def add(self, fig: Figure) -> Figure:
         self.figures.append(fig)
@@ -244,6 +246,7 @@ class Report:
                 "note": f.note or None,
             } for f in self.figures],
             "notes": self.notes,
+            "breakdowns": self.breakdowns,
             "texts": self.texts,
             "table": self.table_text,
         }

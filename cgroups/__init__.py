@@ -6,6 +6,7 @@
     cg = driver.create_container(pod_cg, "web", limits)
     procs = driver.join_paths(cg)              # in the agent
     cgroups.join(procs)                        # in the container's init, before exec
+    cgroups.move(cgroups.open_procs(procs), pid)   # or its parent moves it
     driver.stats(cg), driver.oom_killed(cg)
     driver.remove(pod_cg)                      # once every process has exited
 
@@ -23,7 +24,7 @@ pod's directory: `memory.max`, `cpu.max`, `pids.max` (v2) or
 """
 from minipod.cgroups.driver import (CgroupBusy, Driver, Limits, Stats, cpu_quota_us,
                                     cpu_shares, cpu_weight, default_pids_limit, detect,
-                                    join, pod_limits)
+                                    join, move, open_procs, pod_limits)
 
 __all__ = ["CgroupBusy", "Driver", "Limits", "Stats", "cpu_quota_us", "cpu_shares",
-           "cpu_weight", "default_pids_limit", "detect", "join", "pod_limits"]
+           "cpu_weight", "default_pids_limit", "detect", "join", "move", "open_procs", "pod_limits"]

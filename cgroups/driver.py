@@ -181,13 +181,41 @@ def join(procs_files: list[str]) -> None:
     Only open/write/close, so it is safe in a freshly forked child, e.g. the
     container's init before exec. It must run while the host's
     /sys/fs/cgroup is still visible: before pivot_root."""
-    for path in procs_files:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0")
-        except OSError as e:
-            raise OSError(e.errno, f"cannot join cgroup: {e.strerror}", path) from None
-        finally:
+    move(open_procs(procs_files), 0)
+
+
+def open_procs(procs_files: list[str]) -> list[tuple[str, int]]:
+    """[(path, fd)] of the cgroup.procs files, opened for writing, for
+    move() later: an open fd keeps working after the opener's mount
+    namespace has pivoted away from /sys/fs/cgroup."""
+    opened = []
+    try:
+        for path in procs_files:
+            try:
+                opened.append((path, os.open(path, os.O_WRONLY | os.O_CLOEXEC)))
+            except OSError as e:
+                raise OSError(e.errno, f"cannot join cgroup: {e.strerror}", path) from None
+    except OSError:
+        for _, fd in opened:
+            os.close(fd)
+        raise
+    return opened
+
+
+def move(opened: list[tuple[str, int]], pid: int) -> None:
+    """Write pid (0: the caller) to each opened cgroup.procs, closing them.
+
+    The first move after a quiet moment costs an RCU grace period (the
+    kernel's cgroup_threadgroup_rwsem taken for writing): ~10 ms here, so a
+    container start has its parent move it while it mounts its root."""
+    try:
+        for path, fd in opened:
+            try:
+                os.write(fd, str(pid).encode())
+            except OSError as e:
+                raise OSError(e.errno, f"cannot join cgroup: {e.strerror}", path) from None
+    finally:
+        for _, fd in opened:
             os.close(fd)
 
 

@@ -360,3 +360,35 @@ def _retry_io(call):
         rc = call()
         if rc != -1 or _ffi_io.errno != _errno.EINTR:
             return rc
+
+
+# ---- statfs(2): is a file's content lost with the kernel anyway? -------------------
+
+_ffi_fs = cffi.FFI()
+_ffi_fs.cdef("int statfs(const char *path, void *buf);")
+_lib_fs = _ffi_fs.dlopen(None)
+TMPFS_MAGIC = 0x01021994
+RAMFS_MAGIC = 0x858458F6
+_volatile: dict[int, bool] = {}     # st_dev -> lives in memory only
+
+
+def statfs_type(path: str) -> int:
+    """f_type of the file system holding path (man 2 statfs: TMPFS_MAGIC …).
+    The buffer is larger than struct statfs on every architecture; f_type
+    is its first field, a long (__fsword_t)."""
+    buf = _ffi_fs.new("char[512]")
+    if _lib_fs.statfs(os.fsencode(path), buf) == -1:
+        err = _ffi_fs.errno
+        raise OSError(err, f"statfs: {os.strerror(err)}", path)
+    return _ffi_fs.cast("long *", buf)[0] & 0xFFFFFFFF
+
+
+def in_memory_only(path) -> bool:
+    """Is path on tmpfs or ramfs, whose files die with the kernel? There an
+    fsync buys nothing: after a crash neither the file nor the processes it
+    describes exist. Asked of the kernel (statfs), once per file system."""
+    dev = os.stat(path).st_dev
+    known = _volatile.get(dev)
+    if known is None:
+        known = _volatile[dev] = statfs_type(os.fspath(path)) in (TMPFS_MAGIC, RAMFS_MAGIC)
+    return known

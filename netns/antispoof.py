@@ -173,9 +173,15 @@ def add(pod_uid: str, ifname: str, mac: str, ip: str, instance: str = "") -> Non
                  "(ARP and IPv4; the rest is dropped), so it cannot pose as another pod")
 
 
-def remove(pod_uid: str, instance: str = "") -> None:
-    """Delete the pod's filter elements (idempotent)."""
+def remove(pod_uid: str, instance: str = "", known: Filter | None = None) -> None:
+    """Delete the pod's filter elements (idempotent). With `known` (the
+    filter add() was given, which the caller kept), in one nft run instead
+    of a listing first and a delete after; gc() catches what a changed
+    filter would leave."""
     owner_tag(pod_uid, instance)
+    if known is not None and known.pod_uid == pod_uid and known.mac and known.ip:
+        _delete([known], f"remove anti-spoofing filter of pod {pod_uid}", instance)
+        return
     mine = [f for f in filters(instance) if f.pod_uid == pod_uid]
     if mine:
         _delete(mine, f"remove anti-spoofing filter of pod {pod_uid}", instance)

@@ -27,7 +27,13 @@ candidates from the cursor on, so it costs O(1) while the subnet is not
 nearly full; the .owners/ index makes "this owner already has an IP"
 (allocate is idempotent) and release O(1) as well.
 
-Crash safety, in order of the steps of allocate: the index entry is
+Crash safety. With STATE_DIR on tmpfs (RUN=/run/minipod: tmpfs on every
+systemd machine; asked of the kernel with statfs, never assumed) nothing
+is fsynced: a crash of the kernel takes the leases and every pod holding
+them, so there is nothing to be consistent with afterwards. On a disk the
+lease's content, the index entry and the directory are fsynced, so a power
+cut never brings back an empty lease or index entry. Then, in order of the
+steps of allocate: the index entry is
 written before the lease, so a crash in between leaves an index entry that
 points at no lease, which the next allocate ignores; the lease file, not
 the index, is the truth. release() falls back to scanning the leases when
@@ -78,6 +84,13 @@ class IPAM:
         self._first = int(self.gateway) + 1
         self._last = int(net.broadcast_address) - 1
         self._size = self._last - self._first + 1
+        self._durable: bool | None = None   # fsync? (not on tmpfs): asked once
+
+    def _fsync_needed(self) -> bool:
+        if self._durable is None:
+            from minipod import libc
+            self._durable = not libc.in_memory_only(self.state_dir)
+        return self._durable
 
     # -- public API ---------------------------------------------------------
 
@@ -102,7 +115,8 @@ class IPAM:
                 if not self._create_lease(lease, owner):
                     continue                   # taken by something outside the lock
                 self._write_cursor(ip)
-                _fsync_dir(self.state_dir)
+                if self._fsync_needed():
+                    _fsync_dir(self.state_dir)
                 return ip
         n = sum(1 for ip in self.leases() if ipaddress.IPv4Address(ip) in self.subnet)
         raise IPAMError(f"no free IP left in {self.subnet} ({n} leases); "
@@ -182,7 +196,7 @@ class IPAM:
         # fsync: after a power cut the entry must not come back empty, or
         # the owner's next allocate would take a second IP.
         _replace(self._index_path(owner), str(ip), self.state_dir / ".index.tmp",
-                 fsync=True)
+                 fsync=self._fsync_needed())
 
     def _create_lease(self, lease: Path, owner: str) -> bool:
         """Create lease with content owner, atomically; False if it exists."""
@@ -190,7 +204,8 @@ class IPAM:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             os.write(fd, owner.encode())
-            os.fsync(fd)   # the content is on disk before the name is
+            if self._fsync_needed():
+                os.fsync(fd)   # the content is on disk before the name is
         finally:
             os.close(fd)
         try:

@@ -51,7 +51,7 @@ import traceback
 import uuid
 from pathlib import Path
 
-from minipod import cgroups, explain
+from minipod import cgroups, explain, timings
 from minipod.netns import antispoof, bridge, hostport
 from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
@@ -115,6 +115,7 @@ class Agent:
         self.checks: dict[int, tuple[int, object]] = {}  # probe/hook child pid -> (fd, done)
         self.pulls: dict[str, dict] = {}                 # image ref -> its pull in flight
         self.explain_delete: dict[str, list] = {}        # pod -> --explain steps so far
+        self.timings_delete: dict[str, list] = {}        # pod -> --timings marks so far
         self.pull_pids: dict[int, str] = {}
         self.measuring: int | None = None               # the disk usage child's pid
         self.config_timers: set[tuple[str, str, str]] = set()  # (pod, container, uid) waiting
@@ -273,6 +274,9 @@ class Agent:
         return {"ok": True, "pid": os.getpid()}
 
     def op_run(self, request, conn) -> dict:
+        if request.get("timings"):
+            timings.start()
+            timings.mark("agent: receive the request")
         obj = request["object"]
         if request.get("namespace"):   # kubectl's -n: the object's own namespace, or this one
             meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
@@ -281,13 +285,15 @@ class Agent:
                                                                      request["namespace"]))
             obj = dict(obj, metadata=dict(meta, namespace=request["namespace"]))
         pod = manifest.load_object(obj, request.get("source", "<request>"))
+        timings.mark("agent: validate the manifest")
         if request.get("explain"):
             explain.start()
         try:
             record = self.create_pod(pod)
         finally:
             steps = explain.stop()
-        return {"ok": True, "pod": record, "explain": steps}
+            marks = timings.stop()
+        return {"ok": True, "pod": record, "explain": steps, "timings": marks}
 
     def op_delete(self, request, conn):
         name = request["name"]
@@ -298,11 +304,17 @@ class Agent:
         if request.get("explain"):
             self.explain_delete[key] = []
             explain.start()
+        if request.get("timings"):
+            self.timings_delete[key] = []
+            timings.start()
+            timings.mark("agent: receive the request")
         try:
             self.delete_pod(key, request.get("grace"))
         finally:
             if key in self.explain_delete:
                 self.explain_delete[key] += explain.stop()
+            if key in self.timings_delete:
+                self.timings_delete[key] += timings.stop()
         return None
 
     def op_update(self, request, conn) -> dict:
@@ -513,15 +525,19 @@ class Agent:
             undo.callback(self.records.pop, key, None)
             self.event(key, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} "
                                          f"to {record['nodeName']}")
+            timings.mark("agent: pod dir, hostPorts claimed")
             self._save(key)
+            timings.mark("agent: state saved (Pending)")
             faults.point("create:state")
             # 1. namespaces: net, ipc, uts, pinned by bind mounts
             undo.callback(sandbox.destroy, pod_dir, netns_path)
             sandbox.create(pod_dir, netns_path, pod.name)
+            timings.mark("sandbox: net, ipc, uts namespaces made and pinned")
             faults.point("create:namespaces")
             # 2. an IP from the pod network
             undo.callback(self.ipam.release, uid)
             ip = self.ipam.allocate(uid)
+            timings.mark("IPAM: lease an IP")
             faults.point("create:ip")
             explain.step(f"echo {uid} > {self.paths.ipam}/{ip}",
                          f"lease an IP from {self.net.subnet}: one file per IP, taken under "
@@ -530,12 +546,15 @@ class Agent:
             ifname = bridge.host_ifname(uid)
             undo.callback(bridge.detach_pod, self.ipr, ifname)
             link = self._attach(str(netns_path), ifname, str(ip))
+            timings.mark("veth: pair made, pod side addressed, host side on the bridge")
             tag = self.paths.identity.tag
             undo.callback(antispoof.remove, uid, instance=tag)
             antispoof.add(uid, link.host_ifname, link.mac, str(ip), instance=tag)  # before any process
+            timings.mark("anti-spoofing filter (nft)")
             self._ensure_nat(required=bool(mappings))
             record.update(podIP=str(ip), hostIfname=link.host_ifname,
                           hostIP=self._host_ip(), bridge=self.net.bridge)
+            timings.mark("NAT, host IP")
             faults.point("create:veth")
             if mappings:
                 undo.callback(hostport.remove_rules, uid)
@@ -553,6 +572,7 @@ class Agent:
             self._write_etc_files(pod_dir, pod.hostname or pod.name, str(ip))
             # and the ServiceAccount token, ca.crt, namespace (runtime/serviceaccount.py)
             record["serviceAccountDir"] = serviceaccount.prepare(self.paths, pod_dir, record)
+            timings.mark("/etc files of the pod")
             undo.callback(shutil.rmtree, self.paths.containers / uid, True)
             undo.callback(shutil.rmtree, self.paths.pod_logs / key, True)
             # 5. a cgroup for the pod (limits: the sum of its containers')
@@ -563,6 +583,7 @@ class Agent:
                 uid, cgroups.pod_limits([_limits(c) for c in running]))
             record["qosClass"] = qos.pod_qos([qos.resources_of(c.resources)
                                               for c in pod.init_containers + pod.containers])
+            timings.mark("cgroup of the pod")
             faults.point("create:cgroup")
             # shareProcessNamespace: one PID namespace, held by a pause process
             if pod.share_process_namespace:
@@ -578,6 +599,7 @@ class Agent:
                 record["volumes"] = volumes.prepare(pod.volumes, vol_base)
             except volumes.VolumeError as e:
                 raise RequestError("FailedMount", str(e)) from None
+            timings.mark("volumes")
             faults.point("create:volumes")
             undo.pop_all()
         record["phase"] = "Running"
@@ -587,6 +609,7 @@ class Agent:
         # order; a failure here is a container status, not a failed run
         self.sync(key)
         self._save(key)
+        timings.mark("agent: state saved (Running)")
         faults.point("create:containers")
         return record
 
@@ -870,6 +893,7 @@ class Agent:
             self._save(pod_name)
             return
         cs["imageID"] = image.digest
+        timings.mark(f"container {pod_name}/{name}: image looked up")
         try:
             try:
                 spec = self._container_spec(record, name, image)
@@ -886,13 +910,16 @@ class Agent:
             podconfig.save_env(self.paths, record, cs, spec.env, configobjects.uses_secret_env(
                 self.container_of(record, name)))
             cs["user"] = {"uid": spec.uid, "gid": spec.gid, "groups": list(spec.groups)}
+            timings.mark(f"container {pod_name}/{name}: upper dir, security, env, mount plan")
             c = self.container_of(record, name)
             cg = self.cgroups.create_container(record["cgroup"], name, _limits(c),
                                                c.security_context.privileged)
             cs["cgroup"] = cg
             spec.cgroup_procs = self.cgroups.join_paths(cg)
+            timings.mark(f"container {pod_name}/{name}: cgroup")
             rc.writer = logs.LogWriter(self.paths.log_path(pod_name, name, cs["restartCount"]))
             self._open_pipes(rc)
+            timings.mark(f"container {pod_name}/{name}: log file, output files")
             self.event(pod_name, "Created", f"Created container {name}")
             pid = ctr.start(spec)
         except (ctr.StartError, process.ProcessError, volumes.VolumeError, OSError) as e:
@@ -914,7 +941,9 @@ class Agent:
         self.by_pid[pid] = rc
         self.event(pod_name, "Started", f"Started container {name}")
         self._start_probes(pod_name, name, rc)
+        timings.mark(f"container {pod_name}/{name}: pidfd, probes")
         self._save(pod_name)
+        timings.mark(f"container {pod_name}/{name}: state saved (running)")
 
     def _config_wait(self, pod_name: str, cs: dict, reason: str, message: str,
                      event: str) -> None:
@@ -1489,6 +1518,7 @@ class Agent:
         first = not record.get("deletionTimestamp")
         record.setdefault("deletionTimestamp", now_iso())
         self._save(name)
+        timings.mark("agent: state saved (deletionTimestamp)")
         faults.point("delete:marked")
         if first or grace == 0:
             for rc in self._live_of(name):
@@ -1509,6 +1539,7 @@ class Agent:
                              f"container {rc.name}: ask its PID 1 to stop"
                              + (f"; SIGKILL after {grace}s if it does not" if grace else ""))
             self.call_later(grace, self._kill_all, name, record["uid"])
+            timings.mark("signal the containers")
         self._maybe_finish_delete(name)
 
     def _live_of(self, name: str) -> list[RunningContainer]:
@@ -1531,6 +1562,10 @@ class Agent:
         steps = self.explain_delete.pop(name, None)
         if steps is not None:
             explain.start()
+        marks = self.timings_delete.pop(name, None)
+        if marks is not None and not timings.active():   # not active: the exits came later
+            timings.start(marks)
+            timings.mark("wait for the containers to exit")
         try:
             self.teardown(record)
             answer = {"ok": True, "name": name}
@@ -1540,6 +1575,8 @@ class Agent:
                       "error": f"pod {name} deleted with errors: {e}"}
         if steps is not None:
             answer["explain"] = steps + explain.stop()
+        if marks is not None:
+            answer["timings"] = timings.stop()
         for conn in self.delete_waiters.pop(name, []):
             self._answer(conn, answer)
         if not self.records:
@@ -1552,11 +1589,21 @@ class Agent:
         name, uid = record_key(record), record["uid"]
         pod_dir = self.paths.pod_dir(name)
         errors = []
+        # What the pod was given is known from its record: no nft listing
+        # for a pod without hostPorts, nor for its filter (two nft runs less)
+        spec = (record.get("manifest") or {}).get("spec") or {}
+        ports = any(p.get("hostPort") for c in spec.get("containers", []) +
+                    spec.get("initContainers", []) for p in c.get("ports") or [])
+        known = None
+        if record.get("podIP") and record.get("hostIfname"):
+            known = antispoof.Filter(uid, record["hostIfname"],
+                                     bridge.mac_for_ip(record["podIP"]), record["podIP"])
         steps = [
             ("remove hostPort rules", lambda: hostport.remove(self.paths.hostports, uid,
-                                                              self.paths.identity.tag)),
+                                                              self.paths.identity.tag)
+             if ports else hostport.release(self.paths.hostports, uid)),
             ("remove anti-spoofing filter", lambda: antispoof.remove(
-                uid, instance=self.paths.identity.tag)),
+                uid, instance=self.paths.identity.tag, known=known)),
             ("remove veth", lambda: bridge.detach_pod(self.ipr, record.get("hostIfname")
                                                       or bridge.host_ifname(uid))),
             ("release IP", lambda: (self.ipam.release(uid), explain.step(
@@ -1577,6 +1624,7 @@ class Agent:
                 step()
             except Exception as e:
                 errors.append(f"{what}: {e}")
+            timings.mark(what)
         explain.step(f"rm -rf {self.paths.containers / uid} {self.paths.pod_logs / name} {pod_dir}",
                      "the containers' upper dirs, the logs, the pod's state: nothing stays")
         log(f"pod {name} deleted" + (f" with errors: {errors}" if errors else ""))

@@ -63,6 +63,8 @@ def start_agent(paths: Paths) -> None:
         s = _connect(paths)
         if s is not None:
             s.close()
+            from minipod import timings
+            timings.mark("CLI: start the agent")
             return
         if proc.poll() not in (None, 0):
             break

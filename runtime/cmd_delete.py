@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--ignore-not-found", action="store_true")
     p.add_argument("--explain", action="store_true",
                    help="print each kernel step as the shell command that does the same")
+    p.add_argument("--timings", action="store_true",
+                   help="print each step of the delete with how long it took")
     add_namespace(p)
     p.set_defaults(func=run)
 
@@ -64,9 +66,14 @@ def run(args, paths) -> int:
                 print(f'Error from server (NotFound): pods "{name}" not found', file=sys.stderr)
                 status = 1
             continue
+        if args.timings:
+            from minipod import timings
+            timings.start()
+            timings.mark("CLI: start")
         try:
             answer = client.request(paths, {"op": "delete", "name": name, "namespace": ns,
-                                            "grace": grace, "explain": args.explain})
+                                            "grace": grace, "explain": args.explain,
+                                            "timings": args.timings})
         except client.AgentError as e:
             if e.code == "NotFound" and args.ignore_not_found:
                 continue
@@ -75,6 +82,10 @@ def run(args, paths) -> int:
             from minipod import explain
             print(explain.render(answer.get("explain", [])) + "\n")
         print(f'pod "{name}" deleted')
+        if args.timings:
+            timings.mark("CLI: the agent's answer arrives")
+            timings.add(answer.get("timings"))
+            print(timings.render(timings.stop(), title=f"pod/{name}: where the delete went"))
     for obj in objects:     # after the pods that use them, as the file lists them
         try:
             client.request(paths, {"op": "delete_object", "resource": obj.resource,

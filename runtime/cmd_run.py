@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--explain", action="store_true",
                    help="print each kernel step as the shell command that does the same")
+    p.add_argument("--timings", action="store_true",
+                   help="print each step of the start with how long it took")
     add_namespace(p)
     p.set_defaults(func=run, create=False)
     c = sub.add_parser("create", help="create the pods of a manifest (fails if one exists)",
@@ -31,7 +33,7 @@ def register(sub) -> None:
     c.add_argument("what", nargs="*", metavar="namespace NAME")
     c.add_argument("-f", "--filename", dest="file", metavar="FILE")
     add_namespace(c)
-    c.set_defaults(func=create, create=True, explain=False)
+    c.set_defaults(func=create, create=True, explain=False, timings=False)
 
 
 def load(path: str, objects: list | None = None):
@@ -129,6 +131,10 @@ def _same(a: dict | None, b: dict) -> bool:
 
 
 def run(args, paths) -> int:
+    if args.timings:
+        from minipod import timings
+        timings.start()
+        timings.mark("CLI: start")     # only sets the origin: Python's start is before us
     objects: list = []
     namespace = args.namespace and namespace_of(args)
     pods = placed(load(args.file, objects), namespace)
@@ -151,16 +157,27 @@ def run(args, paths) -> int:
                 raise CommandError(f'Error from server (AlreadyExists): pods "{pod.name}" '
                                    f"already exists with another manifest; delete it first: "
                                    f"minipod delete pod {pod.name}{flag}")
+        if args.timings:
+            timings.mark("CLI: read and validate the manifest")
         try:
             answer = client.request(paths, {"op": "run", "object": obj,
-                                            "source": pod.source, "explain": args.explain})
+                                            "source": pod.source, "explain": args.explain,
+                                            "timings": args.timings})
         except client.AgentError as e:
             raise server_error(e)
+        if args.timings:
+            timings.mark("CLI: the agent's answer arrives")
+            timings.add(answer.get("timings"))
         if args.explain:
             from minipod import explain
             print(explain.render(answer.get("explain", [])) + "\n")
         print(f"pod/{pod.name} created")
         record = wait_for_images(paths, key, answer["pod"])
+        if args.timings:
+            timings.mark("CLI: wait for image pulls")
+            print(timings.render(timings.stop(), title=f"pod/{pod.name}: where the start went"))
+            timings.start()
+            timings.mark("CLI: start")      # the next pod's origin
         for cs in record.get("initContainers", []) + record["containers"]:
             last = cs.get("lastState") or {}
             if cs.get("reason") == "StartError" or last.get("reason") == "StartError":

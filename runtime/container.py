@@ -7,11 +7,21 @@ Namespaces are changed only in freshly forked, single-threaded children
     fork ───────────────────► setns(net, ipc, uts of pod)
                               unshare(NEWNS | NEWPID)
                               fork ─────────────────────► (PID 1 of a new PID ns)
-    wait_for(PID) ◄────────── send PID <host pid of 2>    join cgroup, unshare(NEWCGROUP)
-                                                          mount overlay, /proc, /dev…
-                              _exit(0)                    pivot_root, stdio, chdir
+                              write its pid to the        open stdio
+                              container's cgroup.procs    mount overlay, /proc, /dev…
+                              send JOINED ──────────────► wait_for_joined()
+    wait_for(PID) ◄────────── send PID <host pid of 2>    unshare(NEWCGROUP)
+                              _exit(0)                    security, chdir
+                                                          [send TIMES, for --timings]
                                                           exec(argv)  ─ pipe closes
     wait_for(EXEC) ◄── EOF on the pipe (close-on-exec) ── or send ERROR {step, errno}
+
+[1:SETNS] moves [2:INIT] into its cgroup while [2:INIT] mounts its root
+(the first cgroup move after a quiet moment waits an RCU grace period,
+cgroups/driver.py join()); [2:INIT] makes its cgroup namespace, rooted at
+its cgroup, only once JOINED arrived on a pipe of their own, and nothing
+of the container runs before it. If the move fails, [1:SETNS] reports the
+error and closes the pipe: [2:INIT] sees end-of-file and exits.
 
 The status pipe is close-on-exec, so its end-of-file is the proof that exec
 succeeded; a failure before exec is always reported with the step and errno,
@@ -30,7 +40,7 @@ from dataclasses import dataclass, field
 
 import prctl
 
-from minipod import cgroups, explain, libc
+from minipod import cgroups, explain, libc, timings
 from minipod.rootfs import mounts
 from minipod.runtime import security  # imported before the fork: after
 # pivot_root the host's Python library is out of sight
@@ -41,6 +51,8 @@ START_TIMEOUT = 10.0  # seconds for the children to reach exec
 class Message(enum.Enum):
     PID = "pid"      # [1:SETNS] → agent: host pid of the container's init
     ERROR = "error"  # either child → agent: a step failed before exec
+    TIMES = "times"  # [2:INIT] → agent, just before exec, only for --timings:
+                     # the children's marks (minipod/timings.py)
 
 
 class StartError(Exception):
@@ -80,11 +92,13 @@ def start(spec: ProcessSpec) -> int:
     if explain.active():
         describe(spec)
     status_r, status_w = os.pipe()  # both ends close-on-exec (PEP 446)
+    timings.mark(f"container {spec.name}: open namespaces, status pipe")
+    first_child_mark = timings.count()
     try:
         setns_pid = os.fork()
         if setns_pid == 0:
             os.close(status_r)
-            _setns_child(spec, ns_fds, status_w)  # never returns
+            _setns_child(spec, ns_fds, status_w, first_child_mark)  # never returns
         os.close(status_w)
         status_w = -1
         channel = Channel(status_r, spec.name)
@@ -93,6 +107,8 @@ def start(spec: ProcessSpec) -> int:
         finally:
             os.waitpid(setns_pid, 0)
         channel.wait_for_exec()
+        timings.mark(f"container {spec.name}: exec (the status pipe closes)")
+        timings.add(channel.times)
         return init_pid
     finally:
         for fd in ns_fds.values():
@@ -107,8 +123,16 @@ class Channel:
 
     def __init__(self, fd: int, name: str):
         self.fd, self.name, self.buf = fd, name, b""
+        self.times: list = []   # the children's marks, if they sent them
 
     def _next(self) -> dict | None:
+        msg = self._read()
+        while msg is not None and msg.get("type") == Message.TIMES.value:
+            self.times += msg.get("marks", [])   # may come before PID: [1:SETNS] races [2:INIT]
+            msg = self._read()
+        return msg
+
+    def _read(self) -> dict | None:
         while b"\n" not in self.buf:
             ready, _, _ = select.select([self.fd], [], [], START_TIMEOUT)
             if not ready:
@@ -188,43 +212,59 @@ def set_name(name: str) -> None:
         pass
 
 
-def _setns_child(spec: ProcessSpec, ns_fds: dict[str, int], status_w: int) -> None:
+def _setns_child(spec: ProcessSpec, ns_fds: dict[str, int], status_w: int,
+                 first_mark: int) -> None:
     """[1:SETNS]: join the pod, make the new mount and PID namespaces, fork."""
     step = "setns"
     try:
+        timings.mark(f"container {spec.name}: fork [1:SETNS]")
         set_name("minipod:1:SETNS")
         step = "make the helper non-dumpable"
         prctl.set_dumpable(False)  # before any setns; [2:INIT] inherits it (enter.py)
         for ns, fd in ns_fds.items():
             step = f"setns {ns} ({spec.namespaces[ns]})"
             libc.setns(fd, libc.NAMESPACE_FLAGS[ns], spec.namespaces[ns])
+        timings.mark(f"container {spec.name}: [1:SETNS] setns into the pod's "
+                     f"{', '.join(ns_fds)}")
         # Its own PID namespace, unless the pod shares one (shareProcessNamespace:
         # then "pid" was joined above, and our child lands in it).
         new = libc.CLONE_NEWNS if "pid" in ns_fds else libc.CLONE_NEWNS | libc.CLONE_NEWPID
         step = "unshare mount and pid namespaces"
         libc.unshare(new)
+        timings.mark(f"container {spec.name}: [1:SETNS] unshare mount and pid")
+        # Opened now: [2:INIT] shares this mount namespace, and its
+        # pivot_root takes /sys/fs/cgroup out of our sight too.
+        step = "join cgroup"
+        procs = cgroups.open_procs(spec.cgroup_procs)
         step = "fork container init"
+        joined_r, joined_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            _init_child(spec, status_w)  # never returns
+            os.close(joined_w)
+            _init_child(spec, status_w, first_mark, joined_r)  # never returns
+        os.close(joined_r)
+        step = "join cgroup"   # [2:INIT] builds its root meanwhile
+        cgroups.move(procs, pid)
+        try:
+            os.write(joined_w, JOINED)
+        except BrokenPipeError:
+            pass    # [2:INIT] failed already, and reported why
         _send(status_w, Message.PID, pid=pid)
     except BaseException as e:
         report_and_exit(status_w, step, e)
     os._exit(0)
 
 
-def _init_child(spec: ProcessSpec, status_w: int) -> None:
+JOINED = b"J"   # [1:SETNS] → [2:INIT]: you are in your cgroup
+
+
+def _init_child(spec: ProcessSpec, status_w: int, first_mark: int, joined_r: int) -> None:
     """[2:INIT]: PID 1 of the container. Build the root, then exec."""
     step = "mount root file system"
+    mark = timings.mark
     try:
+        mark(f"container {spec.name}: fork [2:INIT]")
         set_name("minipod:2:INIT")
-        step = "join cgroup"  # while /sys/fs/cgroup is still in sight
-        cgroups.join(spec.cgroup_procs)
-        # Its own cgroup namespace, rooted at the cgroup just joined (so it
-        # must come after the join): /proc/self/cgroup inside shows "/",
-        # not the host's layout (containerd's default on cgroup v2).
-        step = "unshare cgroup namespace"
-        libc.unshare(libc.CLONE_NEWCGROUP)
         # Open the output files while the host's paths are still visible.
         # Plain files with O_APPEND (runtime/agent.py, "container output"):
         # a write never blocks and never fails with EPIPE, whether the agent
@@ -234,8 +274,20 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
         stdin = os.open("/dev/null", os.O_RDONLY)
         out = os.open(spec.stdout, os.O_WRONLY | os.O_APPEND)
         err = os.open(spec.stderr, os.O_WRONLY | os.O_APPEND)
+        mark(f"container {spec.name}: [2:INIT] open stdio")
         step = "mount root file system"
         mounts.apply(spec.rootfs)
+        mark(f"container {spec.name}: [2:INIT] mounts, pivot_root")
+        step = "wait to be moved into the cgroup"
+        if os.read(joined_r, 1) != JOINED:
+            os._exit(127)       # [1:SETNS] could not move us: it reported why
+        os.close(joined_r)
+        # Its own cgroup namespace, rooted at the cgroup just joined (so it
+        # must come after the join): /proc/self/cgroup inside shows "/",
+        # not the host's layout (containerd's default on cgroup v2).
+        step = "unshare cgroup namespace"
+        libc.unshare(libc.CLONE_NEWCGROUP)
+        mark(f"container {spec.name}: [2:INIT] wait for the cgroup move, unshare cgroup")
         for fd, target in ((stdin, 0), (out, 1), (err, 2)):
             os.dup2(fd, target)
             os.close(fd)
@@ -244,6 +296,7 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
         if spec.security is not None:
             step = "apply security settings"
             security.apply(spec.security)
+            mark(f"container {spec.name}: [2:INIT] security (caps, seccomp, user)")
         elif spec.uid or spec.gid or spec.groups:
             step = f"set user {spec.uid}:{spec.gid}"
             os.setgroups(spec.groups)
@@ -255,6 +308,9 @@ def _init_child(spec: ProcessSpec, status_w: int) -> None:
         if "/" not in spec.argv[0] and not on_path(spec.argv[0], spec.env.get("PATH", "")):
             raise OSError(errno.ENOENT, "executable file not found in $PATH", spec.argv[0])
         libc.close_fds([status_w])  # no fd of the agent reaches the container
+        if timings.active():
+            mark(f"container {spec.name}: [2:INIT] chdir, look up argv[0], close fds")
+            _send(status_w, Message.TIMES, marks=timings.since(first_mark))
         os.execvpe(spec.argv[0], spec.argv, spec.env)
     except BaseException as e:
         report_and_exit(status_w, step, e)

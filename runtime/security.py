@@ -462,8 +462,17 @@ def prepare(plan: SecurityPlan) -> SecurityPlan:
     libseccomp nor cffi's C parser is in sight any more."""
     _cffi()
     if plan.seccomp is not None and plan.seccomp_bpf is None:
-        plan.seccomp_bpf = _export(plan.seccomp, "seccomp_export_bpf")
+        key = tuple(plan.seccomp)
+        bpf = _compiled.get(key)
+        if bpf is None:
+            bpf = _compiled[key] = _export(plan.seccomp, "seccomp_export_bpf")
+        plan.seccomp_bpf = bpf
     return plan
+
+
+# The programs compiled so far, by their rules: a few (one per set of
+# capabilities seen), each compiled once per agent, not once per container.
+_compiled: dict[tuple[SyscallRule, ...], bytes] = {}
 
 
 def seccomp_text(plan: SecurityPlan) -> str:

@@ -1,7 +1,7 @@
 """One JSON record per pod, written atomically, read without locks.
 
 The agent is the only writer. A record is replaced whole: written to a temp
-file in the same directory, fsynced, then renamed over the old one
+file in the same directory, fsynced (unless on tmpfs: replace_file), then renamed over the old one
 (rename(2) is atomic), so a reader (`minipod get`) sees the old record or
 the new one, never half of one. Pids are stored with their start time
 (field 22 of /proc/PID/stat) so a reused pid cannot fool a reader.
@@ -21,18 +21,45 @@ class StateError(Exception):
 
 
 def write(pod_dir: Path, record: dict) -> None:
+    """Replace the pod's record; a record equal to the one this process
+    wrote last, still in place (same inode), is not written again."""
     record = dict(record, version=SCHEMA_VERSION)
-    replace_file(pod_dir / RECORD, json.dumps(record, indent=1, sort_keys=True).encode())
+    path = pod_dir / RECORD
+    data = json.dumps(record, indent=1, sort_keys=True).encode()
+    last = _written.get(path)
+    if last is not None and last[0] == data:
+        try:
+            if os.stat(path).st_ino == last[1]:
+                return
+        except FileNotFoundError:
+            pass
+    replace_file(path, data)
+    if len(_written) > 512:      # pods come and go: keep this small
+        _written.clear()
+    _written[path] = (data, os.stat(path).st_ino)
+
+
+_written: dict[Path, tuple[bytes, int]] = {}   # what write() left at each path
 
 
 def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to a temp file beside `path` (created with `mode`),
-    fsync, rename over `path`: a reader sees the old file or the new one."""
+    fsync, rename over `path`: a reader sees the old file or the new one.
+
+    The fsync is skipped where the directory is on tmpfs (RUN is /run, a
+    tmpfs on every systemd machine; asked of the kernel with statfs, not
+    assumed): there a crash of the kernel takes the file and every process
+    it describes with it, and the rename alone keeps readers safe. On a
+    disk (MINIPOD_ROOT on ext4, or a /run that is not tmpfs, as in some
+    containers) the fsync stays: a record that survives a reboot must not
+    come back empty, or the next agent could not read what it left."""
+    from minipod import libc
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if not libc.in_memory_only(path.parent):
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)

@@ -3,11 +3,16 @@
 The agent is the only writer of pod state (one JSON record per pod,
 runtime/state.py); this store reads those records, turns each into the Pod
 object `minipod get pod X -o json` prints (runtime/podstatus.py, with
-cmd_get's kernel check of running containers) and notices changes by
-polling the state directory: a record whose file (inode, mtime, size) is
+cmd_get's kernel check of running containers) and notices changes when the
+kernel says the state directory changed (inotify(7): a pod dir made or
+removed in RUN/pods, a record renamed into place in RUN/pods/POD), so a
+watch hears of a change as soon as the agent has written it; besides, it
+looks every POLL_IDLE seconds. A record whose file (inode, mtime, size) is
 unchanged is not re-read, except for a full look every LIVENESS_SECONDS
 (a container may die while no agent runs; cmd_get's kernel check is applied
-only then, since a running agent records every exit itself).
+only then, since a running agent records every exit itself). Where inotify
+cannot be had (no watches left), it polls every POLL_WATCHED seconds while
+someone watches.
 
 Every change gets the next resourceVersion from one counter and goes into
 a bounded log of (rv, kind, type, object). A watch from version N replays
@@ -26,7 +31,9 @@ agent's RUN/namespaces files (runtime/namespaces.py), checked on each look.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import select
 import threading
 import time
 
@@ -104,29 +111,81 @@ class Store:
         self.watchers = 0
         self._last_full = 0.0
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._inotify = self._watch_dirs()
+        self._wds: dict[str, int] = {}          # pod name -> its dir's watch
         with self.cond:
             self._sync()
         self._thread = threading.Thread(target=self._poll, name="store-poll", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
-        self._wake.set()
+        self._kick()
+        os.close(self._wake_w)      # the poller closes the others as it ends
+
+    def _kick(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
 
     def watch_started(self) -> None:
-        """Called (cond held) by a new watch: look often from now on, not in a second."""
+        """Called (cond held) by a new watch: without inotify, look often from
+        now on, not in a second."""
         self.watchers += 1
-        self._wake.set()
+        if self._inotify is None:
+            self._kick()
 
     # ---- reading the agent's state -------------------------------------------
 
+    def _watch_dirs(self) -> int | None:
+        """An inotify fd watching RUN/pods (made if missing, as the agent
+        would), or None when the kernel gives none (then: polling)."""
+        from minipod import libc
+        try:
+            self.paths.pods.mkdir(parents=True, exist_ok=True)
+            fd = libc.inotify_init1()
+        except OSError:
+            return None
+        try:
+            libc.inotify_add_watch(fd, str(self.paths.pods), libc.IN_CREATE | libc.IN_DELETE
+                                   | libc.IN_MOVED_TO | libc.IN_MOVED_FROM | libc.IN_ONLYDIR)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+    def _watch_pod(self, name: str) -> None:
+        """Watch RUN/pods/NAME for its record renamed into place (state.write);
+        before the record is read, so no write in between is missed."""
+        if self._inotify is None or name in self._wds:
+            return
+        from minipod import libc
+        try:
+            self._wds[name] = libc.inotify_add_watch(
+                self._inotify, str(self.paths.pod_dir(name)),
+                libc.IN_MOVED_TO | libc.IN_CLOSE_WRITE | libc.IN_DELETE | libc.IN_ONLYDIR)
+        except OSError:
+            pass    # gone again, or no watches left: the periodic look finds it
+
     def _poll(self) -> None:
+        fds = [self._wake_r] + ([self._inotify] if self._inotify is not None else [])
         while not self._stop.is_set():
-            self._wake.wait(POLL_WATCHED if self.watchers else POLL_IDLE)
-            self._wake.clear()
+            wait = POLL_WATCHED if self.watchers and self._inotify is None else POLL_IDLE
+            ready, _, _ = select.select(fds, [], [], wait)
+            for fd in ready:
+                while True:     # drain: one look covers every change so far
+                    try:
+                        if not os.read(fd, 65536):
+                            break
+                    except BlockingIOError:
+                        break
             if not self._stop.is_set():
                 self.sync()
+        os.close(self._wake_r)
+        if self._inotify is not None:
+            os.close(self._inotify)
 
     def sync(self) -> None:
         with self.cond:
@@ -153,7 +212,10 @@ class Store:
         except FileNotFoundError:
             names = set()
         changed = False
+        for name in set(self._wds) - names:
+            del self._wds[name]       # its dir is gone, and with it the watch
         for name in sorted(names):
+            self._watch_pod(name)
             path = self.paths.pod_dir(name) / state.RECORD
             try:
                 st = os.stat(path)
