@@ -391,10 +391,15 @@ class Agent:
                                                                               "<request>"))
         except manifest.ManifestError as e:
             raise RequestError("Invalid", str(e)) from None
+        if obj.resource == "configmaps" and obj.name == configobjects.ROOT_CA:
+            raise RequestError("Forbidden", f'configmaps "{obj.name}" is forbidden: minipod '
+                                            f"makes it (the API server's CA) in every namespace")
         ns = namespaces.read(self.paths, obj.namespace)
         if ns is None:
             raise RequestError("NotFound", f'namespaces "{obj.namespace}" not found')
-        if ns.get("deletionTimestamp"):
+        if ns.get("deletionTimestamp") and configobjects.read(
+                self.paths, obj.resource, obj.namespace, obj.name) is None:
+            # a terminating namespace takes no new object; one it has may still change
             raise RequestError("Forbidden", f'{obj.resource} "{obj.name}" is forbidden: unable '
                                             f"to create new content in namespace "
                                             f"{obj.namespace} because it is being terminated")

@@ -122,7 +122,14 @@ def delete_namespaces(args, paths) -> int:
             print(f"Error from server ({e.code}): {e}", file=sys.stderr)
             status = 1
             continue
+        pinged = time.monotonic()
         while namespaces.read(paths, name) is not None:
             time.sleep(0.05)
+            if time.monotonic() - pinged > 2:   # an agent that died meanwhile is started
+                pinged = time.monotonic()       # again, and finishes the deletion
+                try:
+                    client.request(paths, {"op": "ping"})
+                except client.AgentError:
+                    pass
         print(f'namespace "{name}" deleted')
     return status

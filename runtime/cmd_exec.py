@@ -130,7 +130,7 @@ def _pick(record: dict, wanted: str | None) -> dict:
             print(f'Defaulted container "{containers[0]["name"]}" out of: '
                   f'{", ".join(c["name"] for c in containers)}', file=sys.stderr)
         return containers[0]
-    for c in containers:
+    for c in record.get("initContainers", []) + containers:   # a running sidecar too
         if c["name"] == wanted:
             return c
     raise CommandError(f"container {wanted} not found in pod {record['name']}")

@@ -114,9 +114,9 @@ def run(args, paths) -> int:
 
 def _refuse_if_used(paths, image) -> None:
     """Like `docker rmi`: an image a pod uses stays (its layers are in use)."""
-    from minipod.runtime import state
+    from minipod.runtime import namespaces, state
     records, _ = state.read_all(paths.pods)
-    users = [r["name"] for r in records
+    users = [namespaces.display(r.get("namespace"), r["name"]) for r in records
              if any(c.get("imageID") == image.digest
                     for c in r.get("initContainers", []) + r.get("containers", []))]
     if users:

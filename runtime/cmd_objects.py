@@ -35,7 +35,9 @@ def get(args, paths, resource: str, names: list[str]) -> int:
     require_root("get " + resource)
     names = names + _strip(resource, args.names)
     namespace = namespace_of(args)
-    every = getattr(args, "all_namespaces", False) and not names
+    every = getattr(args, "all_namespaces", False)
+    if every and names:
+        raise CommandError("a resource cannot be retrieved by name across all namespaces")
     if names:
         found = []
         for n in names:

@@ -239,8 +239,42 @@ def object_path(paths, resource: str, namespace: str, name: str) -> Path:
     return objects_dir(paths) / namespace / resource / f"{name}.json"
 
 
+ROOT_CA = "kube-root-ca.crt"
+ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal "
+    "endpoints such as the internal service IP or kubernetes.default.svc. No other usage is "
+    "guaranteed across distributions of Kubernetes clusters.")
+
+
+def root_ca(paths, ns: str) -> dict | None:
+    """NS's kube-root-ca.crt (None: no CA yet, or no namespace NS)."""
+    import hashlib
+    from minipod.runtime import namespaces
+    from minipod.runtime.apiserver import pki
+    if namespaces.read(paths, ns) is None:
+        return None
+    crt = pki.files(paths).ca_crt
+    try:
+        pem = crt.read_text()
+        made = os.stat(crt).st_mtime
+    except OSError:
+        return None
+    h = hashlib.sha256(f"{ns}/{ROOT_CA}/{pem}".encode()).hexdigest()
+    return {"kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": ROOT_CA, "namespace": ns,
+                         "uid": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}",
+                         "resourceVersion": "1",     # it never changes
+                         "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                            time.gmtime(made)),
+                         "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
+            "data": {"ca.crt": pem}}
+
+
 def read(paths, resource: str, namespace: str, name: str) -> dict | None:
-    """The stored object, or None when there is none."""
+    """The stored object, or None when there is none (kube-root-ca.crt is
+    made, not stored: root_ca)."""
+    if resource == "configmaps" and name == ROOT_CA:
+        return root_ca(paths, namespace)
     try:
         return json.loads(object_path(paths, resource, namespace, name).read_bytes())
     except FileNotFoundError:

@@ -210,62 +210,8 @@ def review_answer(user: User, spec: dict) -> dict:
     return {"allowed": False}
 
 
-def _fields(data: bytes) -> dict[int, list]:
-    """The fields of one protobuf message: number -> [values] (varints as
-    ints, length-delimited as bytes; fixed-width ones skipped)."""
-    out: dict[int, list] = {}
-    i = 0
-
-    def varint() -> int:
-        nonlocal i
-        shift = value = 0
-        while True:
-            if i >= len(data) or shift > 63:
-                raise ValueError("truncated varint")
-            b = data[i]
-            i += 1
-            value |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return value
-    while i < len(data):
-        key = varint()
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value = varint()
-        elif wire == 2:
-            n = varint()
-            if i + n > len(data):
-                raise ValueError("truncated field")
-            value, i = data[i:i + n], i + n
-        elif wire in (1, 5):
-            i += 8 if wire == 1 else 4
-            continue
-        else:
-            raise ValueError(f"wire type {wire}")
-        out.setdefault(number, []).append(value)
-    return out
-
-
-def _strings(data: bytes, names: dict[int, str]) -> dict:
-    f = _fields(data)
-    return {name: f[n][-1].decode() for n, name in names.items() if n in f}
-
-
 def review_spec_from_protobuf(body: bytes) -> dict:
     """spec of a SelfSubjectAccessReview sent as application/vnd.kubernetes.protobuf
-    (kubectl auth can-i does): the "k8s\\0" envelope (runtime.Unknown: raw = 2),
-    the review (spec = 2), its attributes (generated.proto of authorization/v1)."""
-    if not body.startswith(b"k8s\x00"):
-        raise ValueError("not a Kubernetes protobuf envelope")
-    raw = _fields(body[4:]).get(2, [b""])[-1]
-    spec = _fields(raw).get(2, [b""])[-1]
-    f = _fields(spec)
-    out = {}
-    if 1 in f:
-        out["resourceAttributes"] = _strings(f[1][-1], {
-            1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource",
-            6: "subresource", 7: "name"})
-    if 2 in f:
-        out["nonResourceAttributes"] = _strings(f[2][-1], {1: "path", 2: "verb"})
-    return out
+    (kubectl auth can-i does); the reader is protobuf.py's."""
+    from minipod.runtime.apiserver import protobuf
+    return protobuf.review_spec(body)

@@ -52,36 +52,10 @@ def cells(obj: dict) -> list:
 
 # ---- kube-root-ca.crt ---------------------------------------------------------
 
-ROOT_CA = "kube-root-ca.crt"
-ROOT_CA_DESCRIPTION = (
-    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal "
-    "endpoints such as the internal service IP or kubernetes.default.svc. No other usage is "
-    "guaranteed across distributions of Kubernetes clusters.")
-
-
-def root_ca(paths, ns: str) -> dict | None:
-    """NS's kube-root-ca.crt (None: no CA yet, or no namespace NS)."""
-    import hashlib
-    from minipod.runtime import namespaces
-    from minipod.runtime.apiserver import pki
-    if namespaces.read(paths, ns) is None:
-        return None
-    crt = pki.files(paths).ca_crt
-    try:
-        pem = crt.read_text()
-        made = os.stat(crt).st_mtime
-    except OSError:
-        return None
-    h = hashlib.sha256(f"{ns}/{ROOT_CA}/{pem}".encode()).hexdigest()
-    import time
-    return {"kind": "ConfigMap", "apiVersion": "v1",
-            "metadata": {"name": ROOT_CA, "namespace": ns,
-                         "uid": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}",
-                         "resourceVersion": "1",     # it never changes
-                         "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                            time.gmtime(made)),
-                         "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
-            "data": {"ca.crt": pem}}
+# kube-root-ca.crt: made from the CA, in every namespace (configobjects.py, where
+# the agent finds it too, for pods that mount it)
+ROOT_CA = configobjects.ROOT_CA
+root_ca = configobjects.root_ca
 
 
 def root_cas(paths, ns: str | None) -> list[dict]:
@@ -287,6 +261,12 @@ def _put(handler, checked, q: dict) -> dict:
         if e.code == "Invalid":
             raise ApiError(422, "Invalid", str(e), {"name": checked.name,
                                                     "kind": checked.kind})
+        if e.code == "NotFound":        # its namespace went away meanwhile
+            raise ApiError(404, "NotFound", str(e), {"name": checked.namespace,
+                                                     "kind": "namespaces"})
+        if e.code == "Forbidden":       # its namespace is being deleted
+            raise ApiError(403, "Forbidden", str(e), {"name": checked.name,
+                                                      "kind": checked.resource})
         raise ApiError(500, "InternalError", f"Internal error occurred: {e}")
     return entry(handler, checked.resource, checked.namespace, checked.name).obj
 
@@ -305,6 +285,7 @@ def decode(handler, body: bytes) -> dict:
 
 
 def create(handler, ns: str, resource: str, q: dict, body: bytes) -> None:
+    handler.check_namespace(ns)     # NotFound: namespaces "x" not found, as a cluster says
     obj = decode(handler, body)
     checked, warnings = check(obj, resource, ns, q)
     if configobjects.read(handler.server.paths, resource, ns, checked.name) is not None or (

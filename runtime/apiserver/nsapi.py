@@ -38,9 +38,9 @@ def create(handler, q: dict, body: bytes) -> None:
     """POST /api/v1/namespaces (`kubectl create ns NAME`): the agent writes it."""
     from minipod.runtime import client, namespaces
     if "protobuf" in handler.headers.get("Content-Type", ""):   # kubectl create ns sends it
-        from minipod.runtime.apiserver import pbwire
+        from minipod.runtime.apiserver import protobuf
         try:
-            obj = pbwire.decode_metadata(body)
+            obj = protobuf.decode_metadata(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, "BadRequest", f"cannot decode the Namespace: {e}")
     else:

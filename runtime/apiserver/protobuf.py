@@ -1,5 +1,6 @@
-"""Just enough of Kubernetes' protobuf encoding to read a ConfigMap or a
-Secret that kubectl sends that way.
+"""Just enough of Kubernetes' protobuf encoding to read the request bodies
+kubectl sends that way: a ConfigMap or a Secret, a Namespace's metadata,
+a SelfSubjectAccessReview's spec. The one protobuf reader of the server.
 
 `kubectl create configmap|secret` POST with its typed client, whose body
 is `application/vnd.kubernetes.protobuf` (no JSON fallback): the 4 magic
@@ -51,11 +52,10 @@ def fields(buf: bytes) -> list[tuple[int, int | bytes]]:
             if i + size > len(buf):
                 raise ProtobufError("truncated field")
             value, i = buf[i:i + size], i + size
-        elif wire == 1:
-            i += 8
-            continue
-        elif wire == 5:
-            i += 4
+        elif wire in (1, 5):    # fixed64, fixed32: no field read here has one
+            i += 8 if wire == 1 else 4
+            if i > len(buf):
+                raise ProtobufError("truncated fixed field")
             continue
         else:
             raise ProtobufError(f"unsupported wire type {wire}")
@@ -67,6 +67,28 @@ def _text(b) -> str:
     if not isinstance(b, bytes):
         raise ProtobufError("expected a string")
     return b.decode("utf-8")
+
+
+def grouped(buf: bytes) -> dict[int, list]:
+    """The fields of one message: number -> [values, in order] (a repeated
+    field has several; for a plain one the last counts)."""
+    out: dict[int, list] = {}
+    for num, value in fields(buf):
+        out.setdefault(num, []).append(value)
+    return out
+
+
+def _last(f: dict[int, list], num: int, default=b""):
+    return f[num][-1] if num in f else default
+
+
+def unwrap(body: bytes) -> tuple[dict[int, list], bytes]:
+    """(typeMeta fields, the object's own message) of a body in the "k8s\\0"
+    envelope (runtime.Unknown: 1 typeMeta {1 apiVersion, 2 kind}, 2 raw)."""
+    if not body.startswith(MAGIC):
+        raise ProtobufError("not a Kubernetes protobuf message (no k8s magic)")
+    unknown = grouped(body[len(MAGIC):])
+    return grouped(_last(unknown, 1)), _last(unknown, 2)
 
 
 def _map(entries: list, value_bytes: bool) -> dict:
@@ -102,15 +124,10 @@ def _meta(buf: bytes) -> dict:
 
 def decode(body: bytes) -> dict:
     """A ConfigMap or Secret object (as JSON has it) from a protobuf body."""
-    if not body.startswith(MAGIC):
-        raise ProtobufError("not a Kubernetes protobuf message (no k8s magic)")
-    unknown = dict(fields(body[len(MAGIC):]))
-    type_meta = dict(fields(unknown.get(1, b"")))
-    kind = _text(type_meta.get(2, b""))
-    obj: dict = {"apiVersion": _text(type_meta.get(1, b"v1")) or "v1", "kind": kind}
-    groups: dict[int, list] = {}
-    for num, value in fields(unknown.get(2, b"")):
-        groups.setdefault(num, []).append(value)
+    type_meta, raw = unwrap(body)
+    kind = _text(_last(type_meta, 2))
+    obj: dict = {"apiVersion": _text(_last(type_meta, 1, b"v1")) or "v1", "kind": kind}
+    groups = grouped(raw)
     if 1 in groups:
         obj["metadata"] = _meta(groups[1][-1])
     if kind == "ConfigMap":
@@ -133,6 +150,40 @@ def decode(body: bytes) -> dict:
         raise ProtobufError(f"cannot read a {kind or 'message without kind'} as protobuf; "
                             f"send JSON")
     return obj
+
+
+def decode_metadata(body: bytes) -> dict:
+    """{"apiVersion", "kind", "metadata"} of any object in a protobuf body
+    (`kubectl create namespace` sends one): ObjectMeta is field 1 of every kind."""
+    type_meta, raw = unwrap(body)
+    obj: dict = {"metadata": {}}
+    for num, key in ((1, "apiVersion"), (2, "kind")):
+        if num in type_meta:
+            obj[key] = _text(type_meta[num][-1])
+    meta = grouped(raw).get(1)
+    if meta:
+        obj["metadata"] = _meta(meta[-1])
+    return obj
+
+
+def review_spec(body: bytes) -> dict:
+    """spec of a SelfSubjectAccessReview (`kubectl auth can-i` sends it):
+    the review's field 2, its attributes as authorization/v1's generated.proto
+    numbers them."""
+    _, raw = unwrap(body)
+    spec = grouped(_last(grouped(raw), 2))
+
+    def strings(buf: bytes, names: dict[int, str]) -> dict:
+        f = grouped(buf)
+        return {name: _text(f[n][-1]) for n, name in names.items() if n in f}
+    out = {}
+    if 1 in spec:
+        out["resourceAttributes"] = strings(spec[1][-1], {
+            1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource",
+            6: "subresource", 7: "name"})
+    if 2 in spec:
+        out["nonResourceAttributes"] = strings(spec[2][-1], {1: "path", 2: "verb"})
+    return out
 
 
 # ---- encoding (for tests: what kubectl's typed client sends) -------------------

@@ -172,7 +172,9 @@ class Store:
     def _poll(self) -> None:
         fds = [self._wake_r] + ([self._inotify] if self._inotify is not None else [])
         while not self._stop.is_set():
-            wait = POLL_WATCHED if self.watchers and self._inotify is None else POLL_IDLE
+            # inotify covers the pods; namespaces, ConfigMaps and Secrets that
+            # other writers change are looked for often while someone watches
+            wait = POLL_WATCHED if self.watchers else POLL_IDLE
             ready, _, _ = select.select(fds, [], [], wait)
             for fd in ready:
                 while True:     # drain: one look covers every change so far

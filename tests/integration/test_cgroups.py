@@ -277,7 +277,8 @@ def test_top_shows_a_busy_container(tmp_path, capsys):
                 "creationTimestamp": "2024-01-01T00:00:00Z", "cgroup": d.pod_cgroup("top"),
                 "containers": [{"name": "hog", "state": "running", "pid": pid,
                                 "pidStart": state.proc_start_time(pid), "cgroup": cg}]})
-            args = SimpleNamespace(kind="pod", names=[], containers=True, sort_by=None)
+            args = SimpleNamespace(kind="pod", names=[], containers=True, sort_by=None,
+                                   namespace=None, all_namespaces=False)
             assert cmd_top.run(args, paths) == 0
             out = capsys.readouterr().out.splitlines()
             args.containers = False

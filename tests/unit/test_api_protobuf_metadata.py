@@ -1,10 +1,10 @@
-"""The protobuf reader for request bodies (runtime/apiserver/pbwire.py),
+"""The protobuf reader for request bodies (runtime/apiserver/protobuf.py),
 against bytes built here by the wire format's rules."""
 from __future__ import annotations
 
 import pytest
 
-from minipod.runtime.apiserver import pbwire
+from minipod.runtime.apiserver import protobuf as pbwire
 
 
 def _varint(n: int) -> bytes:
