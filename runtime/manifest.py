@@ -892,6 +892,11 @@ def _load_document(root, builder: _Builder, source: str, objects: bool = False,
     if objects and obj.get("kind") in ("ConfigMap", "Secret"):
         from minipod.runtime import configobjects
         return configobjects.check_object(obj, check), check.errors, check.warnings
+    volumes = (obj.get("spec") or {}).get("volumes") if isinstance(obj.get("spec"), dict) else None
+    if isinstance(volumes, list) and any(isinstance(v, dict) and str(v.get("name", ""))
+                                         .startswith("kube-api-access-") for v in volumes):
+        from minipod.runtime import serviceaccount  # (hashlib: only when needed)
+        serviceaccount.strip_view(obj)  # `kubectl get pod -o yaml`, run again: its own token
     pod = _validate(obj, check)
     return pod, check.errors, check.warnings
 

@@ -56,3 +56,35 @@ def test_manifest_validates_against_the_kubernetes_schema(path):
         assert any(BROKEN_ON_PURPOSE[rel] in e for e in errors), errors
     else:
         assert errors == [], f"{rel} does not validate against Kubernetes {version}"
+
+
+def test_a_pod_exported_with_get_o_yaml_runs_again():
+    """`kubectl get pod -o yaml` shows the kube-api-access-* volume a cluster
+    (and minipod's API) adds; the file, given to `minipod run`, makes a pod
+    that gets its own token mount, as the API's create does."""
+    from minipod.runtime import manifest
+    text = """apiVersion: v1
+kind: Pod
+metadata: {name: exported, namespace: default}
+spec:
+  serviceAccountName: default
+  containers:
+  - name: main
+    image: busybox
+    volumeMounts:
+    - {name: kube-api-access-x1y2z, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true}
+    - {name: data, mountPath: /data}
+  volumes:
+  - name: kube-api-access-x1y2z
+    projected:
+      sources:
+      - serviceAccountToken: {expirationSeconds: 3607, path: token}
+      - configMap: {name: kube-root-ca.crt, items: [{key: ca.crt, path: ca.crt}]}
+      - downwardAPI: {items: [{path: namespace, fieldRef: {fieldPath: metadata.namespace}}]}
+  - name: data
+    emptyDir: {}
+"""
+    pods, _ = manifest.load_text(text, "exported.yaml")
+    (pod,) = pods
+    assert [v.name for v in pod.volumes] == ["data"]
+    assert [m.name for m in pod.containers[0].volume_mounts] == ["data"]
