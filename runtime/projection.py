@@ -192,8 +192,13 @@ def write(target: Path, files: dict[str, tuple[bytes, int]], gid: int | None = N
     for name in os.listdir(target):
         if name.startswith(".."):
             continue
-        if name not in top:
-            with_suppress_unlink(target / name)
+        p = target / name
+        if not os.path.islink(p) and os.path.isdir(p):
+            # a directory a subPath of a key not there yet made: it goes, so
+            # the key's link can be made (the subPath's mount keeps what it had)
+            shutil.rmtree(p, ignore_errors=True)
+        elif name not in top:
+            with_suppress_unlink(p)
     for name in sorted(top):
         link = target / name
         if not os.path.lexists(link):

@@ -336,6 +336,21 @@ def test_atomic_writer_layout_and_switch(tmp_path):
     assert sorted(n for n in os.listdir(target)) == sorted(["..data", second, "a", "c"])
 
 
+def test_atomic_writer_replaces_a_directory_a_subpath_made(tmp_path):
+    """A subPath for a key not there yet makes a directory in the volume;
+    the update that brings the key makes its link there (before, the
+    unlink of that directory failed and no new key ever appeared)."""
+    target = tmp_path / "vol"
+    assert projection.write(target, {"a": (b"1", 0o644)})
+    (target / "later").mkdir()                               # what the subPath made
+    assert projection.write(target, {"a": (b"1", 0o644), "later": (b"2", 0o644)})
+    assert os.readlink(target / "later") == "..data/later"
+    assert (target / "later").read_bytes() == b"2"
+    assert projection.write(target, {"a": (b"3", 0o644)})    # and it goes again with the key
+    assert not os.path.lexists(target / "later")
+    assert len([n for n in os.listdir(target) if n.startswith("..20")]) == 1
+
+
 def test_atomic_writer_mode_change_is_a_change(tmp_path):
     target = tmp_path / "vol"
     projection.write(target, {"a": (b"1", 0o644)})
