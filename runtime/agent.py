@@ -520,6 +520,13 @@ class Agent:
                         for c in pod.containers + pod.init_containers for p in c.ports
                         if p.host_port]
             if mappings:
+                api = serviceaccount.api_port(self.paths)
+                taken = next((m for m in mappings if m.host_port == api and m.protocol == "TCP"
+                              and m.host_ip in ("", "0.0.0.0", "127.0.0.1")), None)
+                if taken is not None:   # its DNAT would take the API over from kubectl and pods
+                    raise RequestError("Conflict", f"hostPort {api} is the port of minipod's "
+                                                   f"Kubernetes API server; choose another "
+                                                   f"hostPort")
                 undo.callback(hostport.release, self.paths.hostports, uid)
                 try:
                     hostport.claim(self.paths.hostports, uid, namespaces.display(

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,33 @@ def test_every_broken_image_archive_exits_1_and_adds_nothing_to_the_store(minipo
                     "bad-input/imported:1", check=False)
         failures += wrong
     assert not failures, "\n\n".join(failures)
+
+
+def test_a_host_port_on_the_api_servers_port_is_refused(minipod, tmp_path):
+    """hostPort 6443 would DNAT 127.0.0.1:6443 and the pods' gateway to the
+    pod, taking the API over from kubectl and from every pod: refused, and
+    nothing made."""
+    before = machine(minipod)
+    path = tmp_path / "apiport.yaml"
+    path.write_text("""apiVersion: v1
+kind: Pod
+metadata: {name: apiport}
+spec:
+  containers:
+  - name: main
+    image: minipod.test/busybox:1
+    command: [sleep, "100000"]
+    ports: [{containerPort: 8080, hostPort: 6443}]
+""")
+    assert minipod.env.get("MINIPOD_API_PORT") in (None, "6443")
+    # an agent started by an API server of another module saw that one's port:
+    # this run starts one with the suite's environment (pods keep running)
+    minipod("agent", "stop", check=False)
+    deadline = time.monotonic() + 10
+    while minipod("agent", "status", check=False).returncode == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc = minipod("run", str(path), check=False)
+    assert one_clear_error(proc, "hostPort 6443") == []
+    assert "hostPort 6443 is the port of minipod's Kubernetes API server" in proc.stderr
+    assert machine(minipod) == before
