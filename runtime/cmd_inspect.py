@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, read_pod
-from minipod.runtime.paths import record_key
 
 NAMESPACES = ("net", "ipc", "uts", "mnt", "pid", "cgroup")
 
@@ -133,6 +132,7 @@ def inspect(record: dict, paths) -> dict:
     for c in live:
         c["shared"] = {ns: sum(1 for o in live if o["namespaces"][ns] == c["namespaces"][ns]) > 1
                        for ns in NAMESPACES}
+    from minipod.runtime.paths import record_key   # here: --help lists inspect
     pod_dir = paths.pod_dir(record_key(record))
     pins = {}
     for ns in ("net", "ipc", "uts"):
