@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 
 from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, print_table
+from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, print_objects,
+                                     print_table)
 
 NAMESPACE_KINDS = ("namespaces", "namespace", "ns")
 
@@ -84,15 +85,7 @@ def run(args, paths) -> int:
     every = args.all_namespaces
     records = load(paths, names, namespace_of(args), every)
     if args.output in ("yaml", "json"):
-        objects = [podstatus.pod_object(r) for r in records]
-        obj = objects[0] if len(names) == 1 else {
-            "apiVersion": "v1", "kind": "List", "items": objects, "metadata": {}}
-        if args.output == "json":
-            import json
-            print(json.dumps(obj, indent=4))
-        else:
-            import yaml
-            sys.stdout.write(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+        print_objects([podstatus.pod_object(r) for r in records], args.output, len(names) == 1)
         return 0
     if args.output == "name":
         for r in records:
@@ -168,15 +161,8 @@ def get_namespaces(args, paths) -> int:
                                f"not found")
         records = [found[n] for n in names]
     if args.output in ("yaml", "json"):
-        objs = [namespaces.to_object(r) for r in records]
-        obj = objs[0] if len(names) == 1 else {"apiVersion": "v1", "kind": "List",
-                                               "items": objs, "metadata": {}}
-        if args.output == "json":
-            import json
-            print(json.dumps(obj, indent=4))
-        else:
-            import yaml
-            sys.stdout.write(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+        print_objects([namespaces.to_object(r) for r in records], args.output,
+                      len(names) == 1)
         return 0
     if args.output == "name":
         for r in records:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import CommandError, namespace_of, print_table, require_root
+from minipod.runtime.cmdutil import (CommandError, namespace_of, print_objects, print_table,
+                                     require_root)
 
 ALIASES = {"configmaps": "configmaps", "configmap": "configmaps", "cm": "configmaps",
            "secrets": "secrets", "secret": "secrets"}
@@ -51,14 +52,7 @@ def get(args, paths, resource: str, names: list[str]) -> int:
                  if r == resource and (every or ns == namespace)]
         found = [o for o in found if o is not None]
     if args.output in ("yaml", "json"):
-        obj = found[0] if len(names) == 1 else {"apiVersion": "v1", "kind": "List",
-                                                "items": found, "metadata": {}}
-        if args.output == "json":
-            import json
-            print(json.dumps(obj, indent=4))
-        else:
-            import yaml
-            sys.stdout.write(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+        print_objects(found, args.output, len(names) == 1)
         return 0
     singular = resource[:-1]
     if args.output == "name":

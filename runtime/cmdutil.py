@@ -33,6 +33,19 @@ def print_table(header: list[str], rows: list[list[str]], out=None) -> None:
         out.write("".join(cells).rstrip() + "\n")
 
 
+def print_objects(objects: list[dict], output: str, single: bool) -> None:
+    """`-o yaml|json` as kubectl prints it: the object itself when one was
+    named (`single`), else a v1 List of them."""
+    obj = objects[0] if single else {"apiVersion": "v1", "kind": "List", "items": objects,
+                                     "metadata": {}}
+    if output == "json":
+        import json
+        print(json.dumps(obj, indent=4))
+    else:
+        import yaml
+        sys.stdout.write(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+
+
 def add_namespace(p, all_namespaces: bool = False) -> None:
     """kubectl's -n/--namespace (and, for listing verbs, -A/--all-namespaces)."""
     p.add_argument("-n", "--namespace", metavar="NS", default=None,
