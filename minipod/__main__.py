@@ -1,6 +1,6 @@
 """`python -m minipod` runs the CLI (the agent is started this way too)."""
 import sys
 
-from minipod.runtime.cli import main
+from minipod.runtime.cli.main import main
 
 sys.exit(main())

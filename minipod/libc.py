@@ -276,7 +276,7 @@ def close_fds(keep=()) -> None:
         if fd is not None:
             first = fd + 1
 
-# ---- inotify(7) and fallocate(2): the agent's output relay (runtime/agent.py) -------
+# ---- inotify(7) and fallocate(2): the agent's output relay (runtime/agent/agent.py) -------
 
 _ffi_io = cffi.FFI()
 _ffi_io.cdef(

@@ -1,18 +1,21 @@
 """minipod.runtime: the pods themselves — the CLI's verbs, the node agent,
 the Kubernetes objects, and the API server.
 
-    the verbs         cli.py (dispatch), cmd_<verb>.py (one per verb), cmdutil.py
-    the agent         agent.py (one process for all pods, a selectors loop that
-                      forks containers), client.py (its socket), container.py and
-                      enter.py (fork, namespaces, exec), sandbox.py (the pinned pod
-                      namespaces), volumes.py, probes.py, backoff.py, eviction.py,
-                      logs.py (CRI log files), gc.py
-    the objects       manifest.py (Pod parse and checks, with file:line:field),
-                      podstatus.py (the Pod's status as Kubernetes shows it), qos.py,
-                      namespaces.py, configobjects.py / configrefs.py /
-                      projection.py / podconfig.py (ConfigMaps, Secrets, their
-                      env and volumes), serviceaccount.py (the pod's token)
-    the API           apiserver/ (`minipod serve`, the Kubernetes REST API)
+    cli/              the verbs: main.py (dispatch), cmd_<verb>.py, cmdutil.py
+    agent/            the node agent (one process for all pods, a selectors loop
+                      that forks containers), backoff.py, eviction.py, gc.py
+    api/              the Kubernetes objects, pure: manifest.py (Pod parse and
+                      checks, with file:line:field), podstatus.py, qos.py,
+                      configrefs.py
+    apiserver/        `minipod serve`, the Kubernetes REST API: a second front
+                      end over the agent, beside cli/
+    the node library  (flat here, kernel-facing) client.py (the agent's socket),
+                      container.py and enter.py (fork, namespaces, exec),
+                      sandbox.py (the pinned pod namespaces), volumes.py,
+                      probes.py, checks.py, logs.py (CRI log files), security.py,
+                      namespaces.py, configobjects.py / projection.py /
+                      podconfig.py (ConfigMaps, Secrets, their env and volumes),
+                      serviceaccount.py (the pod's token)
     the state         paths.py (every path, and the instance identity), state.py
 
 The kernel objects a pod is made of, and how to see each by hand:

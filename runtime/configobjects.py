@@ -5,7 +5,7 @@ container start.
     RUN/objects/NAMESPACE/secrets/NAME.json      0600   the API object
     (every directory 0700: only root reads a Secret, and only root lists them)
 
-The agent is the only writer (ops "put" and "remove", runtime/agent.py),
+The agent is the only writer (ops "put" and "remove", runtime/agent/agent.py),
 each file replaced whole (state.replace_file: temp file, fsync, rename), so
 the API server and container starts read the old object or the new one.
 A stored object is the API object as `kubectl get -o json` shows it, less
@@ -93,7 +93,7 @@ def values(obj: dict) -> dict[str, bytes]:
 
 def check_object(obj: dict, check) -> ConfigObject | None:
     """Check a ConfigMap or Secret document; the object to store, or None."""
-    from minipod.runtime import configrefs, manifest as m
+    from minipod.runtime.api import configrefs, manifest as m
     kind = obj.get("kind")
     before = len(check.errors)
     for key in obj:
@@ -212,7 +212,7 @@ def _b64(value: str) -> bytes | None:
 def load_object(obj: dict, source: str = "<object>"):
     """Check an already-parsed ConfigMap or Secret (no line numbers):
     (ConfigObject, warnings), or manifest.ManifestError."""
-    from minipod.runtime import manifest as m
+    from minipod.runtime.api import manifest as m
     check = m._Checker(source, {}, None)
     if not isinstance(obj, dict) or obj.get("kind") not in KINDS:
         raise m.ManifestError([m.Problem(source, None, "kind",
@@ -359,7 +359,7 @@ def lookup(paths, kind: str, namespace: str, name: str, optional: bool) -> dict 
 
 def field_value(record: dict, pod, path: str) -> str:
     """A downward API fieldPath of the pod (env, or a downwardAPI file)."""
-    from minipod.runtime import configrefs
+    from minipod.runtime.api import configrefs
     sub = configrefs.SUBSCRIPTED.fullmatch(path)
     if sub:
         source = pod.labels if sub.group(1) == "labels" else pod.annotations
@@ -385,7 +385,7 @@ def resource_value(ref: dict, pod) -> str:
     """A resourceFieldRef's value (kubelet's ExtractResourceValueByContainerName):
     cpu rounded up to the divisor, memory and storage in divisor units; a
     limit the container does not set is the node's allocatable."""
-    from minipod.runtime import manifest
+    from minipod.runtime.api import manifest
     c = next((c for c in pod.init_containers + pod.containers
               if c.name == ref["containerName"]), None)
     r = c.resources if c is not None else manifest.Resources()
@@ -422,7 +422,7 @@ def container_env(paths, record: dict, pod, c) -> tuple[list[tuple[str, str]], b
     from objects escaped so that $(VAR) in them stays as written; and
     whether any value came from a Secret. ConfigError if a required
     object or key is missing."""
-    from minipod.runtime import manifest
+    from minipod.runtime.api import manifest
     out: list[tuple[str, str]] = []
     secret = False
 

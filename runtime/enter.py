@@ -85,7 +85,7 @@ def for_container(record: dict, cs: dict, paths, argv: list[str], **fields) -> E
     probes and exec hooks all use it, as the kubelet's go through the
     runtime's exec with the container's process spec."""
     import dataclasses
-    from minipod.runtime import manifest
+    from minipod.runtime.api import manifest
     spec = ExecSpec(pid=cs["pid"], argv=argv, env=container_environment(record, cs, paths),
                     **fields)
     if cs.get("cgroup"):
@@ -121,7 +121,7 @@ def container_environment(record: dict, cs: dict, paths) -> dict[str, str]:
     if isinstance(env, dict):
         return {str(k): str(v) for k, v in env.items()}
     from minipod.rootfs.store import ImageNotFound, ImageStore
-    from minipod.runtime import manifest
+    from minipod.runtime.api import manifest
     pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
     c = next(c for c in pod.init_containers + pod.containers if c.name == cs["name"])
     config, passwd = {}, ""

@@ -27,7 +27,9 @@ import json
 import os
 import secrets as random
 
-from minipod.runtime import configobjects, manifest, podstatus
+from minipod.runtime import configobjects
+
+from minipod.runtime.api import manifest, podstatus
 from minipod.runtime.apiserver.objects import ApiError, _col, not_found, table
 
 KIND_OF = configobjects.RESOURCE_KINDS      # "configmaps" -> "ConfigMap"

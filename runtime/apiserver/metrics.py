@@ -6,7 +6,7 @@ metrics-server serves, for `kubectl top pod [NAME] [--containers] [-l SEL]`).
 
 CPU is a rate: the cgroup's CPU time read twice, SAMPLE_SECONDS apart
 (the `window`), in nanocores ("1234567n"); memory is the working set
-(usage minus inactive file cache), in Ki, as runtime/cmd_top.py reads them.
+(usage minus inactive file cache), in Ki, as runtime/cli/cmd_top.py reads them.
 Only running containers with a cgroup are measured; a pod without any is
 left out of a list, and a 404 when asked by name (as metrics-server does
 for a pod it has no sample of).
@@ -28,7 +28,7 @@ def _not_found(ns: str, name: str) -> ApiError:
 
 def serve(handler, rest: list[str], q: dict) -> None:
     from minipod import cgroups
-    from minipod.runtime import cmd_top
+    from minipod.runtime.cli import cmd_top
     from minipod.runtime.paths import record_key
     from minipod.runtime.apiserver.selectors import SelectorError, parse_label_selector
     if rest == ["pods"]:

@@ -1,7 +1,7 @@
 """API objects around the pod: Status errors, Tables, Events, Node, Namespaces.
 
 Pure functions over the agent's records and the Pod objects
-runtime/podstatus.py makes. The Table columns and cells are kubectl's
+runtime/api/podstatus.py makes. The Table columns and cells are kubectl's
 server-side printing (kubernetes/kubernetes pkg/printers/internalversion
 printers.go: printPod, printEvent, printNode, printNamespace); each row's
 object is a PartialObjectMetadata, so `-A` and `--show-labels` can fill
@@ -15,7 +15,7 @@ import platform
 import socket
 import time
 
-from minipod.runtime import podstatus
+from minipod.runtime.api import podstatus
 
 
 

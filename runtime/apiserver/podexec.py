@@ -18,7 +18,7 @@ after 61 s without one, even while output flows.
 The command runs through `minipod exec [-i] [-t] POD -c C -- CMD`, spawned
 with pipes (or on a pty for a TTY; a resize sets the pty's size and sends
 the CLI SIGWINCH, which copies it inward), so entering the container, its
-confinement and its exit code stay in one place (runtime/cmd_exec.py).
+confinement and its exit code stay in one place (runtime/cli/cmd_exec.py).
 An attach relays what the container writes from then on (its CRI log,
 followed as `logs -f` follows it) and ends when the container ends; it
 takes no input (the agent owns PID 1's stdin). The WebSocket is
@@ -276,7 +276,8 @@ def run(session: Session, argv: list[str], tty: bool, stdin: bool, v5: bool) -> 
 def attach(session: Session, paths, record: dict, cs: dict) -> None:
     """Relay what the container writes from now on (its CRI log, followed the
     way `logs -f` follows it) to channels 1 and 2, until it ends for good."""
-    from minipod.runtime import cmd_logs, logs
+    from minipod.runtime import logs
+    from minipod.runtime.cli import cmd_logs
     from minipod.runtime.paths import record_key
     import types
 

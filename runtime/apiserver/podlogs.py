@@ -3,7 +3,7 @@
     container  previous  follow  tailLines  sinceSeconds  sinceTime
     timestamps  limitBytes        (others, such as stream, are ignored)
 
-The reading is `minipod logs`' own (runtime/cmd_logs.py Stream: CRI files,
+The reading is `minipod logs`' own (runtime/cli/cmd_logs.py Stream: CRI files,
 rotation, restarts, the end of a followed container), so the API and the
 CLI print the same lines. The answer is text/plain, chunked and flushed
 per read; a followed log ends when the container has ended for good, the
@@ -50,9 +50,9 @@ def _int(q: dict, key: str) -> int | None:
 
 
 def serve(handler, record: dict, q: dict) -> None:
-    from minipod.runtime import cmd_logs
+    from minipod.runtime.cli import cmd_logs
     from minipod.runtime.paths import record_key
-    from minipod.runtime.cmdutil import CommandError
+    from minipod.runtime.cli.cmdutil import CommandError
 
     def flag(key):
         return (q.get(key) or [""])[-1] in ("true", "1")

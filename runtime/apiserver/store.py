@@ -2,7 +2,7 @@
 
 The agent is the only writer of pod state (one JSON record per pod,
 runtime/state.py); this store reads those records, turns each into the Pod
-object `minipod get pod X -o json` prints (runtime/podstatus.py, with
+object `minipod get pod X -o json` prints (runtime/api/podstatus.py, with
 cmd_get's kernel check of running containers) and notices changes when the
 kernel says the state directory changed (inotify(7): a pod dir made or
 removed in RUN/pods, a record renamed into place in RUN/pods/POD), so a
@@ -37,7 +37,9 @@ import select
 import threading
 import time
 
-from minipod.runtime import namespaces, podstatus, serviceaccount, state
+from minipod.runtime import namespaces, serviceaccount, state
+
+from minipod.runtime.api import podstatus
 from minipod.runtime.paths import pod_key
 from minipod.runtime.apiserver import objects
 
@@ -202,7 +204,7 @@ class Store:
 
     def _sync(self) -> None:
         """Bring the objects up to date with the state files; log changes."""
-        from minipod.runtime.cmd_get import refreshed
+        from minipod.runtime.cli.cmd_get import refreshed
         if self._agent_runs():
             def refreshed(record):      # noqa: F811  the agent keeps records true
                 return record

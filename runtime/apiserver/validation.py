@@ -1,4 +1,4 @@
-"""A Pod from a request body, validated by runtime/manifest.py, errors as a cluster's.
+"""A Pod from a request body, validated by runtime/api/manifest.py, errors as a cluster's.
 
 The manifest loader is the one `minipod run` uses, so the API and the CLI
 accept and refuse the same pods. Its problems become the two answers
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 
-from minipod.runtime import manifest
+from minipod.runtime.api import manifest
 from minipod.runtime.apiserver.objects import ApiError
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")

@@ -260,7 +260,9 @@ def test_top_shows_a_busy_container(tmp_path, capsys):
     runs in a real cgroup with a 300m limit and 20 MiB of memory."""
     from types import SimpleNamespace
 
-    from minipod.runtime import cmd_top, state
+    from minipod.runtime import state
+
+    from minipod.runtime.cli import cmd_top
     from minipod.runtime.paths import Paths
     d = cgroups.detect(parent=f"minipod-test-{os.getpid()}-{next(_seq)}")
     try:

@@ -71,9 +71,9 @@ while True:
     threading.Thread(target=handle, args=(c,), daemon=True).start()
 """
 
-# The real CLI, with the verb registered even before runtime/cli.py lists it.
+# The real CLI, with the verb registered even before runtime/cli/main.py lists it.
 CLI = ("import sys\n"
-       "from minipod.runtime import cli, cmd_port_forward\n"
+       "from minipod.runtime.cli import main as cli, cmd_port_forward\n"
        "if cmd_port_forward not in cli.VERBS:\n"
        "    cli.VERBS.append(cmd_port_forward)\n"
        "sys.exit(cli.main(sys.argv[1:]))\n")

@@ -83,7 +83,7 @@ def test_invalid_pod_is_422_with_causes():
 
 
 def test_kubeconfig_merge_replaces_only_its_own_entries():
-    from minipod.runtime.cmd_kubeconfig import merge
+    from minipod.runtime.cli.cmd_kubeconfig import merge
     ours = {"clusters": [{"name": "minipod", "cluster": {"server": "https://127.0.0.1:1"}}],
             "users": [{"name": "minipod-admin", "user": {}}],
             "contexts": [{"name": "minipod", "context": {"cluster": "minipod"}}]}

@@ -1,5 +1,5 @@
-"""The kubelet's restart back-off (runtime/backoff.py), exit by exit."""
-from minipod.runtime import backoff
+"""The kubelet's restart back-off (runtime/agent/backoff.py), exit by exit."""
+from minipod.runtime.agent import backoff
 
 BASE, CAP = 10.0, 300.0
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from minipod.runtime import manifest
-from minipod.runtime.manifest import ManifestError, load_file, load_object, load_text
+from minipod.runtime.api import manifest
+from minipod.runtime.api.manifest import ManifestError, load_file, load_object, load_text
 
 BAD = Path(__file__).resolve().parent.parent / "fixtures" / "bad"
 sys.path.insert(0, str(BAD))

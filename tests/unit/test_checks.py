@@ -1,6 +1,6 @@
 """inspect --check names the claim that evidence breaks (pure parts)."""
 from minipod.runtime import checks
-from minipod.runtime.cmd_inspect import render_check
+from minipod.runtime.cli.cmd_inspect import render_check
 
 
 def container(name, net=1, ipc=2, uts=3, pid=10, inside=1):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import errno
 
-from minipod.runtime import cli
+from minipod.runtime.cli import main as cli
 
 
 def _verb_raising(exc):

@@ -9,8 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from minipod.runtime import configobjects, manifest, projection
-from minipod.runtime.manifest import ManifestError, load_text
+from minipod.runtime import configobjects, projection
+
+from minipod.runtime.api import manifest
+from minipod.runtime.api.manifest import ManifestError, load_text
 
 
 def load(text: str, objects: list | None = None):

@@ -1,7 +1,9 @@
 """Local storage limits: the du-like walk and the kubelet's checks (no root)."""
 import os
 
-from minipod.runtime import eviction, manifest
+from minipod.runtime.agent import eviction
+
+from minipod.runtime.api import manifest
 
 MiB = 1 << 20
 
@@ -98,7 +100,7 @@ def test_the_report_of_the_child_reads_back():
 
 
 def test_an_evicted_pod_is_failed_and_restarts_nothing():
-    from minipod.runtime import podstatus
+    from minipod.runtime.api import podstatus
     cs = {"name": "main", "state": "terminated", "exitCode": 137, "reason": "Error",
           "restartCount": 0}
     record = {"name": "p", "phase": "Failed", "reason": "Evicted", "restartPolicy": "Always",

@@ -62,7 +62,7 @@ def test_a_pod_exported_with_get_o_yaml_runs_again():
     """`kubectl get pod -o yaml` shows the kube-api-access-* volume a cluster
     (and minipod's API) adds; the file, given to `minipod run`, makes a pod
     that gets its own token mount, as the API's create does."""
-    from minipod.runtime import manifest
+    from minipod.runtime.api import manifest
     text = """apiVersion: v1
 kind: Pod
 metadata: {name: exported, namespace: default}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from minipod.netns.bridge import host_ifname
 import pytest
 
-from minipod.runtime.gc import (KINDS, Listing, Orphan, PodDir, Proc, _pod_cgroup, find_orphans,
+from minipod.runtime.agent.gc import (KINDS, Listing, Orphan, PodDir, Proc, _pod_cgroup, find_orphans,
                                 netns_pod)
 from minipod.runtime.paths import Identity, Paths, read_identity
 

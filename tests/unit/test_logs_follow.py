@@ -11,7 +11,9 @@ import threading
 
 import pytest
 
-from minipod.runtime import cmd_logs, logs, state
+from minipod.runtime import logs, state
+
+from minipod.runtime.cli import cmd_logs
 from minipod.runtime.paths import Paths
 
 GUARD = 20  # seconds: far beyond any wake-up; reaching it means a lost event

@@ -1,4 +1,4 @@
-"""Unit tests for minipod.runtime.manifest: parse -> validate, no kernel.
+"""Unit tests for minipod.runtime.api.manifest: parse -> validate, no kernel.
 
 Most tests assert on the text a user reads: file, line, field and message.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from minipod.runtime import manifest
-from minipod.runtime.manifest import (ManifestError, Problem, default_pull_policy,
+from minipod.runtime.api import manifest
+from minipod.runtime.api.manifest import (ManifestError, Problem, default_pull_policy,
                                       load_file, load_object, load_text)
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "manifests"

@@ -1,5 +1,5 @@
 """Pod phase and kubectl's STATUS column from a state record (pure)."""
-from minipod.runtime import podstatus
+from minipod.runtime.api import podstatus
 
 
 def rec(*containers, **kw):

@@ -6,9 +6,9 @@ import argparse
 import pytest
 
 from minipod.netns.portforward import format_hostport
-from minipod.runtime import cmd_port_forward as pf
-from minipod.runtime.cmd_port_forward import PortSpec
-from minipod.runtime.cmdutil import CommandError
+from minipod.runtime.cli import cmd_port_forward as pf
+from minipod.runtime.cli.cmd_port_forward import PortSpec
+from minipod.runtime.cli.cmdutil import CommandError
 
 
 @pytest.mark.parametrize("spec, want", [

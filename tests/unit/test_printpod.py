@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from minipod.runtime import podstatus
+from minipod.runtime.api import podstatus
 
 NOW = 1_800_000_000
 

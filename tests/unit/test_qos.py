@@ -2,7 +2,7 @@
 (pkg/apis/core/v1/helper/qos/qos_test.go), with quantities as numbers."""
 import pytest
 
-from minipod.runtime.qos import BEST_EFFORT, BURSTABLE, GUARANTEED, pod_qos, with_defaults
+from minipod.runtime.api.qos import BEST_EFFORT, BURSTABLE, GUARANTEED, pod_qos, with_defaults
 
 Mi = 1 << 20
 
@@ -48,7 +48,7 @@ def test_defaulting_keeps_explicit_requests():
 
 def test_from_manifest_style_resources():
     from types import SimpleNamespace as R
-    from minipod.runtime.qos import resources_of
+    from minipod.runtime.api.qos import resources_of
     full = R(cpu_request_milli=500, cpu_limit_milli=500, memory_request=Mi, memory_limit=Mi)
     none = R(cpu_request_milli=None, cpu_limit_milli=None, memory_request=None, memory_limit=None)
     assert resources_of(full) == ({"cpu": 500, "memory": Mi}, {"cpu": 500, "memory": Mi})

@@ -15,7 +15,7 @@ import os
 import sys
 
 from minipod import __version__
-from minipod.runtime.cmdutil import CommandError
+from minipod.runtime.cli.cmdutil import CommandError
 
 # verbs that read state: a dead agent is noticed first (client.revive).
 # Not port-forward: it reads only the pod's netns and ports, which no agent
@@ -97,7 +97,7 @@ def parser(verb: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="COMMAND")
     one = verb_module(verb) if verb else None
     for entry in [one] if one else VERBS:
-        module = importlib.import_module(f"minipod.runtime.{entry}") if isinstance(
+        module = importlib.import_module(f"minipod.runtime.cli.{entry}") if isinstance(
             entry, str) else entry
         module.register(sub)
     return p

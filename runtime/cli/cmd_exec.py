@@ -16,7 +16,7 @@ import errno
 import os
 import sys
 
-from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, read_pod,
+from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, namespace_of, read_pod,
                                      require_root)
 
 

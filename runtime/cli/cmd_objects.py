@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import (CommandError, namespace_of, print_objects, print_table,
+from minipod.runtime.cli.cmdutil import (CommandError, namespace_of, print_objects, print_table,
                                      require_root)
 
 ALIASES = {"configmaps": "configmaps", "configmap": "configmaps", "cm": "configmaps",
@@ -32,7 +32,8 @@ def _strip(resource: str, names: list[str]) -> list[str]:
 
 
 def get(args, paths, resource: str, names: list[str]) -> int:
-    from minipod.runtime import configobjects, podstatus
+    from minipod.runtime import configobjects
+    from minipod.runtime.api import podstatus
     require_root("get " + resource)
     names = names + _strip(resource, args.names)
     namespace = namespace_of(args)
@@ -76,7 +77,7 @@ def get(args, paths, resource: str, names: list[str]) -> int:
 
 def delete(args, paths, resource: str, names: list[str]) -> int:
     from minipod.runtime import client
-    from minipod.runtime.cmdutil import server_error
+    from minipod.runtime.cli.cmdutil import server_error
     names = names + _strip(resource, args.names)
     if not names:
         raise CommandError("resource(s) were provided, but no name was specified", 2)

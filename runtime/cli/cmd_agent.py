@@ -1,7 +1,7 @@
 """`minipod agent`: the node agent in the foreground; `agent stop|status`."""
 from __future__ import annotations
 
-from minipod.runtime.cmdutil import CommandError, require_root
+from minipod.runtime.cli.cmdutil import CommandError, require_root
 
 
 def register(sub) -> None:
@@ -54,5 +54,5 @@ def run(args, paths) -> int:
         # for it to end, then serve, instead of exiting at once (and being
         # restarted in a loop)
         client.wait_for_lock(paths)
-    from minipod.runtime import agent
+    from minipod.runtime.agent import agent
     return agent.main(paths)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 import time
 
-from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, print_table
+from minipod.runtime.api import podstatus
+from minipod.runtime.cli.cmdutil import CommandError, add_namespace, namespace_of, print_table
 
 SAMPLE_SECONDS = 0.5
 
@@ -68,7 +68,7 @@ def _sample(driver, targets: list[tuple[dict, dict]]) -> dict:
 
 def run(args, paths) -> int:
     from minipod import cgroups
-    from minipod.runtime.cmd_get import load, resource_names
+    from minipod.runtime.cli.cmd_get import load, resource_names
     from minipod.runtime.paths import record_key
     if args.kind.partition("/")[0] in ("node", "nodes", "no"):
         raise CommandError("minipod runs on one machine: `top node` would be this host; "

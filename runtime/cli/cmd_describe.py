@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 
-from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of
+from minipod.runtime.api import podstatus
+from minipod.runtime.cli.cmdutil import CommandError, add_namespace, namespace_of
 
 
 def register(sub) -> None:
@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 
 def run(args, paths) -> int:
-    from minipod.runtime.cmd_get import load, resource_names
+    from minipod.runtime.cli.cmd_get import load, resource_names
     names = resource_names(args.kind, args.names)
     records = load(paths, names, namespace_of(args), getattr(args, "all_namespaces", False))
     if not records:

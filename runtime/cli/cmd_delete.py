@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, require_root,
+from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, namespace_of, require_root,
                                      server_error)
 
 
@@ -34,11 +34,11 @@ def register(sub) -> None:
 
 def run(args, paths) -> int:
     from minipod.runtime import client
-    from minipod.runtime.cmd_get import NAMESPACE_KINDS, resource_names
+    from minipod.runtime.cli.cmd_get import NAMESPACE_KINDS, resource_names
     from minipod.runtime.paths import pod_key
     objects: list = []
     if args.filename:
-        from minipod.runtime.cmd_run import load, placed
+        from minipod.runtime.cli.cmd_run import load, placed
         namespace = args.namespace and namespace_of(args)
         names = [(pod.name, (obj.get("metadata") or {}).get("namespace") or "default")
                  for pod, obj, _ in placed(load(args.filename, objects), namespace)]
@@ -48,7 +48,7 @@ def run(args, paths) -> int:
     elif args.kind and args.kind.partition("/")[0] in NAMESPACE_KINDS:
         return delete_namespaces(args, paths)
     elif args.kind:
-        from minipod.runtime import cmd_objects
+        from minipod.runtime.cli import cmd_objects
         other = cmd_objects.resource_of(args.kind)  # configmaps, secrets
         if other:
             return cmd_objects.delete(args, paths, *other)

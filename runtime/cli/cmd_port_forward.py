@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import collections
 
-from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, pod_key_of,
+from minipod.runtime.api import podstatus
+from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, namespace_of, pod_key_of,
                                      read_pod, require_root)
 
 # One `[LOCAL:]REMOTE`: remote is a number or a containerPort name (resolved
@@ -158,7 +158,7 @@ def run(args, paths) -> int:
     import signal
 
     from minipod.runtime import state
-    from minipod.runtime.cmd_get import refreshed
+    from minipod.runtime.cli.cmd_get import refreshed
     phase = podstatus.phase(refreshed(record))
     if phase != "Running":
         raise CommandError("unable to forward port because pod is not running. "

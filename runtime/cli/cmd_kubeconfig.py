@@ -17,7 +17,7 @@ import base64
 import os
 import sys
 
-from minipod.runtime.cmdutil import CommandError, require_root
+from minipod.runtime.cli.cmdutil import CommandError, require_root
 
 NAME = "minipod"
 USER = "minipod-admin"

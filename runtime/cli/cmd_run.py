@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, require_root,
+from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, namespace_of, require_root,
                                      server_error)
 
 
@@ -39,7 +39,7 @@ def register(sub) -> None:
 def load(path: str, objects: list | None = None):
     """Parse and validate; warnings go to stderr like kubectl's. ConfigMaps
     and Secrets are appended to `objects` (refused when it is None)."""
-    from minipod.runtime import manifest
+    from minipod.runtime.api import manifest
     try:
         pods, warnings = manifest.load_file(path, objects)
     except manifest.ManifestError as e:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, read_pod
+from minipod.runtime.cli.cmdutil import CommandError, add_namespace, namespace_of, read_pod
 
 NAMESPACES = ("net", "ipc", "uts", "mnt", "pid", "cgroup")
 
@@ -32,7 +32,7 @@ def register(sub) -> None:
 def run(args, paths) -> int:
     import json
 
-    from minipod.runtime.cmd_get import resource_names
+    from minipod.runtime.cli.cmd_get import resource_names
     names = resource_names(args.kind, args.names)
     if len(names) != 1:
         raise CommandError("say which pod: minipod inspect pod NAME", 2)
@@ -156,7 +156,8 @@ def inspect(record: dict, paths) -> dict:
 
 def run_checks(record: dict, report: dict, paths) -> int:
     """✓/✗ per claim, with the kernel's evidence; exit 1 if any fails."""
-    from minipod.runtime import checks, manifest, state
+    from minipod.runtime import checks, state
+    from minipod.runtime.api import manifest
     report["live"] = [c for c in report["containers"] if c.get("namespaces")]
     if not report["live"]:
         raise CommandError(f"pod {record['name']} has no running container to check")

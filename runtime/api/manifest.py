@@ -259,7 +259,7 @@ PROBE_DEFAULTS = {"initialDelaySeconds": 0, "timeoutSeconds": 1,
                   "failureThreshold": 3}
 # Resource names a container may use (validateContainerResourceName):
 # minipod implements cpu and memory; the others are warned about.
-# ephemeral-storage limits are enforced by eviction (runtime/eviction.py).
+# ephemeral-storage limits are enforced by eviction (runtime/agent/eviction.py).
 RESOURCES = ("cpu", "memory", "ephemeral-storage")
 OTHER_RESOURCES = ()
 
@@ -371,7 +371,7 @@ class VolumeMount:
 class Volume:
     """A pod volume: emptyDir, hostPath, or one whose files minipod writes
     (configMap, secret, downwardAPI, projected: ``source`` is the checked
-    map, runtime/configrefs.py; the files: runtime/projection.py)."""
+    map, runtime/api/configrefs.py; the files: runtime/projection.py)."""
     name: str
     kind: str                   # "emptyDir" | "hostPath" | "configMap" | ...
     medium: str = ""            # emptyDir: "" (disk) or "Memory" (tmpfs)
@@ -2264,7 +2264,7 @@ def _by_line(problems: list[Problem]) -> list[Problem]:
 
 # The checks of what pods take from ConfigMaps, Secrets and the downward API
 # live in their own module; their field tables join the ones above.
-from minipod.runtime import configrefs  # noqa: E402  (it imports this module)
+from minipod.runtime.api import configrefs  # noqa: E402  (it imports this module)
 
 for _table, _more in ((SUPPORTED, configrefs.SUPPORTED),
                       (NOT_IMPLEMENTED, configrefs.NOT_IMPLEMENTED), (WHERE, configrefs.WHERE)):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import CommandError, require_root, server_error
+from minipod.runtime.cli.cmdutil import CommandError, require_root, server_error
 
 
 def register(sub) -> None:

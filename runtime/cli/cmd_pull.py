@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cmdutil import CommandError, require_root
+from minipod.runtime.cli.cmdutil import CommandError, require_root
 
 
 def register(sub) -> None:

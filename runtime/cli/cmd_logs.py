@@ -23,8 +23,8 @@ import re
 import sys
 import time
 
-from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import CommandError, add_namespace, namespace_of, pod_key_of
+from minipod.runtime.api import podstatus
+from minipod.runtime.cli.cmdutil import CommandError, add_namespace, namespace_of, pod_key_of
 
 FOLLOW_POLL = 0.05  # seconds between looks at a followed file, without inotify
 # With inotify, a look anyway this often: a change no watch sees (the pod
@@ -79,7 +79,7 @@ def _record(paths, key: str, namespace: str | None = None, name: str | None = No
             ) -> dict | None:
     """The record in the pod dir of KEY (with NAMESPACE and NAME: only if it is that pod's)."""
     from minipod.runtime import state
-    from minipod.runtime.cmdutil import read_pod
+    from minipod.runtime.cli.cmdutil import read_pod
     try:
         return read_pod(paths, namespace, name) if name else state.read(paths.pod_dir(key))
     except FileNotFoundError:

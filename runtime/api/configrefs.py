@@ -79,7 +79,7 @@ MAX_MODE = 0o777
 
 # manifest.py imports this module at its end and merges the tables above:
 # they are defined before this import, so either module may come first.
-from minipod.runtime import manifest as m  # noqa: E402
+from minipod.runtime.api import manifest as m  # noqa: E402
 
 
 def config_key_problem(key: str) -> str | None:

@@ -57,9 +57,9 @@ from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
-from minipod.runtime import (backoff, configobjects, eviction, faults, logs, manifest,
-                             namespaces, podconfig, podstatus, probes, process, qos, sandbox,
-                             security, serviceaccount, state, volumes)
+from minipod.runtime import configobjects, faults, logs, namespaces, podconfig, probes, process, sandbox, security, serviceaccount, state, volumes
+from minipod.runtime.agent import backoff, eviction
+from minipod.runtime.api import manifest, podstatus, qos
 from minipod.runtime.paths import Paths, pod_key, record_key
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -169,7 +169,7 @@ class Agent:
         namespaces.ensure_builtin(self.paths)
         self._resume_namespace_deletions()
         try:
-            from minipod.runtime import gc
+            from minipod.runtime.agent import gc
             done = gc.run(self.paths, self.ipr, self.net.bridge, self.records.values(),
                           cgroups=self.cgroups)
             for line in done["removed"]:
@@ -462,8 +462,8 @@ class Agent:
         return key
 
     def op_gc(self, request, conn) -> dict:
-        """Remove what no live pod owns (runtime/gc.py)."""
-        from minipod.runtime import gc
+        """Remove what no live pod owns (runtime/agent/gc.py)."""
+        from minipod.runtime.agent import gc
         return gc.run(self.paths, self.ipr, self.net.bridge, self.records.values(),
                       dry_run=bool(request.get("dryRun")), cgroups=self.cgroups)
 
@@ -1352,7 +1352,7 @@ class Agent:
         return {k: cs.get(k) for k in ("exitCode", "signal", "reason", "message",
                                        "startedAt", "finishedAt", "state")}
 
-    # ---- local storage limits: measure, evict (runtime/eviction.py) --------
+    # ---- local storage limits: measure, evict (runtime/agent/eviction.py) --------
 
     def _eviction_tick(self) -> None:
         """Every EVICTION_PERIOD: measure the pods that have storage limits,

@@ -6,7 +6,7 @@ does not idle out: a kubeconfig may point at it. See runtime/apiserver/.
 """
 from __future__ import annotations
 
-from minipod.runtime.cmdutil import CommandError, require_root
+from minipod.runtime.cli.cmdutil import CommandError, require_root
 
 
 def register(sub) -> None:

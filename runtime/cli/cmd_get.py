@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime import podstatus
-from minipod.runtime.cmdutil import (CommandError, add_namespace, namespace_of, print_objects,
+from minipod.runtime.api import podstatus
+from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, namespace_of, print_objects,
                                      print_table)
 
 NAMESPACE_KINDS = ("namespaces", "namespace", "ns")
@@ -52,7 +52,7 @@ def load(paths, names: list[str], namespace: str = "default",
     """The records of pods NAMES in NAMESPACE; no names: every pod there
     (all_namespaces: every pod), ordered by namespace, then name."""
     from minipod.runtime import state
-    from minipod.runtime.cmdutil import read_pod
+    from minipod.runtime.cli.cmdutil import read_pod
     if names and all_namespaces:
         raise CommandError("a resource cannot be retrieved by name across all namespaces")
     if names:
@@ -77,7 +77,7 @@ def load(paths, names: list[str], namespace: str = "default",
 def run(args, paths) -> int:
     if args.kind.partition("/")[0] in NAMESPACE_KINDS:
         return get_namespaces(args, paths)
-    from minipod.runtime import cmd_objects
+    from minipod.runtime.cli import cmd_objects
     other = cmd_objects.resource_of(args.kind)      # configmaps, secrets
     if other:
         return cmd_objects.get(args, paths, *other)

@@ -6,7 +6,7 @@ uses it. Registry pulls come later; for now images come from files.
 """
 from __future__ import annotations
 
-from minipod.runtime.cmdutil import CommandError, print_table, require_root
+from minipod.runtime.cli.cmdutil import CommandError, print_table, require_root
 
 
 def register(sub) -> None:
@@ -147,7 +147,7 @@ def _size(n: int) -> str:
 def _ago(created: str | None) -> str:
     if not created:
         return "<unknown>"
-    from minipod.runtime.podstatus import age
+    from minipod.runtime.api.podstatus import age
     created = created.split(".")[0].rstrip("Z") + "Z"
     try:
         return age(created) + " ago"
