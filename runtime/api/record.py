@@ -16,7 +16,8 @@ its key in snake_case (podIP -> pod_ip), with one exception:
                    cgroup and volumes are made. Earlier versions said so
                    with "phase": "Pending" -> "Running", and "Failed" once
                    evicted; a record without sandboxReady is read from its
-                   phase, and "phase" is still written for them.
+                   phase (not Pending: ready), and "phase" is still written
+                   for them.
     evicted        ("phase": "Failed") the node failed the pod (reason and
                    message say why): Failed, whatever its containers do.
 
@@ -338,11 +339,12 @@ class PodRecord(_Stored):
     @classmethod
     def from_dict(cls, d: dict, where: str = "") -> PodRecord:
         """A stored record; one without sandboxReady (an earlier version's)
-        is read from its "phase": Running or Failed means the sandbox was made."""
+        is read from its "phase" as that version did: anything but Pending
+        (Running, Failed) means the sandbox was made."""
         record = super().from_dict(d, where)
         phase = record.extra.pop("phase", None)
         if "sandboxReady" not in d:
-            record.sandbox_ready = phase in ("Running", "Failed")
+            record.sandbox_ready = phase != "Pending"
         record.evicted = phase == "Failed"
         return record
 
@@ -360,3 +362,14 @@ class PodRecord(_Stored):
     def container(self, name: str) -> ContainerRecord | None:
         """The container called `name`, or None."""
         return next((c for c in self.all_containers() if c.name == name), None)
+
+
+def as_pod(record: PodRecord | dict) -> PodRecord:
+    """`record` as a PodRecord: the functions that take a pod record also
+    take it as stored (the JSON object: tests, tools, an agent answer)."""
+    return record if isinstance(record, PodRecord) else PodRecord.from_dict(record)
+
+
+def as_container(cs: ContainerRecord | dict) -> ContainerRecord:
+    """`cs` as a ContainerRecord (see as_pod)."""
+    return cs if isinstance(cs, ContainerRecord) else ContainerRecord.from_dict(cs)

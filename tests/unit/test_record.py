@@ -127,6 +127,7 @@ def test_defaults_match_what_readers_assumed():
     c = rec.ContainerRecord.from_dict({"name": "c", "state": "running"})
     assert c.ready and c.started and c.restart_count == 0 and not c.sidecar
     r = PodRecord.from_dict({"name": "p"})
+    assert r.sandbox_ready          # as before: only "phase": "Pending" said not yet
     assert r.namespace == "default" and r.restart_policy == "Always"
     assert r.termination_grace_period_seconds == 30 and r.containers == []
 
