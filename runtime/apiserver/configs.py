@@ -29,10 +29,10 @@ import secrets as random
 
 from minipod.runtime import configobjects
 
-from minipod.runtime.api import manifest, podstatus
+from minipod.runtime.api import configobject, manifest, podstatus
 from minipod.runtime.apiserver.objects import ApiError, _col, not_found, table
 
-KIND_OF = configobjects.RESOURCE_KINDS      # "configmaps" -> "ConfigMap"
+KIND_OF = configobject.RESOURCE_KINDS      # "configmaps" -> "ConfigMap"
 COLUMNS = {
     "configmaps": [_col("Name", fmt="name", description="Name must be unique within a "
                                                         "namespace."),
@@ -193,7 +193,7 @@ def list_objects(handler, ns: str | None, resource: str, q: dict) -> None:
                             "metadata": {"resourceVersion": rv}, "items": items})
 
 
-def check(obj: dict, resource: str, ns: str, q: dict) -> tuple[configobjects.ConfigObject,
+def check(obj: dict, resource: str, ns: str, q: dict) -> tuple[configobject.ConfigObject,
                                                                list[str]]:
     """Validate a request's object: (checked object, warnings) or ApiError
     (400 for unknown fields under fieldValidation=Strict, as upstream; 422
@@ -216,9 +216,9 @@ def check(obj: dict, resource: str, ns: str, q: dict) -> tuple[configobjects.Con
         meta["name"] = meta["generateName"] + "".join(
             random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
     obj["metadata"] = meta
-    unknown = sorted(k for k in obj if k not in configobjects.FIELDS[kind] | {"status"}) + \
+    unknown = sorted(k for k in obj if k not in configobject.FIELDS[kind] | {"status"}) + \
         sorted(f"metadata.{k}" for k in meta
-               if k not in configobjects.META_FIELDS | configobjects.META_SYSTEM)
+               if k not in configobject.META_FIELDS | configobject.META_SYSTEM)
     if unknown and mode == "Strict":
         raise ApiError(400, "BadRequest", f'{kind} in version "v1" cannot be handled as a '
                                           f"{kind}: strict decoding error: "
@@ -230,7 +230,7 @@ def check(obj: dict, resource: str, ns: str, q: dict) -> tuple[configobjects.Con
             obj.pop(u, None)
     obj.pop("status", None)
     try:
-        checked, warnings = configobjects.load_object(obj, "request")
+        checked, warnings = configobject.load_object(obj, "request")
     except manifest.ManifestError as e:
         raise invalid(kind, meta.get("name") or "", e.problems)
     out = [f'unknown field "{u}"' for u in unknown] if mode == "Warn" else []

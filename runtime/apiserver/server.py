@@ -682,8 +682,8 @@ class Handler(BaseHTTPRequestHandler):
             for key in ("creationTimestamp", "resourceVersion", "uid"):
                 meta.pop(key, None)   # set by the server, as a cluster does
         obj.pop("status", None)
-        from minipod.runtime import serviceaccount
-        serviceaccount.strip_view(obj)     # a pod exported with -o yaml, created again
+        from minipod.runtime.api import accountview
+        accountview.strip_view(obj)        # a pod exported with -o yaml, created again
         pod, warnings = validation.validate(obj, _one(q, "fieldValidation", "Warn"))
         headers = [("Warning", '299 - "%s"' % w.replace("\\", "\\\\").replace('"', '\\"'))
                    for w in warnings]

@@ -37,9 +37,9 @@ import select
 import threading
 import time
 
-from minipod.runtime import namespaces, serviceaccount, state
+from minipod.runtime import namespaces, state
 
-from minipod.runtime.api import podstatus
+from minipod.runtime.api import accountview, podstatus
 from minipod.runtime.paths import pod_key
 from minipod.runtime.apiserver import objects
 
@@ -87,7 +87,7 @@ def pod_object(record: dict) -> dict:
     for cs in obj["status"].get("containerStatuses", []) + \
             obj["status"].get("initContainerStatuses", []):
         _known_exit(cs)
-    serviceaccount.api_view(obj, record)   # what admission adds on a cluster
+    accountview.api_view(obj, record)      # what admission adds on a cluster
     meta = obj["metadata"]
     meta["generation"] = 1
     if record.get("deletionTimestamp"):
