@@ -131,6 +131,19 @@ class Checker:
             self.error(path + (key,), message)
         return suggested
 
+    def maps(self, obj: dict, key: str, path: tuple, what: str):
+        """Each map of the list ``obj[key]``, as ``(its path, the map)``.
+
+        An item that is not a map is reported ("expected WHAT, got ...")
+        and skipped; so is a value that is not a list.
+        """
+        for i, item in enumerate(self.get(obj, key, path, list) or []):
+            where = path + (key, i)
+            if isinstance(item, dict):
+                yield where, item
+            else:
+                self.error(where, f"expected {what}, got {describe(item)}")
+
     def enum(self, obj: dict, key: str, path: tuple,
              allowed: tuple[str, ...]) -> str | None:
         """``obj[key]`` if it is one of ``allowed`` (case-sensitive)."""

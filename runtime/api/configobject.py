@@ -21,9 +21,8 @@ import binascii
 from dataclasses import dataclass
 
 from minipod.runtime.api.checker import Checker, by_line, plain_copy, suggest
-from minipod.runtime.api.names import (DNS1123_LABEL, DNS1123_SUBDOMAIN, check_name,
-                                       config_key_problem, label_value_problems,
-                                       qualified_name_problems)
+from minipod.runtime.api.names import (check_label, check_subdomain, config_key_problem,
+                                       label_value_problems, qualified_name_problems)
 from minipod.runtime.api.podtypes import ManifestError, Problem
 
 KINDS = {"ConfigMap": "configmaps", "Secret": "secrets"}
@@ -46,7 +45,6 @@ META_FIELDS = {"name", "namespace", "labels", "annotations", "generateName"}
 META_SYSTEM = {"creationTimestamp", "deletionGracePeriodSeconds", "deletionTimestamp",
                "finalizers", "generation", "managedFields", "ownerReferences",
                "resourceVersion", "selfLink", "uid"}
-
 
 
 @dataclass
@@ -115,12 +113,10 @@ def check_object(obj: dict, check) -> ConfigObject | None:
     if not name:
         check.error(("metadata", "name"), "required field is missing")
     else:
-        check_name(name, ("metadata", "name"), DNS1123_SUBDOMAIN, 253,
-                      "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+        check_subdomain(name, ("metadata", "name"), check)
     namespace = check.get(meta, "namespace", ("metadata",), str)
     if namespace:
-        check_name(namespace, ("metadata", "namespace"), DNS1123_LABEL, 63,
-                      "a lowercase RFC 1123 label", "'-'", check)
+        check_label(namespace, ("metadata", "namespace"), check)
     labels = check.string_map(meta, "labels", ("metadata",))
     for key, value in labels.items():
         for message in qualified_name_problems(key) + label_value_problems(value):

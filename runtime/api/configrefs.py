@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import re
 
-from minipod.runtime.api.checker import describe, suggest
+from minipod.runtime.api.checker import suggest
 from minipod.runtime.api.fields import NOT_IMPLEMENTED, SUPPORTED
-from minipod.runtime.api.names import (DNS1123_SUBDOMAIN, ENV_VAR_NAME, check_name, check_path,
+from minipod.runtime.api.names import (ENV_VAR_NAME, check_path, check_subdomain,
                                        config_key_problem, qualified_name_problems)
 from minipod.runtime.api.quantity import as_written, check_quantity, parse_quantity
 
@@ -43,6 +43,7 @@ SUBSCRIPTED = re.compile(r"metadata\.(labels|annotations)\['([^']*)'\]")
 RESOURCES = ("limits.cpu", "limits.memory", "limits.ephemeral-storage",
              "requests.cpu", "requests.memory", "requests.ephemeral-storage")
 MAX_MODE = 0o777
+
 
 # ---------------------------------------------------------------------------
 # env[].valueFrom and envFrom
@@ -83,8 +84,7 @@ def _key_selector(source: dict, kind: str, at: tuple, check) -> dict | None:
     key = check.require(ref, "key", where, str, suggested)
     optional = check.get(ref, "optional", where, bool)
     if name is not None:
-        check_name(name, where + ("name",), DNS1123_SUBDOMAIN, 253,
-                      "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+        check_subdomain(name, where + ("name",), check)
     if key is not None and config_key_problem(key):
         check.error(where + ("key",), f'invalid key "{key}": {config_key_problem(key)}')
     if name is None or key is None:
@@ -167,12 +167,8 @@ def check_env_from(obj: dict, path: tuple, check) -> list[dict]:
     """Container envFrom: [{prefix, configMapRef|secretRef}], as
     [{"prefix", "kind": "configMap"|"secret", "name", "optional"}]."""
     out = []
-    for i, item in enumerate(check.get(obj, "envFrom", path, list) or []):
-        where = path + ("envFrom", i)
-        if not isinstance(item, dict):
-            check.error(where, f"expected an envFrom entry (a map with configMapRef or "
-                               f"secretRef), got {describe(item)}")
-            continue
+    for where, item in check.maps(obj, "envFrom", path,
+                                  "an envFrom entry (a map with configMapRef or secretRef)"):
         check.fields(item, where, "envFrom")
         prefix = check.get(item, "prefix", where, str) or ""
         if prefix and not ENV_VAR_NAME.fullmatch(prefix):
@@ -191,8 +187,7 @@ def check_env_from(obj: dict, path: tuple, check) -> list[dict]:
         optional = check.get(ref, "optional", at, bool)
         if name is None:
             continue
-        check_name(name, at + ("name",), DNS1123_SUBDOMAIN, 253,
-                      "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+        check_subdomain(name, at + ("name",), check)
         out.append({"prefix": prefix, "kind": refs[0][:-3], "name": name,
                     "optional": bool(optional)})
     return out
@@ -220,8 +215,7 @@ def check_volume_source(obj: dict, kind: str, path: tuple, check,
         key = "name" if kind == "configMap" else "secretName"
         name = check.require(source, key, where, str, suggested)
         if name is not None:
-            check_name(name, where + (key,), DNS1123_SUBDOMAIN, 253,
-                          "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+            check_subdomain(name, where + (key,), check)
         out.update(name=name, optional=bool(check.get(source, "optional", where, bool)),
                    items=_key_items(source, where, check))
     elif kind == "downwardAPI":
@@ -254,41 +248,36 @@ def _item_path(item: dict, where: tuple, check, suggested: set) -> str | None:
     return path if check_path(path, where + ("path",), check, absolute=False) else None
 
 
+def _unique_path(path: str | None, at: tuple, seen: dict, check) -> None:
+    """Report an item path that another item of the volume has already."""
+    if path is not None:
+        if path in seen:
+            check.error(at + ("path",), f'duplicate path "{path}" (first at '
+                                        f"{check.where(seen[path])})")
+        seen[path] = at + ("path",)
+
+
 def _key_items(source: dict, where: tuple, check) -> list[dict] | None:
     """items: [{key, path, mode}] of a configMap or secret; None: every key."""
-    items = check.get(source, "items", where, list)
-    if items is None:
+    if check.get(source, "items", where, list) is None:
         return None
     out, seen = [], {}
-    for i, item in enumerate(items):
-        at = where + ("items", i)
-        if not isinstance(item, dict):
-            check.error(at, f"expected an item (a map with key and path), got "
-                            f"{describe(item)}")
-            continue
+    for at, item in check.maps(source, "items", where, "an item (a map with key and path)"):
         suggested = check.fields(item, at, "keyToPath")
         key = check.require(item, "key", at, str, suggested)
         path = _item_path(item, at, check, suggested)
         mode = _mode(item, "mode", at, check)
         if key is not None and config_key_problem(key):
             check.error(at + ("key",), f'invalid key "{key}": {config_key_problem(key)}')
-        if path is not None:
-            if path in seen:
-                check.error(at + ("path",), f'duplicate path "{path}" (first at '
-                                            f"{check.where(seen[path])})")
-            seen[path] = at + ("path",)
+        _unique_path(path, at, seen, check)
         out.append({"key": key, "path": path, "mode": mode})
     return out
 
 
 def _downward_items(source: dict, where: tuple, check, containers: list[str]) -> list[dict]:
     out, seen = [], {}
-    for i, item in enumerate(check.get(source, "items", where, list) or []):
-        at = where + ("items", i)
-        if not isinstance(item, dict):
-            check.error(at, f"expected an item (a map with path and fieldRef or "
-                            f"resourceFieldRef), got {describe(item)}")
-            continue
+    for at, item in check.maps(source, "items", where,
+                               "an item (a map with path and fieldRef or resourceFieldRef)"):
         suggested = check.fields(item, at, "downwardAPIFile")
         path = _item_path(item, at, check, suggested)
         mode = _mode(item, "mode", at, check)
@@ -300,11 +289,7 @@ def _downward_items(source: dict, where: tuple, check, containers: list[str]) ->
             ref = _field_ref(item, at, check, VOLUME_FIELD_PATHS, subscripts_only=False)
         else:
             ref = _resource_field_ref(item, at, check, None, env=False, containers=containers)
-        if path is not None:
-            if path in seen:
-                check.error(at + ("path",), f'duplicate path "{path}" (first at '
-                                            f"{check.where(seen[path])})")
-            seen[path] = at + ("path",)
+        _unique_path(path, at, seen, check)
         out.append({"path": path, "mode": mode, refs[0]: ref})
     return out
 
@@ -315,8 +300,7 @@ def _projected_object(src: dict, kind: str, at: tuple, check, containers) -> dic
     suggested = check.fields(ref, where, "projectedObject")
     name = check.require(ref, "name", where, str, suggested)
     if name is not None:
-        check_name(name, where + ("name",), DNS1123_SUBDOMAIN, 253,
-                      "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+        check_subdomain(name, where + ("name",), check)
     return {"name": name, "optional": bool(check.get(ref, "optional", where, bool)),
             "items": _key_items(ref, where, check)}
 
@@ -339,12 +323,8 @@ PROJECTIONS = {
 
 def _projections(source: dict, where: tuple, check, containers) -> list[dict]:
     out = []
-    for i, src in enumerate(check.get(source, "sources", where, list) or []):
-        at = where + ("sources", i)
-        if not isinstance(src, dict):
-            check.error(at, f"expected a projected source (a map with configMap, secret or "
-                            f"downwardAPI), got {describe(src)}")
-            continue
+    for at, src in check.maps(source, "sources", where,
+                              "a projected source (a map with configMap, secret or downwardAPI)"):
         check.fields(src, at, "projection", warn=False)
         kinds = [k for k in src if src[k] is not None and
                  (k in PROJECTIONS or k in NOT_IMPLEMENTED["projection"])]
@@ -360,4 +340,3 @@ def _projections(source: dict, where: tuple, check, containers) -> list[dict]:
             continue
         out.append({kind: PROJECTIONS[kind](src, kind, at, check, containers)})
     return out
-

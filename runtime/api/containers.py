@@ -13,10 +13,9 @@ collected in check.
 from __future__ import annotations
 
 from minipod.runtime.api import configrefs
-from minipod.runtime.api.checker import Checker, describe
+from minipod.runtime.api.checker import Checker
 from minipod.runtime.api.fields import DEFAULT_GRACE_SECONDS, PROBES, PROTOCOLS, PULL_POLICIES
-from minipod.runtime.api.names import (DNS1123_LABEL, ENV_VAR_NAME, check_name,
-                                       iana_svc_name_problems)
+from minipod.runtime.api.names import ENV_VAR_NAME, check_label, iana_svc_name_problems
 from minipod.runtime.api.podtypes import (Container, EnvVar, Lifecycle, Port, Probe,
                                           default_pull_policy)
 from minipod.runtime.api.probes import check_lifecycle, check_probe, named_ports
@@ -46,8 +45,7 @@ def check_container(obj: dict, path: tuple, check: Checker,
     suggested = check.fields(obj, path, "container")
     name = check.require(obj, "name", path, str, suggested)
     if name is not None:
-        check_name(name, path + ("name",), DNS1123_LABEL, 63,
-                    "a lowercase RFC 1123 label", "'-'", check)
+        check_label(name, path + ("name",), check)
     image = check.require(obj, "image", path, str, suggested)
     if image is not None and (not image or image != image.strip()):
         check.error(path + ("image",),
@@ -127,12 +125,7 @@ def _check_env(obj: dict, path: tuple, check: Checker) -> list[EnvVar]:
     """Container env: [{name, value | valueFrom}] (configrefs.py checks valueFrom)."""
     env: list[EnvVar] = []
     first_line: dict[str, int | None] = {}
-    for i, item in enumerate(check.get(obj, "env", path, list) or []):
-        where = path + ("env", i)
-        if not isinstance(item, dict):
-            check.error(where, f"expected an env entry (a map with name and "
-                        f"value), got {describe(item)}")
-            continue
+    for where, item in check.maps(obj, "env", path, "an env entry (a map with name and value)"):
         suggested = check.fields(item, where, "env", warn=False)
         name = check.require(item, "name", where, str, suggested)
         value = check.get(item, "value", where, str)
@@ -163,12 +156,7 @@ def _check_ports(obj: dict, path: tuple, check: Checker) -> list[Port]:
     """Container ports: each one alone, then names unique in the container."""
     ports: list[Port] = []
     first_line: dict[str, int | None] = {}
-    for i, item in enumerate(check.get(obj, "ports", path, list) or []):
-        where = path + ("ports", i)
-        if not isinstance(item, dict):
-            check.error(where, f"expected a port (a map with containerPort), "
-                        f"got {describe(item)}")
-            continue
+    for where, item in check.maps(obj, "ports", path, "a port (a map with containerPort)"):
         port = _check_port(item, where, check)
         if port is None:
             continue
@@ -211,4 +199,3 @@ def _check_port(obj: dict, path: tuple, check: Checker) -> Port | None:
         return None
     return Port(container_port=number, protocol=protocol, name=name,
                 host_port=host_port, host_ip=host_ip)
-

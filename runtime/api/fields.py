@@ -234,7 +234,6 @@ DEFAULT_GRACE_SECONDS = 30
 NOT_IMPLEMENTED_MESSAGE = ("field is valid Kubernetes but not implemented "
                            "by minipod yet; ignored")
 
-
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 
 

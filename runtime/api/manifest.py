@@ -124,26 +124,18 @@ def load_text(text: str, source: str,
     for number, root in enumerate(roots, 1):
         pod, doc_errors, doc_warnings = _load_document(root, builder, source,
                                                        objects is not None, number)
-        if pod is not None and not isinstance(pod, Pod):    # a ConfigMap or Secret
-            key = (pod.kind, pod.namespace, pod.name)
+        if pod is not None:             # a Pod, or a ConfigMap or Secret
+            is_pod = isinstance(pod, Pod)
+            what, key = (("pod", (pod.namespace, pod.name)) if is_pod else
+                         (pod.kind, (pod.kind, pod.namespace, pod.name)))
             if key in first_seen:
                 doc_errors.append(Problem(
                     source, pod.line, "metadata.name",
-                    f'{pod.kind} "{pod.name}" is defined twice in this file '
+                    f'{what} "{pod.name}" is defined twice in this file '
                     f"(first at line {first_seen[key]})"))
             else:
                 first_seen[key] = pod.line
-                objects.append(pod)
-        elif pod is not None:
-            key = (pod.namespace, pod.name)
-            if key in first_seen:
-                doc_errors.append(Problem(
-                    source, pod.line, "metadata.name",
-                    f'pod "{pod.name}" is defined twice in this file '
-                    f"(first at line {first_seen[key]})"))
-            else:
-                first_seen[key] = pod.line
-                pods.append(pod)
+                (pods if is_pod else objects).append(pod)
         errors += by_line(doc_errors)
         warnings += by_line(doc_warnings)
     if not pods and not objects and not errors:
@@ -203,4 +195,3 @@ def _load_document(root, builder, source: str, objects: bool = False,
         accountview.strip_view(obj)  # `kubectl get pod -o yaml`, run again: its own token
     pod = check_pod(obj, check)
     return pod, check.errors, check.warnings
-

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from minipod.runtime.api.checker import Checker
 from minipod.runtime.api.fields import DEFAULT_NAMESPACE, MAX_ANNOTATIONS_BYTES
-from minipod.runtime.api.names import (DNS1123_LABEL, DNS1123_SUBDOMAIN, check_name,
-                                       label_value_problems, qualified_name_problems)
+from minipod.runtime.api.names import (check_label, check_subdomain, label_value_problems,
+                                       qualified_name_problems)
 
 
 def check_type_meta(obj: dict, check: Checker) -> bool:
@@ -48,12 +48,10 @@ def check_metadata(meta: dict, check: Checker):
     suggested = check.fields(meta, path, "metadata")
     name = check.require(meta, "name", path, str, suggested)
     if name is not None:
-        check_name(name, path + ("name",), DNS1123_SUBDOMAIN, 253,
-                    "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+        check_subdomain(name, path + ("name",), check)
     namespace = check.get(meta, "namespace", path, str)
     if namespace is not None:
-        check_name(namespace, path + ("namespace",), DNS1123_LABEL, 63,
-                    "a lowercase RFC 1123 label", "'-'", check)
+        check_label(namespace, path + ("namespace",), check)
     labels = check.string_map(meta, "labels", path)
     for key, value in labels.items():
         where = path + ("labels", key)
@@ -72,4 +70,3 @@ def check_metadata(meta: dict, check: Checker):
         check.error(path + ("annotations",), f"annotations take {size} bytes;"
                     f" the limit is {MAX_ANNOTATIONS_BYTES}")
     return name, namespace or DEFAULT_NAMESPACE, labels, annotations
-

@@ -1,10 +1,10 @@
 """The name and path rules of the Kubernetes API (apimachinery's
 pkg/util/validation/validation.go; IsConfigMapKey; validatePathNoBacksteps).
 
-    check_name(value, path, pattern, limit, what, extra, check)
-                            DNS-1123 labels (namespace, container and volume
-                            names) and subdomains (pod, ConfigMap, Secret
-                            names), with a guess at the valid name
+    check_label(value, path, check)      DNS-1123 labels (namespace, container,
+                                         volume names), with a guess at the
+    check_subdomain(value, path, check)  valid name; subdomains (Pod,
+                                         ConfigMap, Secret names)
     qualified_name_problems label and annotation keys
     label_value_problems    label values
     iana_svc_name_problems  port names
@@ -46,6 +46,19 @@ def check_name(value: str, path: tuple, pattern: re.Pattern, limit: int,
     if guess:
         message += f'; did you mean "{guess}"?'
     check.error(path, message)
+
+
+def check_label(value: str, path: tuple, check: Checker) -> None:
+    """Report ``value`` unless it is a DNS-1123 label (namespace, container,
+    volume, hostname): at most 63 characters, no dots."""
+    check_name(value, path, DNS1123_LABEL, 63, "a lowercase RFC 1123 label", "'-'", check)
+
+
+def check_subdomain(value: str, path: tuple, check: Checker) -> None:
+    """Report ``value`` unless it is a DNS-1123 subdomain (the name of a
+    Pod, ConfigMap or Secret): at most 253 characters, dots between labels."""
+    check_name(value, path, DNS1123_SUBDOMAIN, 253, "a lowercase RFC 1123 subdomain",
+               "'-' or '.'", check)
 
 
 def _dns_guess(value: str, pattern: re.Pattern, limit: int) -> str | None:
@@ -94,7 +107,6 @@ def iana_svc_name_problems(name: str) -> list[str]:
     if name.startswith("-") or name.endswith("-"):
         problems.append("must not begin or end with a hyphen")
     return problems
-
 
 
 def check_path(value: str, path: tuple, check: Checker,

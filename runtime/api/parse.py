@@ -203,4 +203,3 @@ class Builder:
         self.problems.append(self._problem(
             node, path, f"unsupported YAML tag {node.tag}"))
         return node.value               # reported once: no "got null" after
-

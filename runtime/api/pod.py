@@ -14,12 +14,12 @@ what it needs of its pod.
 """
 from __future__ import annotations
 
-from minipod.runtime.api.checker import Checker, describe, field_name
+from minipod.runtime.api.checker import Checker, field_name
 from minipod.runtime.api.containers import PodContext, check_container
 from minipod.runtime.api.fields import (DEFAULT_GRACE_SECONDS, DEFAULT_RESTART_POLICY, INT64_MAX,
                                         RESTART_POLICIES)
 from minipod.runtime.api.metadata import check_metadata, check_type_meta
-from minipod.runtime.api.names import DNS1123_LABEL, check_name
+from minipod.runtime.api.names import check_label
 from minipod.runtime.api.podtypes import Container, Pod
 from minipod.runtime.api.security import check_pod_security
 from minipod.runtime.api.volumes import check_volumes
@@ -48,7 +48,6 @@ def check_pod(obj: dict, check: Checker) -> Pod | None:
                line=check.start, **pod_spec)
 
 
-
 def _check_spec(spec: dict, check: Checker) -> dict:
     """PodSpec; returns the Pod fields it holds, by name."""
     path = ("spec",)
@@ -59,8 +58,7 @@ def _check_spec(spec: dict, check: Checker) -> dict:
     grace = DEFAULT_GRACE_SECONDS if grace is None else grace
     hostname = check.get(spec, "hostname", path, str)
     if hostname is not None:
-        check_name(hostname, path + ("hostname",), DNS1123_LABEL, 63,
-                    "a lowercase RFC 1123 label", "'-'", check)
+        check_label(hostname, path + ("hostname",), check)
     check.get(spec, "automountServiceAccountToken", path, bool)  # runtime/serviceaccount.py
     share = check.get(spec, "shareProcessNamespace", path, bool)
     if share and spec.get("hostPID") is True:
@@ -94,12 +92,7 @@ def _check_containers(spec: dict, key: str, check: Checker,
                       pod: PodContext) -> list[tuple[tuple, Container]]:
     """spec.containers or spec.initContainers: ``[(path, Container)]``."""
     found = []
-    for i, item in enumerate(check.get(spec, key, ("spec",), list) or []):
-        where = ("spec", key, i)
-        if not isinstance(item, dict):
-            check.error(where, f"expected a container (a map), got "
-                        f"{describe(item)}")
-            continue
+    for where, item in check.maps(spec, key, ("spec",), "a container (a map)"):
         container = check_container(item, where, check, pod,
                                      init=key == "initContainers")
         if container is not None:
@@ -173,4 +166,3 @@ def _check_pod_ports(containers: list[tuple[tuple, Container]],
                                 f"(line {host_owner[hkey]})")
                 else:
                     host_owner[hkey] = check.line(hat)
-

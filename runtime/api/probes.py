@@ -221,13 +221,8 @@ def _check_http_headers(action: dict, path: tuple,
                         check: Checker) -> list[tuple[str, str]]:
     """httpGet.httpHeaders: [{name, value}], names as HTTP allows them."""
     headers = []
-    for i, item in enumerate(check.get(action, "httpHeaders", path, list)
-                             or []):
-        where = path + ("httpHeaders", i)
-        if not isinstance(item, dict):
-            check.error(where, "expected an HTTP header (a map with name and "
-                        f"value), got {describe(item)}")
-            continue
+    for where, item in check.maps(action, "httpHeaders", path,
+                                  "an HTTP header (a map with name and value)"):
         suggested = check.fields(item, where, "httpHeader")
         name = check.require(item, "name", where, str, suggested)
         value = check.get(item, "value", where, str) or ""
@@ -237,4 +232,3 @@ def _check_http_headers(action: dict, path: tuple,
         elif name is not None:
             headers.append((name, value))
     return headers
-

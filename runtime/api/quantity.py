@@ -103,4 +103,3 @@ def check_quantity(obj: dict, key: str, path: tuple, check: Checker):
 def as_written(value) -> str:
     """A quantity as the user wrote it."""
     return value if isinstance(value, str) else repr(value)
-

@@ -91,7 +91,6 @@ def _known_resource(name: str) -> bool:
             or "/" in name)             # extended: "example.com/foo"
 
 
-
 def _fractional_bytes(value) -> str:
     """The warning for a memory quantity that is not whole bytes."""
     text = as_written(value)
@@ -101,4 +100,3 @@ def _fractional_bytes(value) -> str:
         message += (f'; "m" means milli (1/1000): did you mean '
                     f'"{text[:-1]}Mi" or "{text[:-1]}M"?')
     return message
-

@@ -155,4 +155,3 @@ def _check_seccomp(obj: dict, path: tuple, check: Checker) -> str | None:
         check.error(where + ("localhostProfile",), 'may be set only when '
                     'type is "Localhost"')
     return kind
-

@@ -16,9 +16,9 @@ import math
 import posixpath
 
 from minipod.runtime.api import configrefs
-from minipod.runtime.api.checker import Checker, describe, suggest
+from minipod.runtime.api.checker import Checker, suggest
 from minipod.runtime.api.fields import EMPTY_DIR_MEDIA, HOST_PATH_TYPES, NOT_IMPLEMENTED
-from minipod.runtime.api.names import DNS1123_LABEL, check_name, check_path
+from minipod.runtime.api.names import check_label, check_path
 from minipod.runtime.api.podtypes import Volume, VolumeMount
 from minipod.runtime.api.quantity import check_quantity
 
@@ -36,13 +36,8 @@ def check_volumes(spec: dict, check: Checker) -> tuple[list[Volume],
     containers = [c.get("name") for key in ("containers", "initContainers")
                   for c in (spec.get(key) if isinstance(spec.get(key), list) else [])
                   if isinstance(c, dict)]
-    for i, item in enumerate(check.get(spec, "volumes", ("spec",), list)
-                             or []):
-        where = ("spec", "volumes", i)
-        if not isinstance(item, dict):
-            check.error(where, "expected a volume (a map with a name and a "
-                        f"source such as emptyDir), got {describe(item)}")
-            continue
+    for where, item in check.maps(spec, "volumes", ("spec",),
+                                  "a volume (a map with a name and a source such as emptyDir)"):
         volume = _check_volume(item, where, check, containers)
         name = item.get("name")
         if isinstance(name, str):
@@ -65,8 +60,7 @@ def _check_volume(obj: dict, path: tuple, check: Checker,
     suggested = check.fields(obj, path, "volume", warn=False)
     name = check.require(obj, "name", path, str, suggested)
     if name is not None:
-        check_name(name, path + ("name",), DNS1123_LABEL, 63,
-                    "a lowercase RFC 1123 label", "'-'", check)
+        check_label(name, path + ("name",), check)
     sources = [key for key in obj if key in NOT_IMPLEMENTED["volume"]
                or key in ("emptyDir", "hostPath") + configrefs.VOLUME_SOURCES]
     for key in sources:
@@ -144,13 +138,8 @@ def check_volume_mounts(obj: dict, path: tuple, check: Checker,
     """Container volumeMounts: declared volumes, unique mount paths."""
     mounts: list[VolumeMount] = []
     first: dict[str, tuple] = {}
-    for i, item in enumerate(check.get(obj, "volumeMounts", path, list)
-                             or []):
-        where = path + ("volumeMounts", i)
-        if not isinstance(item, dict):
-            check.error(where, "expected a volume mount (a map with name and "
-                        f"mountPath), got {describe(item)}")
-            continue
+    for where, item in check.maps(obj, "volumeMounts", path,
+                                  "a volume mount (a map with name and mountPath)"):
         suggested = check.fields(item, where, "volumeMount")
         name = check.require(item, "name", where, str, suggested)
         mount_path = check.require(item, "mountPath", where, str, suggested)
@@ -186,4 +175,3 @@ def _no_volume(name: str, declared: list[str]) -> str:
     message = f'no volume named "{name}" in spec.volumes (it has {listed})'
     guess = suggest(name, declared)
     return message + (f'; did you mean "{guess}"?' if guess else "")
-
