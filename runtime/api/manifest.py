@@ -66,9 +66,10 @@ from __future__ import annotations
 
 import sys
 
-# The types every caller uses, by their old names (the CLI imports this
-# module for the Pod type only). The checks are imported where a manifest
-# is read: yaml, difflib and fractions are loaded only then.
+# The types every caller uses, by their old names. The checks (and yaml,
+# difflib, fractions) are imported inside the functions that read a
+# manifest: every CLI command imports this module for the Pod type, few
+# of them parse.
 from minipod.runtime.api.podtypes import (  # noqa: F401  (re-exported)
     Container, EnvVar, Handler, Lifecycle, ManifestError, Pod, Port, Probe, Problem,
     Resources, SecurityContext, Volume, VolumeMount, default_pull_policy)
