@@ -8,22 +8,21 @@ from __future__ import annotations
 import time
 
 from minipod.runtime.api import podstatus
-from minipod.runtime.cli.cmdutil import CommandError, add_namespace, namespace_of
+from minipod.runtime.cli.cmdutil import CommandError, add_names, add_namespace, namespace_of
 
 
 def register(sub) -> None:
     p = sub.add_parser("describe", help="show a pod in detail, with its events",
                        description="Like `kubectl describe pod NAME`.")
-    p.add_argument("kind", metavar="pod|pod/NAME")
-    p.add_argument("names", nargs="*", metavar="NAME")
+    add_names(p, "pod|pod/NAME")
     add_namespace(p, all_namespaces=True)
     p.set_defaults(func=run)
 
 
 def run(args, paths) -> int:
-    from minipod.runtime.cli.cmd_get import load, resource_names
+    from minipod.runtime.cli.resources import pod_records, resource_names
     names = resource_names(args.kind, args.names)
-    records = load(paths, names, namespace_of(args), getattr(args, "all_namespaces", False))
+    records = pod_records(paths, names, namespace_of(args), getattr(args, "all_namespaces", False))
     if not records:
         raise CommandError("No resources found" + ("" if args.all_namespaces else
                                                    f" in {namespace_of(args)} namespace") + ".")
