@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.api import podstatus
 from minipod.runtime.cli.cmdutil import (CommandError, add_names, add_namespace, namespace_of,
                                          not_found, print_objects, print_table, require_root)
 from minipod.runtime.cli.resources import (NAMESPACE_KINDS, object_names, pod_records,
@@ -28,6 +27,7 @@ def register(sub) -> None:
 
 
 def run(args, paths) -> int:
+    from minipod.runtime.api import podstatus  # here: --help registers every verb
     if args.kind.partition("/")[0] in NAMESPACE_KINDS:
         return get_namespaces(args, paths)
     other = resource_of(args.kind)      # configmaps, secrets
@@ -64,6 +64,7 @@ def run(args, paths) -> int:
 
 def row(r: dict, wide: bool, namespace: bool = False) -> list[str]:
     """One line of the table; namespace: with the NAMESPACE column first (-A)."""
+    from minipod.runtime.api import podstatus
     ready, status, restarts = podstatus.print_pod(podstatus.pod_object(r))
     cells = ([r.get("namespace") or "default"] if namespace else []) + [
         r["name"], ready, status, restarts, podstatus.age(r.get("creationTimestamp"))]
@@ -101,6 +102,7 @@ def watch(paths, names: list[str], wide: bool, shown: dict, namespace: str | Non
 
 def get_namespaces(args, paths) -> int:
     """`minipod get ns [NAME…] [-o yaml|json|name]`: NAME STATUS AGE, as kubectl."""
+    from minipod.runtime.api import podstatus
     from minipod.runtime import namespaces
     one = args.kind.partition("/")[2]
     names = ([one] if one else []) + [n.split("/", 1)[-1] for n in args.names]
@@ -130,6 +132,7 @@ def get_objects(args, paths, resource: str, names: list[str]) -> int:
     (runtime/configobjects.py; root only: their directories are 0700). A
     Secret is shown as the API shows it: base64 `data`, which `-o yaml`
     prints and the table only counts."""
+    from minipod.runtime.api import podstatus
     from minipod.runtime import configobjects
     require_root("get " + resource)
     names = names + object_names(resource, args.names)

@@ -13,8 +13,8 @@ import re
 import sys
 import time
 
-from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, namespace_of, not_found,
-                                         pod_key_of, read_pod)
+from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, find_pod, namespace_of,
+                                         pod_key_of)
 
 
 def register(sub) -> None:
@@ -48,10 +48,7 @@ def run(args, paths) -> int:
     from minipod.runtime import logreader
     name = args.pod.removeprefix("pod/")
     key = pod_key_of(args, name)
-    try:
-        record = read_pod(paths, namespace_of(args), name)
-    except FileNotFoundError:
-        raise not_found("pods", name)
+    record = find_pod(paths, namespace_of(args), name)
     args.since_stamp = None
     if args.since:
         t = time.time() - parse_duration(args.since)

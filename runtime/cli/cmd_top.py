@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.api import podstatus
 from minipod.runtime.cli.cmdutil import (CommandError, add_names, add_namespace, namespace_of,
                                          print_table)
 
@@ -41,6 +40,7 @@ def memory_column(nbytes: int) -> str:
 
 
 def run(args, paths) -> int:
+    from minipod.runtime.api import podstatus  # here: --help registers every verb
     from minipod import cgroups
     from minipod.runtime import podusage
     from minipod.runtime.cli.resources import pod_records, resource_names
