@@ -102,8 +102,8 @@ def watch(paths, names: list[str], wide: bool, shown: dict, namespace: str | Non
 
 def get_namespaces(args, paths) -> int:
     """`minipod get ns [NAME…] [-o yaml|json|name]`: NAME STATUS AGE, as kubectl."""
-    from minipod.runtime.api import podstatus
     from minipod.runtime import namespaces
+    from minipod.runtime.api import podstatus
     one = args.kind.partition("/")[2]
     names = ([one] if one else []) + [n.split("/", 1)[-1] for n in args.names]
     records = namespaces.read_all(paths)
@@ -132,8 +132,8 @@ def get_objects(args, paths, resource: str, names: list[str]) -> int:
     (runtime/configobjects.py; root only: their directories are 0700). A
     Secret is shown as the API shows it: base64 `data`, which `-o yaml`
     prints and the table only counts."""
-    from minipod.runtime.api import podstatus
     from minipod.runtime import configobjects
+    from minipod.runtime.api import podstatus
     require_root("get " + resource)
     names = names + object_names(resource, args.names)
     namespace = namespace_of(args)
