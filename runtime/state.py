@@ -114,3 +114,15 @@ def proc_start_time(pid: int) -> int | None:
 def alive(pid: int | None, start_time: int | None) -> bool:
     """Is pid still the process we started (same start time)?"""
     return bool(pid) and proc_start_time(pid) == start_time
+
+
+def refreshed(record: dict) -> dict:
+    """The record with the kernel's word on its running containers: one
+    whose process is gone (while the agent was away) is terminated, reason
+    Unknown. Readers that do not go through the agent (get, the API server
+    when no agent runs) apply it, so a stale record never shows as running."""
+    for cs in record.get("initContainers", []) + record.get("containers", []):
+        if cs.get("state") == "running" and not alive(cs.get("pid"), cs.get("pidStart")):
+            cs.update(state="terminated", reason="Unknown", exitCode=None,
+                      message="the process is gone and the agent has not seen it end")
+    return record

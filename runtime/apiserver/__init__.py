@@ -15,7 +15,7 @@ create and delete them, so the kubelet logic stays in one place.
     objects.py    Table printing, Node, Namespace, Event objects
     discovery.py  /version, /api, /apis (aggregated v2 and legacy)
     openapi.py    /openapi/v3 from the upstream schema (kubernetes-validate)
-    podlogs.py    …/log, reusing cmd_logs' reader
+    podlogs.py    …/log, reusing runtime/logreader.py
     podexec.py    …/exec and …/attach over WebSocket (v5/v4.channel.k8s.io)
     auth.py       who asks (certificate or token) and what a pod's token may do
 """

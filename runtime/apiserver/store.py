@@ -3,13 +3,13 @@
 The agent is the only writer of pod state (one JSON record per pod,
 runtime/state.py); this store reads those records, turns each into the Pod
 object `minipod get pod X -o json` prints (runtime/api/podstatus.py, with
-cmd_get's kernel check of running containers) and notices changes when the
+state.refreshed's kernel check of running containers) and notices changes when the
 kernel says the state directory changed (inotify(7): a pod dir made or
 removed in RUN/pods, a record renamed into place in RUN/pods/POD), so a
 watch hears of a change as soon as the agent has written it; besides, it
 looks every POLL_IDLE seconds. A record whose file (inode, mtime, size) is
 unchanged is not re-read, except for a full look every LIVENESS_SECONDS
-(a container may die while no agent runs; cmd_get's kernel check is applied
+(a container may die while no agent runs; the kernel check is applied
 only then, since a running agent records every exit itself). Where inotify
 cannot be had (no watches left), it polls every POLL_WATCHED seconds while
 someone watches.
@@ -204,7 +204,7 @@ class Store:
 
     def _sync(self) -> None:
         """Bring the objects up to date with the state files; log changes."""
-        from minipod.runtime.cli.cmd_get import refreshed
+        from minipod.runtime.state import refreshed
         if self._agent_runs():
             def refreshed(record):      # noqa: F811  the agent keeps records true
                 return record
