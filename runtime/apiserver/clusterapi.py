@@ -79,11 +79,8 @@ class ClusterRoutes:
                 q = dict(q, fieldSelector=[f"metadata.name={name}"])
                 match = self.selectors(q, "Namespace")
             return self.watch("namespaces", None, q, match)
-        store = self.server.store
-        store.sync()
-        with store.cond:
-            rv = str(store.rv)
-            items = [o for _, o in sorted(store.namespaces.items()) if match(o)]
+        rv, items = self.server.store.listed(
+            lambda store: [o for _, o in sorted(store.namespaces.items()) if match(o)])
         if name is not None:
             items = [i for i in items if i["metadata"]["name"] == name]
             if not items:
@@ -124,13 +121,10 @@ class ClusterRoutes:
         match = self.selectors(q, "Event")
         if _one(q, "watch") in ("true", "1"):
             return self.watch("events", ns, q, match)
-        store = self.server.store
-        store.sync()
-        with store.cond:
-            rv = str(store.rv)
-            items = sorted((e for e in store.events.values()
-                            if (ns is None or e["metadata"]["namespace"] == ns) and match(e)),
-                           key=lambda e: e["lastTimestamp"] or "")  # stable: agent order
+        rv, items = self.server.store.listed(lambda store: sorted(
+            (e for e in store.events.values()
+             if (ns is None or e["metadata"]["namespace"] == ns) and match(e)),
+            key=lambda e: e["lastTimestamp"] or ""))  # stable: agent order
         if self.wants_table():
             return self.send_json(200, objects.table(
                 objects.EVENT_COLUMNS, [(objects.event_cells(e), e) for e in items], rv,

@@ -177,11 +177,9 @@ def list_objects(handler, ns: str | None, resource: str, q: dict) -> None:
     if _one(q, "watch") in ("true", "1"):
         return handler.watch(resource, ns, q, match)
     store = handler.server.store
-    store.sync()
-    with store.cond:
-        rv = str(store.rv)
-        items = [e.obj for (r, n, _), e in sorted(store.configs.items())
-                 if r == resource and (ns is None or n == ns) and match(e.obj)]
+    rv, items = store.listed(lambda store: [e.obj for (r, n, _), e in sorted(store.configs.items())
+                                            if r == resource and (ns is None or n == ns)
+                                            and match(e.obj)])
     if resource == "configmaps":        # the published one wins over a stored namesake
         items = sorted([o for o in items if o["metadata"]["name"] != ROOT_CA]
                        + [o for o in root_cas(store.paths, ns) if match(o)],

@@ -57,19 +57,26 @@ def _parent(doc, tokens, ptr, op_index):
     return node
 
 
-def _get(doc, ptr, op_index):
-    tokens = _pointer(ptr, op_index)
-    if not tokens:
-        return doc
+def _existing(doc, tokens, ptr, op_index, suffix=""):
+    """(parent, key) of the value at PTR, which must be there: a key of an
+    object or an index of an array (SUFFIX ends the error's "no such path")."""
     parent = _parent(doc, tokens, ptr, op_index)
     last = tokens[-1]
     if isinstance(parent, dict):
         if last not in parent:
-            raise PatchError(f"operation {op_index}: {ptr!r}: no such path")
-        return parent[last]
+            raise PatchError(f"operation {op_index}: {ptr!r}: no such path{suffix}")
+        return parent, last
     if isinstance(parent, list):
-        return parent[_index(parent, last, ptr, op_index, False)]
-    raise PatchError(f"operation {op_index}: {ptr!r}: no such path")
+        return parent, _index(parent, last, ptr, op_index, False)
+    raise PatchError(f"operation {op_index}: {ptr!r}: no such path{suffix}")
+
+
+def _get(doc, ptr, op_index):
+    tokens = _pointer(ptr, op_index)
+    if not tokens:
+        return doc
+    parent, key = _existing(doc, tokens, ptr, op_index)
+    return parent[key]
 
 
 def _add(doc, ptr, value, op_index):
@@ -91,15 +98,8 @@ def _remove(doc, ptr, op_index):
     tokens = _pointer(ptr, op_index)
     if not tokens:
         raise PatchError(f"operation {op_index}: cannot remove the whole document")
-    parent = _parent(doc, tokens, ptr, op_index)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise PatchError(f"operation {op_index}: {ptr!r}: no such path to remove")
-        return parent.pop(last)
-    if isinstance(parent, list):
-        return parent.pop(_index(parent, last, ptr, op_index, False))
-    raise PatchError(f"operation {op_index}: {ptr!r}: no such path to remove")
+    parent, key = _existing(doc, tokens, ptr, op_index, " to remove")
+    return parent.pop(key)
 
 
 def json_patch(doc, ops):

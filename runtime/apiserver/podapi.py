@@ -44,11 +44,8 @@ class PodRoutes:
         match = self.selectors(q, "Pod")
         if _one(q, "watch") in ("true", "1"):
             return self.watch("pods", ns, q, match)
-        store = self.server.store
-        store.sync()
-        with store.cond:
-            rv = str(store.rv)
-            entries = [e for e in store.pods_in(ns) if match(e.obj)]
+        rv, entries = self.server.store.listed(
+            lambda store: [e for e in store.pods_in(ns) if match(e.obj)])
         if self.wants_table():
             return self.send_json(200, self.pod_table(entries, rv, q))
         self.send_json(200, {"kind": "PodList", "apiVersion": "v1",
