@@ -1,5 +1,10 @@
-"""HTTP/1.1 over TLS, routing, and the handlers: decode, ask the store or the
-agent, encode (kube-apiserver's pkg/endpoints/handlers, in small).
+"""The listeners (HTTPS), who asks, and the routes (kube-apiserver's
+pkg/endpoints, in small): each request goes to a handler that decodes,
+asks the store or the agent, and encodes. The handlers are mixins of
+Handler: podapi.py (pods), clusterapi.py (namespaces, the node, events,
+OpenAPI, reviews), watch.py (?watch=true); configs.py, nsapi.py,
+podupdate.py, podlogs.py, podexec.py, podforward.py and metrics.py are
+called with the handler. connection.py reads requests and writes answers.
 
 One thread per connection (ThreadingHTTPServer, daemon threads): the load
 is one user with a few long-lived connections (watches, logs -f, exec).
