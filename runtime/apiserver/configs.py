@@ -30,6 +30,7 @@ import secrets as random
 from minipod.runtime import configobjects
 
 from minipod.runtime.api import manifest, podstatus
+from minipod.runtime.apiserver.connection import _one
 from minipod.runtime.apiserver.objects import ApiError, _col, not_found, table
 
 KIND_OF = configobjects.RESOURCE_KINDS      # "configmaps" -> "ConfigMap"
@@ -124,11 +125,6 @@ def current(store, resource: str) -> list[tuple[dict, None]]:
 
 
 # ---- handlers ---------------------------------------------------------------
-
-def _one(q: dict, key: str, default=None):
-    values = q.get(key)
-    return values[-1] if values else default
-
 
 def entry(handler, resource: str, ns: str, name: str):
     store = handler.server.store

@@ -87,6 +87,7 @@ DEADLINES = Deadlines()
 
 
 def _one(q: dict, key: str, default=None):
+    """The value of query parameter KEY (repeated: the last one), else DEFAULT."""
     values = q.get(key)
     return values[-1] if values else default
 
