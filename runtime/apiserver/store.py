@@ -195,6 +195,13 @@ class Store:
         with self.cond:
             self._sync()
 
+    def listed(self, select):
+        """(resourceVersion, SELECT(store)) of one moment: a list and the
+        version a watch continues it from (synced, read under the lock)."""
+        self.sync()
+        with self.cond:
+            return str(self.rv), select(self)
+
     def _agent_runs(self) -> bool:
         """Does an agent hold its lock? Then its records are the truth (it sees
         every exit through a pidfd), and a container whose process just ended is
