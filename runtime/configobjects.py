@@ -1,5 +1,5 @@
-"""ConfigMap and Secret objects: checked, stored by the agent, read at
-container start.
+"""ConfigMap and Secret objects: stored by the agent, read at container
+start (what a valid one is, and its checks: runtime/api/configobject.py).
 
     RUN/objects/NAMESPACE/configmaps/NAME.json   0644   the API object
     RUN/objects/NAMESPACE/secrets/NAME.json      0600   the API object
@@ -21,206 +21,18 @@ waits with reason CreateContainerConfigError until the object appears.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-KINDS = {"ConfigMap": "configmaps", "Secret": "secrets"}
-RESOURCE_KINDS = {v: k for k, v in KINDS.items()}
-MAX_BYTES = 1024 * 1024          # kube-apiserver's limit for either kind
-SECRET_TYPES_KEYS = {            # keys a Secret of a type must hold
-    "kubernetes.io/tls": ("tls.crt", "tls.key"),
-    "kubernetes.io/basic-auth": (),
-    "kubernetes.io/ssh-auth": ("ssh-privatekey",),
-    "kubernetes.io/dockerconfigjson": (".dockerconfigjson",),
-    "kubernetes.io/dockercfg": (".dockercfg",),
-}
-
-# The fields of the two kinds (Kubernetes 1.32); the system fields of
-# metadata are accepted and replaced by the server's.
-FIELDS = {"ConfigMap": {"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"},
-          "Secret": {"apiVersion", "kind", "metadata", "data", "stringData", "type",
-                     "immutable"}}
-META_FIELDS = {"name", "namespace", "labels", "annotations", "generateName"}
-META_SYSTEM = {"creationTimestamp", "deletionGracePeriodSeconds", "deletionTimestamp",
-               "finalizers", "generation", "managedFields", "ownerReferences",
-               "resourceVersion", "selfLink", "uid"}
+from minipod.runtime.api.configobject import KINDS, values
 
 
 class ConfigError(Exception):
     """A container cannot be configured yet: the kubelet's message."""
-
-
-@dataclass
-class ConfigObject:
-    """A checked ConfigMap or Secret: ``obj`` is the object as stored
-    (without uid, creationTimestamp: the agent adds those)."""
-    kind: str                   # "ConfigMap" | "Secret"
-    name: str
-    namespace: str
-    obj: dict
-    source: str = ""
-    line: int | None = None
-    namespaced: bool = False    # metadata.namespace was written (else: -n's, or default)
-
-    @property
-    def resource(self) -> str:
-        return KINDS[self.kind]
-
-
-def values(obj: dict) -> dict[str, bytes]:
-    """Every key of a stored ConfigMap or Secret with its bytes."""
-    out: dict[str, bytes] = {}
-    if obj.get("kind") == "Secret":
-        for k, v in (obj.get("data") or {}).items():
-            out[k] = base64.b64decode(v)
-        return out
-    for k, v in (obj.get("data") or {}).items():
-        out[k] = v.encode()
-    for k, v in (obj.get("binaryData") or {}).items():
-        out[k] = base64.b64decode(v)
-    return out
-
-
-# ---------------------------------------------------------------------------
-# Checking (manifest.py's _Checker: file, line and field in every message)
-
-def check_object(obj: dict, check) -> ConfigObject | None:
-    """Check a ConfigMap or Secret document; the object to store, or None."""
-    from minipod.runtime.api import configrefs, manifest as m
-    kind = obj.get("kind")
-    before = len(check.errors)
-    for key in obj:
-        if key in FIELDS[kind]:
-            continue
-        if key == "status":
-            check.error((key,), f"a {kind} has no status")
-            continue
-        guess = m._suggest(str(key), FIELDS[kind])
-        check.error((key,), f'unknown field "{key}"' + (f'; did you mean "{guess}"?'
-                                                        if guess else ""))
-    api = obj.get("apiVersion")
-    if api is None:
-        check.error(("apiVersion",), 'required field is missing; add "apiVersion: v1"')
-    elif api != "v1":
-        check.error(("apiVersion",), f'apiVersion "{api}" is not supported: {kind}s are '
-                                     f'apiVersion "v1"')
-    meta = check.get(obj, "metadata", (), dict)
-    if meta is None:
-        check.error(("metadata",), "required field is missing")
-        return None
-    for key in meta:
-        if key not in META_FIELDS | META_SYSTEM:
-            guess = m._suggest(str(key), META_FIELDS)
-            check.error(("metadata", key), f'unknown field "{key}"'
-                        + (f'; did you mean "{guess}"?' if guess else ""))
-    name = check.get(meta, "name", ("metadata",), str)
-    if not name:
-        check.error(("metadata", "name"), "required field is missing")
-    else:
-        m._check_name(name, ("metadata", "name"), m.DNS1123_SUBDOMAIN, 253,
-                      "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
-    namespace = check.get(meta, "namespace", ("metadata",), str)
-    if namespace:
-        m._check_name(namespace, ("metadata", "namespace"), m.DNS1123_LABEL, 63,
-                      "a lowercase RFC 1123 label", "'-'", check)
-    labels = check.string_map(meta, "labels", ("metadata",))
-    for key, value in labels.items():
-        for message in m._qualified_name_problems(key) + m._label_value_problems(value):
-            check.error(("metadata", "labels", key), f'invalid label "{key}": {message}')
-    annotations = check.string_map(meta, "annotations", ("metadata",))
-    immutable = check.get(obj, "immutable", (), bool)
-    out = {"apiVersion": "v1", "kind": kind,
-           "metadata": {"name": name, "namespace": namespace or "default"}}
-    if labels:
-        out["metadata"]["labels"] = labels
-    if annotations:
-        out["metadata"]["annotations"] = annotations
-    if immutable is not None:
-        out["immutable"] = immutable
-    seen: dict[str, tuple] = {}
-
-    def key_ok(key, where) -> bool:
-        problem = configrefs.config_key_problem(key)
-        if problem:
-            check.error(where, f'invalid key "{key}": {problem}')
-            return False
-        if key in seen:
-            check.error(where, f'duplicate key "{key}" (also at {check.where(seen[key])})')
-            return False
-        seen[key] = where
-        return True
-
-    if kind == "ConfigMap":
-        data = check.string_map(obj, "data", ())
-        binary = check.string_map(obj, "binaryData", ())
-        for key in data:
-            key_ok(key, ("data", key))
-        for key, value in binary.items():
-            if key_ok(key, ("binaryData", key)) and _b64(value) is None:
-                check.error(("binaryData", key), "must be base64 (binaryData holds bytes; "
-                                                 "put text under data)")
-        if data:
-            out["data"] = data
-        if binary:
-            out["binaryData"] = binary
-    else:
-        stype = check.get(obj, "type", (), str) or "Opaque"
-        out["type"] = stype
-        data = check.string_map(obj, "data", ())
-        folded = {}
-        for key, value in data.items():
-            if key_ok(key, ("data", key)):
-                if _b64(value) is None:
-                    check.error(("data", key), "must be base64 (a Secret's data holds "
-                                               "bytes; put plain text under stringData)")
-                else:
-                    folded[key] = value
-        for key, value in check.string_map(obj, "stringData", ()).items():
-            problem = configrefs.config_key_problem(key)
-            if problem:     # stringData wins over data for one key, as upstream
-                check.error(("stringData", key), f'invalid key "{key}": {problem}')
-                continue
-            folded[key] = base64.b64encode(value.encode()).decode()
-        for key in SECRET_TYPES_KEYS.get(stype, ()):
-            if key not in folded:
-                check.error(("data",), f'a Secret of type "{stype}" needs the key "{key}"')
-        if folded:
-            out["data"] = folded
-    size = sum(len(v) for v in values(out).values()) if len(check.errors) == before else 0
-    if size > MAX_BYTES:
-        check.error((), f"the {kind} holds {size} bytes; the limit is {MAX_BYTES} (1 MiB)")
-    if len(check.errors) > before:
-        return None
-    return ConfigObject(kind, name, out["metadata"]["namespace"], out, check.source,
-                        check.start, bool(namespace))
-
-
-def _b64(value: str) -> bytes | None:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def load_object(obj: dict, source: str = "<object>"):
-    """Check an already-parsed ConfigMap or Secret (no line numbers):
-    (ConfigObject, warnings), or manifest.ManifestError."""
-    from minipod.runtime.api import manifest as m
-    check = m._Checker(source, {}, None)
-    if not isinstance(obj, dict) or obj.get("kind") not in KINDS:
-        raise m.ManifestError([m.Problem(source, None, "kind",
-                                         "expected a ConfigMap or a Secret")])
-    out = check_object(m._copy(obj), check)
-    if check.errors:
-        raise m.ManifestError(m._by_line(check.errors), check.warnings)
-    return out, check.warnings
 
 
 # ---------------------------------------------------------------------------
@@ -388,11 +200,12 @@ def resource_value(ref: dict, pod) -> str:
     """A resourceFieldRef's value (kubelet's ExtractResourceValueByContainerName):
     cpu rounded up to the divisor, memory and storage in divisor units; a
     limit the container does not set is the node's allocatable."""
-    from minipod.runtime.api import manifest
+    from minipod.runtime.api.podtypes import Resources
+    from minipod.runtime.api.quantity import parse_quantity
     c = next((c for c in pod.init_containers + pod.containers
               if c.name == ref["containerName"]), None)
-    r = c.resources if c is not None else manifest.Resources()
-    divisor = manifest.parse_quantity(ref.get("divisor") or "1")
+    r = c.resources if c is not None else Resources()
+    divisor = parse_quantity(ref.get("divisor") or "1")
     resource = ref["resource"]
     if resource.endswith(".cpu"):
         milli = r.cpu_limit_milli if resource == "limits.cpu" else r.cpu_request_milli
@@ -425,7 +238,7 @@ def container_env(paths, record, pod, c) -> tuple[list[tuple[str, str]], bool]:
     from objects escaped so that $(VAR) in them stays as written; and
     whether any value came from a Secret. ConfigError if a required
     object or key is missing."""
-    from minipod.runtime.api import manifest
+    from minipod.runtime.api.names import ENV_VAR_NAME
     out: list[tuple[str, str]] = []
     secret = False
 
@@ -440,7 +253,7 @@ def container_env(paths, record, pod, c) -> tuple[list[tuple[str, str]], bool]:
         secret |= kind == "Secret"
         for key, value in sorted(found.items()):
             name = ref["prefix"] + key
-            if manifest.ENV_VAR_NAME.fullmatch(name):   # others are skipped, as upstream
+            if ENV_VAR_NAME.fullmatch(name):   # others are skipped, as upstream
                 out.append((name, text(value)))
     for e in c.env:
         src = e.value_from

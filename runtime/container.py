@@ -111,11 +111,7 @@ def start(spec: ProcessSpec) -> int:
         timings.add(channel.times)
         return init_pid
     finally:
-        for fd in ns_fds.values():
-            os.close(fd)
-        os.close(status_r)
-        if status_w != -1:
-            os.close(status_w)
+        close_all(*ns_fds.values(), status_r, status_w)
 
 
 class Channel:
@@ -318,3 +314,11 @@ def _init_child(spec: ProcessSpec, status_w: int, first_mark: int, joined_r: int
 
 def on_path(name: str, path: str) -> bool:
     return any(os.access(os.path.join(d or ".", name), os.X_OK) for d in path.split(":"))
+
+
+def close_all(*fds: int) -> None:
+    """Close each fd in turn, skipping -1 (one closed already): what start
+    and enter.start hold (namespace fds, the status pipe) when they return."""
+    for fd in fds:
+        if fd != -1:
+            os.close(fd)

@@ -193,11 +193,7 @@ def start(spec: ExecSpec) -> int:
             raise
         return child
     finally:
-        for fd in fds.values():
-            os.close(fd)
-        os.close(status_r)
-        if status_w != -1:
-            os.close(status_w)
+        ctr.close_all(*fds.values(), status_r, status_w)
 
 
 def _join_child(spec: ExecSpec, fds: dict[str, int], env: dict[str, str],
@@ -287,3 +283,42 @@ def receive_pty(console: socket.socket) -> int:
     if not fds:
         raise OSError("the container side sent no pty")
     return fds[0]
+
+
+def start_confined(record, cs, paths, argv: list[str], *, tty: bool,
+                   with_stdin: bool, console_size: bytes | None = None,
+                   name: str = "exec") -> tuple[int, socket.socket | None, dict]:
+    """Start argv in container `cs` of pod `record` (a ContainerRecord and
+    its PodRecord, or the stored JSON of both; for_container, start)
+    with stdio the container cannot turn against the caller: never the
+    caller's terminal or files. With `tty`, a pty of the container's own
+    devpts, whose master comes back over a socket pair (receive_pty on the
+    socket returned); else one pipe per stream that the caller owns and
+    copies (stdout, stderr, and stdin with `with_stdin`), so nothing inside
+    can type into the caller's terminal (TIOCSTI) or reopen its files.
+
+    Returns ([1:JOIN]'s pid, the console socket or None, {stream: (read
+    end, write end)}); the caller closes the ends the command holds once it
+    runs. On ctr.StartError everything made here is closed first."""
+    ours = theirs = None
+    pipes: dict[str, tuple[int, int]] = {}  # stream -> (read end, write end)
+    if tty:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        pipes = {s: os.pipe() for s in (["stdin"] if with_stdin else []) + ["stdout", "stderr"]}
+    stdio = None if tty else (pipes["stdin"][0] if with_stdin else None,
+                              pipes["stdout"][1], pipes["stderr"][1])
+    try:
+        spec = for_container(record, cs, paths, argv, console=theirs, stdio=stdio,
+                             console_size=console_size, name=name)
+        return start(spec), ours, pipes
+    except ctr.StartError:
+        for r, w in pipes.values():
+            os.close(r)
+            os.close(w)
+        if ours is not None:
+            ours.close()
+        raise
+    finally:
+        if theirs is not None:
+            theirs.close()

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from minipod.runtime import configobjects
+from minipod.runtime.api import configobject
 
 KINDS = ("configMap", "secret", "downwardAPI", "projected")
 DATA = "..data"
@@ -47,12 +48,12 @@ class NotReady(Exception):
 def _objects_files(paths, kind: str, namespace: str, ref: dict, default_mode: int,
                    out: dict) -> None:
     """configMap or secret keys as files: every key, or ref["items"]."""
-    found = configobjects.read(paths, configobjects.KINDS[kind], namespace, ref["name"])
+    found = configobjects.read(paths, configobject.KINDS[kind], namespace, ref["name"])
     if found is None:
         if ref.get("optional"):
             return
         raise NotReady(f'{kind.lower()} "{ref["name"]}" not found')
-    values = configobjects.values(found)
+    values = configobject.values(found)
     items = ref.get("items")
     if items is None:
         for key, value in values.items():

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from minipod.runtime.api.record import SCHEMA_VERSION, PodRecord, RecordError
+from minipod.runtime.api.record import SCHEMA_VERSION, ContainerState, PodRecord, RecordError
 
 RECORD = "pod.json"
 
@@ -140,3 +140,16 @@ def proc_start_time(pid: int) -> int | None:
 def alive(pid: int | None, start_time: int | None) -> bool:
     """Is pid still the process we started (same start time)?"""
     return bool(pid) and proc_start_time(pid) == start_time
+
+
+def refreshed(record: PodRecord) -> PodRecord:
+    """The PodRecord with the kernel's word on its running containers: one
+    whose process is gone (while the agent was away) is terminated, reason
+    Unknown, its exit unknown. Readers that do not go through the agent
+    (get, the API server when no agent runs) apply it, so a stale record
+    never shows as running."""
+    for cs in record.all_containers():
+        if cs.state == ContainerState.RUNNING and not alive(cs.pid, cs.pid_start):
+            cs.state, cs.reason, cs.exit_code = ContainerState.TERMINATED, "Unknown", None
+            cs.message = "the process is gone and the agent has not seen it end"
+    return record

@@ -59,7 +59,7 @@ from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
 from minipod.runtime import configobjects, faults, logs, namespaces, podconfig, probes, process, sandbox, security, serviceaccount, state, volumes
 from minipod.runtime.agent import backoff, eviction
-from minipod.runtime.api import manifest, podstatus, qos
+from minipod.runtime.api import configobject, manifest, podstatus, qos
 from minipod.runtime.paths import Paths, pod_key, record_key
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -387,7 +387,7 @@ class Agent:
         """Create or replace a ConfigMap or Secret (configobjects.py), then
         bring the pods that use it up to date."""
         try:
-            obj, _ = configobjects.load_object(request["object"], request.get("source",
+            obj, _ = configobject.load_object(request["object"], request.get("source",
                                                                               "<request>"))
         except manifest.ManifestError as e:
             raise RequestError("Invalid", str(e)) from None
@@ -412,7 +412,7 @@ class Agent:
 
     def op_delete_object(self, request, conn) -> dict:
         resource, ns, name = request["resource"], request["namespace"], request["name"]
-        if resource not in configobjects.RESOURCE_KINDS:
+        if resource not in configobject.RESOURCE_KINDS:
             raise RequestError("BadRequest", f"unknown resource {resource!r}")
         try:
             old = configobjects.remove(self.paths, resource, ns, name)

@@ -1,7 +1,8 @@
 """What a Pod takes from ConfigMaps, Secrets and itself: the checks of
 env[].valueFrom, envFrom, and the configMap, secret, downwardAPI and
-projected volume sources (manifest.py calls these; same file/line/field
-messages, same typo suggestions).
+projected volume sources (containers.py and volumes.py call these; same
+checker, same file/line/field messages, same typo suggestions; their field
+tables are in fields.py with the others).
 
 Each check returns the validated source as plain data (the manifest's own
 maps, defaults filled in), kept on the Pod (EnvVar.value_from,
@@ -24,45 +25,12 @@ from __future__ import annotations
 
 import re
 
-# The field tables of the levels checked here (merged into manifest's).
-SUPPORTED = {
-    "envVarSource": {"configMapKeyRef", "secretKeyRef", "fieldRef", "resourceFieldRef"},
-    "keySelector": {"name", "key", "optional"},
-    "fieldRef": {"apiVersion", "fieldPath"},
-    "resourceFieldRef": {"containerName", "resource", "divisor"},
-    "envFrom": {"prefix", "configMapRef", "secretRef"},
-    "objectRef": {"name", "optional"},
-    "configMapVolume": {"name", "items", "defaultMode", "optional"},
-    "secretVolume": {"secretName", "items", "defaultMode", "optional"},
-    "keyToPath": {"key", "path", "mode"},
-    "downwardAPIVolume": {"items", "defaultMode"},
-    "downwardAPIFile": {"path", "fieldRef", "resourceFieldRef", "mode"},
-    "projectedVolume": {"sources", "defaultMode"},
-    "projection": {"configMap", "secret", "downwardAPI"},
-    "projectedObject": {"name", "items", "optional"},
-    "projectedDownwardAPI": {"items"},
-}
-NOT_IMPLEMENTED = {level: set() for level in SUPPORTED}
-NOT_IMPLEMENTED["envVarSource"] = {"fileKeyRef"}
-NOT_IMPLEMENTED["projection"] = {"serviceAccountToken", "clusterTrustBundle",
-                                 "podCertificate"}
-WHERE = {
-    "envVarSource": "env[].valueFrom",
-    "keySelector": "valueFrom.configMapKeyRef / secretKeyRef",
-    "fieldRef": "a fieldRef",
-    "resourceFieldRef": "a resourceFieldRef",
-    "envFrom": "an envFrom entry (spec.containers[].envFrom[])",
-    "objectRef": "envFrom[].configMapRef / secretRef",
-    "configMapVolume": "a configMap volume (spec.volumes[].configMap)",
-    "secretVolume": "a secret volume (spec.volumes[].secret)",
-    "keyToPath": "an item of a configMap or secret volume (items[])",
-    "downwardAPIVolume": "a downwardAPI volume (spec.volumes[].downwardAPI)",
-    "downwardAPIFile": "an item of a downwardAPI volume (items[])",
-    "projectedVolume": "a projected volume (spec.volumes[].projected)",
-    "projection": "a projected source (projected.sources[])",
-    "projectedObject": "projected.sources[].configMap / secret",
-    "projectedDownwardAPI": "projected.sources[].downwardAPI",
-}
+from minipod.runtime.api.checker import suggest
+from minipod.runtime.api.fields import NOT_IMPLEMENTED, SUPPORTED
+from minipod.runtime.api.names import (ENV_VAR_NAME, check_path, check_subdomain,
+                                       config_key_problem, qualified_name_problems)
+from minipod.runtime.api.quantity import as_written, check_quantity, parse_quantity
+
 VOLUME_SOURCES = ("configMap", "secret", "downwardAPI", "projected")
 
 # Kubernetes' validEnvDownwardAPIFieldPathExpressions and the volume's.
@@ -74,23 +42,7 @@ VOLUME_FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid",
 SUBSCRIPTED = re.compile(r"metadata\.(labels|annotations)\['([^']*)'\]")
 RESOURCES = ("limits.cpu", "limits.memory", "limits.ephemeral-storage",
              "requests.cpu", "requests.memory", "requests.ephemeral-storage")
-CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")   # IsConfigMapKey
 MAX_MODE = 0o777
-
-# manifest.py imports this module at its end and merges the tables above:
-# they are defined before this import, so either module may come first.
-from minipod.runtime.api import manifest as m  # noqa: E402
-
-
-def config_key_problem(key: str) -> str | None:
-    """Why `key` cannot name a ConfigMap or Secret entry (IsConfigMapKey)."""
-    if len(key) > 253:
-        return "must be no more than 253 characters"
-    if not CONFIG_KEY.fullmatch(key):
-        return "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
-    if key in (".", "..") or key.startswith(".."):
-        return "must not be '.' or '..', nor start with '..'"
-    return None
 
 
 # ---------------------------------------------------------------------------
@@ -132,8 +84,7 @@ def _key_selector(source: dict, kind: str, at: tuple, check) -> dict | None:
     key = check.require(ref, "key", where, str, suggested)
     optional = check.get(ref, "optional", where, bool)
     if name is not None:
-        m._check_name(name, where + ("name",), m.DNS1123_SUBDOMAIN, 253,
-                      "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+        check_subdomain(name, where + ("name",), check)
     if key is not None and config_key_problem(key):
         check.error(where + ("key",), f'invalid key "{key}": {config_key_problem(key)}')
     if name is None or key is None:
@@ -157,7 +108,7 @@ def _field_ref(source: dict, at: tuple, check, allowed: tuple,
         return None
     sub = SUBSCRIPTED.fullmatch(path)
     if sub:
-        problems = m._qualified_name_problems(sub.group(2))
+        problems = qualified_name_problems(sub.group(2))
         if problems:
             check.error(where + ("fieldPath",), f'invalid key "{sub.group(2)}" in "{path}": '
                                                 f"{problems[0]}")
@@ -166,7 +117,7 @@ def _field_ref(source: dict, at: tuple, check, allowed: tuple,
     if path not in allowed:
         choices = ", ".join(f'"{a}"' for a in allowed + (
             "metadata.labels['KEY']", "metadata.annotations['KEY']"))
-        guess = m._suggest(path, allowed)
+        guess = suggest(path, allowed)
         check.error(where + ("fieldPath",), f'unsupported value "{path}": must be one of '
                                             f"{choices}" + (f'; did you mean "{guess}"?'
                                                             if guess else ""))
@@ -192,20 +143,20 @@ def _resource_field_ref(source: dict, at: tuple, check, own: str | None,
     elif not env and containers is not None and name not in containers:
         check.error(where + ("containerName",), f'no container named "{name}" in this pod')
     if resource is not None and resource not in RESOURCES:
-        guess = m._suggest(resource, RESOURCES)
+        guess = suggest(resource, RESOURCES)
         check.error(where + ("resource",), f'unsupported value "{resource}": must be one of '
                     + ", ".join(f'"{r}"' for r in RESOURCES)
                     + (f'; did you mean "{guess}"?' if guess else ""))
         return None
     divisor = ref.get("divisor")
     if divisor is not None:
-        value = m._check_quantity(ref, "divisor", where, check)
+        value = check_quantity(ref, "divisor", where, check)
         if value is not None and value <= 0:
             check.error(where + ("divisor",), "must be greater than zero")
         if value is not None and resource and resource.endswith("cpu") and \
-                value not in (m.parse_quantity("1m"), 1):
+                value not in (parse_quantity("1m"), 1):
             check.error(where + ("divisor",), f'for {resource} must be "1m" or "1", '
-                                              f"got {m._show(divisor)}")
+                                              f"got {as_written(divisor)}")
     if resource is None:
         return None
     return {"containerName": name or own, "resource": resource,
@@ -216,15 +167,11 @@ def check_env_from(obj: dict, path: tuple, check) -> list[dict]:
     """Container envFrom: [{prefix, configMapRef|secretRef}], as
     [{"prefix", "kind": "configMap"|"secret", "name", "optional"}]."""
     out = []
-    for i, item in enumerate(check.get(obj, "envFrom", path, list) or []):
-        where = path + ("envFrom", i)
-        if not isinstance(item, dict):
-            check.error(where, f"expected an envFrom entry (a map with configMapRef or "
-                               f"secretRef), got {m._describe(item)}")
-            continue
+    for where, item in check.maps(obj, "envFrom", path,
+                                  "an envFrom entry (a map with configMapRef or secretRef)"):
         check.fields(item, where, "envFrom")
         prefix = check.get(item, "prefix", where, str) or ""
-        if prefix and not m.ENV_VAR_NAME.fullmatch(prefix):
+        if prefix and not ENV_VAR_NAME.fullmatch(prefix):
             check.error(where + ("prefix",), f'invalid prefix "{prefix}": must start with a '
                         'letter, "_", "-" or "." and hold only letters, digits, "_", "-", "."')
         refs = [k for k in ("configMapRef", "secretRef") if item.get(k) is not None]
@@ -240,8 +187,7 @@ def check_env_from(obj: dict, path: tuple, check) -> list[dict]:
         optional = check.get(ref, "optional", at, bool)
         if name is None:
             continue
-        m._check_name(name, at + ("name",), m.DNS1123_SUBDOMAIN, 253,
-                      "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+        check_subdomain(name, at + ("name",), check)
         out.append({"prefix": prefix, "kind": refs[0][:-3], "name": name,
                     "optional": bool(optional)})
     return out
@@ -269,8 +215,7 @@ def check_volume_source(obj: dict, kind: str, path: tuple, check,
         key = "name" if kind == "configMap" else "secretName"
         name = check.require(source, key, where, str, suggested)
         if name is not None:
-            m._check_name(name, where + (key,), m.DNS1123_SUBDOMAIN, 253,
-                          "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+            check_subdomain(name, where + (key,), check)
         out.update(name=name, optional=bool(check.get(source, "optional", where, bool)),
                    items=_key_items(source, where, check))
     elif kind == "downwardAPI":
@@ -300,44 +245,39 @@ def _item_path(item: dict, where: tuple, check, suggested: set) -> str | None:
     if path.startswith(".."):
         check.error(where + ("path",), f'must not start with "..", got "{path}"')
         return None
-    return path if m._check_path(path, where + ("path",), check, absolute=False) else None
+    return path if check_path(path, where + ("path",), check, absolute=False) else None
+
+
+def _unique_path(path: str | None, at: tuple, seen: dict, check) -> None:
+    """Report an item path that another item of the volume has already."""
+    if path is not None:
+        if path in seen:
+            check.error(at + ("path",), f'duplicate path "{path}" (first at '
+                                        f"{check.where(seen[path])})")
+        seen[path] = at + ("path",)
 
 
 def _key_items(source: dict, where: tuple, check) -> list[dict] | None:
     """items: [{key, path, mode}] of a configMap or secret; None: every key."""
-    items = check.get(source, "items", where, list)
-    if items is None:
+    if check.get(source, "items", where, list) is None:
         return None
     out, seen = [], {}
-    for i, item in enumerate(items):
-        at = where + ("items", i)
-        if not isinstance(item, dict):
-            check.error(at, f"expected an item (a map with key and path), got "
-                            f"{m._describe(item)}")
-            continue
+    for at, item in check.maps(source, "items", where, "an item (a map with key and path)"):
         suggested = check.fields(item, at, "keyToPath")
         key = check.require(item, "key", at, str, suggested)
         path = _item_path(item, at, check, suggested)
         mode = _mode(item, "mode", at, check)
         if key is not None and config_key_problem(key):
             check.error(at + ("key",), f'invalid key "{key}": {config_key_problem(key)}')
-        if path is not None:
-            if path in seen:
-                check.error(at + ("path",), f'duplicate path "{path}" (first at '
-                                            f"{check.where(seen[path])})")
-            seen[path] = at + ("path",)
+        _unique_path(path, at, seen, check)
         out.append({"key": key, "path": path, "mode": mode})
     return out
 
 
 def _downward_items(source: dict, where: tuple, check, containers: list[str]) -> list[dict]:
     out, seen = [], {}
-    for i, item in enumerate(check.get(source, "items", where, list) or []):
-        at = where + ("items", i)
-        if not isinstance(item, dict):
-            check.error(at, f"expected an item (a map with path and fieldRef or "
-                            f"resourceFieldRef), got {m._describe(item)}")
-            continue
+    for at, item in check.maps(source, "items", where,
+                               "an item (a map with path and fieldRef or resourceFieldRef)"):
         suggested = check.fields(item, at, "downwardAPIFile")
         path = _item_path(item, at, check, suggested)
         mode = _mode(item, "mode", at, check)
@@ -349,11 +289,7 @@ def _downward_items(source: dict, where: tuple, check, containers: list[str]) ->
             ref = _field_ref(item, at, check, VOLUME_FIELD_PATHS, subscripts_only=False)
         else:
             ref = _resource_field_ref(item, at, check, None, env=False, containers=containers)
-        if path is not None:
-            if path in seen:
-                check.error(at + ("path",), f'duplicate path "{path}" (first at '
-                                            f"{check.where(seen[path])})")
-            seen[path] = at + ("path",)
+        _unique_path(path, at, seen, check)
         out.append({"path": path, "mode": mode, refs[0]: ref})
     return out
 
@@ -364,8 +300,7 @@ def _projected_object(src: dict, kind: str, at: tuple, check, containers) -> dic
     suggested = check.fields(ref, where, "projectedObject")
     name = check.require(ref, "name", where, str, suggested)
     if name is not None:
-        m._check_name(name, where + ("name",), m.DNS1123_SUBDOMAIN, 253,
-                      "a lowercase RFC 1123 subdomain", "'-' or '.'", check)
+        check_subdomain(name, where + ("name",), check)
     return {"name": name, "optional": bool(check.get(ref, "optional", where, bool)),
             "items": _key_items(ref, where, check)}
 
@@ -388,12 +323,8 @@ PROJECTIONS = {
 
 def _projections(source: dict, where: tuple, check, containers) -> list[dict]:
     out = []
-    for i, src in enumerate(check.get(source, "sources", where, list) or []):
-        at = where + ("sources", i)
-        if not isinstance(src, dict):
-            check.error(at, f"expected a projected source (a map with configMap, secret or "
-                            f"downwardAPI), got {m._describe(src)}")
-            continue
+    for at, src in check.maps(source, "sources", where,
+                              "a projected source (a map with configMap, secret or downwardAPI)"):
         check.fields(src, at, "projection", warn=False)
         kinds = [k for k in src if src[k] is not None and
                  (k in PROJECTIONS or k in NOT_IMPLEMENTED["projection"])]
@@ -409,4 +340,3 @@ def _projections(source: dict, where: tuple, check, containers) -> list[dict]:
             continue
         out.append({kind: PROJECTIONS[kind](src, kind, at, check, containers)})
     return out
-

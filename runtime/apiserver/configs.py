@@ -29,10 +29,11 @@ import secrets as random
 
 from minipod.runtime import configobjects
 
-from minipod.runtime.api import manifest, podstatus
+from minipod.runtime.api import configobject, manifest, podstatus
+from minipod.runtime.apiserver.connection import _one
 from minipod.runtime.apiserver.objects import ApiError, _col, not_found, table
 
-KIND_OF = configobjects.RESOURCE_KINDS      # "configmaps" -> "ConfigMap"
+KIND_OF = configobject.RESOURCE_KINDS      # "configmaps" -> "ConfigMap"
 COLUMNS = {
     "configmaps": [_col("Name", fmt="name", description="Name must be unique within a "
                                                         "namespace."),
@@ -125,11 +126,6 @@ def current(store, resource: str) -> list[tuple[dict, None]]:
 
 # ---- handlers ---------------------------------------------------------------
 
-def _one(q: dict, key: str, default=None):
-    values = q.get(key)
-    return values[-1] if values else default
-
-
 def entry(handler, resource: str, ns: str, name: str):
     store = handler.server.store
     if resource == "configmaps" and name == ROOT_CA:
@@ -177,11 +173,9 @@ def list_objects(handler, ns: str | None, resource: str, q: dict) -> None:
     if _one(q, "watch") in ("true", "1"):
         return handler.watch(resource, ns, q, match)
     store = handler.server.store
-    store.sync()
-    with store.cond:
-        rv = str(store.rv)
-        items = [e.obj for (r, n, _), e in sorted(store.configs.items())
-                 if r == resource and (ns is None or n == ns) and match(e.obj)]
+    rv, items = store.listed(lambda store: [e.obj for (r, n, _), e in sorted(store.configs.items())
+                                            if r == resource and (ns is None or n == ns)
+                                            and match(e.obj)])
     if resource == "configmaps":        # the published one wins over a stored namesake
         items = sorted([o for o in items if o["metadata"]["name"] != ROOT_CA]
                        + [o for o in root_cas(store.paths, ns) if match(o)],
@@ -193,7 +187,7 @@ def list_objects(handler, ns: str | None, resource: str, q: dict) -> None:
                             "metadata": {"resourceVersion": rv}, "items": items})
 
 
-def check(obj: dict, resource: str, ns: str, q: dict) -> tuple[configobjects.ConfigObject,
+def check(obj: dict, resource: str, ns: str, q: dict) -> tuple[configobject.ConfigObject,
                                                                list[str]]:
     """Validate a request's object: (checked object, warnings) or ApiError
     (400 for unknown fields under fieldValidation=Strict, as upstream; 422
@@ -216,9 +210,9 @@ def check(obj: dict, resource: str, ns: str, q: dict) -> tuple[configobjects.Con
         meta["name"] = meta["generateName"] + "".join(
             random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
     obj["metadata"] = meta
-    unknown = sorted(k for k in obj if k not in configobjects.FIELDS[kind] | {"status"}) + \
+    unknown = sorted(k for k in obj if k not in configobject.FIELDS[kind] | {"status"}) + \
         sorted(f"metadata.{k}" for k in meta
-               if k not in configobjects.META_FIELDS | configobjects.META_SYSTEM)
+               if k not in configobject.META_FIELDS | configobject.META_SYSTEM)
     if unknown and mode == "Strict":
         raise ApiError(400, "BadRequest", f'{kind} in version "v1" cannot be handled as a '
                                           f"{kind}: strict decoding error: "
@@ -230,7 +224,7 @@ def check(obj: dict, resource: str, ns: str, q: dict) -> tuple[configobjects.Con
             obj.pop(u, None)
     obj.pop("status", None)
     try:
-        checked, warnings = configobjects.load_object(obj, "request")
+        checked, warnings = configobject.load_object(obj, "request")
     except manifest.ManifestError as e:
         raise invalid(kind, meta.get("name") or "", e.problems)
     out = [f'unknown field "{u}"' for u in unknown] if mode == "Warn" else []
@@ -300,49 +294,19 @@ def create(handler, ns: str, resource: str, q: dict, body: bytes) -> None:
 def update(handler, method: str, ns: str, resource: str, name: str, q: dict,
            body: bytes) -> None:
     """PUT, and PATCH in the four content types (apply creates when missing)."""
-    from minipod.runtime.apiserver import patch as patches
-    from minipod.runtime.apiserver.podupdate import _content_type
-    ctype = _content_type(handler)
+    from minipod.runtime.apiserver import updates
+    ctype = updates.content_type(handler)
     try:
         old = entry(handler, resource, ns, name).obj
     except ApiError as e:
-        if e.code != 404 or not (method == "PATCH" and ctype == "application/apply-patch+yaml"):
+        if e.code != 404 or not (method == "PATCH" and ctype == updates.APPLY_PATCH):
             raise
         applied = handler.decode(body)
-        meta = applied.get("metadata") if isinstance(applied.get("metadata"), dict) else {}
-        if meta.get("name") not in (None, name):
-            raise ApiError(400, "BadRequest", f'the name of the object ({meta.get("name")}) '
-                                              f'does not match the name on the URL ({name})')
+        updates.named(applied, name)
         return create(handler, ns, resource, q, json.dumps(applied).encode())
-    current = copy.deepcopy(old)
-    try:
-        if method == "PUT":
-            new = decode(handler, body)
-        elif ctype == "application/json-patch+json":
-            new = patches.json_patch(current, json.loads(body or b"[]"))
-        else:
-            doc = handler.decode(body)
-            if ctype == "application/merge-patch+json":
-                new = patches.merge_patch(current, doc)
-            elif ctype in ("application/strategic-merge-patch+json",
-                           "application/apply-patch+yaml"):
-                new = patches.merge_patch(current, doc)    # maps only: SMP is merge here
-            else:
-                raise ApiError(415, "UnsupportedMediaType", "the body of the request was in "
-                               "an unknown format - accepted media types include: "
-                               "application/json-patch+json, application/merge-patch+json, "
-                               "application/strategic-merge-patch+json, "
-                               "application/apply-patch+yaml")
-    except patches.PatchError as e:
-        raise ApiError(422, "Invalid", str(e))
-    except ValueError as e:
-        raise ApiError(400, "BadRequest", f"couldn't decode the patch: {e}")
-    if not isinstance(new, dict):
-        raise ApiError(400, "BadRequest", "the patched object is not a JSON object")
-    meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
-    if meta.get("name") not in (None, name):
-        raise ApiError(400, "BadRequest", f'the name of the object ({meta.get("name")}) does '
-                                          f'not match the name on the URL ({name})')
+    new = updates.patched(handler, method, ctype, copy.deepcopy(old), body,   # maps only:
+                          decode=lambda body: decode(handler, body), strategic=False)  # SMP is merge
+    meta = updates.named(new, name)
     wanted = meta.get("resourceVersion")
     if method == "PUT" and wanted not in (None, "") and \
             wanted != old["metadata"]["resourceVersion"]:

@@ -6,7 +6,7 @@ metrics-server serves, for `kubectl top pod [NAME] [--containers] [-l SEL]`).
 
 CPU is a rate: the cgroup's CPU time read twice, SAMPLE_SECONDS apart
 (the `window`), in nanocores ("1234567n"); memory is the working set
-(usage minus inactive file cache), in Ki, as runtime/cli/cmd_top.py reads them.
+(usage minus inactive file cache), in Ki, as runtime/podusage.py reads them.
 Only running containers with a cgroup are measured; a pod without any is
 left out of a list, and a 404 when asked by name (as metrics-server does
 for a pod it has no sample of).
@@ -28,7 +28,7 @@ def _not_found(ns: str, name: str) -> ApiError:
 
 def serve(handler, rest: list[str], q: dict) -> None:
     from minipod import cgroups
-    from minipod.runtime.cli import cmd_top
+    from minipod.runtime import podusage
     from minipod.runtime.paths import record_key
     from minipod.runtime.apiserver.selectors import SelectorError, parse_label_selector
     if rest == ["pods"]:
@@ -53,17 +53,13 @@ def serve(handler, rest: list[str], q: dict) -> None:
         driver = cgroups.detect()
     except OSError as e:
         raise ApiError(503, "ServiceUnavailable", f"cannot read cgroups: {e}")
-    targets = [(e.pod_record, cs) for e in entries for cs in cmd_top._running(e.pod_record)]
-    first = cmd_top._sample(driver, targets)
-    t1 = time.monotonic()
-    time.sleep(SAMPLE_SECONDS)
-    second = cmd_top._sample(driver, targets)
-    elapsed = time.monotonic() - t1
+    targets = [(e.pod_record, cs) for e in entries for cs in podusage.running(e.pod_record)]
+    first, second, elapsed = podusage.measure(driver, targets, SAMPLE_SECONDS)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     items = []
     for e in entries:
         containers = []
-        for cs in cmd_top._running(e.pod_record):
+        for cs in podusage.running(e.pod_record):
             k = (record_key(e.pod_record), cs.name)
             if k not in first or k not in second:
                 continue

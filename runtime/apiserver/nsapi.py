@@ -4,7 +4,7 @@ PATCH of namespaces/NAME (what `kubectl label ns`, `annotate ns` and
 store (runtime/apiserver/store.py). The agent writes (runtime/namespaces.py).
 
 An update's patch is applied to the current Namespace as kube-apiserver does
-(runtime/apiserver/patch.py: JSON patch, merge patch, strategic merge; a
+(updates.py: JSON patch, merge patch, strategic merge; a
 server-side apply of a missing namespace creates it); of the result only
 metadata.labels and metadata.annotations may differ, and those the agent
 writes (`{"op": "namespace_update"}`). A namespace has no other field a
@@ -30,8 +30,8 @@ def serve(handler, method: str, name: str | None, q: dict, body: bytes) -> None:
         return delete(handler, name, q)
     if method in ("PUT", "PATCH") and name is not None:
         return update(handler, method, name, q, body)
-    raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the "
-                                            f"requested resource", {})
+    raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the "
+                                            "requested resource", {})
 
 
 def create(handler, q: dict, body: bytes) -> None:
@@ -110,37 +110,18 @@ def agent_error(e, kind: str, name: str) -> ApiError:
 def update(handler, method: str, name: str, q: dict, body: bytes) -> None:
     """PUT or PATCH namespaces/NAME: labels and annotations."""
     from minipod.runtime import client
-    from minipod.runtime.apiserver import patch as patches
-    from minipod.runtime.apiserver.podupdate import _content_type
-    ctype = _content_type(handler)
+    from minipod.runtime.apiserver import updates
+    ctype = updates.content_type(handler)
     store = handler.server.store
     store.sync()
     with store.cond:
         old = store.namespaces.get(name)
     if old is None:
-        if method == "PATCH" and ctype == "application/apply-patch+yaml":
+        if method == "PATCH" and ctype == updates.APPLY_PATCH:
             return create(handler, q, json.dumps(handler.decode(body)).encode())
         raise not_found("namespaces", name)
     current = {k: v for k, v in copy.deepcopy(old).items() if k != "status"}
-    try:
-        if method == "PUT":
-            new = handler.decode(body)
-        elif ctype == "application/json-patch+json":
-            new = patches.json_patch(current, json.loads(body or b"[]"))
-        elif ctype == "application/merge-patch+json":
-            new = patches.merge_patch(current, handler.decode(body))
-        elif ctype in ("application/strategic-merge-patch+json", "application/apply-patch+yaml"):
-            new = patches.strategic_merge(current, handler.decode(body))
-        else:
-            raise ApiError(415, "UnsupportedMediaType",
-                           "the body of the request was in an unknown format - accepted media "
-                           "types include: application/json-patch+json, "
-                           "application/merge-patch+json, application/strategic-merge-patch+json,"
-                           " application/apply-patch+yaml")
-    except patches.PatchError as e:
-        raise ApiError(422, "Invalid", str(e))
-    except ValueError as e:
-        raise ApiError(400, "BadRequest", f"couldn't decode the patch: {e}")
+    new = updates.patched(handler, method, ctype, current, body)
     meta = new.get("metadata") if isinstance(new, dict) and isinstance(
         new.get("metadata"), dict) else None
     if meta is None or meta.get("name") not in (None, name):

@@ -1,12 +1,13 @@
-"""Patches of a Pod: strategic merge, JSON merge (RFC 7386), JSON patch (RFC 6902).
+"""Patches of a Pod: strategic merge and JSON merge (RFC 7386); JSON patch is jsonpatch.py.
 
-PATCH's Content-Type picks the function:
+PATCH's Content-Type picks the function (updates.py does the picking):
 
     application/strategic-merge-patch+json  strategic_merge(obj, patch)
                                             (kubectl apply, edit, set image)
+    application/apply-patch+yaml            the same (kubectl apply --server-side)
     application/merge-patch+json            merge_patch(obj, patch)
                                             (kubectl label/annotate)
-    application/json-patch+json             json_patch(obj, ops)
+    application/json-patch+json             jsonpatch.json_patch(obj, ops)
                                             (kubectl patch --type=json)
 
 Each returns a new object and never changes its arguments; bad patches raise
@@ -36,21 +37,23 @@ What kubectl 1.32's client-side apply sends for an image change:
      "spec":{"$setElementOrder/containers":[{"name":"main"}],
              "containers":[{"image":"nginx:1.28","name":"main"}]}}
 
-The list rules come from POD_SCHEMA below: per definition (short name),
-field -> [definition of its values or None, patch strategy, merge key].
-It is generated, not typed: `python -m minipod.runtime.apiserver.patch
-_definitions.json` prints it from the x-kubernetes-patch-strategy /
-x-kubernetes-patch-merge-key annotations of the upstream schema, as the
-kubernetes-validate package ships it (v1.32.0-local/_definitions.json;
-schema_from_definitions() also reads an OpenAPI v3 document's
-components.schemas). Elements not named in a $setElementOrder keep their
-relative order after the named ones (upstream interleaves server-only
-elements by their old position; for apply's own lists the result is the same).
+The list rules are POD_SCHEMA: per definition (short name), field ->
+[definition of its values or None, patch strategy, merge key]. It is not
+typed: schema_from_definitions() reads it, at import, from the
+x-kubernetes-patch-strategy / x-kubernetes-patch-merge-key annotations of
+the OpenAPI document the server ships (openapi-v1.json.gz, made from the
+upstream schema as kubernetes-validate has it; it also reads that JSON
+schema's `$defs`, which tests/unit/test_api_patch.py compares). Elements
+not named in a $setElementOrder keep their relative order after the named
+ones (upstream interleaves server-only elements by their old position;
+for apply's own lists the result is the same).
 """
 
 import copy
+import gzip
 import json
-import sys
+
+from minipod.runtime.apiserver import openapi
 
 
 class PatchError(ValueError):
@@ -91,190 +94,13 @@ def schema_from_definitions(defs: dict, root: str = "io.k8s.api.core.v1.Pod") ->
     return {n.rsplit(".", 1)[-1]: e for n, e in out.items() if e}
 
 
-# Generated from kubernetes-validate 1.37.0, v1.32.0-local/_definitions.json.
-POD_SCHEMA = {'Affinity': {'nodeAffinity': ['NodeAffinity'],
-              'podAffinity': ['PodAffinity'],
-              'podAntiAffinity': ['PodAntiAffinity']},
- 'CSIVolumeSource': {'nodePublishSecretRef': ['LocalObjectReference']},
- 'CephFSVolumeSource': {'secretRef': ['LocalObjectReference']},
- 'CinderVolumeSource': {'secretRef': ['LocalObjectReference']},
- 'ClusterTrustBundleProjection': {'labelSelector': ['LabelSelector']},
- 'ConfigMapProjection': {'items': ['KeyToPath']},
- 'ConfigMapVolumeSource': {'items': ['KeyToPath']},
- 'Container': {'env': ['EnvVar', 'merge', 'name'],
-               'envFrom': ['EnvFromSource'],
-               'lifecycle': ['Lifecycle'],
-               'livenessProbe': ['Probe'],
-               'ports': ['ContainerPort', 'merge', 'containerPort'],
-               'readinessProbe': ['Probe'],
-               'resizePolicy': ['ContainerResizePolicy'],
-               'resources': ['ResourceRequirements'],
-               'securityContext': ['SecurityContext'],
-               'startupProbe': ['Probe'],
-               'volumeDevices': ['VolumeDevice', 'merge', 'devicePath'],
-               'volumeMounts': ['VolumeMount', 'merge', 'mountPath']},
- 'ContainerState': {'running': ['ContainerStateRunning'],
-                    'terminated': ['ContainerStateTerminated'],
-                    'waiting': ['ContainerStateWaiting']},
- 'ContainerStateRunning': {'startedAt': ['Time']},
- 'ContainerStateTerminated': {'finishedAt': ['Time'], 'startedAt': ['Time']},
- 'ContainerStatus': {'allocatedResources': ['Quantity'],
-                     'allocatedResourcesStatus': ['ResourceStatus', 'merge', 'name'],
-                     'lastState': ['ContainerState'],
-                     'resources': ['ResourceRequirements'],
-                     'state': ['ContainerState'],
-                     'user': ['ContainerUser'],
-                     'volumeMounts': ['VolumeMountStatus', 'merge', 'mountPath']},
- 'ContainerUser': {'linux': ['LinuxContainerUser']},
- 'DownwardAPIProjection': {'items': ['DownwardAPIVolumeFile']},
- 'DownwardAPIVolumeFile': {'fieldRef': ['ObjectFieldSelector'],
-                           'resourceFieldRef': ['ResourceFieldSelector']},
- 'DownwardAPIVolumeSource': {'items': ['DownwardAPIVolumeFile']},
- 'EmptyDirVolumeSource': {'sizeLimit': ['Quantity']},
- 'EnvFromSource': {'configMapRef': ['ConfigMapEnvSource'], 'secretRef': ['SecretEnvSource']},
- 'EnvVar': {'valueFrom': ['EnvVarSource']},
- 'EnvVarSource': {'configMapKeyRef': ['ConfigMapKeySelector'],
-                  'fieldRef': ['ObjectFieldSelector'],
-                  'resourceFieldRef': ['ResourceFieldSelector'],
-                  'secretKeyRef': ['SecretKeySelector']},
- 'EphemeralContainer': {'env': ['EnvVar', 'merge', 'name'],
-                        'envFrom': ['EnvFromSource'],
-                        'lifecycle': ['Lifecycle'],
-                        'livenessProbe': ['Probe'],
-                        'ports': ['ContainerPort', 'merge', 'containerPort'],
-                        'readinessProbe': ['Probe'],
-                        'resizePolicy': ['ContainerResizePolicy'],
-                        'resources': ['ResourceRequirements'],
-                        'securityContext': ['SecurityContext'],
-                        'startupProbe': ['Probe'],
-                        'volumeDevices': ['VolumeDevice', 'merge', 'devicePath'],
-                        'volumeMounts': ['VolumeMount', 'merge', 'mountPath']},
- 'EphemeralVolumeSource': {'volumeClaimTemplate': ['PersistentVolumeClaimTemplate']},
- 'FlexVolumeSource': {'secretRef': ['LocalObjectReference']},
- 'HTTPGetAction': {'httpHeaders': ['HTTPHeader'], 'port': ['IntOrString']},
- 'ISCSIVolumeSource': {'secretRef': ['LocalObjectReference']},
- 'LabelSelector': {'matchExpressions': ['LabelSelectorRequirement']},
- 'Lifecycle': {'postStart': ['LifecycleHandler'], 'preStop': ['LifecycleHandler']},
- 'LifecycleHandler': {'exec': ['ExecAction'],
-                      'httpGet': ['HTTPGetAction'],
-                      'sleep': ['SleepAction'],
-                      'tcpSocket': ['TCPSocketAction']},
- 'ManagedFieldsEntry': {'fieldsV1': ['FieldsV1'], 'time': ['Time']},
- 'NodeAffinity': {'preferredDuringSchedulingIgnoredDuringExecution': ['PreferredSchedulingTerm'],
-                  'requiredDuringSchedulingIgnoredDuringExecution': ['NodeSelector']},
- 'NodeSelector': {'nodeSelectorTerms': ['NodeSelectorTerm']},
- 'NodeSelectorTerm': {'matchExpressions': ['NodeSelectorRequirement'],
-                      'matchFields': ['NodeSelectorRequirement']},
- 'ObjectMeta': {'creationTimestamp': ['Time'],
-                'deletionTimestamp': ['Time'],
-                'finalizers': [None, 'merge', None],
-                'managedFields': ['ManagedFieldsEntry'],
-                'ownerReferences': ['OwnerReference', 'merge', 'uid']},
- 'PersistentVolumeClaimSpec': {'dataSource': ['TypedLocalObjectReference'],
-                               'dataSourceRef': ['TypedObjectReference'],
-                               'resources': ['VolumeResourceRequirements'],
-                               'selector': ['LabelSelector']},
- 'PersistentVolumeClaimTemplate': {'metadata': ['ObjectMeta'],
-                                   'spec': ['PersistentVolumeClaimSpec']},
- 'Pod': {'metadata': ['ObjectMeta'], 'spec': ['PodSpec'], 'status': ['PodStatus']},
- 'PodAffinity': {'preferredDuringSchedulingIgnoredDuringExecution': ['WeightedPodAffinityTerm'],
-                 'requiredDuringSchedulingIgnoredDuringExecution': ['PodAffinityTerm']},
- 'PodAffinityTerm': {'labelSelector': ['LabelSelector'],
-                     'namespaceSelector': ['LabelSelector']},
- 'PodAntiAffinity': {'preferredDuringSchedulingIgnoredDuringExecution': ['WeightedPodAffinityTerm'],
-                     'requiredDuringSchedulingIgnoredDuringExecution': ['PodAffinityTerm']},
- 'PodCondition': {'lastProbeTime': ['Time'], 'lastTransitionTime': ['Time']},
- 'PodDNSConfig': {'options': ['PodDNSConfigOption']},
- 'PodSecurityContext': {'appArmorProfile': ['AppArmorProfile'],
-                        'seLinuxOptions': ['SELinuxOptions'],
-                        'seccompProfile': ['SeccompProfile'],
-                        'sysctls': ['Sysctl'],
-                        'windowsOptions': ['WindowsSecurityContextOptions']},
- 'PodSpec': {'affinity': ['Affinity'],
-             'containers': ['Container', 'merge', 'name'],
-             'dnsConfig': ['PodDNSConfig'],
-             'ephemeralContainers': ['EphemeralContainer', 'merge', 'name'],
-             'hostAliases': ['HostAlias', 'merge', 'ip'],
-             'imagePullSecrets': ['LocalObjectReference', 'merge', 'name'],
-             'initContainers': ['Container', 'merge', 'name'],
-             'os': ['PodOS'],
-             'overhead': ['Quantity'],
-             'readinessGates': ['PodReadinessGate'],
-             'resourceClaims': ['PodResourceClaim', 'merge,retainKeys', 'name'],
-             'resources': ['ResourceRequirements'],
-             'schedulingGates': ['PodSchedulingGate', 'merge', 'name'],
-             'securityContext': ['PodSecurityContext'],
-             'tolerations': ['Toleration'],
-             'topologySpreadConstraints': ['TopologySpreadConstraint', 'merge', 'topologyKey'],
-             'volumes': ['Volume', 'merge,retainKeys', 'name']},
- 'PodStatus': {'conditions': ['PodCondition', 'merge', 'type'],
-               'containerStatuses': ['ContainerStatus'],
-               'ephemeralContainerStatuses': ['ContainerStatus'],
-               'hostIPs': ['HostIP', 'merge', 'ip'],
-               'initContainerStatuses': ['ContainerStatus'],
-               'podIPs': ['PodIP', 'merge', 'ip'],
-               'resourceClaimStatuses': ['PodResourceClaimStatus', 'merge,retainKeys', 'name'],
-               'startTime': ['Time']},
- 'PreferredSchedulingTerm': {'preference': ['NodeSelectorTerm']},
- 'Probe': {'exec': ['ExecAction'],
-           'grpc': ['GRPCAction'],
-           'httpGet': ['HTTPGetAction'],
-           'tcpSocket': ['TCPSocketAction']},
- 'ProjectedVolumeSource': {'sources': ['VolumeProjection']},
- 'RBDVolumeSource': {'secretRef': ['LocalObjectReference']},
- 'ResourceFieldSelector': {'divisor': ['Quantity']},
- 'ResourceRequirements': {'claims': ['ResourceClaim'],
-                          'limits': ['Quantity'],
-                          'requests': ['Quantity']},
- 'ResourceStatus': {'resources': ['ResourceHealth']},
- 'ScaleIOVolumeSource': {'secretRef': ['LocalObjectReference']},
- 'SecretProjection': {'items': ['KeyToPath']},
- 'SecretVolumeSource': {'items': ['KeyToPath']},
- 'SecurityContext': {'appArmorProfile': ['AppArmorProfile'],
-                     'capabilities': ['Capabilities'],
-                     'seLinuxOptions': ['SELinuxOptions'],
-                     'seccompProfile': ['SeccompProfile'],
-                     'windowsOptions': ['WindowsSecurityContextOptions']},
- 'StorageOSVolumeSource': {'secretRef': ['LocalObjectReference']},
- 'TCPSocketAction': {'port': ['IntOrString']},
- 'TopologySpreadConstraint': {'labelSelector': ['LabelSelector']},
- 'Volume': {'awsElasticBlockStore': ['AWSElasticBlockStoreVolumeSource'],
-            'azureDisk': ['AzureDiskVolumeSource'],
-            'azureFile': ['AzureFileVolumeSource'],
-            'cephfs': ['CephFSVolumeSource'],
-            'cinder': ['CinderVolumeSource'],
-            'configMap': ['ConfigMapVolumeSource'],
-            'csi': ['CSIVolumeSource'],
-            'downwardAPI': ['DownwardAPIVolumeSource'],
-            'emptyDir': ['EmptyDirVolumeSource'],
-            'ephemeral': ['EphemeralVolumeSource'],
-            'fc': ['FCVolumeSource'],
-            'flexVolume': ['FlexVolumeSource'],
-            'flocker': ['FlockerVolumeSource'],
-            'gcePersistentDisk': ['GCEPersistentDiskVolumeSource'],
-            'gitRepo': ['GitRepoVolumeSource'],
-            'glusterfs': ['GlusterfsVolumeSource'],
-            'hostPath': ['HostPathVolumeSource'],
-            'image': ['ImageVolumeSource'],
-            'iscsi': ['ISCSIVolumeSource'],
-            'nfs': ['NFSVolumeSource'],
-            'persistentVolumeClaim': ['PersistentVolumeClaimVolumeSource'],
-            'photonPersistentDisk': ['PhotonPersistentDiskVolumeSource'],
-            'portworxVolume': ['PortworxVolumeSource'],
-            'projected': ['ProjectedVolumeSource'],
-            'quobyte': ['QuobyteVolumeSource'],
-            'rbd': ['RBDVolumeSource'],
-            'scaleIO': ['ScaleIOVolumeSource'],
-            'secret': ['SecretVolumeSource'],
-            'storageos': ['StorageOSVolumeSource'],
-            'vsphereVolume': ['VsphereVirtualDiskVolumeSource']},
- 'VolumeProjection': {'clusterTrustBundle': ['ClusterTrustBundleProjection'],
-                      'configMap': ['ConfigMapProjection'],
-                      'downwardAPI': ['DownwardAPIProjection'],
-                      'secret': ['SecretProjection'],
-                      'serviceAccountToken': ['ServiceAccountTokenProjection']},
- 'VolumeResourceRequirements': {'limits': ['Quantity'], 'requests': ['Quantity']},
- 'WeightedPodAffinityTerm': {'podAffinityTerm': ['PodAffinityTerm']}}
+def _shipped_schema() -> dict:
+    """POD_SCHEMA from the shipped OpenAPI document's components.schemas."""
+    document = json.loads(gzip.decompress(openapi.DATA.read_bytes()))
+    return schema_from_definitions(document["components"]["schemas"])
+
+
+POD_SCHEMA = _shipped_schema()
 
 
 def _field(schema: dict, defname: str | None, key: str):
@@ -435,155 +261,3 @@ def merge_patch(target, patch):
         else:
             out[key] = merge_patch(out.get(key), value)
     return out
-
-
-# ------------------------------------------------------------ RFC 6902
-def _pointer(ptr, op_index):
-    if not isinstance(ptr, str) or (ptr and not ptr.startswith("/")):
-        raise PatchError(f"operation {op_index}: path {ptr!r} is not a JSON pointer "
-                         "(it must be empty or start with '/')")
-    if ptr == "":
-        return []
-    parts = ptr[1:].split("/")
-    for p in parts:
-        rest = p.replace("~0", "").replace("~1", "")
-        if "~" in rest:
-            raise PatchError(f"operation {op_index}: path {ptr!r} has a bad '~' escape")
-    return [p.replace("~1", "/").replace("~0", "~") for p in parts]
-
-
-def _index(container: list, token: str, ptr: str, op_index: int, allow_end: bool) -> int:
-    if token == "-" and allow_end:
-        return len(container)
-    if not token.isdigit() or (len(token) > 1 and token[0] == "0"):
-        raise PatchError(f"operation {op_index}: {ptr!r}: {token!r} is not an array index")
-    i = int(token)
-    if i > len(container) or (i == len(container) and not allow_end):
-        raise PatchError(f"operation {op_index}: {ptr!r}: index {i} is out of range "
-                         f"(the array has {len(container)} elements)")
-    return i
-
-
-def _parent(doc, tokens, ptr, op_index):
-    node = doc
-    for t in tokens[:-1]:
-        if isinstance(node, dict):
-            if t not in node:
-                raise PatchError(f"operation {op_index}: {ptr!r}: no such path ({t!r} is missing)")
-            node = node[t]
-        elif isinstance(node, list):
-            node = node[_index(node, t, ptr, op_index, False)]
-        else:
-            raise PatchError(f"operation {op_index}: {ptr!r}: {t!r} is not inside an object or array")
-    return node
-
-
-def _get(doc, ptr, op_index):
-    tokens = _pointer(ptr, op_index)
-    if not tokens:
-        return doc
-    parent = _parent(doc, tokens, ptr, op_index)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise PatchError(f"operation {op_index}: {ptr!r}: no such path")
-        return parent[last]
-    if isinstance(parent, list):
-        return parent[_index(parent, last, ptr, op_index, False)]
-    raise PatchError(f"operation {op_index}: {ptr!r}: no such path")
-
-
-def _add(doc, ptr, value, op_index):
-    tokens = _pointer(ptr, op_index)
-    if not tokens:
-        return value
-    parent = _parent(doc, tokens, ptr, op_index)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        parent[last] = value
-    elif isinstance(parent, list):
-        parent.insert(_index(parent, last, ptr, op_index, True), value)
-    else:
-        raise PatchError(f"operation {op_index}: {ptr!r}: parent is not an object or array")
-    return doc
-
-
-def _remove(doc, ptr, op_index):
-    tokens = _pointer(ptr, op_index)
-    if not tokens:
-        raise PatchError(f"operation {op_index}: cannot remove the whole document")
-    parent = _parent(doc, tokens, ptr, op_index)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise PatchError(f"operation {op_index}: {ptr!r}: no such path to remove")
-        return parent.pop(last)
-    if isinstance(parent, list):
-        return parent.pop(_index(parent, last, ptr, op_index, False))
-    raise PatchError(f"operation {op_index}: {ptr!r}: no such path to remove")
-
-
-def json_patch(doc, ops):
-    """Apply an RFC 6902 JSON patch (a list of operations) to DOC."""
-    if not isinstance(ops, list):
-        raise PatchError("json patch must be a JSON array of operations")
-    doc = copy.deepcopy(doc)
-    for i, op in enumerate(ops):
-        if not isinstance(op, dict) or not isinstance(op.get("op"), str):
-            raise PatchError(f"operation {i}: must be an object with an \"op\"")
-        name = op["op"]
-        if "path" not in op:
-            raise PatchError(f"operation {i} ({name}): missing \"path\"")
-        path = op["path"]
-        if name in ("add", "replace", "test") and "value" not in op:
-            raise PatchError(f"operation {i} ({name}): missing \"value\"")
-        if name in ("move", "copy") and "from" not in op:
-            raise PatchError(f"operation {i} ({name}): missing \"from\"")
-        if name == "add":
-            doc = _add(doc, path, copy.deepcopy(op["value"]), i)
-        elif name == "remove":
-            _remove(doc, path, i)
-        elif name == "replace":
-            if not _pointer(path, i):
-                doc = copy.deepcopy(op["value"])
-                continue
-            _get(doc, path, i)                      # must exist
-            _remove(doc, path, i)
-            doc = _add(doc, path, copy.deepcopy(op["value"]), i)
-        elif name == "move":
-            src = op["from"]
-            if path != src and path.startswith(src + "/"):
-                raise PatchError(f"operation {i} (move): cannot move {src!r} into its own child {path!r}")
-            value = _remove(doc, src, i) if _pointer(src, i) else doc
-            doc = _add(doc, path, value, i)
-        elif name == "copy":
-            doc = _add(doc, path, copy.deepcopy(_get(doc, op["from"], i)), i)
-        elif name == "test":
-            actual = _get(doc, path, i)
-            if not _json_equal(actual, op["value"]):
-                raise PatchError(f"operation {i} (test): {path!r} is {json.dumps(actual)}, "
-                                 f"not {json.dumps(op['value'])}")
-        else:
-            raise PatchError(f"operation {i}: unknown op {name!r} "
-                             "(add, remove, replace, move, copy, test)")
-    return doc
-
-
-def _json_equal(a, b) -> bool:
-    # JSON: 1 == 1.0 but True != 1
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-if __name__ == "__main__":     # regenerate POD_SCHEMA from a schema file
-    with open(sys.argv[1]) as f:
-        document = json.load(f)
-    definitions = (document.get("$defs") or document.get("definitions")
-                   or document.get("components", {}).get("schemas", {}))
-    import pprint
-    print("POD_SCHEMA = " + pprint.pformat(schema_from_definitions(definitions), width=96))

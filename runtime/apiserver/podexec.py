@@ -277,11 +277,11 @@ def attach(session: Session, paths, record, cs) -> None:
     """Relay what the container writes from now on (its CRI log, followed the
     way `logs -f` follows it) to channels 1 and 2, until it ends for good."""
     from minipod.runtime import logs
-    from minipod.runtime.cli import cmd_logs
+    from minipod.runtime import logreader
     from minipod.runtime.paths import record_key
     import types
 
-    class Frames(cmd_logs.Stream):
+    class Frames(logreader.Stream):
         def emit(self, lines, out) -> None:
             for line in lines:
                 parsed = logs.parse_line(line)
@@ -293,7 +293,7 @@ def attach(session: Session, paths, record, cs) -> None:
     opts = types.SimpleNamespace(prefix=False, timestamps=False, since_stamp=None)
     try:
         follower = Frames(paths, record_key(record), cs, False, opts, pod_name=record.name)
-    except Exception as e:      # CommandError: no log yet
+    except Exception as e:      # LogError: no log yet
         session.frame(ERROR, json.dumps({"metadata": {}, "status": "Failure",
                                          "message": str(e)}).encode())
         session.close(1000)
@@ -303,7 +303,7 @@ def attach(session: Session, paths, record, cs) -> None:
         while not follower.done and not session.closed:
             busy = follower.poll(None)
             ready, _, _ = select.select([session.fd], [], [],
-                                        0 if busy else cmd_logs.FOLLOW_POLL)
+                                        0 if busy else logreader.FOLLOW_POLL)
             if ready:
                 if session.receive() is None:
                     return

@@ -3,7 +3,7 @@
     container  previous  follow  tailLines  sinceSeconds  sinceTime
     timestamps  limitBytes        (others, such as stream, are ignored)
 
-The reading is `minipod logs`' own (runtime/cli/cmd_logs.py Stream: CRI files,
+The reading is `minipod logs`' own (runtime/logreader.py Stream: CRI files,
 rotation, restarts, the end of a followed container), so the API and the
 CLI print the same lines. The answer is text/plain, chunked and flushed
 per read; a followed log ends when the container has ended for good, the
@@ -51,9 +51,8 @@ def _int(q: dict, key: str) -> int | None:
 
 def serve(handler, record, q: dict) -> None:
     """GET .../pods/NAME/log of the pod's PodRecord: `minipod logs`, over HTTP."""
-    from minipod.runtime.cli import cmd_logs
+    from minipod.runtime import logreader
     from minipod.runtime.paths import record_key
-    from minipod.runtime.cli.cmdutil import CommandError
 
     def flag(key):
         return (q.get(key) or [""])[-1] in ("true", "1")
@@ -71,10 +70,10 @@ def serve(handler, record, q: dict) -> None:
     opts = types.SimpleNamespace(prefix=False, timestamps=flag("timestamps"),
                                  since_stamp=since_stamp)
     try:
-        cs = cmd_logs.pick_containers(record, container, False)[0]
-        stream = cmd_logs.Stream(handler.server.paths, record_key(record), cs, flag("previous"),
+        cs = logreader.pick_containers(record, container, False)[0]
+        stream = logreader.Stream(handler.server.paths, record_key(record), cs, flag("previous"),
                                  opts, pod_name=name)
-    except CommandError as e:
+    except logreader.LogError as e:
         raise ApiError(400, "BadRequest", str(e))
     out = _Out(handler, limit)
     try:
@@ -88,7 +87,7 @@ def serve(handler, record, q: dict) -> None:
                 if not busy:
                     if handler.client_gone():
                         break
-                    time.sleep(cmd_logs.FOLLOW_POLL)
+                    time.sleep(logreader.FOLLOW_POLL)
         out.flush()
         handler.end_stream()
     finally:

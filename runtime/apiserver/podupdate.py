@@ -141,17 +141,13 @@ def check_update(old: dict, new: dict) -> dict:
     return out
 
 
-def _content_type(handler) -> str:
-    return handler.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
-
-
 def serve(handler, method: str, ns: str, name: str, q: dict, body: bytes) -> None:
     """Answer one PUT or PATCH of pods/NAME."""
     from minipod.runtime import client
-    from minipod.runtime.apiserver import patch as patches
-    ctype = _content_type(handler)
+    from minipod.runtime.apiserver import updates
+    ctype = updates.content_type(handler)
     dry_run = (q.get("dryRun") or [""])[-1] == "All"
-    if method == "PATCH" and ctype == "application/apply-patch+yaml":
+    if method == "PATCH" and ctype == updates.APPLY_PATCH:
         from minipod.runtime.apiserver import validation
         validation.check_apply(handler.decode(body), ns, name)
         try:
@@ -160,45 +156,13 @@ def serve(handler, method: str, ns: str, name: str, q: dict, body: bytes) -> Non
             if e.code != 404:
                 raise
             applied = handler.decode(body)
-            meta = applied.get("metadata") if isinstance(applied.get("metadata"), dict) else {}
-            if meta.get("name") not in (None, name):
-                raise ApiError(400, "BadRequest", f'the name of the object ({meta.get("name")}) '
-                                                  f'does not match the name on the URL ({name})')
+            updates.named(applied, name)
             return handler.create_pod(ns, q, json.dumps(applied).encode())
     entry = handler.pod(ns, name)
     old = entry.obj
     current = {k: v for k, v in copy.deepcopy(old).items() if k != "status"}
-    try:
-        if method == "PUT":
-            new = handler.decode(body)
-        elif ctype == "application/json-patch+json":
-            ops = json.loads(body or b"[]")
-            new = patches.json_patch(current, ops)
-        else:
-            doc = handler.decode(body)
-            if ctype == "application/merge-patch+json":
-                new = patches.merge_patch(current, doc)
-            elif ctype in ("application/strategic-merge-patch+json",
-                           "application/apply-patch+yaml"):
-                new = patches.strategic_merge(current, doc)
-            else:
-                raise ApiError(415, "UnsupportedMediaType",
-                               f"the body of the request was in an unknown format - accepted "
-                               f"media types include: application/json-patch+json, "
-                               f"application/merge-patch+json, "
-                               f"application/strategic-merge-patch+json, "
-                               f"application/apply-patch+yaml")
-    except patches.PatchError as e:
-        raise ApiError(422 if method == "PATCH" else 400, "Invalid" if method == "PATCH"
-                       else "BadRequest", str(e))
-    except ValueError as e:
-        raise ApiError(400, "BadRequest", f"couldn't decode the patch: {e}")
-    if not isinstance(new, dict):
-        raise ApiError(400, "BadRequest", "the patched object is not a JSON object")
-    meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
-    if meta.get("name") not in (None, name):
-        raise ApiError(400, "BadRequest", f'the name of the object ({meta.get("name")}) does '
-                                          f'not match the name on the URL ({name})')
+    new = updates.patched(handler, method, ctype, current, body)
+    meta = updates.named(new, name)
     wanted_rv = meta.get("resourceVersion")
     if wanted_rv not in (None, "") and wanted_rv != old["metadata"]["resourceVersion"]:
         raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods "{name}": the '

@@ -122,6 +122,16 @@ def _meta(buf: bytes) -> dict:
     return meta
 
 
+# kind -> field number in its generated.proto message -> (JSON key, reader of
+# the field's values: a map of strings, of bytes (base64 in JSON), the last value)
+KINDS = {
+    "ConfigMap": {2: ("data", lambda v: _map(v, False)), 3: ("binaryData", lambda v: _map(v, True)),
+                  4: ("immutable", lambda v: bool(v[-1]))},
+    "Secret": {2: ("data", lambda v: _map(v, True)), 3: ("type", lambda v: _text(v[-1])),
+               4: ("stringData", lambda v: _map(v, False)), 5: ("immutable", lambda v: bool(v[-1]))},
+}
+
+
 def decode(body: bytes) -> dict:
     """A ConfigMap or Secret object (as JSON has it) from a protobuf body."""
     type_meta, raw = unwrap(body)
@@ -130,25 +140,12 @@ def decode(body: bytes) -> dict:
     groups = grouped(raw)
     if 1 in groups:
         obj["metadata"] = _meta(groups[1][-1])
-    if kind == "ConfigMap":
-        if 2 in groups:
-            obj["data"] = _map(groups[2], False)
-        if 3 in groups:
-            obj["binaryData"] = _map(groups[3], True)
-        if 4 in groups:
-            obj["immutable"] = bool(groups[4][-1])
-    elif kind == "Secret":
-        if 2 in groups:
-            obj["data"] = _map(groups[2], True)
-        if 3 in groups:
-            obj["type"] = _text(groups[3][-1])
-        if 4 in groups:
-            obj["stringData"] = _map(groups[4], False)
-        if 5 in groups:
-            obj["immutable"] = bool(groups[5][-1])
-    else:
+    if kind not in KINDS:
         raise ProtobufError(f"cannot read a {kind or 'message without kind'} as protobuf; "
                             f"send JSON")
+    for num, (key, read) in KINDS[kind].items():
+        if num in groups:
+            obj[key] = read(groups[num])
     return obj
 
 

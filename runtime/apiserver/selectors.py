@@ -229,51 +229,37 @@ def parse_label_selector(s: str | None) -> LabelSelector:
 
 
 # ------------------------------------------------------------------ fields
-def _pod_fields(pod: dict) -> dict:
-    spec, status, meta = pod.get("spec") or {}, pod.get("status") or {}, pod.get("metadata") or {}
-    return {
-        "metadata.name": meta.get("name", ""),
-        "metadata.namespace": meta.get("namespace", ""),
-        "spec.nodeName": spec.get("nodeName", ""),
-        "spec.restartPolicy": spec.get("restartPolicy", ""),
-        "spec.schedulerName": spec.get("schedulerName", ""),
-        "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-        "spec.hostNetwork": "true" if spec.get("hostNetwork") else "false",
-        "status.phase": status.get("phase", ""),
-        "status.podIP": status.get("podIP", ""),
-        "status.nominatedNodeName": status.get("nominatedNodeName", ""),
-    }
+# kind -> selectable field -> where its value is in the object, as dotted keys
+# (kubernetes pkg/registry/core/*/strategy.go, the *ToSelectableFields)
+_META = {"metadata.name": "metadata.name", "metadata.namespace": "metadata.namespace"}
+FIELDS = {
+    "Pod": dict(_META, **{f: f for f in (
+        "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+        "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName")}),
+    "Event": dict(_META, **{f: f for f in (
+        "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+        "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+        "involvedObject.fieldPath", "reason", "reportingComponent", "type")},
+        source="source.component"),
+    "Namespace": _META, "Node": _META, "ConfigMap": _META,
+    "Secret": dict(_META, type="type"),
+}
 
 
-def _event_fields(ev: dict) -> dict:
-    inv, src, meta = ev.get("involvedObject") or {}, ev.get("source") or {}, ev.get("metadata") or {}
-    return {
-        "metadata.name": meta.get("name", ""),
-        "metadata.namespace": meta.get("namespace", ""),
-        "involvedObject.kind": inv.get("kind", ""),
-        "involvedObject.namespace": inv.get("namespace", ""),
-        "involvedObject.name": inv.get("name", ""),
-        "involvedObject.uid": inv.get("uid", ""),
-        "involvedObject.apiVersion": inv.get("apiVersion", ""),
-        "involvedObject.resourceVersion": inv.get("resourceVersion", ""),
-        "involvedObject.fieldPath": inv.get("fieldPath", ""),
-        "reason": ev.get("reason", ""),
-        "reportingComponent": ev.get("reportingComponent", ""),
-        "source": src.get("component", ""),
-        "type": ev.get("type", ""),
-    }
+def _value(obj: dict, path: str):
+    """OBJ's value at dotted PATH; "" where a key is missing."""
+    *parents, last = path.split(".")
+    for key in parents:
+        obj = obj.get(key) or {}
+    return obj.get(last, "")
 
 
-def _meta_fields(obj: dict) -> dict:
-    meta = obj.get("metadata") or {}
-    return {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", "")}
-
-
-# kind -> function giving the selectable fields of an object of that kind
-FIELDS = {"Pod": _pod_fields, "Event": _event_fields, "Namespace": _meta_fields,
-          "Node": _meta_fields, "ConfigMap": _meta_fields, "Secret": _meta_fields}
-_FIELD_NAMES = {kind: set(fn({})) for kind, fn in FIELDS.items()}
-_FIELD_NAMES["Secret"] = _FIELD_NAMES["Secret"] | {"type"}
+def _fields(kind: str, obj: dict) -> dict:
+    """The selectable fields of OBJ, a KIND, with their values."""
+    out = {field: _value(obj, path) for field, path in FIELDS[kind].items()}
+    if kind == "Pod":      # a bool, as Go's strconv.FormatBool writes it; false when unset
+        out["spec.hostNetwork"] = "true" if out["spec.hostNetwork"] else "false"
+    return out
 
 
 class FieldSelector:
@@ -283,9 +269,7 @@ class FieldSelector:
         self.terms, self.kind = terms, kind
 
     def matches(self, obj: dict) -> bool:
-        fields = FIELDS[self.kind](obj)
-        if self.kind == "Secret":
-            fields["type"] = obj.get("type", "")
+        fields = _fields(self.kind, obj)
         for field, op, value in self.terms:
             if (fields.get(field, "") == value) != (op != "!="):
                 return False
@@ -352,7 +336,7 @@ def parse_field_selector(s: str | None, kind: str = "Pod") -> FieldSelector:
             else:
                 raise SelectorError(f"invalid selector: '{s}'; can't understand '{term}'")
             field = field.strip()
-            if field not in _FIELD_NAMES[kind]:
+            if field not in FIELDS[kind]:
                 raise SelectorError(f"field label not supported: {field}")
             terms.append((field, "==" if op == "=" else op, _unescape(value, term)))
     return FieldSelector(terms, kind)

@@ -3,13 +3,13 @@
 The agent is the only writer of pod state (one JSON record per pod,
 runtime/state.py); this store reads those records, turns each into the Pod
 object `minipod get pod X -o json` prints (runtime/api/podstatus.py, with
-cmd_get's kernel check of running containers) and notices changes when the
+state.refreshed's kernel check of running containers) and notices changes when the
 kernel says the state directory changed (inotify(7): a pod dir made or
 removed in RUN/pods, a record renamed into place in RUN/pods/POD), so a
 watch hears of a change as soon as the agent has written it; besides, it
 looks every POLL_IDLE seconds. A record whose file (inode, mtime, size) is
 unchanged is not re-read, except for a full look every LIVENESS_SECONDS
-(a container may die while no agent runs; cmd_get's kernel check is applied
+(a container may die while no agent runs; the kernel check is applied
 only then, since a running agent records every exit itself). Where inotify
 cannot be had (no watches left), it polls every POLL_WATCHED seconds while
 someone watches.
@@ -37,9 +37,9 @@ import select
 import threading
 import time
 
-from minipod.runtime import namespaces, serviceaccount, state
+from minipod.runtime import namespaces, state
 
-from minipod.runtime.api import podstatus
+from minipod.runtime.api import accountview, podstatus
 from minipod.runtime.api.record import PodRecord, RecordError, as_pod
 from minipod.runtime.paths import pod_key
 from minipod.runtime.apiserver import objects
@@ -94,7 +94,7 @@ def pod_object(record: PodRecord | dict) -> dict:
     for cs in obj["status"].get("containerStatuses", []) + \
             obj["status"].get("initContainerStatuses", []):
         _known_exit(cs)
-    serviceaccount.api_view(obj, record)   # what admission adds on a cluster
+    accountview.api_view(obj, record)      # what admission adds on a cluster
     meta = obj["metadata"]
     meta["generation"] = 1
     if record.deletion_timestamp:
@@ -201,6 +201,13 @@ class Store:
         with self.cond:
             self._sync()
 
+    def listed(self, select):
+        """(resourceVersion, SELECT(store)) of one moment: a list and the
+        version a watch continues it from (synced, read under the lock)."""
+        self.sync()
+        with self.cond:
+            return str(self.rv), select(self)
+
     def _agent_runs(self) -> bool:
         """Does an agent hold its lock? Then its records are the truth (it sees
         every exit through a pidfd), and a container whose process just ended is
@@ -210,7 +217,7 @@ class Store:
 
     def _sync(self) -> None:
         """Bring the objects up to date with the state files; log changes."""
-        from minipod.runtime.cli.cmd_get import refreshed
+        from minipod.runtime.state import refreshed
         if self._agent_runs():
             def refreshed(record):      # noqa: F811  the agent keeps records true
                 return record

@@ -7,23 +7,21 @@ from __future__ import annotations
 
 import time
 
-from minipod.runtime.api import podstatus
-from minipod.runtime.cli.cmdutil import CommandError, add_namespace, namespace_of
+from minipod.runtime.cli.cmdutil import CommandError, add_names, add_namespace, namespace_of
 
 
 def register(sub) -> None:
     p = sub.add_parser("describe", help="show a pod in detail, with its events",
                        description="Like `kubectl describe pod NAME`.")
-    p.add_argument("kind", metavar="pod|pod/NAME")
-    p.add_argument("names", nargs="*", metavar="NAME")
+    add_names(p, "pod|pod/NAME")
     add_namespace(p, all_namespaces=True)
     p.set_defaults(func=run)
 
 
 def run(args, paths) -> int:
-    from minipod.runtime.cli.cmd_get import load, resource_names
+    from minipod.runtime.cli.resources import pod_records, resource_names
     names = resource_names(args.kind, args.names)
-    records = load(paths, names, namespace_of(args), getattr(args, "all_namespaces", False))
+    records = pod_records(paths, names, namespace_of(args), getattr(args, "all_namespaces", False))
     if not records:
         raise CommandError("No resources found" + ("" if args.all_namespaces else
                                                    f" in {namespace_of(args)} namespace") + ".")
@@ -39,7 +37,8 @@ def _when(iso: str | None) -> str:
     return time.strftime("%a, %d %b %Y %H:%M:%S +0000", t)
 
 
-def _map(d: dict | None, indent: int) -> list[str]:
+def _map(d: dict | None) -> list[str]:
+    """Labels or annotations as describe lists them: KEY=VALUE, sorted; <none>."""
     if not d:
         return ["<none>"]
     return [f"{k}={v}" for k, v in sorted(d.items())]
@@ -140,6 +139,7 @@ def _containers(label: str, containers: list[dict], statuses: list[dict]) -> lis
 
 def describe(record) -> str:
     """`kubectl describe pod` of a PodRecord: the Pod object, and the record's events."""
+    from minipod.runtime.api import podstatus  # here: --help registers every verb
     pod = podstatus.pod_object(record)
     meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
     out = [
@@ -148,10 +148,10 @@ def describe(record) -> str:
         f"Node:             {spec.get('nodeName')}/{status.get('hostIP')}",
         f"Start Time:       {_when(status.get('startTime'))}",
     ]
-    labels = _map(meta.get("labels"), 18)
+    labels = _map(meta.get("labels"))
     out.append(f"Labels:           {labels[0]}")
     out += [f"                  {line}" for line in labels[1:]]
-    annotations = _map(meta.get("annotations"), 18)
+    annotations = _map(meta.get("annotations"))
     out.append(f"Annotations:      {annotations[0]}")
     out += [f"                  {line}" for line in annotations[1:]]
     out += [

@@ -1,7 +1,7 @@
 """`minipod exec POD [-c C] [-i] [-t] -- CMD [ARG…]`: run a command in a container.
 
-The CLI itself enters the container's namespaces (runtime/enter.py); the
-agent is not involved. With -t the command gets a real pseudo-terminal:
+The CLI itself enters the container's namespaces (runtime/enter.py, which
+also makes the command's stdio: start_confined); the agent is not involved. With -t the command gets a real pseudo-terminal:
 this terminal is put in raw mode, bytes are relayed both ways, the window
 size follows SIGWINCH, and Ctrl-C reaches the process through the pty's
 line discipline, as with `kubectl exec -it`. Without -t its stdout and
@@ -16,8 +16,8 @@ import errno
 import os
 import sys
 
-from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, namespace_of, read_pod,
-                                     require_root)
+from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, find_pod, namespace_of,
+                                         require_root)
 
 
 def register(sub) -> None:
@@ -39,10 +39,7 @@ def run(args, paths) -> int:
     from minipod.runtime import container as ctr
     from minipod.runtime import enter, state
     name = args.pod.removeprefix("pod/")
-    try:
-        record = read_pod(paths, namespace_of(args), name)
-    except FileNotFoundError:
-        raise CommandError(f'Error from server (NotFound): pods "{name}" not found')
+    record = find_pod(paths, namespace_of(args), name)
     cs = _pick(record, args.container)
     if cs.state != "running" or not state.alive(cs.pid, cs.pid_start):
         raise CommandError(f"cannot exec in a container that is not running: pod {name}, "
@@ -56,30 +53,14 @@ def run(args, paths) -> int:
         print(f"# join every namespace of the container's PID 1 (host pid {cs.pid}); "
               f"joining its mount namespace also makes its root ours\n"
               f"$ nsenter --target {cs.pid} {flags} -- {shlex.join(argv)}", file=sys.stderr)
-    ours = theirs = None
-    pipes: dict[str, tuple[int, int]] = {}  # stream -> (read end, write end)
-    size = None
-    if args.tty:
-        import socket
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        size = _terminal_size()
-    else:
-        pipes = {s: os.pipe() for s in (["stdin"] if args.stdin else []) + ["stdout", "stderr"]}
-    stdio = None if args.tty else (pipes["stdin"][0] if args.stdin else None,
-                                   pipes["stdout"][1], pipes["stderr"][1])
+    size = _terminal_size() if args.tty else None
     try:
-        spec = enter.for_container(record, cs, paths, argv, console=theirs, stdio=stdio,
-                                   console_size=size, name=f"{name}/{cs.name}")
-        child = enter.start(spec)
+        child, ours, pipes = enter.start_confined(
+            record, cs, paths, argv, tty=args.tty, with_stdin=args.stdin,
+            console_size=size, name=f"{name}/{cs.name}")
     except ctr.StartError as e:
-        for r, w in pipes.values():
-            os.close(r)
-            os.close(w)
         raise CommandError(f"exec in {name}/{cs.name} failed: {e}",
                            127 if e.errno == errno.ENOENT else 126)
-    finally:
-        if theirs is not None:
-            theirs.close()
     _pass_signals(child)
     if ours is not None:
         master = enter.receive_pty(ours)

@@ -21,12 +21,14 @@ import sys
 from minipod.runtime.cli.cmdutil import CommandError, require_root, server_error
 
 
+DESCRIPTION = ("Find and remove what no live pod owns: pinned namespaces, veths, IP leases, "
+               "mounts, container and log dirs, state dirs, stray container processes. "
+               "Unreadable pod state is reported, never removed.")
+
+
 def register(sub) -> None:
     p = sub.add_parser("gc", help="remove leftovers of pods that are gone",
-                       description="Find and remove what no live pod owns: pinned "
-                                   "namespaces, veths, IP leases, mounts, container and log "
-                                   "dirs, state dirs, stray container processes. Unreadable "
-                                   "pod state is reported, never removed.")
+                       description=DESCRIPTION)
     p.add_argument("--dry-run", action="store_true",
                    help="only list what would be removed")
     p.set_defaults(func=run)

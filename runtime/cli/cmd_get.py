@@ -1,5 +1,5 @@
-"""`minipod get pods [NAME] [-n NS | -A] [-o wide|yaml|json|name]`, `get ns`:
-read the state files.
+"""`minipod get pods [NAME] [-n NS | -A] [-o wide|yaml|json|name]`, `get ns`,
+`get configmaps|secrets`: read the state files.
 
 No agent and no netlink: reading state must stay cheap. A container the
 record calls running is checked against the kernel (pid + start time), so
@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.api import podstatus
-from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, namespace_of, print_objects,
-                                     print_table)
-
-NAMESPACE_KINDS = ("namespaces", "namespace", "ns")
+from minipod.runtime.cli.cmdutil import (CommandError, add_names, add_namespace, namespace_of,
+                                         not_found, print_objects, print_table, require_root)
+from minipod.runtime.cli.resources import (NAMESPACE_KINDS, object_names, pod_records,
+                                           resource_names, resource_of)
 
 
 def register(sub) -> None:
     p = sub.add_parser("get", help="list pods or show one",
                        description="Like `kubectl get pods` / `kubectl get pod NAME -o yaml`.")
-    p.add_argument("kind", metavar="pods|pod|po[/NAME]|ns")
-    p.add_argument("names", nargs="*", metavar="NAME")
+    add_names(p, "pods|pod|po[/NAME]|ns")
     p.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
     p.add_argument("-w", "--watch", action="store_true",
                    help="after listing, print a row whenever a pod changes")
@@ -28,63 +26,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def resource_names(kind: str, names: list[str]) -> list[str]:
-    """Accept kubectl's forms: `pods`, `pod NAME`, `po/NAME`, `pod/NAME`."""
-    base, _, name = kind.partition("/")
-    if base not in ("pods", "pod", "po"):
-        raise CommandError(f'the server doesn\'t have a resource type "{base}"; '
-                           f"minipod knows pods only")
-    return ([name] if name else []) + [n.removeprefix("pod/") for n in names]
-
-
-def refreshed(record):
-    """The PodRecord, with a running container whose process is gone (while
-    the agent was away) terminated, its exit unknown."""
-    from minipod.runtime import state
-    from minipod.runtime.api.record import ContainerState
-    for cs in record.all_containers():
-        if cs.state == ContainerState.RUNNING and not state.alive(cs.pid, cs.pid_start):
-            cs.state, cs.reason, cs.exit_code = ContainerState.TERMINATED, "Unknown", None
-            cs.message = "the process is gone and the agent has not seen it end"
-    return record
-
-
-def load(paths, names: list[str], namespace: str = "default",
-         all_namespaces: bool = False) -> list:
-    """The records (PodRecord) of pods NAMES in NAMESPACE; no names: every pod there
-    (all_namespaces: every pod), ordered by namespace, then name."""
-    from minipod.runtime import state
-    from minipod.runtime.cli.cmdutil import read_pod
-    if names and all_namespaces:
-        raise CommandError("a resource cannot be retrieved by name across all namespaces")
-    if names:
-        out = []
-        for n in names:
-            try:
-                out.append(refreshed(read_pod(paths, namespace, n)))
-            except FileNotFoundError:
-                raise CommandError(f'Error from server (NotFound): pods "{n}" not found')
-            except state.StateError as e:
-                raise CommandError(str(e))
-        return out
-    records, errors = state.read_records(paths.pods)
-    for e in errors:
-        print(f"error: {e}", file=sys.stderr)
-    records = [r for r in records if all_namespaces or (r.namespace or "default") == namespace]
-    records.sort(key=lambda r: (r.namespace or "default", r.name))
-    return [refreshed(r) for r in records]
-
-
 def run(args, paths) -> int:
+    from minipod.runtime.api import podstatus  # here: --help registers every verb
     if args.kind.partition("/")[0] in NAMESPACE_KINDS:
         return get_namespaces(args, paths)
-    from minipod.runtime.cli import cmd_objects
-    other = cmd_objects.resource_of(args.kind)      # configmaps, secrets
+    other = resource_of(args.kind)      # configmaps, secrets
     if other:
-        return cmd_objects.get(args, paths, *other)
+        return get_objects(args, paths, *other)
     names = resource_names(args.kind, args.names)
     every = args.all_namespaces
-    records = load(paths, names, namespace_of(args), every)
+    records = pod_records(paths, names, namespace_of(args), every)
     if args.output in ("yaml", "json"):
         print_objects([podstatus.pod_object(r) for r in records], args.output, len(names) == 1)
         return 0
@@ -113,6 +64,7 @@ def run(args, paths) -> int:
 
 def row(r, wide: bool, namespace: bool = False) -> list[str]:
     """One line of the table of PodRecord r; namespace: with the NAMESPACE column first (-A)."""
+    from minipod.runtime.api import podstatus
     ready, status, restarts = podstatus.print_pod(podstatus.pod_object(r))
     cells = ([r.namespace or "default"] if namespace else []) + [
         r.name, ready, status, restarts, podstatus.age(r.creation_timestamp)]
@@ -139,7 +91,7 @@ def watch(paths, names: list[str], wide: bool, shown: dict, namespace: str | Non
             records = [r for r in records if r.name in names]
         current = {}
         for r in records:
-            cells = row(refreshed(r), wide, every)
+            cells = row(state.refreshed(r), wide, every)
             current[record_key(r)] = cells[:4 + every]
             if shown.get(record_key(r)) != cells[:4 + every]:
                 print("   ".join(cells), flush=True)
@@ -151,6 +103,7 @@ def watch(paths, names: list[str], wide: bool, shown: dict, namespace: str | Non
 def get_namespaces(args, paths) -> int:
     """`minipod get ns [NAME…] [-o yaml|json|name]`: NAME STATUS AGE, as kubectl."""
     from minipod.runtime import namespaces
+    from minipod.runtime.api import podstatus
     one = args.kind.partition("/")[2]
     names = ([one] if one else []) + [n.split("/", 1)[-1] for n in args.names]
     records = namespaces.read_all(paths)
@@ -158,8 +111,7 @@ def get_namespaces(args, paths) -> int:
         found = {r["name"]: r for r in records}
         missing = [n for n in names if n not in found]
         if missing:
-            raise CommandError(f'Error from server (NotFound): namespaces "{missing[0]}" '
-                               f"not found")
+            raise not_found("namespaces", missing[0])
         records = [found[n] for n in names]
     if args.output in ("yaml", "json"):
         print_objects([namespaces.to_object(r) for r in records], args.output,
@@ -172,4 +124,52 @@ def get_namespaces(args, paths) -> int:
     print_table(["NAME", "STATUS", "AGE"],
                 [[r["name"], r.get("phase", "Active"), podstatus.age(r.get("creationTimestamp"))]
                  for r in records])
+    return 0
+
+
+def get_objects(args, paths, resource: str, names: list[str]) -> int:
+    """`get configmaps|secrets [NAME…]`: read from the files the agent stores
+    (runtime/configobjects.py; root only: their directories are 0700). A
+    Secret is shown as the API shows it: base64 `data`, which `-o yaml`
+    prints and the table only counts."""
+    from minipod.runtime import configobjects
+    from minipod.runtime.api import podstatus
+    require_root("get " + resource)
+    names = names + object_names(resource, args.names)
+    namespace = namespace_of(args)
+    every = getattr(args, "all_namespaces", False)
+    if every and names:
+        raise CommandError("a resource cannot be retrieved by name across all namespaces")
+    if names:
+        found = []
+        for n in names:
+            obj = configobjects.read(paths, resource, namespace, n)
+            if obj is None:
+                raise not_found(resource, n)
+            found.append(obj)
+    else:
+        found = [configobjects.read(paths, r, ns, n)
+                 for r, ns, n, _ in configobjects.scan(paths)
+                 if r == resource and (every or ns == namespace)]
+        found = [o for o in found if o is not None]
+    if args.output in ("yaml", "json"):
+        print_objects(found, args.output, len(names) == 1)
+        return 0
+    singular = resource[:-1]
+    if args.output == "name":
+        for o in found:
+            print(f"{singular}/{o['metadata']['name']}")
+        return 0
+    if not found:
+        print("No resources found" if every else f"No resources found in {namespace} namespace.",
+              file=sys.stderr)
+        return 0
+    rows = []
+    for o in found:
+        count = str(len(o.get("data") or {}) + len(o.get("binaryData") or {}))
+        age = podstatus.age(o["metadata"].get("creationTimestamp"))
+        rows.append(([o["metadata"]["namespace"]] if every else []) + [o["metadata"]["name"]]
+                    + ([o.get("type", "Opaque")] if resource == "secrets" else []) + [count, age])
+    print_table((["NAMESPACE"] if every else []) + ["NAME"]
+                + (["TYPE"] if resource == "secrets" else []) + ["DATA", "AGE"], rows)
     return 0

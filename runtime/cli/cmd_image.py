@@ -81,9 +81,7 @@ def run(args, paths) -> int:
             before = _disk_usage(paths.images)
             if args.all:
                 for image in store.list():
-                    try:
-                        _refuse_if_used(paths, image)
-                    except CommandError:
+                    if _users(paths, image):
                         continue
                     store.remove(image.reference)
                     print(f"Untagged: {image.reference}")
@@ -112,12 +110,18 @@ def run(args, paths) -> int:
     return 0
 
 
-def _refuse_if_used(paths, image) -> None:
-    """Like `docker rmi`: an image a pod uses stays (its layers are in use)."""
+def _users(paths, image) -> list[str]:
+    """The pods (NAMESPACE/NAME, default's by name) whose containers, init
+    containers too, run IMAGE: its layers are in use."""
     from minipod.runtime import namespaces, state
     records, _ = state.read_records(paths.pods)
-    users = [namespaces.display(r.namespace, r.name) for r in records
-             if any(c.image_id == image.digest for c in r.all_containers())]
+    return [namespaces.display(r.namespace, r.name) for r in records
+            if any(c.image_id == image.digest for c in r.all_containers())]
+
+
+def _refuse_if_used(paths, image) -> None:
+    """Like `docker rmi`: an image a pod uses stays (its layers are in use)."""
+    users = _users(paths, image)
     if users:
         raise CommandError(f"image {image.reference} is used by pod(s) {', '.join(users)}; "
                            f"delete them first")

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import collections
 
-from minipod.runtime.api import podstatus
-from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, namespace_of, pod_key_of,
-                                     read_pod, require_root)
+from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, find_pod, namespace_of,
+                                         pod_key_of, require_root)
 
 # One `[LOCAL:]REMOTE`: remote is a number or a containerPort name (resolved
 # against the pod's manifest); local 0 is a random port, None the number the
@@ -154,12 +153,12 @@ def run(args, paths) -> int:
     addresses = parse_addresses(args.address)
     require_root("port-forward")
     key = pod_key_of(args, name)
-    record = _read(paths, namespace_of(args), name)
+    record = find_pod(paths, namespace_of(args), name)
     import signal
 
     from minipod.runtime import state
-    from minipod.runtime.cli.cmd_get import refreshed
-    phase = podstatus.phase(refreshed(record))
+    from minipod.runtime.api import podstatus
+    phase = podstatus.phase(state.refreshed(record))
     if phase != "Running":
         raise CommandError("unable to forward port because pod is not running. "
                            f"Current status={phase}")
@@ -199,12 +198,3 @@ def run(args, paths) -> int:
         fwd.close()
     return 0
 
-
-def _read(paths, namespace: str, name: str):
-    from minipod.runtime import state
-    try:
-        return read_pod(paths, namespace, name)
-    except FileNotFoundError:
-        raise CommandError(f'Error from server (NotFound): pods "{name}" not found') from None
-    except state.StateError as e:
-        raise CommandError(str(e)) from None

@@ -47,7 +47,7 @@ def register(sub) -> None:
     lo.set_defaults(func=run)
 
 
-def etc_dir(paths) -> Path:
+def etc_dir(paths):
     """/etc/minipod, or ROOT/etc when MINIPOD_ROOT is set."""
     from pathlib import Path
     return Path(paths.root, "etc") if paths.root else Path("/etc/minipod")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, namespace_of, require_root,
-                                     server_error)
+from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, add_step_flags, namespace_of,
+                                         require_root, server_error)
+from minipod.runtime.cli.resources import load_manifest, placed
 
 
 def register(sub) -> None:
@@ -20,10 +21,7 @@ def register(sub) -> None:
                                    "containers run. A pod that already exists with the "
                                    "same manifest is left unchanged.")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--explain", action="store_true",
-                   help="print each kernel step as the shell command that does the same")
-    p.add_argument("--timings", action="store_true",
-                   help="print each step of the start with how long it took")
+    add_step_flags(p, "start")
     add_namespace(p)
     p.set_defaults(func=run, create=False)
     c = sub.add_parser("create", help="create the pods of a manifest (fails if one exists)",
@@ -36,27 +34,12 @@ def register(sub) -> None:
     c.set_defaults(func=create, create=True, explain=False, timings=False)
 
 
-def load(path: str, objects: list | None = None):
-    """Parse and validate; warnings go to stderr like kubectl's. ConfigMaps
-    and Secrets are appended to `objects` (refused when it is None)."""
-    from minipod.runtime.api import manifest
-    try:
-        pods, warnings = manifest.load_file(path, objects)
-    except manifest.ManifestError as e:
-        raise CommandError(f"{path} is not a valid Pod manifest:\n" +
-                           "\n".join(f"  {p}" for p in e.problems))
-    for w in warnings:
-        print(f"Warning: {w}", file=sys.stderr)
-    if not pods and not objects:
-        raise CommandError(f"{path}: no objects to create")
-    return pods
-
-
 def put_objects(paths, objects: list, create: bool, namespace: str | None = None) -> None:
     """Store the file's ConfigMaps and Secrets (`configmap/x created`,
     `configured`, `unchanged`, as kubectl apply says), each in the namespace
     its metadata names, else in -n's."""
     from minipod.runtime import client, configobjects, namespaces
+    from minipod.runtime.api import podchange
     for obj in objects:     # all placed before any is stored: nothing half-made
         if namespace and obj.namespaced and obj.namespace != namespace:
             raise CommandError(namespaces.mismatch(obj.namespace, namespace))
@@ -65,23 +48,19 @@ def put_objects(paths, objects: list, create: bool, namespace: str | None = None
     for obj in objects:
         what = f"{obj.kind.lower()}/{obj.name}"
         old = configobjects.read(paths, obj.resource, obj.namespace, obj.name)
-        if old is not None:
-            if create:
-                raise CommandError(f'Error from server (AlreadyExists): {obj.resource} '
-                                   f'"{obj.name}" already exists')
-            same = {k: v for k, v in old.items() if k != "metadata"} == \
-                {k: v for k, v in obj.obj.items() if k != "metadata"} and all(
-                    old["metadata"].get(k) == obj.obj["metadata"].get(k)
-                    for k in ("labels", "annotations"))
-            if same:
-                print(f"{what} unchanged")
-                continue
+        change = podchange.object_change(old, obj.obj)
+        if change != podchange.CREATE and create:
+            raise CommandError(f'Error from server (AlreadyExists): {obj.resource} '
+                               f'"{obj.name}" already exists')
+        if change == podchange.UNCHANGED:
+            print(f"{what} unchanged")
+            continue
         try:
             client.request(paths, {"op": "put_object", "object": obj.obj,
                                    "source": obj.source})
         except client.AgentError as e:
             raise server_error(e)
-        print(f"{what} {'created' if old is None else 'configured'}")
+        print(f"{what} {'created' if change == podchange.CREATE else 'configured'}")
 
 
 def create(args, paths) -> int:
@@ -103,33 +82,6 @@ def create(args, paths) -> int:
     return run(args, paths)
 
 
-def placed(pods, namespace: str | None) -> list[tuple[object, dict, str]]:
-    """(pod, the object to send, its key) for each pod: in the namespace its
-    metadata names, else in -n's, else in default. A -n that contradicts
-    the file is kubectl's error, before anything is made."""
-    from minipod.runtime import namespaces
-    from minipod.runtime.paths import pod_key
-    out = []
-    for pod in pods:
-        meta = pod.raw.get("metadata") or {}
-        own = meta.get("namespace")
-        if namespace and own and own != namespace:
-            raise CommandError(namespaces.mismatch(own, namespace))
-        obj = pod.raw
-        if namespace and not own:
-            obj = dict(pod.raw, metadata=dict(meta, namespace=namespace))
-        out.append((pod, obj, pod_key(own or namespace, pod.name)))
-    return out
-
-
-def _same(a: dict | None, b: dict) -> bool:
-    """One manifest, whether or not its namespace is written out (the key has it)."""
-    def bare(m):
-        meta = {k: v for k, v in (m.get("metadata") or {}).items() if k != "namespace"}
-        return dict(m, metadata=meta)
-    return isinstance(a, dict) and bare(a) == bare(b)
-
-
 def run(args, paths) -> int:
     if args.timings:
         from minipod import timings
@@ -137,9 +89,10 @@ def run(args, paths) -> int:
         timings.mark("CLI: start")     # only sets the origin: Python's start is before us
     objects: list = []
     namespace = args.namespace and namespace_of(args)
-    pods = placed(load(args.file, objects), namespace)
+    pods = placed(load_manifest(args.file, objects), namespace)
     require_root("run" if not args.create else "create")
     from minipod.runtime import client, state
+    from minipod.runtime.api import podchange
     put_objects(paths, objects, args.create, namespace)
     failed = False
     for pod, obj, key in pods:
@@ -148,10 +101,11 @@ def run(args, paths) -> int:
                 existing = state.read_record(paths.pod_dir(key))
             except FileNotFoundError:
                 existing = None
-            if existing is not None:
-                if _same(existing.manifest, obj):
-                    print(f"pod/{pod.name} unchanged")
-                    continue
+            change = podchange.pod_change(existing, obj)
+            if change == podchange.UNCHANGED:
+                print(f"pod/{pod.name} unchanged")
+                continue
+            if change == podchange.CONFLICT:
                 ns = (obj.get("metadata") or {}).get("namespace")
                 flag = f" -n {ns}" if ns and ns != "default" else ""
                 raise CommandError(f'Error from server (AlreadyExists): pods "{pod.name}" '

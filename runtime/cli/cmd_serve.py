@@ -6,7 +6,7 @@ does not idle out: a kubeconfig may point at it. See runtime/apiserver/.
 """
 from __future__ import annotations
 
-from minipod.runtime.cli.cmdutil import CommandError, require_root
+from minipod.runtime.cli.cmdutil import CommandError, add_daemon_action, require_root
 
 
 def register(sub) -> None:
@@ -16,8 +16,7 @@ def register(sub) -> None:
                                    "libraries; `minipod kubeconfig` prints the credentials. "
                                    "`serve start` starts it in the background, `serve stop` "
                                    "stops it, `serve status` says whether it runs.")
-    p.add_argument("action", nargs="?", choices=["run", "start", "stop", "status"],
-                   default="run")
+    add_daemon_action(p)
     p.set_defaults(func=run)
 
 

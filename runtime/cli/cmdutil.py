@@ -1,4 +1,5 @@
-"""What the verb modules share: the one-line error, root check, tables."""
+"""What the verb modules share: the one-line error, the NotFound sentence,
+root check, -n, tables and -o yaml|json, the pod record a verb names."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,13 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
+
+
+def not_found(resource: str, name: str) -> CommandError:
+    """kubectl's sentence for a missing object, the one place it is spelled:
+    Error from server (NotFound): pods "web" not found. Raise it, or print
+    it where a verb goes on with the next name (delete)."""
+    return CommandError(f'Error from server (NotFound): {resource} "{name}" not found')
 
 
 def require_root(what: str) -> None:
@@ -55,6 +63,28 @@ def add_namespace(p, all_namespaces: bool = False) -> None:
                        help="pods of every namespace (with a NAMESPACE column)")
 
 
+def add_names(p, kinds: str, optional: bool = False) -> None:
+    """KIND [NAME…], as kubectl's get, describe, delete take them (`pods`,
+    `pod web`, `po/web`): the resources.py functions read them."""
+    p.add_argument("kind", nargs="?" if optional else None, metavar=kinds)
+    p.add_argument("names", nargs="*", metavar="NAME")
+
+
+def add_step_flags(p, what: str) -> None:
+    """--explain and --timings of the verbs the agent acts for (run, delete)."""
+    p.add_argument("--explain", action="store_true",
+                   help="print each kernel step as the shell command that does the same")
+    p.add_argument("--timings", action="store_true",
+                   help=f"print each step of the {what} with how long it took")
+
+
+def add_daemon_action(p) -> None:
+    """The ACTION of `agent` and `serve`: run (in the foreground, the
+    default), start (in the background), stop, status."""
+    p.add_argument("action", nargs="?", choices=["run", "start", "stop", "status"],
+                   default="run")
+
+
 def namespace_of(args) -> str:
     """The namespace a verb's -n names: default without one; a name no
     namespace can have is a usage error."""
@@ -84,3 +114,15 @@ def read_pod(paths, namespace: str, name: str):
     if record.name != name or (record.namespace or "default") != namespace:
         raise FileNotFoundError(f"no pod {namespace}/{name}")
     return record
+
+
+def find_pod(paths, namespace: str, name: str):
+    """read_pod (a PodRecord), with kubectl's NotFound when there is no such pod, and a
+    record that cannot be read (state.StateError) as its one line."""
+    from minipod.runtime import state
+    try:
+        return read_pod(paths, namespace, name)
+    except FileNotFoundError:
+        raise not_found("pods", name) from None
+    except state.StateError as e:
+        raise CommandError(str(e)) from None

@@ -129,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
     except Exception as e:  # a bug: still one line; MINIPOD_DEBUG=1 shows the traceback
-        if os.environ.get("MINIPOD_DEBUG") or args.verb in ("agent", "serve"):
+        if os.environ.get("MINIPOD_DEBUG") or _daemon(args):
             raise  # a daemon's stderr is its log: keep the whole traceback there
         print(f"error: {type(e).__name__}: {e} (MINIPOD_DEBUG=1 shows where)", file=sys.stderr)
         return 1
+
+
+def _daemon(args) -> bool:
+    """Does this command run the agent or the API server in this process
+    (`agent`, `serve`, or their `run`), not ask one (`status`, `stop`)?"""
+    return args.verb in ("agent", "serve") and getattr(args, "action", "run") == "run"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from minipod.runtime.apiserver.patch import (POD_SCHEMA, PatchError, json_patch, merge_patch,
+from minipod.runtime.apiserver.jsonpatch import json_patch
+from minipod.runtime.apiserver.patch import (POD_SCHEMA, PatchError, merge_patch,
                                              schema_from_definitions, strategic_merge)
 
 POD = {

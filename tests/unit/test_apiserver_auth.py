@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from minipod.runtime import serviceaccount, state
+from minipod.runtime.api import accountview
 from minipod.runtime.apiserver import auth
 from minipod.runtime.paths import Paths
 
@@ -162,8 +163,8 @@ def test_api_view_adds_the_projected_volume_once_per_container():
     rec = {"uid": "u1", "serviceAccountDir": "/x"}
     obj = {"spec": {"containers": [{"name": "a"}, {"name": "b", "volumeMounts": [
         {"name": "own", "mountPath": serviceaccount.MOUNT_PATH}]}], "volumes": [{"name": "own"}]}}
-    serviceaccount.api_view(obj, rec)
-    name = serviceaccount.volume_name("u1")
+    accountview.api_view(obj, rec)
+    name = accountview.volume_name("u1")
     assert name.startswith("kube-api-access-") and len(name) == 21
     assert [v["name"] for v in obj["spec"]["volumes"]] == ["own", name]
     assert obj["spec"]["containers"][0]["volumeMounts"] == [
@@ -171,7 +172,7 @@ def test_api_view_adds_the_projected_volume_once_per_container():
     assert obj["spec"]["containers"][1]["volumeMounts"] == [
         {"name": "own", "mountPath": serviceaccount.MOUNT_PATH}]
     bare = {"spec": {"containers": [{"name": "a"}]}}
-    serviceaccount.api_view(bare, {"uid": "u1"})          # automountServiceAccountToken: false
+    accountview.api_view(bare, {"uid": "u1"})          # automountServiceAccountToken: false
     assert "volumes" not in bare["spec"] and bare["spec"]["serviceAccountName"] == "default"
 
 
@@ -253,15 +254,15 @@ def test_an_exported_pod_created_again_loses_only_the_added_volume():
     written = {"spec": {"containers": [{"name": "a", "volumeMounts": [
         {"name": "data", "mountPath": "/data"}]}], "volumes": [{"name": "data", "emptyDir": {}}]}}
     exported = json.loads(json.dumps(written))
-    serviceaccount.api_view(exported, rec)
+    accountview.api_view(exported, rec)
     assert exported != written
-    serviceaccount.strip_view(exported)
+    accountview.strip_view(exported)
     exported["spec"].pop("serviceAccountName"), exported["spec"].pop("serviceAccount")
     assert exported == written
     # a volume of the user's that only looks similar stays
     own = {"spec": {"containers": [{"name": "a"}], "volumes": [
         {"name": "kube-api-access-mine", "emptyDir": {}}]}}
-    serviceaccount.strip_view(own)
+    accountview.strip_view(own)
     assert own["spec"]["volumes"] == [{"name": "kube-api-access-mine", "emptyDir": {}}]
 
 

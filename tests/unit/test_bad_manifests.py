@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from minipod.runtime.api import manifest
+from minipod.runtime.api.fields import NOT_IMPLEMENTED, SUPPORTED
 from minipod.runtime.api.manifest import ManifestError, load_file, load_object, load_text
 
 BAD = Path(__file__).resolve().parent.parent / "fixtures" / "bad"
@@ -123,7 +123,7 @@ if st is not None:
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
     # Every field name the validator knows, so random documents reach deep.
-    FIELDS = sorted({f for group in (manifest.SUPPORTED, manifest.NOT_IMPLEMENTED)
+    FIELDS = sorted({f for group in (SUPPORTED, NOT_IMPLEMENTED)
                      for fields in group.values() for f in fields})
     scalars = (st.none() | st.booleans() | st.integers() | st.floats()
                | st.text(max_size=20) | st.sampled_from(["v1", "Pod", "TCP", "Always", "80",

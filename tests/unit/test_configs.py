@@ -11,7 +11,7 @@ import pytest
 
 from minipod.runtime import configobjects, projection
 
-from minipod.runtime.api import manifest
+from minipod.runtime.api import configobject, fields
 from minipod.runtime.api.manifest import ManifestError, load_text
 
 
@@ -233,7 +233,7 @@ def test_downward_resource_needs_a_known_container():
 
 def put(tmp_path, obj):
     paths = SimpleNamespace(run=tmp_path)
-    checked, _ = configobjects.load_object(obj)
+    checked, _ = configobject.load_object(obj)
     return configobjects.put(paths, checked.obj)
 
 
@@ -251,7 +251,7 @@ def test_storage_modes_and_uid_kept(tmp_path):
                                     "metadata": {"name": "creds"},
                                     "stringData": {"password": "x"}})
     assert not created and again["metadata"]["uid"] == stored["metadata"]["uid"]
-    assert configobjects.values(again) == {"password": b"x"}
+    assert configobject.values(again) == {"password": b"x"}
 
 
 def test_immutable_refuses_changes(tmp_path):
@@ -362,7 +362,7 @@ def test_atomic_writer_mode_change_is_a_change(tmp_path):
 
 def test_manifest_tables_know_the_new_levels():
     for level in ("envVarSource", "configMapVolume", "projection"):
-        assert level in manifest.SUPPORTED and level in manifest.WHERE
+        assert level in fields.SUPPORTED and level in fields.WHERE
 
 
 # ---- protobuf, as kubectl's typed client sends create configmap/secret --------
@@ -402,5 +402,5 @@ def test_object_paths_never_leave_the_objects_dir(tmp_path):
         with pytest.raises(ValueError):
             configobjects.object_path(paths, "configmaps", ns, name)
     with pytest.raises(ManifestError):     # and the check refuses such names first
-        configobjects.load_object({"apiVersion": "v1", "kind": "ConfigMap",
-                                   "metadata": {"name": "x", "namespace": ".."}})
+        configobject.load_object({"apiVersion": "v1", "kind": "ConfigMap",
+                                  "metadata": {"name": "x", "namespace": ".."}})

@@ -13,7 +13,7 @@ import pytest
 
 from minipod.runtime import logs, state
 
-from minipod.runtime.cli import cmd_logs
+from minipod.runtime import logreader
 from minipod.runtime.paths import Paths
 
 GUARD = 20  # seconds: far beyond any wake-up; reaching it means a lost event
@@ -46,8 +46,8 @@ def record(restarts: int, st: str = "running") -> dict:
 
 @pytest.fixture
 def pod(tmp_path, monkeypatch):
-    monkeypatch.setattr(cmd_logs, "FOLLOW_POLL", 3600)
-    monkeypatch.setattr(cmd_logs, "FOLLOW_SAFETY", 3600)
+    monkeypatch.setattr(logreader, "FOLLOW_POLL", 3600)
+    monkeypatch.setattr(logreader, "FOLLOW_SAFETY", 3600)
     paths = Paths(str(tmp_path))
     paths.pod_dir("p").mkdir(parents=True)
     state.write(paths.pod_dir("p"), record(0))
@@ -56,11 +56,11 @@ def pod(tmp_path, monkeypatch):
 
 def start(paths, out, **opts):
     args = argparse.Namespace(prefix=False, timestamps=False, since_stamp=None, **opts)
-    stream = cmd_logs.Stream(paths, "p", record(0)["containers"][0], False, args)
-    waker = cmd_logs.Waker([stream.log_dir, paths.pod_dir("p")])
+    stream = logreader.Stream(paths, "p", record(0)["containers"][0], False, args)
+    waker = logreader.Waker([stream.log_dir, paths.pod_dir("p")])
     assert waker.fd is not None, "no inotify here: the test would poll"
     stream.backlog(out, -1)
-    t = threading.Thread(target=cmd_logs.follow, args=([stream], out, waker), daemon=True)
+    t = threading.Thread(target=logreader.follow, args=([stream], out, waker), daemon=True)
     t.start()
     return t
 
@@ -140,13 +140,13 @@ def test_a_restart_file_that_appears_late_is_found(pod):
 
 
 def test_without_inotify_it_polls(pod, monkeypatch):
-    monkeypatch.setattr(cmd_logs, "FOLLOW_POLL", 0.01)
+    monkeypatch.setattr(logreader, "FOLLOW_POLL", 0.01)
     from minipod import libc
 
     def no_instances(flags=0):
         import errno
         raise OSError(errno.EMFILE, "inotify_init1: Too many open files")
     monkeypatch.setattr(libc, "inotify_init1", no_instances)
-    waker = cmd_logs.Waker([pod.pod_dir("p")])
+    waker = logreader.Waker([pod.pod_dir("p")])
     assert waker.fd is None
     waker.wait()  # a short sleep, not a hang

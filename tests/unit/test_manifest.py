@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from minipod.runtime.api import manifest
+from minipod.runtime.api import manifest, quantity
 from minipod.runtime.api.manifest import (ManifestError, Problem, default_pull_policy,
                                       load_file, load_object, load_text)
 
@@ -1381,7 +1381,7 @@ def test_lifecycle_hook_mistakes():
     ("+2", 2), ("-1", -1), (2, 2), (0.25, Fraction(1, 4)),
 ])
 def test_parse_quantity(text, value):
-    assert manifest.parse_quantity(text) == value
+    assert quantity.parse_quantity(text) == value
 
 
 @pytest.mark.parametrize("text, guess", [
@@ -1391,7 +1391,7 @@ def test_parse_quantity(text, value):
 ])
 def test_bad_quantities_name_the_value_and_a_fix(text, guess):
     with pytest.raises(ValueError) as info:
-        manifest.parse_quantity(text)
+        quantity.parse_quantity(text)
     message = str(info.value)
     assert message.startswith(f'invalid quantity "{text}": must be a number')
     assert message.endswith(f'; did you mean "{guess}"?' if guess else
@@ -1401,7 +1401,7 @@ def test_bad_quantities_name_the_value_and_a_fix(text, guess):
 def test_huge_exponents_are_refused_quickly():
     with pytest.raises(ValueError, match='quantity "1e999999999" is out of '
                                          "range"):
-        manifest.parse_quantity("1e999999999")
+        quantity.parse_quantity("1e999999999")
 
 
 def test_resources_in_millicores_and_bytes():
