@@ -88,8 +88,8 @@ class IPAM:
 
     def _fsync_needed(self) -> bool:
         if self._durable is None:
-            from minipod import libc
-            self._durable = not libc.in_memory_only(self.state_dir)
+            from minipod.linux import files
+            self._durable = not files.in_memory_only(self.state_dir)
         return self._durable
 
     # -- public API ---------------------------------------------------------

@@ -63,7 +63,7 @@ def start_agent(paths: Paths) -> None:
         s = _connect(paths)
         if s is not None:
             s.close()
-            from minipod import timings
+            from minipod.runtime import timings
             timings.mark("CLI: start the agent")
             return
         if proc.poll() not in (None, 0):

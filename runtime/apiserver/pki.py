@@ -46,7 +46,7 @@ def files(paths) -> Files:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    from minipod.runtime.state import replace_file
+    from minipod.linux.files import replace_file
     replace_file(path, data, mode)
 
 

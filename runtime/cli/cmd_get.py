@@ -39,9 +39,9 @@ def resource_names(kind: str, names: list[str]) -> list[str]:
 
 def refreshed(record: dict) -> dict:
     """A running container whose process is gone (while the agent was away)."""
-    from minipod.runtime import state
+    from minipod.linux import proc
     for cs in record.get("initContainers", []) + record.get("containers", []):
-        if cs.get("state") == "running" and not state.alive(cs.get("pid"), cs.get("pidStart")):
+        if cs.get("state") == "running" and not proc.alive(cs.get("pid"), cs.get("pidStart")):
             cs.update(state="terminated", reason="Unknown", exitCode=None,
                       message="the process is gone and the agent has not seen it end")
     return record

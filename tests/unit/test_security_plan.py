@@ -5,6 +5,7 @@ import errno
 
 import pytest
 
+from minipod.linux import seccomp
 from minipod.runtime import security as sec
 from minipod.runtime.process import ProcessError
 from minipod.runtime.security import SecuritySpec as Spec
@@ -120,7 +121,7 @@ def test_localhost_profile_is_refused():
 
 
 def test_every_rule_names_a_syscall_libseccomp_knows():
-    lib = sec._seccomp_lib()
+    lib = seccomp._seccomp_lib()
     unknown = [r.name for r in plan().seccomp
                if lib.seccomp_syscall_resolve_name(r.name.encode()) == -1]
     assert unknown == []
