@@ -52,7 +52,7 @@ import uuid
 from pathlib import Path
 
 from minipod import cgroups
-from minipod.linux import explain, proc
+from minipod.linux import explain, files, proc
 from minipod.netns import antispoof, bridge, hostport
 from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
@@ -146,9 +146,8 @@ class Agent:
         """Run until stopped or idle; returns the exit code."""
         for d in (self.paths.run, self.paths.pods, self.paths.log):
             d.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(self.paths.agent_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:  # held for the agent's life: the fd is never closed
+            files.lock(self.paths.agent_lock, fcntl.LOCK_EX | fcntl.LOCK_NB, what="agent lock")
         except BlockingIOError:
             log("another agent is running; exiting")
             return 0
@@ -1146,7 +1145,6 @@ class Agent:
         done = pos - len(rc.writer.partial.get(stream, b""))
         block = done - done % (64 << 10)
         if block - rc.punched.get(fd, 0) >= self.PUNCH_EVERY:
-            from minipod.linux import files
             try:
                 files.punch_hole(fd, 0, block, f"{stream} of {rc.pod}/{rc.name}")
                 rc.punched[fd] = block
