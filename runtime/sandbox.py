@@ -18,6 +18,7 @@ The same by hand:
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -90,7 +91,7 @@ def unpin(target: str) -> None:
         explain.step(f"umount -l {target} && rm {target}",
                      "unpin: the kernel frees the namespace once nothing holds it")
     except OSError as e:
-        if e.errno not in (22, 2):  # EINVAL: not a mount; ENOENT: gone
+        if e.errno not in (errno.EINVAL, errno.ENOENT):  # not a mount; gone
             raise
     try:
         os.unlink(target)

@@ -66,7 +66,10 @@ def spawn(action, *, netns: str | None = None, then=None) -> Child:
 
     An exception in the child reports its text with exit code 1: an
     OSError as it is (its errno, step and path), anything else with its
-    type. Nothing raises past the fork: the child always _exits."""
+    type. Nothing raises past the fork: the child always _exits. A then=
+    that waits on a pipe needs the action to close the parent's end of it
+    first (the child holds a copy, and a read sees EOF only when every
+    copy is closed)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:

@@ -70,6 +70,7 @@ are there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -521,7 +522,7 @@ def _umount(mount, target: str) -> None:
     try:
         mount.umount(target, mount.MNT_DETACH)
     except OSError as e:
-        if e.errno not in (2, 22):   # ENOENT: gone; EINVAL: not a mount (any more)
+        if e.errno not in (errno.ENOENT, errno.EINVAL):   # gone; not a mount (any more)
             raise
 
 
