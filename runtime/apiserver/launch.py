@@ -105,9 +105,8 @@ def serve_foreground(paths) -> int:
         return 0
     try:
         def ready():
-            tmp = pid_path(paths).with_name(".apiserver.pid.tmp")
-            tmp.write_text(f"{os.getpid()} {listen_port}\n")
-            os.replace(tmp, pid_path(paths))
+            files.replace_file(pid_path(paths), f"{os.getpid()} {listen_port}\n".encode(),
+                               durable=False)
         return server.serve(paths, listen_port, ready)
     finally:
         with contextlib.suppress(FileNotFoundError):
