@@ -112,7 +112,7 @@ def test_cli_reaches_the_agent_through_the_client_only():
 
 
 def test_the_rules_see_late_imports():
-    """A check of the checker: an import inside a function is found (the
-    CLI imports the state module there, cmd_inspect.py)."""
-    found = [name for _, name in imports("minipod.runtime.cli.cmd_inspect")]
-    assert "minipod.runtime.state" in found and "minipod.linux.proc" in found
+    """A check of the checker: an import inside a function is found
+    (inspection.py imports the /proc readers and the manifest there)."""
+    found = [name for _, name in imports("minipod.runtime.inspection")]
+    assert "minipod.linux.proc" in found and "minipod.runtime.api.manifest" in found
