@@ -4,7 +4,7 @@ bench/run's warm starts run `minipod run --timings FILE` (the marks cost
 microseconds: one clock read per step) and this module keeps each step's
 duration per round; the medians go into bench/results/latest.json under
 "breakdowns" and are printed after the table. The steps are the ones the
-code marks where it acts (minipod/timings.py); one more row, "outside the
+code marks where it acts (runtime/timings.py); one more row, "outside the
 timeline", is the wall time the benchmark measured minus the timeline's
 total: the CLI's Python start-up and imports before its first mark, and
 its exit.
@@ -73,7 +73,7 @@ class Breakdown:
 
 def parse(text: str) -> dict[str, float]:
     """{step: ms} from the lines `run --timings` prints ("  12.3ms   1.20ms  step",
-    minipod/timings.py render()); a step named twice is summed."""
+    runtime/timings.py render()); a step named twice is summed."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         parts = line.split(None, 2)

@@ -155,25 +155,6 @@ def read_keyed(path: str) -> dict[str, int]:
     return out
 
 
-def cgroups_of(pid: int | str) -> list[str]:
-    """The cgroups a process is in, one path per hierarchy line of
-    /proc/PID/cgroup ("0::/minipod-1a2b3c4d/pod<uid>/web" on v2, one line
-    per controller on v1); [] if the process is gone. Read from the kernel,
-    so it cannot be confused by paths that look alike in two mount
-    namespaces."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            text = f.read()
-    except OSError:
-        return []
-    out = []
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) == 3 and parts[2] not in out:
-            out.append(parts[2])
-    return out
-
-
 def join(procs_files: list[str]) -> None:
     """Move the calling process into a cgroup: write "0" (meaning "me") to
     each cgroup.procs file of `Driver.join_paths(cg)`.

@@ -26,8 +26,8 @@ v2 has no devices.allow file: device access is decided by an eBPF program
 attached to the cgroup (BPF_CGROUP_DEVICE), which the kernel runs on every
 open and mknod of a device node. `device_program` writes it from the same
 rules as the v1 driver (runc's libcontainer/cgroups/devices/devicefilter.go
-does the same); `bpftool cgroup show /sys/fs/cgroup/minipod/pod1234/web`
-lists it.
+does the same) and minipod.linux.bpf loads and attaches it; `bpftool
+cgroup show /sys/fs/cgroup/minipod/pod1234/web` lists it.
 """
 from __future__ import annotations
 
@@ -109,7 +109,8 @@ class V2Driver(Driver):
 
     def _attach_program(self, path: str, program: bytes) -> None:
         """The kernel seam for device rules (the unit tests record instead)."""
-        attach_device_program(path, program)
+        from minipod.linux import bpf
+        bpf.attach_device_program(path, program)
 
     def stats(self, cg: str) -> Stats:
         d = self.path(cg)
@@ -185,77 +186,3 @@ def device_program(rules: list[str]) -> bytes:
             prog.append(_insn(code, dst, src, jump, imm))
     prog += [_insn(_MOV64_K, 0, imm=0), _insn(_EXIT)]                  # deny the rest
     return b"".join(prog)
-
-
-# bpf(2), <linux/bpf.h>
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361,
-            "s390x": 351, "i686": 357, "armv7l": 386}.get(os.uname().machine)  # None: say so
-BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
-BPF_PROG_TYPE_CGROUP_DEVICE = 15
-BPF_CGROUP_DEVICE = 6
-BPF_F_ALLOW_MULTI = 2
-_bpf_ffi = None
-
-
-def _bpf():
-    global _bpf_ffi
-    if _bpf_ffi is None:
-        import cffi
-        ffi = cffi.FFI()
-        ffi.cdef("""
-            long syscall(long number, ...);
-            struct prog_load { uint32_t prog_type, insn_cnt; uint64_t insns, license;
-                               uint32_t log_level, log_size; uint64_t log_buf;
-                               uint32_t kern_version, prog_flags; char prog_name[16];
-                               uint32_t prog_ifindex, expected_attach_type; };
-            struct prog_attach { uint32_t target_fd, attach_bpf_fd, attach_type,
-                                 attach_flags, replace_bpf_fd; };
-        """)
-        _bpf_ffi = (ffi, ffi.dlopen(None))
-    return _bpf_ffi
-
-
-def _bpf_call(cmd: int, attr, what: str, path: str) -> int:
-    ffi, lib = _bpf()
-    if _SYS_BPF is None:
-        raise OSError(errno.ENOSYS, f"{what}: minipod does not know bpf(2)'s number on "
-                      f"{os.uname().machine}", path)
-    rc = lib.syscall(ffi.cast("long", _SYS_BPF), ffi.cast("long", cmd),
-                     ffi.cast("void *", attr), ffi.cast("long", ffi.sizeof(attr[0])))
-    if rc < 0:
-        err = ffi.errno
-        raise OSError(err, f"{what}: {os.strerror(err)}", path)
-    return rc
-
-
-def attach_device_program(cgroup_dir: str, program: bytes) -> None:
-    """Load the program (BPF_PROG_LOAD) and attach it to the cgroup
-    (BPF_PROG_ATTACH, BPF_CGROUP_DEVICE). The attachment keeps it alive
-    after our file descriptors close, until the cgroup is removed."""
-    ffi, _ = _bpf()
-    insns = ffi.from_buffer(program)
-    license_ = ffi.new("char[]", b"Apache")
-    log = ffi.new("char[]", 65536)
-    load = ffi.new("struct prog_load *")
-    load.prog_type, load.insn_cnt = BPF_PROG_TYPE_CGROUP_DEVICE, len(program) // 8
-    load.insns = int(ffi.cast("uintptr_t", insns))
-    load.license = int(ffi.cast("uintptr_t", license_))
-    load.log_level, load.log_size = 1, len(log)
-    load.log_buf = int(ffi.cast("uintptr_t", log))
-    load.prog_name = b"minipod_devices"
-    try:
-        prog_fd = _bpf_call(BPF_PROG_LOAD, load, "load device eBPF program", cgroup_dir)
-    except OSError as e:
-        raise OSError(e.errno, f"{e.strerror}; verifier: "
-                      f"{ffi.string(log).decode(errors='replace')[-500:]}", cgroup_dir) from None
-    try:
-        dir_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            attach = ffi.new("struct prog_attach *", (dir_fd, prog_fd, BPF_CGROUP_DEVICE,
-                                                      BPF_F_ALLOW_MULTI, 0))
-            _bpf_call(BPF_PROG_ATTACH, attach, "attach device eBPF program to cgroup",
-                      cgroup_dir)
-        finally:
-            os.close(dir_fd)
-    finally:
-        os.close(prog_fd)

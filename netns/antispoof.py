@@ -84,7 +84,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from minipod import explain
+from minipod.linux import explain
 from minipod.netns import nft
 
 __all__ = ["Filter", "FilterError", "TABLE", "add", "filters", "gc", "owner_tag", "parse",

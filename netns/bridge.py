@@ -70,8 +70,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from minipod import libc
-from minipod import explain
+from minipod.linux import explain, namespaces
 
 __all__ = [
     "NetworkConfig", "NetworkError", "PodLink", "attach_pod", "delete_bridge",
@@ -316,7 +315,7 @@ def _ipr_in(ns_fd: int, netns_path: str):
     sock = failure = None
     try:
         try:
-            libc.setns(ns_fd, libc.CLONE_NEWNET, netns_path)
+            namespaces.setns(ns_fd, namespaces.CLONE_NEWNET, netns_path)
         except OSError as e:
             raise NetworkError(e.errno, f"step 2/3: enter network namespace "
                                f"{netns_path}: {os.strerror(e.errno)}") from None
@@ -331,7 +330,7 @@ def _ipr_in(ns_fd: int, netns_path: str):
             failure = (step, e)
         # -- back home --
         try:
-            libc.setns(own_fd, libc.CLONE_NEWNET, "/proc/thread-self/ns/net")
+            namespaces.setns(own_fd, namespaces.CLONE_NEWNET, "/proc/thread-self/ns/net")
         except OSError as e:
             raise NetworkError(e.errno, "cannot return to the agent's own network "
                                f"namespace after entering {netns_path}: "

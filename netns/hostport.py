@@ -98,7 +98,7 @@ Equivalent shell, for one pod (uid U) with 8080 -> 80:
 """
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import ipaddress
 import json
 import os
@@ -107,6 +107,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from minipod.linux import files
 from minipod.netns import nft
 
 __all__ = [
@@ -232,9 +233,8 @@ def claim(state_dir: Path, pod_uid: str, pod_name: str, mappings: list[Mapping])
         for m in mappings:
             record = {"uid": pod_uid, "pod": pod_name, **asdict(m)}
             path = state_dir / _claim_name(m)
-            tmp = state_dir / f".{path.name}.tmp"
-            tmp.write_text(json.dumps(record))
-            os.replace(tmp, path)
+            files.replace_file(path, json.dumps(record).encode(), durable=False,
+                               tmp=state_dir / f".{path.name}.tmp")
 
 
 def release(state_dir: Path, pod_uid: str) -> None:
@@ -476,24 +476,20 @@ def _read_claims(state_dir: Path) -> list[tuple[str, str, Mapping]]:
     return out
 
 
-class _locked:
+@contextlib.contextmanager
+def _locked(state_dir: Path):
     """flock(2) on STATE_DIR/lock: claims are checked and written by one at a time."""
-
-    def __init__(self, state_dir: Path):
-        self.path = state_dir / _LOCK
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            raise HostPortError(f"open hostPort claims lock {self.path}: {e.strerror}") \
-                from None
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / _LOCK
+    try:
+        fd = files.lock(path, mode=0o644)
+    except OSError as e:
+        raise HostPortError(f"open hostPort claims lock {path}: "
+                            f"{os.strerror(e.errno)}") from None
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _unlink(path: Path) -> None:

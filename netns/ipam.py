@@ -44,13 +44,13 @@ leases without paying for pyroute2.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import quote
+
+from minipod.linux import files
 
 __all__ = ["IPAM", "IPAMError"]
 
@@ -88,8 +88,7 @@ class IPAM:
 
     def _fsync_needed(self) -> bool:
         if self._durable is None:
-            from minipod import libc
-            self._durable = not libc.in_memory_only(self.state_dir)
+            self._durable = not files.in_memory_only(self.state_dir)
         return self._durable
 
     # -- public API ---------------------------------------------------------
@@ -116,7 +115,7 @@ class IPAM:
                     continue                   # taken by something outside the lock
                 self._write_cursor(ip)
                 if self._fsync_needed():
-                    _fsync_dir(self.state_dir)
+                    files.fsync_dir(self.state_dir)
                 return ip
         n = sum(1 for ip in self.leases() if ipaddress.IPv4Address(ip) in self.subnet)
         raise IPAMError(f"no free IP left in {self.subnet} ({n} leases); "
@@ -163,7 +162,11 @@ class IPAM:
     # -- helpers --------------------------------------------------------------
 
     def _locked(self):
-        return _FileLock(self.state_dir / _LOCK)
+        """flock(2) on STATE_DIR/lock: one allocator at a time (files.locked:
+        the lock goes with the fd, even if the process is killed)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / _OWNERS).mkdir(exist_ok=True)
+        return files.locked(self.state_dir / _LOCK, mode=0o644, what="IPAM lock")
 
     def _index_path(self, owner: str) -> Path:
         name = quote(owner, safe="")        # "default/web" -> "default%2Fweb"
@@ -189,14 +192,14 @@ class IPAM:
 
     def _write_cursor(self, ip: ipaddress.IPv4Address) -> None:
         # No fsync: a lost cursor only changes where the next search starts.
-        _replace(self.state_dir / _CURSOR, str(ip), self.state_dir / ".cursor.tmp",
-                 fsync=False)
+        files.replace_file(self.state_dir / _CURSOR, str(ip).encode(), durable=False,
+                           tmp=self.state_dir / ".cursor.tmp")
 
     def _write_index(self, owner: str, ip: ipaddress.IPv4Address) -> None:
         # fsync: after a power cut the entry must not come back empty, or
         # the owner's next allocate would take a second IP.
-        _replace(self._index_path(owner), str(ip), self.state_dir / ".index.tmp",
-                 fsync=self._fsync_needed())
+        files.replace_file(self._index_path(owner), str(ip).encode(),
+                           durable=self._fsync_needed(), tmp=self.state_dir / ".index.tmp")
 
     def _create_lease(self, lease: Path, owner: str) -> bool:
         """Create lease with content owner, atomically; False if it exists."""
@@ -215,31 +218,6 @@ class IPAM:
         finally:
             _unlink(tmp)
         return True
-
-
-class _FileLock:
-    """flock(2) LOCK_EX on a file, as a context manager.
-
-    flock locks belong to the open file description, so each allocate opens
-    its own and the lock is gone the moment the fd is closed, even if the
-    process is killed: no stale lock files to clean."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        (self.path.parent / _OWNERS).mkdir(exist_ok=True)
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            raise OSError(e.errno, f"cannot open IPAM lock: {e.strerror}",
-                          str(self.path)) from None
-        fcntl.flock(self.fd, fcntl.LOCK_EX)  # Python retries EINTR (PEP 475)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
 
 
 def _check_owner(owner: str) -> None:
@@ -267,29 +245,3 @@ def _unlink(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _replace(path: Path, text: str, tmp: Path, fsync: bool) -> None:
-    """Write text to path atomically: a temp file on the same filesystem, then
-    rename(2). tmp lives outside .owners/ so no owner's name can clash with
-    it, and one fixed name is enough because only the lock holder writes."""
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, text.encode())
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    """fsync a directory so the names just created in it survive a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        if e.errno != errno.EINVAL:  # some filesystems cannot fsync a dir
-            raise
-    finally:
-        os.close(fd)

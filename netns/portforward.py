@@ -96,7 +96,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from minipod import libc
+from minipod.linux import namespaces
 
 __all__ = ["Address", "ForwardError", "ListenError", "PodGone", "PortForwarder",
            "format_hostport"]
@@ -288,7 +288,7 @@ class PortForwarder:
         """On a worker: into the pod's netns (this thread only; a worker that
         is there already stays), connect to localhost:remote there, relay."""
         try:
-            libc.setns(self._ns_fd, libc.CLONE_NEWNET, self.netns_path)
+            namespaces.setns(self._ns_fd, namespaces.CLONE_NEWNET, self.netns_path)
         except OSError as e:
             client.close()
             self._warn(f"an error occurred forwarding {local} -> {remote}: cannot enter "

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
 
+from minipod.linux.files import replace_file
 from minipod.rootfs.registry import DOCKER_HUB, Credentials
 
 OWN_FILE_NAME = "auth.json"
@@ -180,14 +179,4 @@ def logout(own: Path, registry: str) -> bool:
 def _write(path: Path, doc: dict) -> None:
     """Atomically, mode 0600 from the start: the file holds passwords."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".auth-")   # mkstemp makes it 0600
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(doc, out, indent=1)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    replace_file(path, (json.dumps(doc, indent=1) + "\n").encode(), 0o600, durable=True)

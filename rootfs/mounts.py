@@ -33,9 +33,10 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from minipod import libc
-from minipod.libc import (AT_EMPTY_PATH, AT_RECURSIVE, MNT_DETACH, MS_BIND, MS_NODEV,
-                          MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT)
+from minipod.linux import mount
+from minipod.linux.mount import (AT_EMPTY_PATH, AT_RECURSIVE, MNT_DETACH, MS_BIND, MS_NODEV,
+                                 MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC,
+                                 MS_REMOUNT)
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Mount:
     def shell(self, root: str) -> str:
         """The same step as a command a learner could type."""
         opts = [{"MS_RDONLY": "ro"}.get(n, n.removeprefix("MS_").lower()) for n in
-                libc.mount_flag_names(self.flags).split("|") if n != "0"]
+                mount.mount_flag_names(self.flags).split("|") if n != "0"]
         opts = [o for o in opts if o not in ("bind", "rec")]
         if self.data:
             opts.append(self.data)
@@ -143,12 +144,12 @@ def apply(p: RootfsPlan) -> None:
     After the root's own mount, every target is opened inside it with
     open_in_root and mounted onto through its fd; bind sources are opened
     by open_source and mounted from their fd (see the module docstring)."""
-    libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount.mount(None, "/", None, MS_REC | MS_PRIVATE)
     root_fd = -1
     try:
         for m in p.mounts:
             if not m.target:   # the root itself: a path minipod made, no container in it yet
-                libc.mount(m.source, p.merged, m.fstype, m.flags, m.data)
+                mount.mount(m.source, p.merged, m.fstype, m.flags, m.data)
                 continue
             if root_fd == -1:
                 root_fd = os.open(p.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -176,7 +177,7 @@ def _mount_in_root(root_fd: int, root: str, m: Mount) -> None:
         if src_fd != -1:
             _bind(src_fd, dst_fd, m, lambda: open_in_root(root_fd, m.target))
         else:
-            libc.mount(m.source, f"/proc/self/fd/{dst_fd}", m.fstype, m.flags, m.data)
+            mount.mount(m.source, f"/proc/self/fd/{dst_fd}", m.fstype, m.flags, m.data)
     except OSError as e:
         # the fd paths say nothing to a reader: name the source and the target
         source = f"{m.source}/{m.sub_path}" if m.sub_path else m.source
@@ -198,12 +199,12 @@ def _bind(src_fd: int, dst_fd: int, m: Mount, reopen) -> None:
     Linux 5.2, the same through /proc/self/fd/N, as runc and the kubelet do
     it; `reopen()` then walks to the new mount for the remount."""
     try:
-        tree = libc.open_tree(src_fd, "", libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC
+        tree = mount.open_tree(src_fd, "", mount.OPEN_TREE_CLONE | mount.OPEN_TREE_CLOEXEC
                               | AT_EMPTY_PATH | (AT_RECURSIVE if m.flags & MS_REC else 0))
     except OSError as e:
         if e.errno != errno.ENOSYS:
             raise
-        libc.mount(f"/proc/self/fd/{src_fd}", f"/proc/self/fd/{dst_fd}", None, m.flags)
+        mount.mount(f"/proc/self/fd/{src_fd}", f"/proc/self/fd/{dst_fd}", None, m.flags)
         if not m.remount_ro:
             return
         tree = reopen()   # crosses into the mount just made
@@ -213,14 +214,14 @@ def _bind(src_fd: int, dst_fd: int, m: Mount, reopen) -> None:
                           m.target) from e
     else:
         try:
-            libc.move_mount(tree, "", dst_fd, "",
-                            libc.MOVE_MOUNT_F_EMPTY_PATH | libc.MOVE_MOUNT_T_EMPTY_PATH)
+            mount.move_mount(tree, "", dst_fd, "",
+                            mount.MOVE_MOUNT_F_EMPTY_PATH | mount.MOVE_MOUNT_T_EMPTY_PATH)
         except OSError:
             os.close(tree)
             raise
     try:
         if m.remount_ro:
-            libc.mount(None, f"/proc/self/fd/{tree}", None,
+            mount.mount(None, f"/proc/self/fd/{tree}", None,
                        MS_REMOUNT | MS_BIND | MS_RDONLY | m.flags)
     finally:
         os.close(tree)
@@ -251,7 +252,7 @@ def open_source(source: str, sub_path: str | None = None) -> int:
 
 
 OPEN_FLAGS = os.O_PATH | os.O_CLOEXEC
-BENEATH = libc.RESOLVE_BENEATH | libc.RESOLVE_NO_MAGICLINKS
+BENEATH = mount.RESOLVE_BENEATH | mount.RESOLVE_NO_MAGICLINKS
 
 
 def open_beneath(dir_fd: int, path: str, create: str | None = None) -> int:
@@ -266,7 +267,7 @@ def open_beneath(dir_fd: int, path: str, create: str | None = None) -> int:
     at a time by the fd walk (kubelet's doSafeMakeDir); the walk is also
     the fallback before Linux 5.6 (ENOSYS)."""
     try:
-        return libc.openat2(dir_fd, path, OPEN_FLAGS, BENEATH)
+        return mount.openat2(dir_fd, path, OPEN_FLAGS, BENEATH)
     except OSError as e:
         if e.errno == errno.ENOSYS or (e.errno == errno.ENOENT and create):
             return walk(dir_fd, path, in_root=False, create=create)
@@ -442,6 +443,6 @@ def pivot(new_root: str) -> None:
     up mounted on top of the new one; a lazy unmount of "." removes it
     without needing a directory for it inside the container."""
     os.chdir(new_root)
-    libc.pivot_root(".", ".")
-    libc.umount(".", MNT_DETACH)
+    mount.pivot_root(".", ".")
+    mount.umount(".", MNT_DETACH)
     os.chdir("/")

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from minipod.linux import files
 from minipod.rootfs import reference as _reference
 from minipod.rootfs.unpack import LayerError, UnpackProcess, unpack_layer
 
@@ -145,14 +146,6 @@ def select_manifest(index: dict, where: str = "image index",
                      f"{'/' + variant if variant else ''}; it has: {', '.join(seen) or 'none'}")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _hex(digest: str) -> str:
     """The hex part of a sha256 digest, after checking it (it becomes a file name)."""
     _reference.validate_digest(digest)
@@ -183,15 +176,9 @@ class ImageStore:
         self._ready = True
 
     # -- locks ---------------------------------------------------------------
-    @contextlib.contextmanager
-    def _flock(self, name: str, how: int) -> Iterator[None]:
+    def _flock(self, name: str, how: int):
         self._ensure()
-        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, how)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+        return files.locked(self.root / name, how, what=f"image store {name}")
 
     def writing(self):
         """Held (shared) by every import: garbage collection waits for it."""
@@ -250,7 +237,7 @@ class ImageStore:
             if size is not None and n != size:
                 raise BlobError(f"blob {digest}{where}: {n} bytes, its descriptor says {size}")
             os.rename(tmp, self.blobs / _hex(digest))
-            _fsync_dir(self.blobs)
+            files.fsync_dir(self.blobs)
             return digest, n
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -270,7 +257,7 @@ class ImageStore:
             os.fsync(f.fileno())
         digest = "sha256:" + sha.hexdigest()
         os.rename(path, self.blobs / _hex(digest))
-        _fsync_dir(self.blobs)
+        files.fsync_dir(self.blobs)
         return digest, n
 
     def write_blob_bytes(self, data: bytes, expected: str | None = None, source: str = "") -> str:
@@ -386,7 +373,7 @@ class ImageStore:
                 raise
             # Another import unpacked the same layer first: keep theirs.
         else:
-            _fsync_dir(self.layers)
+            files.fsync_dir(self.layers)
         return final
 
     # -- names ---------------------------------------------------------------
@@ -412,17 +399,8 @@ class ImageStore:
                 return
             data = json.dumps({"schemaVersion": REFS_SCHEMA, "refs": dict(sorted(refs.items()))},
                               indent=1).encode()
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".refs-")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, self.refs_file)
-                _fsync_dir(self.root)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            files.replace_file(self.refs_file, data, 0o600, durable=True)
+            files.fsync_dir(self.root)
 
     def tag(self, ref: str, manifest_digest: str) -> str:
         """Point name `ref` at a stored manifest; return the normalised name."""
@@ -564,11 +542,11 @@ class ImageStore:
         False; then it returns False at once if an import is running.
         """
         self._ensure()
-        fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = files.lock(self.root / "gc.lock",
+                            fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB,
+                            what="image store gc.lock")
         except BlockingIOError:
-            os.close(fd)
             return False
         try:
             live_blobs: set[str] = set()

@@ -12,11 +12,14 @@ the Kubernetes objects, and the API server.
     the node library  (flat here, kernel-facing) client.py (the agent's socket),
                       container.py and enter.py (fork, namespaces, exec),
                       sandbox.py (the pinned pod namespaces), volumes.py,
-                      probes.py, checks.py, logs.py (CRI log files), security.py,
-                      namespaces.py, configobjects.py / projection.py /
-                      podconfig.py (ConfigMaps, Secrets, their env and volumes),
+                      probes.py, checks.py, logs.py (CRI log files), security.py
+                      and seccomp_profile.py, timings.py (--timings), namespaces.py,
+                      configobjects.py / projection.py / podconfig.py
+                      (ConfigMaps, Secrets, their env and volumes),
                       serviceaccount.py (the pod's token)
     the state         paths.py (every path, and the instance identity), state.py
+    below all that    minipod.linux (minipod/linux/): the syscalls, /proc readers,
+                      atomic files and locks, the fork helper, --explain
 
 The kernel objects a pod is made of, and how to see each by hand:
 

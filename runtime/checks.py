@@ -21,37 +21,13 @@ import os
 import socket
 import uuid
 
-import prctl
-
-from minipod import libc
+from minipod.linux import fork
 
 
-def _in_netns(netns: str, action) -> object:
+def _in_netns(netns: str, action) -> str:
     """Run action() in a forked child inside the network namespace `netns`;
     return its result (a short string) or raise with its error."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            prctl.set_dumpable(False)  # a host process inside the pod: see enter.py
-            fd = os.open(netns, os.O_RDONLY)
-            libc.setns(fd, libc.CLONE_NEWNET, netns)
-            result = "ok:" + str(action())
-        except BaseException as e:
-            result = f"error:{e}"
-        os.write(w, result.encode()[:4000])
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 4096):
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    text = data.decode()
-    if text.startswith("error:"):
-        raise OSError(text[6:])
-    return text[3:]
+    return fork.call(lambda: (0, str(action())), netns=netns)
 
 
 def check_port_space(report: dict) -> tuple[bool, str]:
@@ -135,29 +111,24 @@ def check_flat_network(report: dict, other: dict | None) -> tuple[bool, str]:
         target_ns, target_ip, what = other["netnsPath"], other["podIP"], f"pod {other['name']}"
     else:
         target_ns, target_ip, what = "/proc/self/ns/net", None, "the host"
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the listener
-        os.close(r)
-        try:
-            prctl.set_dumpable(False)
-            if target_ns != "/proc/self/ns/net":
-                fd = os.open(target_ns, os.O_RDONLY)
-                libc.setns(fd, libc.CLONE_NEWNET, target_ns)
-            s = socket.socket()
-            s.bind(("0.0.0.0", 0))
-            s.listen()
-            os.write(w, str(s.getsockname()[1]).encode())
-            os.close(w)
-            s.settimeout(5)
-            conn, peer = s.accept()
-            conn.sendall(peer[0].encode())
-            conn.close()
-        finally:
-            os._exit(0)
-    os.close(w)
-    port = int(os.read(r, 16) or 0)
-    os.close(r)
+    listener = {}
+
+    def listen():
+        s = listener["socket"] = socket.socket()
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        return 0, str(s.getsockname()[1])
+
+    def answer():  # after the port is reported: tell the caller what it looks like
+        s = listener["socket"]
+        s.settimeout(5)
+        conn, peer = s.accept()
+        conn.sendall(peer[0].encode())
+        conn.close()
+    child = fork.spawn(listen, netns=None if target_ns == "/proc/self/ns/net" else target_ns,
+                       then=answer)
+    port = child.read()
+    port = int(port) if port.isdigit() else 0
     ip = target_ip or report["gateway"]
 
     def connect():
@@ -171,5 +142,5 @@ def check_flat_network(report: dict, other: dict | None) -> tuple[bool, str]:
     except OSError as e:
         ok, evidence = False, f"from this pod to {what} at {ip}:{port}: {e}"
     finally:
-        os.waitpid(pid, 0)
+        os.waitpid(child.pid, 0)
     return ok, evidence

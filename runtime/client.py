@@ -63,7 +63,7 @@ def start_agent(paths: Paths) -> None:
         s = _connect(paths)
         if s is not None:
             s.close()
-            from minipod import timings
+            from minipod.runtime import timings
             timings.mark("CLI: start the agent")
             return
         if proc.poll() not in (None, 0):
@@ -141,10 +141,6 @@ def wait_for_lock(paths: Paths) -> None:
     """Block until no agent holds this root's agent lock (for `minipod
     agent` under systemd: it waits for an agent a CLI started to end, then
     serves, instead of exiting at once and being restarted in a loop)."""
-    import fcntl
+    from minipod.linux import files
     paths.run.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.agent_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    finally:
-        os.close(fd)         # serve() takes it again at once
+    os.close(files.lock(paths.agent_lock, what="agent lock"))  # serve() takes it again at once

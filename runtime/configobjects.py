@@ -6,7 +6,7 @@ start (what a valid one is, and its checks: runtime/api/configobject.py).
     (every directory 0700: only root reads a Secret, and only root lists them)
 
 The agent is the only writer (ops "put" and "remove", runtime/agent/agent.py),
-each file replaced whole (state.replace_file: temp file, fsync, rename), so
+each file replaced whole (minipod.linux.files.replace_file: temp file, fsync, rename), so
 the API server and container starts read the old object or the new one.
 A stored object is the API object as `kubectl get -o json` shows it, less
 the resourceVersion (the API server's store numbers changes): a Secret's
@@ -119,7 +119,7 @@ def put(paths, obj: dict) -> tuple[dict, bool]:
     """Store a checked object (create or replace): (stored, created).
     Keeps uid and creationTimestamp of the object it replaces; an
     immutable object may not change its data (kube-apiserver's rule)."""
-    from minipod.runtime import state
+    from minipod.linux import files
     resource, meta = KINDS[obj["kind"]], obj["metadata"]
     path = object_path(paths, resource, meta["namespace"], meta["name"])
     old = read(paths, resource, meta["namespace"], meta["name"])
@@ -142,7 +142,7 @@ def put(paths, obj: dict) -> tuple[dict, bool]:
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)
     mode = 0o600 if obj["kind"] == "Secret" else 0o644
-    state.replace_file(path, json.dumps(new, sort_keys=True).encode(), mode)
+    files.replace_file(path, json.dumps(new, sort_keys=True).encode(), mode)
     os.chmod(path, mode)
     return new, old is None
 

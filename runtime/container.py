@@ -40,8 +40,10 @@ from dataclasses import dataclass, field
 
 import prctl
 
-from minipod import cgroups, explain, libc, timings
+from minipod import cgroups
+from minipod.linux import descriptors, explain, namespaces
 from minipod.rootfs import mounts
+from minipod.runtime import timings
 from minipod.runtime import security  # imported before the fork: after
 # pivot_root the host's Python library is out of sight
 
@@ -52,7 +54,7 @@ class Message(enum.Enum):
     PID = "pid"      # [1:SETNS] → agent: host pid of the container's init
     ERROR = "error"  # either child → agent: a step failed before exec
     TIMES = "times"  # [2:INIT] → agent, just before exec, only for --timings:
-                     # the children's marks (minipod/timings.py)
+                     # the children's marks (runtime/timings.py)
 
 
 class StartError(Exception):
@@ -219,14 +221,14 @@ def _setns_child(spec: ProcessSpec, ns_fds: dict[str, int], status_w: int,
         prctl.set_dumpable(False)  # before any setns; [2:INIT] inherits it (enter.py)
         for ns, fd in ns_fds.items():
             step = f"setns {ns} ({spec.namespaces[ns]})"
-            libc.setns(fd, libc.NAMESPACE_FLAGS[ns], spec.namespaces[ns])
+            namespaces.setns(fd, namespaces.NAMESPACE_FLAGS[ns], spec.namespaces[ns])
         timings.mark(f"container {spec.name}: [1:SETNS] setns into the pod's "
                      f"{', '.join(ns_fds)}")
         # Its own PID namespace, unless the pod shares one (shareProcessNamespace:
         # then "pid" was joined above, and our child lands in it).
-        new = libc.CLONE_NEWNS if "pid" in ns_fds else libc.CLONE_NEWNS | libc.CLONE_NEWPID
+        new = namespaces.CLONE_NEWNS if "pid" in ns_fds else namespaces.CLONE_NEWNS | namespaces.CLONE_NEWPID
         step = "unshare mount and pid namespaces"
-        libc.unshare(new)
+        namespaces.unshare(new)
         timings.mark(f"container {spec.name}: [1:SETNS] unshare mount and pid")
         # Opened now: [2:INIT] shares this mount namespace, and its
         # pivot_root takes /sys/fs/cgroup out of our sight too.
@@ -282,7 +284,7 @@ def _init_child(spec: ProcessSpec, status_w: int, first_mark: int, joined_r: int
         # must come after the join): /proc/self/cgroup inside shows "/",
         # not the host's layout (containerd's default on cgroup v2).
         step = "unshare cgroup namespace"
-        libc.unshare(libc.CLONE_NEWCGROUP)
+        namespaces.unshare(namespaces.CLONE_NEWCGROUP)
         mark(f"container {spec.name}: [2:INIT] wait for the cgroup move, unshare cgroup")
         for fd, target in ((stdin, 0), (out, 1), (err, 2)):
             os.dup2(fd, target)
@@ -303,7 +305,7 @@ def _init_child(spec: ProcessSpec, status_w: int, first_mark: int, joined_r: int
         step = f'exec "{spec.argv[0]}"'
         if "/" not in spec.argv[0] and not on_path(spec.argv[0], spec.env.get("PATH", "")):
             raise OSError(errno.ENOENT, "executable file not found in $PATH", spec.argv[0])
-        libc.close_fds([status_w])  # no fd of the agent reaches the container
+        descriptors.close_fds([status_w])  # no fd of the agent reaches the container
         if timings.active():
             mark(f"container {spec.name}: [2:INIT] chdir, look up argv[0], close fds")
             _send(status_w, Message.TIMES, marks=timings.since(first_mark))

@@ -50,7 +50,8 @@ from dataclasses import dataclass  # host's Python library is out of sight
 
 import prctl
 
-from minipod import cgroups, libc
+from minipod import cgroups
+from minipod.linux import descriptors, namespaces, proc
 from minipod.runtime import container as ctr
 from minipod.runtime import process, security
 
@@ -153,15 +154,9 @@ def _image_file(layers: list, rel: str) -> str:
 
 
 def _ids(pid: int) -> tuple[int, int]:
-    """The uid and gid the container's process runs as."""
-    uid = gid = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Uid:"):
-                uid = int(line.split()[1])
-            elif line.startswith("Gid:"):
-                gid = int(line.split()[1])
-    return uid, gid
+    """The uid and gid the container's process runs as (real ids)."""
+    fields = proc.status(pid)
+    return int(fields["Uid"][0]), int(fields["Gid"][0])
 
 
 def start(spec: ExecSpec) -> int:
@@ -210,17 +205,17 @@ def _join_child(spec: ExecSpec, fds: dict[str, int], env: dict[str, str],
         keep = [status_w, *fds.values()]
         if spec.console is not None:
             keep.append(spec.console.fileno())
-        libc.close_fds(keep)
+        descriptors.close_fds(keep)
         step = "join the container's cgroup"
         cgroups.join(spec.cgroup_procs or [])
         for ns in JOIN_ORDER:
             step = f"setns {ns} of pid {spec.pid}"
-            libc.setns(fds[ns], libc.NAMESPACE_FLAGS[ns], f"/proc/{spec.pid}/ns/{ns}")
+            namespaces.setns(fds[ns], namespaces.NAMESPACE_FLAGS[ns], f"/proc/{spec.pid}/ns/{ns}")
         step = "fork into the pid namespace"
         pid = os.fork()
         if pid == 0:
             _exec_child(spec, env, status_w)
-        libc.close_fds()  # the command's stdio ends with the command
+        descriptors.close_fds()  # the command's stdio ends with the command
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         os._exit(128 - code if code < 0 else code)
@@ -249,7 +244,7 @@ def _exec_child(spec: ExecSpec, env: dict[str, str], status_w: int) -> None:
         step = f'exec "{spec.argv[0]}"'
         if "/" not in spec.argv[0] and not ctr.on_path(spec.argv[0], env.get("PATH", "")):
             raise OSError(errno.ENOENT, "executable file not found in $PATH", spec.argv[0])
-        libc.close_fds([status_w])  # close-on-exec: its EOF says exec worked
+        descriptors.close_fds([status_w])  # close-on-exec: its EOF says exec worked
         os.execvpe(spec.argv[0], spec.argv, env)
     except BaseException as e:
         ctr.report_and_exit(status_w, step, e)

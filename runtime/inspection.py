@@ -18,45 +18,34 @@ import os
 NAMESPACES = ("net", "ipc", "uts", "mnt", "pid", "cgroup")
 
 
-def _ns_inode(pid: int, ns: str) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/{ns}").st_ino
-    except OSError:
-        return None
-
-
 def _pid_inside(pid: int) -> int | None:
     """The pid as the container sees it: the last NSpid of /proc/PID/status."""
+    from minipod.linux import proc
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return int(line.split()[-1])
-    except OSError:
-        pass
-    return None
+        return int(proc.status(pid)["NSpid"][-1])
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
 
 
 def _overlay(pid: int) -> dict:
     """The container's root mount, from its own mountinfo."""
+    from minipod.linux import proc
     try:
-        with open(f"/proc/{pid}/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                if fields[4] == "/" and " - overlay " in line:
-                    opts = line.split(" - ")[1].split()[2]
-                    parts = dict(o.split("=", 1) for o in opts.split(",") if "=" in o)
-                    return {"lowerdir": parts.get("lowerdir", "").split(":"),
-                            "upperdir": parts.get("upperdir"), "workdir": parts.get("workdir")}
+        mounts = proc.mountinfo(pid)
     except OSError:
-        pass
+        return {}
+    for m in mounts:
+        if m.mount_point == "/" and m.fstype == "overlay":
+            parts = dict(o.split("=", 1) for o in m.super_options.split(",") if "=" in o)
+            return {"lowerdir": parts.get("lowerdir", "").split(":"),
+                    "upperdir": parts.get("upperdir"), "workdir": parts.get("workdir")}
     return {}
 
 
 def _mounts(pid: int) -> list[str]:
+    from minipod.linux import proc
     try:
-        with open(f"/proc/{pid}/mountinfo") as f:
-            return [f"{line.split()[4]} ({line.split(' - ')[1].split()[0]})" for line in f]
+        return [f"{m.mount_point} ({m.fstype})" for m in proc.mountinfo(pid)]
     except OSError:
         return []
 
@@ -84,16 +73,16 @@ def _routes(pid: int) -> list[str]:
 def inspect(record, paths) -> dict:
     """What the kernel says of PodRecord `record`: the report `minipod
     inspect` prints."""
-    from minipod.runtime import state
+    from minipod.linux import proc
     containers = []
     first_pid = None
     for cs in record.containers:
-        pid = cs.pid if state.alive(cs.pid, cs.pid_start) else None
+        pid = cs.pid if proc.alive(cs.pid, cs.pid_start) else None
         entry = {"name": cs.name, "state": cs.state.value, "hostPID": pid}
         if pid:
             first_pid = first_pid or pid
             entry["pidInside"] = _pid_inside(pid)
-            entry["namespaces"] = {ns: _ns_inode(pid, ns) for ns in NAMESPACES}
+            entry["namespaces"] = {ns: proc.ns_inode(pid, ns) for ns in NAMESPACES}
             entry["overlay"] = _overlay(pid)
             entry["mounts"] = _mounts(pid)
             entry["cgroup"] = cs.cgroup
@@ -119,7 +108,7 @@ def inspect(record, paths) -> dict:
         "veth": {"host": record.host_ifname, "pod": "eth0"},
         "routes": _routes(first_pid) if first_pid else [],
         "pinnedNamespaces": pins,
-        "hostNamespaces": {ns: _ns_inode(host, ns) for ns in NAMESPACES},
+        "hostNamespaces": {ns: proc.ns_inode(host, ns) for ns in NAMESPACES},
         "containers": containers,
     }
 

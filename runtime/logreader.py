@@ -234,16 +234,16 @@ class Waker:
     before the files are first read."""
 
     def __init__(self, dirs: list):
-        from minipod import libc  # cffi: only a follower pays its import
+        from minipod.linux import inotify  # cffi: only a follower pays its import
         self.fd = None
         # a write, a file made, renamed or removed in it; the directory itself removed
-        mask = (libc.IN_MODIFY | libc.IN_CLOSE_WRITE | libc.IN_CREATE | libc.IN_MOVED_FROM
-                | libc.IN_MOVED_TO | libc.IN_DELETE | libc.IN_DELETE_SELF | libc.IN_MOVE_SELF
-                | libc.IN_ONLYDIR)
+        mask = (inotify.IN_MODIFY | inotify.IN_CLOSE_WRITE | inotify.IN_CREATE
+                | inotify.IN_MOVED_FROM | inotify.IN_MOVED_TO | inotify.IN_DELETE
+                | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_ONLYDIR)
         try:
-            self.fd = libc.inotify_init1()
+            self.fd = inotify.inotify_init1()
             for d in dict.fromkeys(dirs):
-                libc.inotify_add_watch(self.fd, str(d), mask)
+                inotify.inotify_add_watch(self.fd, str(d), mask)
         except OSError as e:
             # out of instances or watches (EMFILE, ENOSPC), or a directory
             # already gone (the poll then sees the pod deleted): poll instead

@@ -9,7 +9,7 @@ Terminating: the agent then deletes every pod in it (each with its grace
 period) and removes the file when the last one is gone (the namespace
 controller's order). A built-in namespace whose file is missing (no agent
 has run yet) is still there, as a record made up here; the agent writes
-those files when it starts. The agent is the only writer (state.replace_file:
+those files when it starts. The agent is the only writer (files.replace_file:
 a reader sees the old file or the new one); the CLI and the API server read.
 
 By hand:   cat /run/minipod/namespaces/team-a.json
@@ -22,6 +22,7 @@ import re
 import time
 import uuid
 
+from minipod.linux import files
 from minipod.runtime import state
 
 DEFAULT = "default"
@@ -114,7 +115,7 @@ def read_all(paths) -> list[dict]:
 
 def _write(paths, record: dict) -> None:
     paths.namespaces.mkdir(parents=True, exist_ok=True)
-    state.replace_file(paths.namespace_file(record["name"]),
+    files.replace_file(paths.namespace_file(record["name"]),
                        json.dumps(record, indent=1, sort_keys=True).encode())
 
 

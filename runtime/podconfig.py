@@ -59,7 +59,7 @@ def save_env(paths, record, cs, env: dict, secret: bool) -> None:
     if not secret:
         _set_env(cs, env, None)
         return
-    from minipod.runtime import state
+    from minipod.linux import files
     from minipod.runtime.paths import record_key
     # in the pod's run dir (RUN: /run, a tmpfs on Debian), not LIB (a disk),
     # so a Secret's bytes stay off the disk; 0700 as the ServiceAccount token's
@@ -67,7 +67,7 @@ def save_env(paths, record, cs, env: dict, secret: bool) -> None:
     secrets.mkdir(mode=0o700, exist_ok=True)
     os.chmod(secrets, 0o700)
     path = secrets / f"{_name(cs)}.{ENV_FILE}"
-    state.replace_file(path, json.dumps(env).encode(), 0o600)
+    files.replace_file(path, json.dumps(env).encode(), 0o600)
     os.chmod(path, 0o600)
     _set_env(cs, None, str(path))
 

@@ -21,7 +21,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-import prctl
+from minipod.linux import fork
 
 # kubelet's probe user agent, so server logs tell probes from users
 USER_AGENT = "kube-probe/minipod"
@@ -50,27 +50,12 @@ class Target:
 def fork_check(handler, pod_ip: str, target: Target | None, timeout: float) -> tuple[int, int]:
     """Fork a child that runs one check; returns (pid, read end of its message pipe).
 
-    The child is made non-dumpable at once: it is a copy of the agent, and
-    an exec check takes it into the container (runtime/enter.py)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        signal.set_wakeup_fd(-1)  # the agent's wake-up pipe is not ours to write
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
-        code, message = 1, "check crashed"
-        try:
-            prctl.set_dumpable(False)
-            code, message = check(handler, pod_ip, target, timeout)
-        except BaseException as e:  # report, never raise past the fork
-            message = f"{type(e).__name__}: {e}"
-        try:
-            os.write(w, message.encode()[:2000])
-        finally:
-            os._exit(code)
-    os.close(w)
-    return pid, r
+    The child (minipod.linux.fork) is made non-dumpable at once: it is a
+    copy of the agent, and an exec check takes it into the container
+    (runtime/enter.py). Its exit code is the verdict, its message the
+    reason; the agent reaps it and reads both."""
+    child = fork.spawn(lambda: check(handler, pod_ip, target, timeout))
+    return child.pid, child.fd
 
 
 def check(handler, pod_ip: str, target: Target | None, timeout: float) -> tuple[int, str]:

@@ -18,6 +18,7 @@ The same by hand:
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import prctl
 
-from minipod import explain, libc
+from minipod.linux import descriptors, explain, fork, mount, namespaces
 
 SHARED = ("net", "ipc", "uts")
 
@@ -36,46 +37,36 @@ def create(pod_dir: Path, netns_path: Path, hostname: str) -> dict[str, str]:
     On failure nothing stays pinned (the caller also calls destroy)."""
     ns_dir = pod_dir / "ns"
     ns_dir.mkdir(parents=True, exist_ok=True)
-    ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: only syscalls, then _exit
-        code = 0
-        try:
-            os.close(ready_r)
-            os.close(done_w)
-            libc.unshare(libc.CLONE_NEWNET | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS)
-            socket.sethostname(hostname)
-            os.write(ready_w, b"ok")
-        except BaseException as e:  # report, never raise past the fork
-            os.write(ready_w, f"error: {e}".encode())
-            code = 1
-        finally:
-            os.close(ready_w)
-            if code == 0:
-                os.read(done_r, 1)  # hold the namespaces until pinned
-            os._exit(code)
-    os.close(ready_w)
-    os.close(done_r)
+
+    def make():
+        os.close(done_w)  # the parent's end: its close is what lets us go
+        namespaces.unshare(namespaces.CLONE_NEWNET | namespaces.CLONE_NEWIPC
+                           | namespaces.CLONE_NEWUTS)
+        socket.sethostname(hostname)
+        return 0, "ready"
+    try:
+        child = fork.spawn(make, then=lambda: os.read(done_r, 1))  # hold until pinned
+    finally:
+        os.close(done_r)
     paths = {}
     try:
-        answer = os.read(ready_r, 4096).decode()
-        if answer != "ok":
+        answer = child.read()
+        if answer != "ready":
             raise OSError(f"cannot create namespaces of pod {hostname}: {answer or 'child died'}")
         explain.step(f"unshare --net --ipc --uts sh -c 'hostname {hostname}; sleep infinity' &",
                      "a process in three new namespaces: the pod's network, IPC and hostname")
         for ns in SHARED:
             paths[ns] = str(ns_dir / ns)
-            pin(f"/proc/{pid}/ns/{ns}", paths[ns])
+            pin(f"/proc/{child.pid}/ns/{ns}", paths[ns])
         netns_path.parent.mkdir(parents=True, exist_ok=True)
-        pin(f"/proc/{pid}/ns/net", str(netns_path))
+        pin(f"/proc/{child.pid}/ns/net", str(netns_path))
         explain.step("kill %1",
                      "the process may go: the bind mounts keep its namespaces alive")
         paths["netns"] = str(netns_path)
     finally:
-        os.close(ready_r)
         os.close(done_w)  # lets the child exit
-        os.waitpid(pid, 0)
+        os.waitpid(child.pid, 0)
     return paths
 
 
@@ -84,7 +75,7 @@ def pin(ns_file: str, target: str) -> None:
     fd = os.open(target, os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o444)
     os.close(fd)
     try:
-        libc.mount(ns_file, target, None, libc.MS_BIND)
+        mount.mount(ns_file, target, None, mount.MS_BIND)
     except OSError as e:
         os.unlink(target)
         raise OSError(e.errno, f"cannot pin namespace {ns_file}: {e.strerror}", target)
@@ -96,11 +87,11 @@ def pin(ns_file: str, target: str) -> None:
 def unpin(target: str) -> None:
     """Unmount and remove a pinned namespace file; a missing one is fine."""
     try:
-        libc.umount(target, libc.MNT_DETACH)
+        mount.umount(target, mount.MNT_DETACH)
         explain.step(f"umount -l {target} && rm {target}",
                      "unpin: the kernel frees the namespace once nothing holds it")
     except OSError as e:
-        if e.errno not in (22, 2):  # EINVAL: not a mount; ENOENT: gone
+        if e.errno not in (errno.EINVAL, errno.ENOENT):  # not a mount; gone
             raise
     try:
         os.unlink(target)
@@ -149,7 +140,7 @@ def start_pause(name: str, root: Path) -> int:
         try:
             os.close(r)
             prctl.set_dumpable(False)  # the pause inherits it; it never execs
-            libc.unshare(libc.CLONE_NEWPID)
+            namespaces.unshare(namespaces.CLONE_NEWPID)
             pid = os.fork()
             if pid == 0:
                 _pause(str(root), w)
@@ -184,7 +175,7 @@ def _pause(root: str, w: int) -> None:
         devnull = os.open("/dev/null", os.O_RDWR)
         for target in (0, 1, 2):  # not the agent's stdio (its terminal, its log)
             os.dup2(devnull, target)
-        libc.close_fds([w])  # nor its sockets, pipes, FIFOs
+        descriptors.close_fds([w])  # nor its sockets, pipes, FIFOs
         with open("/proc/self/comm", "w") as f:
             f.write("minipod-pause")
         step = f"chroot {root}"

@@ -33,7 +33,7 @@ allowPrivilegeEscalation is true (Kubernetes leaves it off unless false),
 and seccomp is RuntimeDefault unless Unconfined (a kubelet with
 --seccomp-default). The filter is a deny-list (allow by default) derived
 from moby's profiles/seccomp/default.json, which is an allow-list; see
-SECCOMP_DENIED for what that changes.
+runtime/seccomp_profile.py for what that changes.
 
 Split in two, like everything that touches the kernel here: plan_security()
 is pure (unit-tested without root), apply() performs a plan in the child.
@@ -49,8 +49,10 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from minipod import libc
+from minipod.linux import capabilities, mount, seccomp
+from minipod.linux.seccomp import SyscallRule
 from minipod.runtime import process
+from minipod.runtime.seccomp_profile import seccomp_rules
 
 # ---- the input: a container's effective securityContext ---------------------
 
@@ -149,91 +151,6 @@ def capability_mask(names: list[str]) -> int:
     for name in names:
         mask |= 1 << CAPABILITIES.index(name)
     return mask
-
-
-# ---- seccomp ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SyscallRule:
-    """Refuse `name` with `errno`; with `arg` set, only when
-    (argument[arg] & mask) == value (SCMP_CMP_MASKED_EQ) or, with mask 0,
-    argument[arg] == value (SCMP_CMP_EQ)."""
-    name: str
-    errno: int = errno.EPERM
-    arg: int | None = None
-    value: int = 0
-    mask: int = 0
-
-
-# moby profiles/seccomp/default.json turned around: the system calls it never
-# allows (on x86_64 and aarch64), mapped to the capabilities that make it
-# allow them (its "includes": {"caps": …} entries). Computed once from the
-# profile and libseccomp's syscall table; kept here as data so it can be read.
-# Syscalls newer than the profile (e.g. statmount, 6.8) are refused by moby's
-# allow-list and allowed by this deny-list.
-SECCOMP_DENIED: dict[str, tuple[str, ...]] = {
-    # never allowed
-    "_sysctl": (), "add_key": (), "afs_syscall": (), "create_module": (),
-    "get_kernel_syms": (), "getpmsg": (), "kexec_file_load": (), "kexec_load": (),
-    "keyctl": (), "migrate_pages": (), "move_pages": (), "nfsservctl": (),
-    "pivot_root": (), "putpmsg": (), "query_module": (), "request_key": (),
-    "security": (), "swapoff": (), "swapon": (), "sysfs": (), "tuxcall": (),
-    "uselib": (), "userfaultfd": (), "ustat": (), "vserver": (),
-    # allowed only with a capability the container holds
-    "bpf": ("CAP_SYS_ADMIN", "CAP_BPF"),
-    "fanotify_init": ("CAP_SYS_ADMIN",), "fsconfig": ("CAP_SYS_ADMIN",),
-    "fsmount": ("CAP_SYS_ADMIN",), "fsopen": ("CAP_SYS_ADMIN",),
-    "fspick": ("CAP_SYS_ADMIN",), "lookup_dcookie": ("CAP_SYS_ADMIN",),
-    "mount": ("CAP_SYS_ADMIN",), "mount_setattr": ("CAP_SYS_ADMIN",),
-    "move_mount": ("CAP_SYS_ADMIN",), "open_tree": ("CAP_SYS_ADMIN",),
-    "perf_event_open": ("CAP_SYS_ADMIN", "CAP_PERFMON"),
-    "quotactl": ("CAP_SYS_ADMIN",), "quotactl_fd": ("CAP_SYS_ADMIN",),
-    "setdomainname": ("CAP_SYS_ADMIN",), "sethostname": ("CAP_SYS_ADMIN",),
-    "setns": ("CAP_SYS_ADMIN",), "syslog": ("CAP_SYS_ADMIN", "CAP_SYSLOG"),
-    "umount": ("CAP_SYS_ADMIN",), "umount2": ("CAP_SYS_ADMIN",),
-    "unshare": ("CAP_SYS_ADMIN",),
-    "open_by_handle_at": ("CAP_DAC_READ_SEARCH",),
-    "reboot": ("CAP_SYS_BOOT",),
-    "chroot": ("CAP_SYS_CHROOT",),
-    "delete_module": ("CAP_SYS_MODULE",), "init_module": ("CAP_SYS_MODULE",),
-    "finit_module": ("CAP_SYS_MODULE",),
-    "acct": ("CAP_SYS_PACCT",),
-    "kcmp": ("CAP_SYS_PTRACE",), "pidfd_getfd": ("CAP_SYS_PTRACE",),
-    "process_madvise": ("CAP_SYS_PTRACE",),
-    "iopl": ("CAP_SYS_RAWIO",), "ioperm": ("CAP_SYS_RAWIO",),
-    "settimeofday": ("CAP_SYS_TIME",), "stime": ("CAP_SYS_TIME",),
-    "clock_settime": ("CAP_SYS_TIME",), "clock_settime64": ("CAP_SYS_TIME",),
-    "vhangup": ("CAP_SYS_TTY_CONFIG",),
-    "get_mempolicy": ("CAP_SYS_NICE",), "mbind": ("CAP_SYS_NICE",),
-    "set_mempolicy": ("CAP_SYS_NICE",), "set_mempolicy_home_node": ("CAP_SYS_NICE",),
-}
-
-# clone(2) may not make namespaces without CAP_SYS_ADMIN (moby: allowed only
-# when flags & 0x7E020000 == 0). One rule per flag: libseccomp ANDs the
-# comparisons of a rule and allows one comparison per argument.
-CLONE_NAMESPACE_FLAGS = [libc.CLONE_NEWNS, libc.CLONE_NEWCGROUP, libc.CLONE_NEWUTS,
-                         libc.CLONE_NEWIPC, libc.CLONE_NEWUSER, libc.CLONE_NEWPID,
-                         libc.CLONE_NEWNET]
-AF_VSOCK = 40
-
-# Not reproduced: moby allows personality(2) for five values only; "none of
-# these five" needs five comparisons of one argument, which a libseccomp 2.5
-# rule cannot hold. personality changes only the caller's own process image.
-
-
-def seccomp_rules(caps: list[str]) -> list[SyscallRule]:
-    """The default filter's rules for a container holding `caps`."""
-    held = set(caps)
-    rules = [SyscallRule(name) for name, lifted_by in SECCOMP_DENIED.items()
-             if not held.intersection(lifted_by)]
-    if "CAP_SYS_ADMIN" not in held:
-        rules += [SyscallRule("clone", arg=0, value=flag, mask=flag)
-                  for flag in CLONE_NAMESPACE_FLAGS]
-        # clone3 passes its flags in memory, out of a filter's reach: ENOSYS
-        # makes the C library fall back to clone(2), which the rules above see.
-        rules.append(SyscallRule("clone3", errno=errno.ENOSYS))
-    rules.append(SyscallRule("socket", arg=0, value=AF_VSOCK))
-    return rules
 
 
 # ---- masked and read-only paths ---------------------------------------------
@@ -349,123 +266,22 @@ def supplementary_groups(uid: int, gid: int, sec: SecuritySpec, passwd: str = ""
     return list(dict.fromkeys(out))
 
 
-# ---- libseccomp (agent side) and the syscalls of apply() ----------------------
-
-_SCMP_ACT_ALLOW = 0x7FFF0000
-_SCMP_CMP_EQ = 4
-_SCMP_CMP_MASKED_EQ = 7
-_EXTRA_ARCHES = {"x86_64": ["x86", "x32"], "aarch64": ["arm"]}
-
-_ffi = None
-_libc = None
-_libseccomp = None
-
-
-def _cffi():
-    global _ffi, _libc
-    if _ffi is None:
-        import cffi
-        ffi = cffi.FFI()
-        ffi.cdef("""
-            struct cap_header { uint32_t version; int pid; };
-            struct cap_data { uint32_t effective; uint32_t permitted; uint32_t inheritable; };
-            int capget(struct cap_header *hdr, struct cap_data *data);
-            int capset(struct cap_header *hdr, const struct cap_data *data);
-            int prctl(int option, ...);
-            struct sock_filter { uint16_t code; uint8_t jt; uint8_t jf; uint32_t k; };
-            struct sock_fprog { unsigned short len; struct sock_filter *filter; };
-
-            typedef void *scmp_filter_ctx;
-            struct scmp_arg_cmp { unsigned int arg; int op; uint64_t datum_a; uint64_t datum_b; };
-            scmp_filter_ctx seccomp_init(uint32_t def_action);
-            void seccomp_release(scmp_filter_ctx ctx);
-            uint32_t seccomp_arch_resolve_name(const char *arch_name);
-            int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
-            int seccomp_syscall_resolve_name(const char *name);
-            int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
-                                       unsigned int arg_cnt, const struct scmp_arg_cmp *arg_array);
-            int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
-            int seccomp_export_pfc(const scmp_filter_ctx ctx, int fd);
-        """)
-        _libc = ffi.dlopen(None)
-        _ffi = ffi
-    return _ffi, _libc
-
-
-def _seccomp_lib():
-    global _libseccomp
-    ffi, _ = _cffi()
-    if _libseccomp is None:
-        try:
-            _libseccomp = ffi.dlopen("libseccomp.so.2")
-        except OSError as e:
-            raise OSError(errno.ENOENT, f"cannot load libseccomp.so.2 ({e}): install it "
-                          f"(apt-get install libseccomp2)", "libseccomp.so.2") from None
-    return _libseccomp
-
-
-def _build_filter(rules: list[SyscallRule]):
-    """A libseccomp filter context: allow by default, the rules refuse."""
-    ffi, _ = _cffi()
-    lib = _seccomp_lib()
-    ctx = lib.seccomp_init(_SCMP_ACT_ALLOW)
-    if ctx == ffi.NULL:
-        raise OSError(errno.ENOMEM, "seccomp_init failed")
-    try:
-        for arch in _EXTRA_ARCHES.get(os.uname().machine, []):
-            token = lib.seccomp_arch_resolve_name(arch.encode())
-            rc = lib.seccomp_arch_add(ctx, token) if token else 0
-            if rc < 0 and -rc != errno.EEXIST:
-                raise OSError(-rc, f"seccomp_arch_add({arch}): {os.strerror(-rc)}")
-        for rule in rules:
-            nr = lib.seccomp_syscall_resolve_name(rule.name.encode())
-            if nr == -1:          # __NR_SCMP_ERROR: unknown to this libseccomp
-                continue
-            action = 0x00050000 | (rule.errno & 0xFFFF)    # SCMP_ACT_ERRNO(errno)
-            if rule.arg is None:
-                rc = lib.seccomp_rule_add_array(ctx, action, nr, 0, ffi.NULL)
-            else:
-                op, a, b = (_SCMP_CMP_MASKED_EQ, rule.mask, rule.value) if rule.mask \
-                    else (_SCMP_CMP_EQ, rule.value, 0)
-                cmp = ffi.new("struct scmp_arg_cmp[1]", [(rule.arg, op, a, b)])
-                rc = lib.seccomp_rule_add_array(ctx, action, nr, 1, cmp)
-            if rc < 0:
-                raise OSError(-rc, f"seccomp rule for {rule.name}: {os.strerror(-rc)}")
-        return ctx
-    except BaseException:
-        lib.seccomp_release(ctx)
-        raise
-
-
-def _export(rules: list[SyscallRule], exporter: str) -> bytes:
-    lib = _seccomp_lib()
-    ctx = _build_filter(rules)
-    fd = os.memfd_create("minipod-seccomp", os.MFD_CLOEXEC)
-    try:
-        rc = getattr(lib, exporter)(ctx, fd)
-        if rc < 0:
-            raise OSError(-rc, f"{exporter}: {os.strerror(-rc)}")
-        os.lseek(fd, 0, os.SEEK_SET)
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-        lib.seccomp_release(ctx)
+# ---- compiled in the agent, before the fork ----------------------------------
 
 
 def prepare(plan: SecurityPlan) -> SecurityPlan:
-    """Agent side, before the fork: load the C bindings apply() uses and
+    """Agent side, before the fork: bind the C functions apply() uses and
     compile the seccomp rules into a BPF program (libseccomp's
     seccomp_export_bpf) in plan.seccomp_bpf. After pivot_root neither
     libseccomp nor cffi's C parser is in sight any more."""
-    _cffi()
+    global _prepared
+    capabilities.load()
+    _prepared = True
     if plan.seccomp is not None and plan.seccomp_bpf is None:
         key = tuple(plan.seccomp)
         bpf = _compiled.get(key)
         if bpf is None:
-            bpf = _compiled[key] = _export(plan.seccomp, "seccomp_export_bpf")
+            bpf = _compiled[key] = seccomp.compile_bpf(plan.seccomp)
         plan.seccomp_bpf = bpf
     return plan
 
@@ -473,67 +289,12 @@ def prepare(plan: SecurityPlan) -> SecurityPlan:
 # The programs compiled so far, by their rules: a few (one per set of
 # capabilities seen), each compiled once per agent, not once per container.
 _compiled: dict[tuple[SyscallRule, ...], bytes] = {}
+_prepared = False
 
 
 def seccomp_text(plan: SecurityPlan) -> str:
     """The filter as libseccomp's pseudo-code, for reading (seccomp_export_pfc)."""
-    return _export(plan.seccomp or [], "seccomp_export_pfc").decode()
-
-
-# <linux/prctl.h>, <linux/capability.h>, <linux/seccomp.h>
-PR_SET_KEEPCAPS = 8
-PR_SET_SECCOMP = 22
-PR_CAPBSET_DROP = 24
-PR_SET_NO_NEW_PRIVS = 38
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_CLEAR_ALL = 4
-SECCOMP_MODE_FILTER = 2
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-
-def _prctl(option: int, arg: int, what: str) -> None:
-    ffi, lib = _cffi()
-    ul = "unsigned long"
-    if lib.prctl(option, ffi.cast(ul, arg), ffi.cast(ul, 0), ffi.cast(ul, 0),
-                 ffi.cast(ul, 0)) == -1:
-        err = ffi.errno
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _capget() -> int:
-    """The permitted set of this process."""
-    ffi, lib = _cffi()
-    hdr = ffi.new("struct cap_header *", (_LINUX_CAPABILITY_VERSION_3, 0))
-    data = ffi.new("struct cap_data[2]")
-    if lib.capget(hdr, data) == -1:
-        raise OSError(ffi.errno, f"capget: {os.strerror(ffi.errno)}")
-    return data[0].permitted | (data[1].permitted << 32)
-
-
-def _capset(mask: int) -> None:
-    """Effective = permitted = mask, inheritable empty (capset(2), version 3)."""
-    ffi, lib = _cffi()
-    hdr = ffi.new("struct cap_header *", (_LINUX_CAPABILITY_VERSION_3, 0))
-    lo, hi = mask & 0xFFFFFFFF, mask >> 32
-    data = ffi.new("struct cap_data[2]", [(lo, lo, 0), (hi, hi, 0)])
-    if lib.capset(hdr, data) == -1:
-        err = ffi.errno
-        raise OSError(err, f"capset effective=permitted={mask:#x}: {os.strerror(err)}")
-
-
-def _load_seccomp(bpf: bytes) -> None:
-    """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog): from now on the
-    kernel runs the program on every system call of this process and its
-    children; it cannot be removed."""
-    ffi, lib = _cffi()
-    prog_filter = ffi.from_buffer("struct sock_filter[]", bpf)
-    prog = ffi.new("struct sock_fprog *", (len(bpf) // 8, prog_filter))
-    ul = "unsigned long"
-    if lib.prctl(PR_SET_SECCOMP, ffi.cast(ul, SECCOMP_MODE_FILTER), ffi.cast("void *", prog),
-                 ffi.cast(ul, 0), ffi.cast(ul, 0)) == -1:
-        err = ffi.errno
-        raise OSError(err, f"load seccomp filter ({len(bpf) // 8} BPF instructions): "
-                      f"{os.strerror(err)}")
+    return seccomp.pseudo_code(plan.seccomp or [])
 
 
 # ---- apply (in the container's init, after pivot_root, before exec) -----------
@@ -541,7 +302,7 @@ def _load_seccomp(bpf: bytes) -> None:
 def apply(plan: SecurityPlan) -> None:
     """Perform the plan on this process: the steps of the module docstring,
     in runc's order. Raises OSError naming the step and path."""
-    if _ffi is None or (plan.seccomp is not None and plan.seccomp_bpf is None):
+    if not _prepared or (plan.seccomp is not None and plan.seccomp_bpf is None):
         raise RuntimeError("security.prepare(plan) must run before the fork")
     # 1-3: mounts, while CAP_SYS_ADMIN is still held
     for pattern in plan.masked_paths:
@@ -553,23 +314,17 @@ def apply(plan: SecurityPlan) -> None:
         _remount_ro("/")
     # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it now.
     if plan.seccomp_bpf is not None and not plan.no_new_privs:
-        _load_seccomp(plan.seccomp_bpf)
+        seccomp.load(plan.seccomp_bpf)
     # 4-5: the bounding set, then the user, keeping the permitted set across setuid
     want = capability_mask(plan.capabilities)
-    have = _capget()
+    have = capabilities.capget_permitted()
     if not plan.privileged and want & ~have:
         missing = [c for c in plan.capabilities if capability_mask([c]) & ~have]
         raise OSError(errno.EPERM, f"capabilities {missing} were asked for but the agent "
                       f"does not hold them")
     want &= have      # privileged: all the agent holds
-    for cap in range(_cap_last_cap() + 1):
-        if not want & (1 << cap):
-            try:
-                _prctl(PR_CAPBSET_DROP, cap, f"drop capability {cap} from the bounding set")
-            except OSError as e:
-                if e.errno != errno.EINVAL:   # a capability this kernel lacks
-                    raise
-    _prctl(PR_SET_KEEPCAPS, 1, "PR_SET_KEEPCAPS")
+    capabilities.drop_bounding(want, len(CAPABILITIES))
+    capabilities.prctl(capabilities.PR_SET_KEEPCAPS, 1, "PR_SET_KEEPCAPS")
     try:
         os.setgroups(plan.groups)
     except OSError as e:
@@ -579,26 +334,14 @@ def apply(plan: SecurityPlan) -> None:
         os.setresuid(plan.uid, plan.uid, plan.uid)
     except OSError as e:
         raise OSError(e.errno, f"set user {plan.uid}:{plan.gid}: {e.strerror}") from None
-    _prctl(PR_SET_KEEPCAPS, 0, "PR_SET_KEEPCAPS")
-    _capset(want)
-    try:
-        _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, "clear ambient capabilities")
-    except OSError as e:
-        if e.errno != errno.EINVAL:   # kernels before 4.3 have no ambient set
-            raise
+    capabilities.prctl(capabilities.PR_SET_KEEPCAPS, 0, "PR_SET_KEEPCAPS")
+    capabilities.capset(want)
+    capabilities.clear_ambient()
     # 6-7
     if plan.no_new_privs:
-        _prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+        capabilities.prctl(capabilities.PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
     if plan.seccomp_bpf is not None and plan.no_new_privs:
-        _load_seccomp(plan.seccomp_bpf)   # last: as close to exec as it gets
-
-
-def _cap_last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return len(CAPABILITIES) - 1
+        seccomp.load(plan.seccomp_bpf)   # last: as close to exec as it gets
 
 
 def _mask(path: str) -> None:
@@ -609,21 +352,21 @@ def _mask(path: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     if stat.S_ISDIR(st.st_mode):
-        libc.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY)
+        mount.mount("tmpfs", path, "tmpfs", mount.MS_RDONLY)
     else:
-        libc.mount("/dev/null", path, None, libc.MS_BIND)
+        mount.mount("/dev/null", path, None, mount.MS_BIND)
 
 
 def _readonly(path: str) -> None:
     """runc readonlyPath: bind the path over itself, then remount the bind
     read-only, keeping its nosuid/nodev/noexec."""
     try:
-        libc.mount(path, path, None, libc.MS_BIND | libc.MS_REC)
+        mount.mount(path, path, None, mount.MS_BIND | mount.MS_REC)
     except FileNotFoundError:
         return
     _remount_ro(path)
 
 
 def _remount_ro(path: str) -> None:
-    keep = os.statvfs(path).f_flag & (libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
-    libc.mount(None, path, None, libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY | keep)
+    keep = os.statvfs(path).f_flag & (mount.MS_NOSUID | mount.MS_NODEV | mount.MS_NOEXEC)
+    mount.mount(None, path, None, mount.MS_BIND | mount.MS_REMOUNT | mount.MS_RDONLY | keep)

@@ -184,7 +184,7 @@ def prepare(paths, pod_dir: Path, record) -> str | None:
     if not wanted(record.manifest):
         return None
     from minipod.runtime.apiserver import pki
-    from minipod.runtime.state import replace_file
+    from minipod.linux.files import replace_file
     files = pki.ensure(paths)
     outer = pod_dir / "secrets"
     outer.mkdir(mode=0o700, exist_ok=True)

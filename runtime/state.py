@@ -1,10 +1,11 @@
 """One JSON record per pod, written atomically, read without locks.
 
 The agent is the only writer. A record is replaced whole: written to a temp
-file in the same directory, fsynced (unless on tmpfs: replace_file), then renamed over the old one
-(rename(2) is atomic), so a reader (`minipod get`) sees the old record or
-the new one, never half of one. Pids are stored with their start time
-(field 22 of /proc/PID/stat) so a reused pid cannot fool a reader.
+file in the same directory, fsynced (unless on tmpfs), then renamed over
+the old one (rename(2) is atomic: minipod.linux.files.replace_file), so a
+reader (`minipod get`) sees the old record or the new one, never half of
+one. Pids are stored with their start time (field 22 of /proc/PID/stat,
+minipod.linux.proc.start_time) so a reused pid cannot fool a reader.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from minipod.linux import files
 from minipod.runtime.api.record import SCHEMA_VERSION, ContainerState, PodRecord, RecordError
 
 RECORD = "pod.json"
@@ -37,36 +39,13 @@ def write(pod_dir: Path, record: PodRecord | dict) -> None:
                 return
         except FileNotFoundError:
             pass
-    replace_file(path, data)
+    files.replace_file(path, data)
     if len(_written) > 512:      # pods come and go: keep this small
         _written.clear()
     _written[path] = (data, os.stat(path).st_ino)
 
 
 _written: dict[Path, tuple[bytes, int]] = {}   # what write() left at each path
-
-
-def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to a temp file beside `path` (created with `mode`),
-    fsync, rename over `path`: a reader sees the old file or the new one.
-
-    The fsync is skipped where the directory is on tmpfs (RUN is /run, a
-    tmpfs on every systemd machine; asked of the kernel with statfs, not
-    assumed): there a crash of the kernel takes the file and every process
-    it describes with it, and the rename alone keeps readers safe. On a
-    disk (MINIPOD_ROOT on ext4, or a /run that is not tmpfs, as in some
-    containers) the fsync stays: a record that survives a reboot must not
-    come back empty, or the next agent could not read what it left."""
-    from minipod import libc
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        os.write(fd, data)
-        if not libc.in_memory_only(path.parent):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def read(pod_dir: Path) -> dict:
@@ -123,33 +102,15 @@ def _read_each(pods_dir: Path, reader) -> tuple[list, list[str]]:
     return records, errors
 
 
-def proc_start_time(pid: int) -> int | None:
-    """Start time of pid in clock ticks since boot, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm (field 2) may hold spaces and parens: split after the last ')'.
-    fields = stat[stat.rindex(b")") + 2:].split()
-    if fields[0] == b"Z":
-        return None  # a zombie has ended: only its exit status is left
-    return int(fields[19])
-
-
-def alive(pid: int | None, start_time: int | None) -> bool:
-    """Is pid still the process we started (same start time)?"""
-    return bool(pid) and proc_start_time(pid) == start_time
-
-
 def refreshed(record: PodRecord) -> PodRecord:
     """The PodRecord with the kernel's word on its running containers: one
     whose process is gone (while the agent was away) is terminated, reason
     Unknown, its exit unknown. Readers that do not go through the agent
     (get, the API server when no agent runs) apply it, so a stale record
     never shows as running."""
+    from minipod.linux import proc
     for cs in record.all_containers():
-        if cs.state == ContainerState.RUNNING and not alive(cs.pid, cs.pid_start):
+        if cs.state == ContainerState.RUNNING and not proc.alive(cs.pid, cs.pid_start):
             cs.state, cs.reason, cs.exit_code = ContainerState.TERMINATED, "Unknown", None
             cs.message = "the process is gone and the agent has not seen it end"
     return record

@@ -23,7 +23,7 @@ import os
 import stat
 from pathlib import Path
 
-from minipod import explain, libc
+from minipod.linux import explain, mount
 from minipod.rootfs import mounts
 
 
@@ -53,7 +53,7 @@ def prepare(volumes, base: Path) -> dict[str, str]:
                                                  "pod's containers will share")
             if v.medium == "Memory":
                 size = f",size={v.size_limit}" if v.size_limit else ""
-                libc.mount("tmpfs", str(d), "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
+                mount.mount("tmpfs", str(d), "tmpfs", mount.MS_NOSUID | mount.MS_NODEV,
                            f"mode=1777{size}")
                 explain.step(f"mount -t tmpfs -o nosuid,nodev,mode=1777{size} tmpfs {d}",
                              "medium: Memory: the volume lives in RAM, capped at sizeLimit")
@@ -97,7 +97,7 @@ def _written(v, d: Path) -> str:
     os.chmod(d, 0o755)
     if projection.holds_secret(v) and not os.path.ismount(d):
         # like the kubelet: secret bytes live in memory, never on the node's disk
-        libc.mount("tmpfs", str(d), "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=0755")
+        mount.mount("tmpfs", str(d), "tmpfs", mount.MS_NOSUID | mount.MS_NODEV, "mode=0755")
         explain.step(f"mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs {d}",
                      f'{v.kind} volume "{v.name}": its secret files live in RAM')
     return str(d)
@@ -112,7 +112,7 @@ def release(base: Path) -> None:
     for name in names:
         d = str(base / name)
         if os.path.ismount(d):
-            libc.umount(d, libc.MNT_DETACH)
+            mount.umount(d, mount.MNT_DETACH)
 
 
 def bind_for(host_path: str, vm) -> mounts.BindMount:

@@ -51,12 +51,14 @@ import traceback
 import uuid
 from pathlib import Path
 
-from minipod import cgroups, explain, timings
+from minipod import cgroups
+from minipod.linux import explain, files, proc
 from minipod.netns import antispoof, bridge, hostport
 from minipod.netns.ipam import IPAM
 from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
+from minipod.runtime import timings
 from minipod.runtime import configobjects, faults, logs, namespaces, podconfig, probes, process, sandbox, security, serviceaccount, state, volumes
 from minipod.runtime.agent import backoff, eviction
 from minipod.runtime.api import configobject, manifest, podstatus, qos
@@ -144,9 +146,8 @@ class Agent:
         """Run until stopped or idle; returns the exit code."""
         for d in (self.paths.run, self.paths.pods, self.paths.log):
             d.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(self.paths.agent_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:  # held for the agent's life: the fd is never closed
+            files.lock(self.paths.agent_lock, fcntl.LOCK_EX | fcntl.LOCK_NB, what="agent lock")
         except BlockingIOError:
             log("another agent is running; exiting")
             return 0
@@ -601,7 +602,7 @@ class Agent:
             if pod.share_process_namespace:
                 undo.callback(self._stop_pause, record)
                 pause = sandbox.start_pause(pod.name, self.paths.pod_dir(key) / "pause-root")
-                record["pause"] = {"pid": pause, "pidStart": state.proc_start_time(pause)}
+                record["pause"] = {"pid": pause, "pidStart": proc.start_time(pause)}
                 self._save(key)  # a crash from here on must know to kill it
                 self.cgroups.adopt_pause(record["cgroup"], pause)  # it carries our identity
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
@@ -944,7 +945,7 @@ class Agent:
             self.event(pod_name, "Failed", f"Error: {e}", warning=True)
             self._after_exit(pod_name, name)
             return
-        cs.update(state="running", pid=pid, pidStart=state.proc_start_time(pid),
+        cs.update(state="running", pid=pid, pidStart=proc.start_time(pid),
                   startedAt=now_iso(), containerID=f"{record['uid'][:8]}-{name}",
                   reason=None, message=None, exitCode=None, signal=None, finishedAt=None)
         cs.pop("configWait", None)
@@ -1011,11 +1012,11 @@ class Agent:
                 and fifo.exists():
             return self._open_fifos(rc)
         if getattr(self, "_inotify", None) is None:
-            from minipod import libc
-            self._inotify = libc.inotify_init1()
+            from minipod.linux import inotify
+            self._inotify = inotify.inotify_init1()
             self._out_watch: dict[int, tuple[RunningContainer, int]] = {}
             self.sel.register(self._inotify, selectors.EVENT_READ, self._on_output)
-        from minipod import libc
+        from minipod.linux import inotify
         cdir = self.paths.container_dir(uid, rc.name)
         cdir.mkdir(parents=True, exist_ok=True)
         pos_path = cdir / "output.pos"
@@ -1040,7 +1041,7 @@ class Agent:
             rc.fifo_fds[fd] = stream
             rc.out_pos[fd] = saved[i]
             # watch first, then read: nothing written in between is missed
-            wd = libc.inotify_add_watch(self._inotify, str(path), libc.IN_MODIFY)
+            wd = inotify.inotify_add_watch(self._inotify, str(path), inotify.IN_MODIFY)
             rc.out_wd[fd] = wd
             self._out_watch[wd] = (rc, fd)
         if not fresh:
@@ -1065,8 +1066,8 @@ class Agent:
                     data = os.read(fd, 65536)
                 except BlockingIOError:
                     break
-                from minipod import libc
-                for wd, _mask in libc.inotify_events(data):
+                from minipod.linux import inotify
+                for wd, _mask in inotify.inotify_events(data):
                     if wd == -1:      # IN_Q_OVERFLOW: events were dropped; read all
                         ready += [t for t in self._out_watch.values() if t not in ready]
                     target = self._out_watch.get(wd)
@@ -1144,9 +1145,8 @@ class Agent:
         done = pos - len(rc.writer.partial.get(stream, b""))
         block = done - done % (64 << 10)
         if block - rc.punched.get(fd, 0) >= self.PUNCH_EVERY:
-            from minipod import libc
             try:
-                libc.punch_hole(fd, 0, block, f"{stream} of {rc.pod}/{rc.name}")
+                files.punch_hole(fd, 0, block, f"{stream} of {rc.pod}/{rc.name}")
                 rc.punched[fd] = block
             except OSError as e:
                 # a file system without holes: the file just keeps its blocks
@@ -1178,10 +1178,10 @@ class Agent:
                 self._drain(rc, fd)
             wd = rc.out_wd.pop(fd, None)
             if wd is not None:
-                from minipod import libc
+                from minipod.linux import inotify
                 self._out_watch.pop(wd, None)
                 with contextlib.suppress(OSError):
-                    libc.inotify_rm_watch(self._inotify, wd)
+                    inotify.inotify_rm_watch(self._inotify, wd)
             else:
                 with contextlib.suppress(KeyError, ValueError):
                     self.sel.unregister(fd)
@@ -1645,7 +1645,7 @@ class Agent:
 
     def _stop_pause(self, record: dict) -> None:
         pause = record.get("pause")
-        if pause and state.alive(pause["pid"], pause["pidStart"]):
+        if pause and proc.alive(pause["pid"], pause["pidStart"]):
             os.kill(pause["pid"], signal.SIGKILL)
 
     # ---- adoption after a restart ------------------------------------------
@@ -1713,7 +1713,7 @@ class Agent:
     def _adopt(self, record: dict, cs: dict) -> bool:
         rc = RunningContainer(record_key(record), cs["name"])
         pid = cs.get("pid")
-        if state.alive(pid, cs.get("pidStart")):
+        if proc.alive(pid, cs.get("pidStart")):
             try:
                 rc.pidfd = os.pidfd_open(pid)
             except ProcessLookupError:

@@ -70,6 +70,7 @@ are there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -364,28 +365,27 @@ def scan_processes(paths: Paths) -> list[Proc]:
     container of another minipod whose overlay paths are the very same
     strings as ours is in another parent, hence never ours. Cheap: two
     readlinks and one small read per process."""
-    from minipod.cgroups.driver import cgroups_of
-    from minipod.runtime import state
+    from minipod.linux import proc
     parent = "/" + paths.cgroup_parent.strip("/") + "/"
     legacy_marker = None
     if paths.identity.legacy:
         # pauses of a legacy root were started before they had a cgroup
         legacy_marker = f"MINIPOD_ROOT={paths.root}".encode() if paths.root else b""
-    own_net, own_mnt = _ns_inode("self", "net"), _ns_inode("self", "mnt")
+    own_net, own_mnt = proc.ns_inode("self", "net"), proc.ns_inode("self", "mnt")
     procs = []
     me = os.getpid()
     for entry in _listdir(Path("/proc")):
         if not entry.isdigit() or int(entry) == me:
             continue
         pid = int(entry)
-        net, mnt = _ns_inode(entry, "net"), _ns_inode(entry, "mnt")
+        net, mnt = proc.ns_inode(entry, "net"), proc.ns_inode(entry, "mnt")
         if net is None or mnt is None:
             continue   # gone, or a zombie (its namespaces are released)
-        container, pause = _pod_cgroup(cgroups_of(pid), parent)
+        container, pause = _pod_cgroup(proc.cgroup_paths(pid), parent)
         if (legacy_marker is not None and not pause and container is None
                 and mnt == own_mnt and net == own_net):
             pause = _is_legacy_pause(entry, legacy_marker)
-        procs.append(Proc(pid, state.proc_start_time(pid), net, mnt, container, pause))
+        procs.append(Proc(pid, proc.start_time(pid), net, mnt, container, pause))
     return procs
 
 
@@ -409,10 +409,10 @@ def _pod_cgroup(cgs: list[str], parent: str) -> tuple[tuple[str, str] | None, bo
 
 def _is_legacy_pause(pid: str, marker: bytes) -> bool:
     """A pause of a legacy root: comm minipod-pause, MINIPOD_ROOT as ours."""
+    from minipod.linux import proc
+    if proc.comm(pid) != PAUSE_COMM:
+        return False
     try:
-        with open(f"/proc/{pid}/comm") as f:
-            if f.read().strip() != PAUSE_COMM:
-                return False
         with open(f"/proc/{pid}/environ", "rb") as f:
             env = f.read().split(b"\0")
     except OSError:
@@ -420,13 +420,6 @@ def _is_legacy_pause(pid: str, marker: bytes) -> bool:
     if marker:
         return marker in env
     return not any(v.startswith(b"MINIPOD_ROOT=") and v != b"MINIPOD_ROOT=" for v in env)
-
-
-def _ns_inode(pid: str, ns: str) -> int | None:
-    try:
-        return int(os.readlink(f"/proc/{pid}/ns/{ns}").split("[")[1].rstrip("]"))
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _salvage_uid(path: Path) -> str | None:
@@ -445,14 +438,8 @@ def _add_inode(listing: Listing, path: str) -> None:
 
 def _mount_points() -> list[str]:
     """Mount points of our mount namespace (field 5 of mountinfo, unescaped)."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split(" ")
-            if len(fields) > 4:
-                out.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)),
-                                  fields[4]))
-    return out
+    from minipod.linux import proc
+    return [m.mount_point for m in proc.mountinfo("self")]
 
 
 def _under(path: str, base: Path) -> bool:
@@ -473,7 +460,7 @@ def collect(paths: Paths, ipr, orphans: list[Orphan], errors: list[str] | None =
     """Remove every orphan (remove=True), in the order given; returns what
     was removed, one line each. Each step tolerates "already gone"; a step
     that fails is recorded in `errors` (if given) and the others still run."""
-    from minipod import libc
+    from minipod.linux import mount
     from minipod.runtime import sandbox
     errors = errors if errors is not None else []
     removed = []
@@ -493,7 +480,7 @@ def collect(paths: Paths, ipr, orphans: list[Orphan], errors: list[str] | None =
     _wait_dead([k for k in killed if k])
     for o in doomed:
         if o.kind == "mount":
-            step(o, lambda o=o: _umount(libc, o.name))
+            step(o, lambda o=o: _umount(mount, o.name))
         elif o.kind == "veth":
             step(o, lambda o=o: _del_veth(ipr, o.name))
         elif o.kind == "filter":
@@ -503,16 +490,16 @@ def collect(paths: Paths, ipr, orphans: list[Orphan], errors: list[str] | None =
         elif o.kind == "netns":
             step(o, lambda o=o: sandbox.unpin(o.name))
         elif o.kind in ("container-dir", "log-dir"):
-            step(o, lambda o=o: _rmtree(libc, o.name))
+            step(o, lambda o=o: _rmtree(mount, o.name))
         elif o.kind == "pod-dir":
-            step(o, lambda o=o: _remove_pod_dir(paths, sandbox, libc, o.name))
+            step(o, lambda o=o: _remove_pod_dir(paths, sandbox, mount, o.name))
     return removed
 
 
 def _kill(pid: int, start: str) -> int | None:
     """SIGKILL pid if it is still the process listed (same start time)."""
-    from minipod.runtime import state
-    if str(state.proc_start_time(pid)) != start:
+    from minipod.linux import proc
+    if str(proc.start_time(pid)) != start:
         return None   # gone already, or the pid was reused
     try:
         os.kill(pid, signal.SIGKILL)
@@ -523,18 +510,19 @@ def _kill(pid: int, start: str) -> int | None:
 
 def _wait_dead(pids: list[int]) -> None:
     """Until each killed process has released its namespaces (a zombie has)."""
+    from minipod.linux import proc
     deadline = time.monotonic() + KILL_WAIT
     while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if _ns_inode(str(p), "net") is not None]
+        pids = [p for p in pids if proc.ns_inode(p, "net") is not None]
         if pids:
             time.sleep(0.01)
 
 
-def _umount(libc, target: str) -> None:
+def _umount(mount, target: str) -> None:
     try:
-        libc.umount(target, libc.MNT_DETACH)
+        mount.umount(target, mount.MNT_DETACH)
     except OSError as e:
-        if e.errno not in (2, 22):   # ENOENT: gone; EINVAL: not a mount (any more)
+        if e.errno not in (errno.ENOENT, errno.EINVAL):   # gone; not a mount (any more)
             raise
 
 
@@ -553,19 +541,19 @@ def _release(paths: Paths, owner: str) -> None:
     IPAM(paths.ipam).release(owner)
 
 
-def _rmtree(libc, path: str) -> None:
+def _rmtree(mount, path: str) -> None:
     """rm -rf, after unmounting whatever is still mounted below it."""
     for m in sorted((m for m in _mount_points() if _under(m, Path(path))),
                     key=lambda m: -m.count("/")):
-        _umount(libc, m)
+        _umount(mount, m)
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(path)
 
 
-def _remove_pod_dir(paths: Paths, sandbox, libc, path: str) -> None:
+def _remove_pod_dir(paths: Paths, sandbox, mount, path: str) -> None:
     d = Path(path)
     sandbox.destroy(d, paths.netns_path(d.name))
-    _rmtree(libc, path)
+    _rmtree(mount, path)
 
 
 # ---- the agent's op "gc" ---------------------------------------------------------------

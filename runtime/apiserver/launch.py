@@ -19,6 +19,8 @@ import signal
 import sys
 import time
 
+from minipod.linux import files
+
 START_TIMEOUT = 15.0
 DEFAULT_PORT = 6443
 
@@ -84,13 +86,11 @@ def running(paths) -> tuple[int, int] | None:
 def take_lock(paths) -> int | None:
     """The lock fd for a server about to start, or None if one runs."""
     paths.run.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(paths), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return files.lock(lock_path(paths), fcntl.LOCK_EX | fcntl.LOCK_NB,
+                          what="API server lock")
     except BlockingIOError:
-        os.close(fd)
         return None
-    return fd
 
 
 def serve_foreground(paths) -> int:
@@ -105,9 +105,8 @@ def serve_foreground(paths) -> int:
         return 0
     try:
         def ready():
-            tmp = pid_path(paths).with_name(".apiserver.pid.tmp")
-            tmp.write_text(f"{os.getpid()} {listen_port}\n")
-            os.replace(tmp, pid_path(paths))
+            files.replace_file(pid_path(paths), f"{os.getpid()} {listen_port}\n".encode(),
+                               durable=False)
         return server.serve(paths, listen_port, ready)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -21,7 +21,6 @@ kubeconfig `minipod kubeconfig` prints carries the admin certificate. The
 from __future__ import annotations
 
 import datetime
-import fcntl
 import ipaddress
 import os
 from pathlib import Path
@@ -46,7 +45,7 @@ def files(paths) -> Files:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    from minipod.runtime.state import replace_file
+    from minipod.linux.files import replace_file
     replace_file(path, data, mode)
 
 
@@ -59,9 +58,8 @@ def ensure(paths, ips: tuple[str, ...] = ()) -> Files:
     f = files(paths)
     f.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(f.dir, 0o700)
-    lock = os.open(f.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    from minipod.linux.files import locked
+    with locked(f.dir / ".lock", what="PKI lock"):
         if not all(p.exists() for p in (f.ca_crt, f.ca_key, f.server_crt, f.server_key,
                                         f.admin_crt, f.admin_key)):
             _generate(f, ips)
@@ -69,8 +67,6 @@ def ensure(paths, ips: tuple[str, ...] = ()) -> Files:
             _reissue_server(f, ips)
         if not f.sa_key.exists():
             _write(f.sa_key, os.urandom(32), 0o600)
-    finally:
-        os.close(lock)
     return f
 
 

@@ -152,11 +152,11 @@ def dialer(netns_path: str, pod: str):
         result: list = []
 
         def inside() -> None:
-            from minipod import libc
+            from minipod.linux import namespaces
             try:
                 fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    libc.setns(fd, libc.CLONE_NEWNET, netns_path)
+                    namespaces.setns(fd, namespaces.CLONE_NEWNET, netns_path)
                 finally:
                     os.close(fd)
                 last = None

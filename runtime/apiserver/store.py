@@ -150,15 +150,15 @@ class Store:
     def _watch_dirs(self) -> int | None:
         """An inotify fd watching RUN/pods (made if missing, as the agent
         would), or None when the kernel gives none (then: polling)."""
-        from minipod import libc
+        from minipod.linux import inotify
         try:
             self.paths.pods.mkdir(parents=True, exist_ok=True)
-            fd = libc.inotify_init1()
+            fd = inotify.inotify_init1()
         except OSError:
             return None
         try:
-            libc.inotify_add_watch(fd, str(self.paths.pods), libc.IN_CREATE | libc.IN_DELETE
-                                   | libc.IN_MOVED_TO | libc.IN_MOVED_FROM | libc.IN_ONLYDIR)
+            inotify.inotify_add_watch(fd, str(self.paths.pods), inotify.IN_CREATE | inotify.IN_DELETE
+                                   | inotify.IN_MOVED_TO | inotify.IN_MOVED_FROM | inotify.IN_ONLYDIR)
         except OSError:
             os.close(fd)
             return None
@@ -169,11 +169,11 @@ class Store:
         before the record is read, so no write in between is missed."""
         if self._inotify is None or name in self._wds:
             return
-        from minipod import libc
+        from minipod.linux import inotify
         try:
-            self._wds[name] = libc.inotify_add_watch(
+            self._wds[name] = inotify.inotify_add_watch(
                 self._inotify, str(self.paths.pod_dir(name)),
-                libc.IN_MOVED_TO | libc.IN_CLOSE_WRITE | libc.IN_DELETE | libc.IN_ONLYDIR)
+                inotify.IN_MOVED_TO | inotify.IN_CLOSE_WRITE | inotify.IN_DELETE | inotify.IN_ONLYDIR)
         except OSError:
             pass    # gone again, or no watches left: the periodic look finds it
 

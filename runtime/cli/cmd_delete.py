@@ -62,7 +62,7 @@ def run(args, paths) -> int:
                 status = 1
             continue
         if args.timings:
-            from minipod import timings
+            from minipod.runtime import timings
             timings.start()
             timings.mark("CLI: start")
         try:
@@ -74,7 +74,7 @@ def run(args, paths) -> int:
                 continue
             raise server_error(e)
         if args.explain:
-            from minipod import explain
+            from minipod.linux import explain
             print(explain.render(answer.get("explain", [])) + "\n")
         print(f'pod "{name}" deleted')
         if args.timings:

@@ -37,11 +37,12 @@ def register(sub) -> None:
 def run(args, paths) -> int:
     require_root("exec")
     from minipod.runtime import container as ctr
-    from minipod.runtime import enter, state
+    from minipod.linux import proc
+    from minipod.runtime import enter
     name = args.pod.removeprefix("pod/")
     record = find_pod(paths, namespace_of(args), name)
     cs = _pick(record, args.container)
-    if cs.state != "running" or not state.alive(cs.pid, cs.pid_start):
+    if cs.state != "running" or not proc.alive(cs.pid, cs.pid_start):
         raise CommandError(f"cannot exec in a container that is not running: pod {name}, "
                            f"container {cs.name} is {cs.state}")
     argv = args.argv[1:] if args.argv[0] == "--" else args.argv

@@ -14,7 +14,6 @@ a merged file is written 0600.
 from __future__ import annotations
 
 import base64
-import os
 import sys
 
 from minipod.runtime.cli.cmdutil import CommandError, require_root
@@ -86,13 +85,10 @@ def run(args, paths) -> int:
     if not isinstance(existing, dict):
         raise CommandError(f"{args.merge} is not a kubeconfig (expected a map at the top)")
     config = merge(existing, ours)
-    tmp = f"{args.merge}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(yaml.safe_dump(config, sort_keys=False, default_flow_style=False))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, args.merge)
+    from minipod.linux.files import replace_file
+    replace_file(args.merge, yaml.safe_dump(config, sort_keys=False,
+                                            default_flow_style=False).encode(),
+                 0o600, durable=True)
     current = config["current-context"]
     print(f"context {NAME} added to {args.merge}"
           + ("" if current == NAME else f" (current context stays {current}; "

@@ -84,7 +84,7 @@ def create(args, paths) -> int:
 
 def run(args, paths) -> int:
     if args.timings:
-        from minipod import timings
+        from minipod.runtime import timings
         timings.start()
         timings.mark("CLI: start")     # only sets the origin: Python's start is before us
     objects: list = []
@@ -123,7 +123,7 @@ def run(args, paths) -> int:
             timings.mark("CLI: the agent's answer arrives")
             timings.add(answer.get("timings"))
         if args.explain:
-            from minipod import explain
+            from minipod.linux import explain
             print(explain.render(answer.get("explain", [])) + "\n")
         print(f"pod/{pod.name} created")
         record = wait_for_images(paths, key, answer["pod"])

@@ -48,8 +48,8 @@ def socket_in(netns_path: str, family=socket.AF_INET, type=socket.SOCK_STREAM,
         try:
             parent.close()
             fd = os.open(netns_path, os.O_RDONLY)
-            from minipod import libc
-            libc.setns(fd, libc.CLONE_NEWNET, netns_path)
+            from minipod.linux import namespaces
+            namespaces.setns(fd, namespaces.CLONE_NEWNET, netns_path)
             s = socket.socket(family, type, proto)
             socket.send_fds(child, [b"ok"], [s.fileno()])
             status = 0

@@ -21,7 +21,8 @@ import time
 
 import pytest
 
-from minipod import cgroups, libc
+from minipod import cgroups
+from minipod.linux import namespaces
 from minipod.cgroups.v1 import V1Driver
 from minipod.cgroups.v2 import V2Driver
 
@@ -94,7 +95,7 @@ def start_in(d: cgroups.Driver, cg: str, argv: list[str], new_pid_ns: bool = Fal
             os.close(r)
             cgroups.join(procs)
             if new_pid_ns:
-                libc.unshare(libc.CLONE_NEWPID)
+                namespaces.unshare(namespaces.CLONE_NEWPID)
                 child = os.fork()
                 if child:
                     os.write(w, f"{child}\n".encode())
@@ -260,6 +261,7 @@ def test_top_shows_a_busy_container(tmp_path, capsys):
     runs in a real cgroup with a 300m limit and 20 MiB of memory."""
     from types import SimpleNamespace
 
+    from minipod.linux import proc
     from minipod.runtime import state
 
     from minipod.runtime.cli import cmd_top
@@ -278,7 +280,7 @@ def test_top_shows_a_busy_container(tmp_path, capsys):
                 "name": "web", "namespace": "default", "uid": "top",
                 "creationTimestamp": "2024-01-01T00:00:00Z", "cgroup": d.pod_cgroup("top"),
                 "containers": [{"name": "hog", "state": "running", "pid": pid,
-                                "pidStart": state.proc_start_time(pid), "cgroup": cg}]})
+                                "pidStart": proc.start_time(pid), "cgroup": cg}]})
             args = SimpleNamespace(kind="pod", names=[], containers=True, sort_by=None,
                                    namespace=None, all_namespaces=False)
             assert cmd_top.run(args, paths) == 0

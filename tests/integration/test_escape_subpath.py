@@ -190,13 +190,13 @@ def test_binds_by_fd_on_this_kernel_and_on_old_ones(tmp_path, monkeypatch, kerne
     with its fallbacks (openat2 and open_tree answering ENOSYS: the fd walk
     and /proc/self/fd/N): a read-only subPath and a file land where the
     container sees them, through the root's own symlinks."""
-    from minipod import libc
+    from minipod.linux import mount, namespaces
     from minipod.rootfs import mounts
     if kernel != "this kernel":
         def enosys(*args):
             raise OSError(errno.ENOSYS, "Function not implemented")
-        monkeypatch.setattr(libc, "openat2", enosys)
-        monkeypatch.setattr(libc, "open_tree", enosys)
+        monkeypatch.setattr(mount, "openat2", enosys)
+        monkeypatch.setattr(mount, "open_tree", enosys)
     root, vol = tmp_path / "root", tmp_path / "vol"
     (root / "etc").mkdir(parents=True)
     (root / "data").symlink_to("/etc")
@@ -204,16 +204,16 @@ def test_binds_by_fd_on_this_kernel_and_on_old_ones(tmp_path, monkeypatch, kerne
     (vol / "sub" / "f").write_text("in the subPath\n")
     (tmp_path / "file").write_text("a file\n")
     plan = mounts.RootfsPlan(str(root), [
-        mounts.Mount(str(root), "", None, libc.MS_BIND),
-        mounts.Mount(str(vol), "/data/v", None, libc.MS_BIND | libc.MS_REC,
+        mounts.Mount(str(root), "", None, mount.MS_BIND),
+        mounts.Mount(str(vol), "/data/v", None, mount.MS_BIND | mount.MS_REC,
                      remount_ro=True, sub_path="sub"),
-        mounts.Mount(str(tmp_path / "file"), "/data/file", None, libc.MS_BIND)])
+        mounts.Mount(str(tmp_path / "file"), "/data/file", None, mount.MS_BIND)])
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(r)
-            libc.unshare(libc.CLONE_NEWNS)
+            namespaces.unshare(namespaces.CLONE_NEWNS)
             mounts.apply(plan)
             try:
                 open("/etc/v/new", "w")

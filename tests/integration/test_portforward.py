@@ -126,7 +126,7 @@ class Pod:
         from pyroute2 import IPRoute
 
         from minipod.netns.bridge import attach_pod, host_ifname
-        from minipod.runtime import state
+        from minipod.linux import proc
         self.paths, self.cfg, self.name = paths, cfg, name
         self.uid = str(uuid.uuid4())
         self.netns = str(paths.netns_path(name))
@@ -146,7 +146,7 @@ class Pod:
             "manifest": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                          "spec": {"containers": [container]}},
             "containers": [{"name": "main", "image": "x", "state": "running",
-                            "pid": me, "pidStart": state.proc_start_time(me),
+                            "pid": me, "pidStart": proc.start_time(me),
                             "restartCount": 0}],
         }
         self.save()

@@ -18,7 +18,8 @@ import traceback
 
 import pytest
 
-from minipod import cgroups, libc
+from minipod import cgroups
+from minipod.linux import namespaces
 from minipod.cgroups.v2 import V2Driver
 from minipod.rootfs import mounts
 from minipod.runtime import security
@@ -67,8 +68,8 @@ def _start(rootfs, plan, script, call, procs) -> tuple[int, str]:
         code = 125
         try:
             os.close(r)
-            libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWUTS
-                         | libc.CLONE_NEWIPC)
+            namespaces.unshare(namespaces.CLONE_NEWNS | namespaces.CLONE_NEWPID | namespaces.CLONE_NEWUTS
+                         | namespaces.CLONE_NEWIPC)
             init = os.fork()
             if init == 0:   # [2]: the container's PID 1
                 try:
@@ -208,10 +209,8 @@ def test_unshare_user_namespace_works_unconfined(run):
 
 def _keyctl() -> str:
     # keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0): needs no capability
-    ffi, lib = security._cffi()
-    ffi.cdef("long syscall(long number, ...);", override=True)
-    rc = ffi.dlopen(None).syscall(250, ffi.cast("long", 0), ffi.cast("long", -3),
-                                  ffi.cast("long", 0))
+    from minipod.linux.clib import ffi, lib
+    rc = lib.syscall(250, ffi.cast("long", 0), ffi.cast("long", -3), ffi.cast("long", 0))
     return f"keyctl rc={rc} errno={ffi.errno if rc == -1 else 0}"
 
 

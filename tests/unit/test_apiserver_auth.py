@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 
+from minipod.linux import proc
 from minipod.runtime import serviceaccount, state
 from minipod.runtime.api import accountview
 from minipod.runtime.apiserver import auth
@@ -188,7 +189,7 @@ def record(name: str, namespace: str = "default") -> dict:
             "nodeName": "node1", "podIP": "10.89.0.9",
             "containers": [{"name": "main", "image": "busybox", "state": "running",
                             "restartCount": 0, "startedAt": now, "pid": os.getpid(),
-                            "pidStart": state.proc_start_time(os.getpid())}]}
+                            "pidStart": proc.start_time(os.getpid())}]}
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import pytest
 
 pytest.importorskip("cryptography")
 
+from minipod.linux import proc  # noqa: E402
 from minipod.runtime import state  # noqa: E402
 from minipod.runtime.apiserver import pki, server  # noqa: E402
 from minipod.runtime.paths import Paths  # noqa: E402
@@ -44,7 +45,7 @@ def record(name: str, container_state: str = "running", labels=None) -> dict:
             # this test's own process stands in for the container (alive, same start time)
             "containers": [{"name": "main", "image": "busybox", "state": container_state,
                             "restartCount": 0, "startedAt": now, "pid": os.getpid(),
-                            "pidStart": state.proc_start_time(os.getpid())}],
+                            "pidStart": proc.start_time(os.getpid())}],
             "events": [{"type": "Normal", "reason": "Started", "message":
                         "Started container main", "count": 1, "firstTimestamp": now,
                         "lastTimestamp": now}]}

@@ -1,9 +1,9 @@
-"""libc.close_fds: every fd above 2 goes, but the ones kept (close_range(2))."""
+"""descriptors.close_fds: every fd above 2 goes, but the ones kept (close_range(2))."""
 from __future__ import annotations
 
 import os
 
-from minipod import libc
+from minipod.linux import descriptors
 
 
 def _in_child(action) -> str:
@@ -35,7 +35,7 @@ def test_close_fds_keeps_stdio_and_the_kept_ones():
         b = os.open("/dev/null", os.O_RDONLY)
         c = os.open("/dev/null", os.O_RDONLY)
         high = os.dup2(a, 1000)
-        libc.close_fds([b, high])
+        descriptors.close_fds([b, high])
         fds = [fd for fd in _open_fds() if fd > 2]
         return " ".join(map(str, fds)) + f"|{a} {b} {c} {high}"
     left, names = _in_child(action).split("|")
@@ -49,7 +49,7 @@ def test_close_fds_keeps_stdio_and_the_kept_ones():
 def test_close_fds_with_nothing_kept_leaves_only_stdio():
     def action():
         opened = [os.open("/dev/null", os.O_RDONLY) for _ in range(5)] + [os.dup2(1, 500)]
-        libc.close_fds()
+        descriptors.close_fds()
         still = []
         for fd in opened:
             try:

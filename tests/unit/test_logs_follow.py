@@ -141,12 +141,12 @@ def test_a_restart_file_that_appears_late_is_found(pod):
 
 def test_without_inotify_it_polls(pod, monkeypatch):
     monkeypatch.setattr(logreader, "FOLLOW_POLL", 0.01)
-    from minipod import libc
+    from minipod.linux import inotify
 
     def no_instances(flags=0):
         import errno
         raise OSError(errno.EMFILE, "inotify_init1: Too many open files")
-    monkeypatch.setattr(libc, "inotify_init1", no_instances)
+    monkeypatch.setattr(inotify, "inotify_init1", no_instances)
     waker = logreader.Waker([pod.pod_dir("p")])
     assert waker.fd is None
     waker.wait()  # a short sleep, not a hang

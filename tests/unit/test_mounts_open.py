@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from minipod import libc
+from minipod.linux import mount
 from minipod.rootfs import mounts
 
 
@@ -30,7 +30,7 @@ def beneath(request, monkeypatch):
     if request.param == "walk":
         def no_openat2(*args):
             raise OSError(errno.ENOSYS, "openat2: Function not implemented")
-        monkeypatch.setattr(libc, "openat2", no_openat2)
+        monkeypatch.setattr(mount, "openat2", no_openat2)
     return mounts.open_beneath
 
 

@@ -1,5 +1,5 @@
 """The container root's mount plan, checked without root (pure)."""
-from minipod import libc
+from minipod.linux import mount
 from minipod.rootfs import mounts
 
 
@@ -13,11 +13,11 @@ def test_plan_order_and_flags():
     targets = [m.target for m in p.mounts]
     assert targets == ["", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys",
                        "/etc/hosts"]
-    assert p.mounts[0].flags & libc.MS_NODEV, "image device nodes must not work"
+    assert p.mounts[0].flags & mount.MS_NODEV, "image device nodes must not work"
     sysfs = p.mounts[6]
-    assert sysfs.flags & libc.MS_RDONLY, "/sys must be read-only"
-    assert p.mounts[1].flags & libc.MS_NOSUID and p.mounts[1].flags & libc.MS_NOEXEC
-    assert p.mounts[-1].flags == libc.MS_BIND and p.mounts[-1].kind == "file"
+    assert sysfs.flags & mount.MS_RDONLY, "/sys must be read-only"
+    assert p.mounts[1].flags & mount.MS_NOSUID and p.mounts[1].flags & mount.MS_NOEXEC
+    assert p.mounts[-1].flags == mount.MS_BIND and p.mounts[-1].kind == "file"
     assert {d.path for d in p.devices} >= {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/tty"}
 
 
@@ -31,7 +31,7 @@ def test_shell_form_reads_like_the_mount_command():
 
 def test_mount_errors_name_flags_source_and_target():
     try:
-        libc.mount("/nonexistent-src", "/nonexistent-dst", None, libc.MS_BIND | libc.MS_REC)
+        mount.mount("/nonexistent-src", "/nonexistent-dst", None, mount.MS_BIND | mount.MS_REC)
     except OSError as e:
         assert e.errno in (2, 1)
         assert "MS_BIND|MS_REC" in str(e) and "/nonexistent-dst" in str(e)
@@ -56,5 +56,5 @@ def test_volume_binds_are_recursive_and_read_only_when_asked():
         mounts.BindMount("/vol/a", "/data", read_only=True),
         mounts.BindMount("/vol/f", "/etc/x.conf", is_file=True)])
     data, conf = p.mounts[-2], p.mounts[-1]
-    assert data.flags == libc.MS_BIND | libc.MS_REC and data.remount_ro and data.kind == "dir"
+    assert data.flags == mount.MS_BIND | mount.MS_REC and data.remount_ro and data.kind == "dir"
     assert conf.kind == "file" and not conf.remount_ro

@@ -7,23 +7,23 @@ import os
 
 import pytest
 
-from minipod import libc
+from minipod.linux import files, inotify
 
 
 def test_inotify_reports_each_watched_file_that_grew(tmp_path):
-    ino = libc.inotify_init1()
+    ino = inotify.inotify_init1()
     try:
         out, err = tmp_path / "stdout", tmp_path / "stderr"
         out.touch()
         err.touch()
-        wd_out = libc.inotify_add_watch(ino, str(out), libc.IN_MODIFY)
-        wd_err = libc.inotify_add_watch(ino, str(err), libc.IN_MODIFY)
+        wd_out = inotify.inotify_add_watch(ino, str(out), inotify.IN_MODIFY)
+        wd_err = inotify.inotify_add_watch(ino, str(err), inotify.IN_MODIFY)
         with pytest.raises(BlockingIOError):
             os.read(ino, 4096)            # nothing written yet: nothing to say
         fd = os.open(err, os.O_WRONLY | os.O_APPEND)
         os.write(fd, b"oops\n")
         os.close(fd)
-        assert [wd for wd, _ in libc.inotify_events(os.read(ino, 4096))] == [wd_err]
+        assert [wd for wd, _ in inotify.inotify_events(os.read(ino, 4096))] == [wd_err]
         assert wd_out != wd_err
     finally:
         os.close(ino)
@@ -38,7 +38,7 @@ def test_a_punched_hole_frees_blocks_and_keeps_size_and_later_bytes(tmp_path):
         before = os.fstat(fd).st_blocks
         cut = len(data) // 2 // 65536 * 65536
         try:
-            libc.punch_hole(fd, 0, cut, str(path))
+            files.punch_hole(fd, 0, cut, str(path))
         except OSError as e:
             pytest.skip(f"this file system punches no holes: {e}")
         st = os.fstat(fd)
@@ -54,7 +54,7 @@ def test_punch_hole_errors_name_the_file(tmp_path):
     fd = os.open(tmp_path / "f", os.O_RDONLY | os.O_CREAT)
     try:
         with pytest.raises(OSError, match="PUNCH_HOLE") as e:
-            libc.punch_hole(fd, 0, 4096, str(tmp_path / "f"))   # read-only fd: EBADF
+            files.punch_hole(fd, 0, 4096, str(tmp_path / "f"))   # read-only fd: EBADF
         assert e.value.filename == str(tmp_path / "f")
     finally:
         os.close(fd)

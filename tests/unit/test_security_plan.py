@@ -5,6 +5,8 @@ import errno
 
 import pytest
 
+from minipod.linux import seccomp
+from minipod.runtime import seccomp_profile
 from minipod.runtime import security as sec
 from minipod.runtime.process import ProcessError
 from minipod.runtime.security import SecuritySpec as Spec
@@ -90,7 +92,7 @@ def test_default_filter_blocks_the_escape_hatches():
 def test_clone_with_namespace_flags_and_clone3():
     rules = plan().seccomp
     clone = [r for r in rules if r.name == "clone"]
-    assert sorted(r.value for r in clone) == sorted(sec.CLONE_NAMESPACE_FLAGS)
+    assert sorted(r.value for r in clone) == sorted(seccomp_profile.CLONE_NAMESPACE_FLAGS)
     assert all(r.mask == r.value and r.arg == 0 for r in clone)
     assert sum(r.value for r in clone) == 0x7E020000, "moby's mask"
     clone3 = next(r for r in rules if r.name == "clone3")
@@ -120,7 +122,7 @@ def test_localhost_profile_is_refused():
 
 
 def test_every_rule_names_a_syscall_libseccomp_knows():
-    lib = sec._seccomp_lib()
+    lib = seccomp._seccomp_lib()
     unknown = [r.name for r in plan().seccomp
                if lib.seccomp_syscall_resolve_name(r.name.encode()) == -1]
     assert unknown == []

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from minipod import libc, timings
+from minipod.linux import files
+from minipod.runtime import timings
 from minipod.netns.ipam import IPAM
 from minipod.runtime import state
 
@@ -45,10 +46,10 @@ def test_render_shows_each_step_and_the_total():
 
 
 def test_statfs_names_the_file_system():
-    assert libc.statfs_type("/proc") == 0x9FA0           # PROC_SUPER_MAGIC
-    assert not libc.in_memory_only("/proc")
+    assert files.statfs_type("/proc") == 0x9FA0           # PROC_SUPER_MAGIC
+    assert not files.in_memory_only("/proc")
     with pytest.raises(FileNotFoundError):
-        libc.statfs_type("/nonexistent/minipod")
+        files.statfs_type("/nonexistent/minipod")
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def fsyncs(monkeypatch):
 
 
 def tmpfs_dir(tmp_path_factory):
-    if not os.path.isdir("/dev/shm") or not libc.in_memory_only("/dev/shm"):
+    if not os.path.isdir("/dev/shm") or not files.in_memory_only("/dev/shm"):
         pytest.skip("no tmpfs at /dev/shm")
     import tempfile
     return tempfile.mkdtemp(prefix="minipod-test-", dir="/dev/shm")
@@ -79,7 +80,7 @@ def test_no_fsync_on_tmpfs(tmp_path_factory, fsyncs):
 
 
 def test_fsync_on_a_disk(tmp_path, fsyncs):
-    if libc.in_memory_only(tmp_path):
+    if files.in_memory_only(tmp_path):
         pytest.skip(f"{tmp_path} is on tmpfs here")
     ip = IPAM(tmp_path / "ipam", "10.99.0.0/24").allocate("pod-a")
     assert (tmp_path / "ipam" / str(ip)).read_text() == "pod-a"
