@@ -1,0 +1,114 @@
+"""Re-adoption: a new agent takes over the pods of the one before it.
+
+From the state records and the kernel: a container whose pid (with its
+start time) still runs is adopted (a pidfd tells of its exit, since it is
+not our child); one that ended while no agent ran is recorded as ended
+with an unknown exit code, never an invented one. Half-created pods are
+removed, pending deletions finished, back-offs, pulls and config waits
+picked up again.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+
+from minipod.netns import antispoof, bridge, hostport
+from minipod.runtime import logs, state
+from minipod.runtime.agent.loop import log, now_iso
+from minipod.runtime.agent.running import RunningContainer
+from minipod.runtime.paths import record_key
+
+
+class Adoption:
+    """Re-adoption (mixed into Agent)."""
+
+    # ---- adoption after a restart ------------------------------------------
+
+    def adopt_all(self) -> None:
+        """Rebuild the in-memory view from the state records and the kernel."""
+        records, errors = state.read_all(self.paths.pods)
+        for e in errors:
+            log(e)
+        with contextlib.suppress(hostport.HostPortError, OSError):
+            stale = self.node.hostport.gc(self.paths.hostports, {r["uid"] for r in records},
+                                owner=self.paths.identity.tag, legacy=self.paths.identity.legacy)
+            if stale:
+                log(f"removed hostPort rules of vanished pods {stale}")
+        with contextlib.suppress(OSError):
+            removed, problems = self.cgroups.gc({r["uid"] for r in records})
+            for p in problems:
+                log(f"cgroup gc: {p}")
+        for record in records:
+            name = record_key(record)
+            self.records[name] = record
+            if record.get("phase") == "Pending":
+                # killed half-way through creation: remove what was made
+                log(f"pod {name} was half-created; removing it")
+                self.records.pop(name)
+                with contextlib.suppress(Exception):
+                    self.teardown(record)
+                continue
+            try:   # again: the table may be gone, or older than this agent
+                self.node.antispoof.add(record["uid"], record["hostIfname"],
+                              bridge.mac_for_ip(record["podIP"]), record["podIP"],
+                              instance=self.paths.identity.tag)
+            except (antispoof.FilterError, KeyError, ValueError) as e:
+                log(f"pod {name}: cannot write its anti-spoofing filter again: {e}")
+            ended = []
+            for cs in record.get("initContainers", []) + record.get("containers", []):
+                if cs["state"] == "running":
+                    if not self._adopt(record, cs):
+                        ended.append(cs["name"])
+                elif cs["state"] == "waiting" and cs.get("configWait"):
+                    self.call_later(0, self._retry_config, name, cs["name"], record["uid"])
+                elif cs["state"] == "waiting" and cs.get("reason") == "CrashLoopBackOff":
+                    self.call_later(self.backoff.base, self._restart, name, cs["name"], record["uid"])
+                elif cs["state"] == "waiting" and cs.get("reason") in (
+                        "ErrImagePull", "ImagePullBackOff") or (
+                        cs.get("reason") == "ContainerCreating" and cs.get("restartCount")):
+                    self.call_later(0, self._retry_pull, name, cs["name"], record["uid"])
+            # exits only once every live container is adopted: a pod being
+            # deleted must not be torn down while one of them still runs
+            for cname in ended:
+                if name in self.records:
+                    self._after_exit(name, cname)
+            if name not in self.records:
+                continue                  # its deletion finished just now
+            self._save(name)
+            if record.get("deletionTimestamp"):
+                self.delete_pod(name, 0)
+            elif record.get("phase") == "Failed":
+                for rc in self._live_of(name):  # evicted, and the last agent died
+                    with contextlib.suppress(ProcessLookupError):
+                        self.node.kill(rc.pid, signal.SIGKILL)
+            else:
+                self.call_later(0, self.sync, name)   # e.g. a pull the dead agent began
+
+    def _adopt(self, record: dict, cs: dict) -> bool:
+        rc = RunningContainer(record_key(record), cs["name"])
+        pid = cs.get("pid")
+        if self.node.alive(pid, cs.get("pidStart")):
+            try:
+                rc.pidfd = self.node.pidfd_open(pid)
+            except ProcessLookupError:
+                rc.pidfd = None
+        if rc.pidfd is None:
+            # what it wrote before it ended, while no agent ran, is still logged
+            rc.writer = logs.LogWriter(self.paths.log_path(rc.pod, rc.name,
+                                                           cs.get("restartCount", 0)))
+            with contextlib.suppress(OSError):
+                self._open_pipes(rc, fresh=False)
+            self._close_pipes(rc, drain=True)
+            cs.update(state="terminated", exitCode=None, reason="Unknown", pid=None,
+                      message="the container ended while the agent was not running; "
+                              "its exit code is unknown", finishedAt=now_iso())
+            return False
+        rc.pid = pid
+        rc.writer = logs.LogWriter(self.paths.log_path(rc.pod, rc.name, cs.get("restartCount", 0)))
+        self._open_pipes(rc, fresh=False)
+        self.live[(rc.pod, rc.name)] = rc
+        self.by_pid[pid] = rc
+        self.loop.add_reader(rc.pidfd, self._on_pidfd)
+        self._start_probes(rc.pod, rc.name, rc, post_start=False)
+        log(f"re-adopted pod {rc.pod} container {rc.name} (pid {pid})")
+        return True

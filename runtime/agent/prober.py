@@ -1,0 +1,117 @@
+"""Probes (startup, liveness, readiness) and lifecycle hooks (postStart).
+
+Each probe of a live container ticks on a timer (the kubelet's prober
+worker); a check runs in a forked child (node.fork_check) and its verdict
+comes back through a `done(ok, message)` callback when the agent reaps it.
+A failed liveness or startup probe kills the container (_kill_container,
+worker.py); its exit then follows restartPolicy like any other.
+"""
+from __future__ import annotations
+
+import os
+
+from minipod.runtime import probes
+from minipod.runtime.agent.loop import find
+from minipod.runtime.agent.running import RunningContainer
+
+
+class Prober:
+    """Probes and hooks (mixed into Agent)."""
+
+    # ---- probes and lifecycle hooks ----------------------------------------
+
+    def spawn_check(self, pod_name: str, name: str, handler, timeout: float, done) -> None:
+        """Run one probe or hook check in a forked child; `done(ok, message)`
+        is called when it is reaped."""
+        rc = self.live.get((pod_name, name))
+        record = self.records[pod_name]
+        target = probes.Target(record, dict(find(record, name), pid=rc.pid),
+                               self.paths) if rc else None
+        pid, fd = self.node.fork_check(handler, record.get("podIP"), target, timeout)
+        os.set_blocking(fd, False)
+        self.checks[pid] = (fd, done)
+
+    def _start_probes(self, pod_name: str, name: str, rc: RunningContainer,
+                      post_start: bool = True) -> None:
+        record = self.records[pod_name]
+        cs = find(record, name)
+        c = self.container_of(record, name)
+        cs["started"] = c.startup_probe is None
+        cs["ready"] = c.readiness_probe is None
+        kinds = ["startup"] if c.startup_probe else ["liveness", "readiness"]
+        for kind in kinds:
+            self._schedule_probe(pod_name, name, kind, rc)
+        hook = c.lifecycle.post_start
+        if hook is not None and post_start:
+            def after_hook(ok: bool, message: str, pid=rc.pid) -> None:
+                live = self.live.get((pod_name, name))
+                if not ok and live is not None and live.pid == pid:
+                    self.event(pod_name, "FailedPostStartHook", message, warning=True)
+                    self._kill_container(pod_name, name, "FailedPostStartHook")
+            self.spawn_check(pod_name, name, hook,
+                             record.get("terminationGracePeriodSeconds", 30), after_hook)
+
+    def _schedule_probe(self, pod_name: str, name: str, kind: str, rc: RunningContainer) -> None:
+        probe = getattr(self.container_of(self.records[pod_name], name), f"{kind}_probe")
+        if probe is None:
+            return
+        rc.probes[kind] = probes.ProbeState(kind, str(rc.pid))
+        self.call_later(probe.initial_delay_seconds, self._probe_tick, pod_name, name, kind,
+                        rc.pid)
+
+    def _probe_tick(self, pod_name: str, name: str, kind: str, pid: int) -> None:
+        """One period of one probe (the kubelet's prober worker). Liveness and
+        startup probes stop while the container is being killed and once its
+        pod is being deleted; readiness goes on until the container ends."""
+        rc = self.live.get((pod_name, name))
+        record = self.records.get(pod_name)
+        if rc is None or rc.pid != pid or record is None:
+            return  # the container instance this probe was for is gone
+        if kind != "readiness" and (rc.stopping or record.get("deletionTimestamp")):
+            return
+        if kind == "startup" and find(record, name).get("started"):
+            return
+        probe = getattr(self.container_of(record, name), f"{kind}_probe")
+        st = rc.probes[kind]
+        if not st.running:
+            st.running = True
+            self.spawn_check(pod_name, name, probe.handler, probe.timeout_seconds,
+                             lambda ok, msg: self._probe_result(pod_name, name, kind, pid, ok, msg))
+        self.call_later(probe.period_seconds, self._probe_tick, pod_name, name, kind, pid)
+
+    def _probe_result(self, pod_name: str, name: str, kind: str, pid: int, ok: bool,
+                      message: str) -> None:
+        rc = self.live.get((pod_name, name))
+        if rc is None or rc.pid != pid:
+            return
+        record = self.records[pod_name]
+        cs = find(record, name)
+        probe = getattr(self.container_of(record, name), f"{kind}_probe")
+        st = rc.probes[kind]
+        st.running = False
+        if kind != "readiness" and (rc.stopping or record.get("deletionTimestamp")):
+            return  # a check that was in flight when the kill began: no second verdict
+        if ok:
+            st.successes, st.failures = st.successes + 1, 0
+        else:
+            st.successes, st.failures = 0, st.failures + 1
+            self.event(pod_name, "Unhealthy", f"{kind.capitalize()} probe failed: {message}",
+                       warning=True)
+        if kind == "readiness":
+            if ok and st.successes >= probe.success_threshold:
+                cs["ready"] = True
+            elif not ok and st.failures >= probe.failure_threshold:
+                cs["ready"] = False
+        elif kind == "startup" and ok:
+            cs["started"] = True
+            for k in ("liveness", "readiness"):
+                self._schedule_probe(pod_name, name, k, rc)
+        elif not ok and st.failures >= probe.failure_threshold:
+            # kuberuntime's computePodActions: ", will be restarted" only if it will be
+            restart = "" if record.get("restartPolicy") == "Never" and not cs.get("sidecar") \
+                else ", will be restarted"
+            self.event(pod_name, "Killing", f"Container {name} failed {kind} probe{restart}")
+            st.failures = 0
+            self._kill_container(pod_name, name, f"{kind} probe failed",
+                                 probe.termination_grace_period_seconds)
+        self._save(pod_name)
