@@ -357,9 +357,12 @@ def lookup(paths, kind: str, namespace: str, name: str, optional: bool) -> dict 
     return values(obj)
 
 
-def field_value(record: dict, pod, path: str) -> str:
-    """A downward API fieldPath of the pod (env, or a downwardAPI file)."""
+def field_value(record, pod, path: str) -> str:
+    """A downward API fieldPath of the pod (env, or a downwardAPI file);
+    `record` is its PodRecord (or the stored JSON of one)."""
     from minipod.runtime.api import configrefs
+    from minipod.runtime.api.record import as_pod
+    record = as_pod(record)
     sub = configrefs.SUBSCRIPTED.fullmatch(path)
     if sub:
         source = pod.labels if sub.group(1) == "labels" else pod.annotations
@@ -371,13 +374,13 @@ def field_value(record: dict, pod, path: str) -> str:
     return {
         "metadata.name": pod.name,
         "metadata.namespace": pod.namespace,
-        "metadata.uid": record.get("uid", ""),
-        "spec.nodeName": record.get("nodeName", ""),
+        "metadata.uid": record.uid,
+        "spec.nodeName": record.node_name or "",
         "spec.serviceAccountName": "default",
-        "status.hostIP": record.get("hostIP") or "",
-        "status.hostIPs": record.get("hostIP") or "",
-        "status.podIP": record.get("podIP") or "",
-        "status.podIPs": record.get("podIP") or "",
+        "status.hostIP": record.host_ip or "",
+        "status.hostIPs": record.host_ip or "",
+        "status.podIP": record.pod_ip or "",
+        "status.podIPs": record.pod_ip or "",
     }.get(path, "")
 
 
@@ -416,7 +419,7 @@ def _disk_total() -> int:
     return st.f_blocks * st.f_frsize
 
 
-def container_env(paths, record: dict, pod, c) -> tuple[list[tuple[str, str]], bool]:
+def container_env(paths, record, pod, c) -> tuple[list[tuple[str, str]], bool]:
     """The container's variables in Kubernetes' order (envFrom entries in
     order, then env, a later name winning), as (name, value) with values
     from objects escaped so that $(VAR) in them stays as written; and

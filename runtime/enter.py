@@ -77,7 +77,7 @@ class ExecSpec:
     name: str = "exec"
 
 
-def for_container(record: dict, cs: dict, paths, argv: list[str], **fields) -> ExecSpec:
+def for_container(record, cs, paths, argv: list[str], **fields) -> ExecSpec:
     """The spec to run argv in container `cs` of pod `record` as the
     container's own process runs: its environment, its cgroup, its user,
     capabilities, no_new_privs and seccomp filter (the mounts, masked paths
@@ -86,17 +86,19 @@ def for_container(record: dict, cs: dict, paths, argv: list[str], **fields) -> E
     runtime's exec with the container's process spec."""
     import dataclasses
     from minipod.runtime.api import manifest
-    spec = ExecSpec(pid=cs["pid"], argv=argv, env=container_environment(record, cs, paths),
+    from minipod.runtime.api.record import as_container, as_pod
+    record, cs = as_pod(record), as_container(cs)
+    spec = ExecSpec(pid=cs.pid, argv=argv, env=container_environment(record, cs, paths),
                     **fields)
-    if cs.get("cgroup"):
-        spec.cgroup_procs = cgroups.detect(parent=paths.cgroup_parent).join_paths(cs["cgroup"])
-    pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
-    c = next(c for c in pod.init_containers + pod.containers if c.name == cs["name"])
-    user = cs.get("user")
-    if isinstance(user, dict):  # the user the agent derived at start, groups included
-        uid, gid, groups = int(user["uid"]), int(user["gid"]), [int(g) for g in user["groups"]]
+    if cs.cgroup:
+        spec.cgroup_procs = cgroups.detect(parent=paths.cgroup_parent).join_paths(cs.cgroup)
+    pod = manifest.load_object(record.manifest, record.source or "<state>")
+    c = next(c for c in pod.init_containers + pod.containers if c.name == cs.name)
+    user = cs.user
+    if user is not None:  # the user the agent derived at start, groups included
+        uid, gid, groups = int(user.uid), int(user.gid), [int(g) for g in user.groups]
     else:  # a record of an older minipod: uid and gid of the running process
-        uid, gid = _ids(cs["pid"])
+        uid, gid = _ids(cs.pid)
         groups = None
     plan = security.plan_security(c.security_context, f"{uid}:{gid}")
     # the ids the container runs as, not derived again: runAsUser without
@@ -108,25 +110,27 @@ def for_container(record: dict, cs: dict, paths, argv: list[str], **fields) -> E
     return spec
 
 
-def container_environment(record: dict, cs: dict, paths) -> dict[str, str]:
+def container_environment(record, cs, paths) -> dict[str, str]:
     """The environment container `cs` was started with: the agent stores
     what it computed (cs["env"]). A record written by an older minipod has
     none: then it is computed again the same way, from the manifest, the
     image's config and /etc/passwd, and the uid the process runs as. Never
     from /proc/PID/environ: the process may have rewritten that area."""
-    env = cs.get("env")
-    if cs.get("envFile"):           # it holds a Secret's value: kept 0600 (podconfig.py)
+    from minipod.runtime.api.record import as_container, as_pod
+    record, cs = as_pod(record), as_container(cs)
+    env = cs.env
+    if cs.env_file:           # it holds a Secret's value: kept 0600 (podconfig.py)
         from minipod.runtime import podconfig
         env = podconfig.load_env(cs)
     if isinstance(env, dict):
         return {str(k): str(v) for k, v in env.items()}
     from minipod.rootfs.store import ImageNotFound, ImageStore
     from minipod.runtime.api import manifest
-    pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
-    c = next(c for c in pod.init_containers + pod.containers if c.name == cs["name"])
+    pod = manifest.load_object(record.manifest, record.source or "<state>")
+    c = next(c for c in pod.init_containers + pod.containers if c.name == cs.name)
     config, passwd = {}, ""
     store = ImageStore(paths.images)
-    for ref in (cs.get("imageID"), cs.get("image")):
+    for ref in (cs.image_id, cs.image):
         try:
             image = store.get(ref) if ref else None
         except (ImageNotFound, ValueError, OSError):
@@ -134,7 +138,7 @@ def container_environment(record: dict, cs: dict, paths) -> dict[str, str]:
         if image is not None:
             config, passwd = image.config, _image_file(image.layer_dirs, "etc/passwd")
             break
-    uid = _ids(cs["pid"])[0] if cs.get("pid") else 0
+    uid = _ids(cs.pid)[0] if cs.pid else 0
     return process.environment(config, [(e.name, e.value) for e in c.env], pod.name,
                                process.home(uid, passwd))
 

@@ -69,9 +69,12 @@ def pod_key(namespace: str | None, name: str) -> str:
     return key.encode()[:MAX_KEY - 17].decode(errors="ignore") + "~" + digest
 
 
-def record_key(record: dict) -> str:
-    """The key of the pod a state record describes (no namespace: default)."""
-    return pod_key(record.get("namespace"), record["name"])
+def record_key(record) -> str:
+    """The key of the pod a state record describes (a PodRecord, or its
+    stored JSON; no namespace: default)."""
+    if isinstance(record, dict):
+        return pod_key(record.get("namespace"), record["name"])
+    return pod_key(record.namespace, record.name)
 
 
 @dataclass(frozen=True)

@@ -26,22 +26,24 @@ RETRY_SECONDS = 2.0
 ENV_FILE = "env.json"
 
 
-def write_volumes(paths, record: dict, pod) -> str | None:
-    """Write (or update) the pod's written volumes; the FailedMount message
-    of the first one that cannot be written yet, or None."""
+def write_volumes(paths, record, pod) -> str | None:
+    """Write (or update) the pod's written volumes (`record`: its PodRecord);
+    the FailedMount message of the first one that cannot be written yet, or None."""
+    from minipod.runtime.api.record import as_pod
+    record = as_pod(record)
     gid = next((c.security_context.fs_group for c in pod.containers
                 if c.security_context.fs_group is not None), None)
     for v in pod.volumes:
-        if v.kind not in projection.KINDS or v.name not in (record.get("volumes") or {}):
+        if v.kind not in projection.KINDS or v.name not in record.volumes:
             continue
         try:
             files = projection.payload(paths, record, pod, v)
-            projection.write(Path(record["volumes"][v.name]), files, gid)
+            projection.write(Path(record.volumes[v.name]), files, gid)
         except projection.NotReady as e:
             return f'MountVolume.SetUp failed for volume "{v.name}" : {e}'
         except OSError as e:    # the disk, not the user: said, and tried again
             return (f'MountVolume.SetUp failed for volume "{v.name}" : cannot write '
-                    f"{e.filename or record['volumes'][v.name]}: {e.strerror} (errno {e.errno})")
+                    f"{e.filename or record.volumes[v.name]}: {e.strerror} (errno {e.errno})")
     return None
 
 
@@ -49,13 +51,13 @@ def uses(pod, resource: str, namespace: str, name: str) -> bool:
     return pod.namespace == namespace and (resource, name) in configobjects.names_used(pod)
 
 
-def save_env(paths, record: dict, cs: dict, env: dict, secret: bool) -> None:
-    """Keep what exec, probes and hooks run with. With a Secret's value in
-    it, the environment goes to a 0600 file in the container's dir, never
-    into the pod record (that one is world-readable: `minipod get` reads it)."""
+def save_env(paths, record, cs, env: dict, secret: bool) -> None:
+    """Keep what exec, probes and hooks run with in container record `cs`
+    (cs.env, or cs.env_file). With a Secret's value in it, the environment
+    goes to a 0600 file in the container's dir, never into the pod record
+    (that one is world-readable: `minipod get` reads it)."""
     if not secret:
-        cs["env"] = env
-        cs.pop("envFile", None)
+        _set_env(cs, env, None)
         return
     from minipod.runtime import state
     from minipod.runtime.paths import record_key
@@ -64,19 +66,37 @@ def save_env(paths, record: dict, cs: dict, env: dict, secret: bool) -> None:
     secrets = paths.pod_dir(record_key(record)) / "secrets"
     secrets.mkdir(mode=0o700, exist_ok=True)
     os.chmod(secrets, 0o700)
-    path = secrets / f"{cs['name']}.{ENV_FILE}"
+    path = secrets / f"{_name(cs)}.{ENV_FILE}"
     state.replace_file(path, json.dumps(env).encode(), 0o600)
     os.chmod(path, 0o600)
-    cs["env"] = None
-    cs["envFile"] = str(path)
+    _set_env(cs, None, str(path))
 
 
-def load_env(cs: dict) -> dict | None:
+def _name(cs) -> str:
+    return cs["name"] if isinstance(cs, dict) else cs.name
+
+
+def _set_env(cs, env: dict | None, env_file: str | None) -> None:
+    """cs.env and cs.env_file; an agent that still holds the stored dict
+    gets its keys set ("envFile" gone when there is none)."""
+    if not isinstance(cs, dict):
+        cs.env, cs.env_file = env, env_file
+        return
+    cs["env"] = env
+    if env_file is None:
+        cs.pop("envFile", None)
+    else:
+        cs["envFile"] = env_file
+
+
+def load_env(cs) -> dict | None:
     """The environment save_env kept for a container, if it went to a file."""
-    if not cs.get("envFile"):
+    from minipod.runtime.api.record import as_container
+    env_file = as_container(cs).env_file
+    if not env_file:
         return None
     try:
-        with open(cs["envFile"], "rb") as f:
+        with open(env_file, "rb") as f:
             return json.loads(f.read())
     except (OSError, ValueError):
         return None

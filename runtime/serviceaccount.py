@@ -175,10 +175,13 @@ def wanted(raw: dict) -> bool:
     return (raw.get("spec") or {}).get("automountServiceAccountToken") is not False
 
 
-def prepare(paths, pod_dir: Path, record: dict) -> str | None:
-    """Write token, ca.crt and namespace for the pod; the host dir to mount,
-    or None when the pod does not want them. Called once, at pod creation."""
-    if not wanted(record["manifest"]):
+def prepare(paths, pod_dir: Path, record) -> str | None:
+    """Write token, ca.crt and namespace for the pod (`record`: a PodRecord);
+    the host dir to mount, or None when the pod does not want them. Called
+    once, at pod creation."""
+    from minipod.runtime.api.record import as_pod
+    record = as_pod(record)
+    if not wanted(record.manifest):
         return None
     from minipod.runtime.apiserver import pki
     from minipod.runtime.state import replace_file
@@ -189,18 +192,19 @@ def prepare(paths, pod_dir: Path, record: dict) -> str | None:
     d = outer / "serviceaccount"
     d.mkdir(mode=0o755, exist_ok=True)
     os.chmod(d, 0o755)       # inside the pod, any user of any container reads it
-    ns = record.get("namespace") or "default"
-    token = issue(files.sa_key.read_bytes(), ns, record["name"], record["uid"])
+    ns = record.namespace or "default"
+    token = issue(files.sa_key.read_bytes(), ns, record.name, record.uid)
     replace_file(d / "ca.crt", files.ca_crt.read_bytes(), 0o644)
     replace_file(d / "namespace", ns.encode(), 0o644)
     replace_file(d / "token", token.encode(), 0o644)
     return str(d)
 
 
-def bind(record: dict, container):
+def bind(record, container):
     """The read-only bind mount of the token dir for one container, or None
     (no token for this pod, or the container mounts something there itself)."""
-    source = record.get("serviceAccountDir")
+    from minipod.runtime.api.record import as_pod
+    source = as_pod(record).service_account_dir
     if not source:
         return None
     if any(vm.mount_path.rstrip("/") == MOUNT_PATH for vm in container.volume_mounts):
@@ -219,7 +223,7 @@ def volume_name(uid: str) -> str:
     return "kube-api-access-" + "".join(alphabet[(n >> (5 * i)) % 27] for i in range(5))
 
 
-def api_view(obj: dict, record: dict) -> None:
+def api_view(obj: dict, record) -> None:
     """Add to a Pod object what the ServiceAccount admission plugin adds on a
     cluster: serviceAccountName, and the kube-api-access-XXXXX projected volume
     with its read-only mount in every container. Only the API shows them; the
@@ -229,9 +233,11 @@ def api_view(obj: dict, record: dict) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("serviceAccountName", ACCOUNT)
     spec.setdefault("serviceAccount", spec["serviceAccountName"])
-    if not record.get("serviceAccountDir"):
+    from minipod.runtime.api.record import as_pod
+    record = as_pod(record)
+    if not record.service_account_dir:
         return
-    name = volume_name(record.get("uid", ""))
+    name = volume_name(record.uid)
     spec["volumes"] = list(spec.get("volumes") or []) + [{"name": name, "projected": {
         "defaultMode": 420, "sources": [
             {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},

@@ -12,7 +12,8 @@ import json
 import os
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+from minipod.runtime.api.record import SCHEMA_VERSION, PodRecord, RecordError
+
 RECORD = "pod.json"
 
 
@@ -20,9 +21,12 @@ class StateError(Exception):
     """A state file that cannot be read: reported with its path, never dropped."""
 
 
-def write(pod_dir: Path, record: dict) -> None:
-    """Replace the pod's record; a record equal to the one this process
-    wrote last, still in place (same inode), is not written again."""
+def write(pod_dir: Path, record: PodRecord | dict) -> None:
+    """Replace the pod's record (a PodRecord, or the JSON object of one); a
+    record equal to the one this process wrote last, still in place (same
+    inode), is not written again."""
+    if isinstance(record, PodRecord):
+        record = record.to_dict()
     record = dict(record, version=SCHEMA_VERSION)
     path = pod_dir / RECORD
     data = json.dumps(record, indent=1, sort_keys=True).encode()
@@ -66,6 +70,9 @@ def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 def read(pod_dir: Path) -> dict:
+    """The pod's record as stored (a JSON object of this schema version);
+    FileNotFoundError if there is none, StateError if it cannot be read.
+    Readers use read_record: the same, typed."""
     path = pod_dir / RECORD
     try:
         record = json.loads(path.read_bytes())
@@ -80,8 +87,27 @@ def read(pod_dir: Path) -> dict:
     return record
 
 
+def read_record(pod_dir: Path) -> PodRecord:
+    """The pod's record, typed (read, then PodRecord.from_dict); a record of
+    the wrong shape is a StateError that names the file and the key."""
+    record = read(pod_dir)
+    try:
+        return PodRecord.from_dict(record)
+    except RecordError as e:
+        raise StateError(f"cannot read pod state {pod_dir / RECORD}: {e}") from None
+
+
+def read_records(pods_dir: Path) -> tuple[list[PodRecord], list[str]]:
+    """Every pod record (typed), sorted by name, and the errors of unreadable ones."""
+    return _read_each(pods_dir, read_record)
+
+
 def read_all(pods_dir: Path) -> tuple[list[dict], list[str]]:
-    """Every pod record, sorted by name, and the errors of unreadable ones."""
+    """read_records, as stored JSON objects (for a caller that still holds dicts)."""
+    return _read_each(pods_dir, read)
+
+
+def _read_each(pods_dir: Path, reader) -> tuple[list, list[str]]:
     records, errors = [], []
     try:
         names = sorted(os.listdir(pods_dir))
@@ -89,7 +115,7 @@ def read_all(pods_dir: Path) -> tuple[list[dict], list[str]]:
         return [], []
     for name in names:
         try:
-            records.append(read(pods_dir / name))
+            records.append(reader(pods_dir / name))
         except FileNotFoundError:
             continue  # a pod being created or removed right now
         except StateError as e:

@@ -15,82 +15,93 @@ from __future__ import annotations
 
 import time
 
+from minipod.runtime.api.record import (ContainerRecord, ContainerState, LastState, PodRecord,
+                                        as_container, as_pod)
 
-def will_restart(record: dict, cs: dict) -> bool:
+RUNNING, TERMINATED, WAITING = (ContainerState.RUNNING, ContainerState.TERMINATED,
+                                ContainerState.WAITING)
+
+
+def will_restart(record: PodRecord | dict, cs: ContainerRecord | dict) -> bool:
     """Does this terminated container start again (after a back-off)?
 
     Sidecars always do while the pod's main containers run; a regular init
     container retries a failure unless the pod's policy is Never; a main
     container follows restartPolicy (Always, OnFailure, Never)."""
-    if record.get("phase") == "Failed":
-        return False  # evicted: a terminal pod restarts nothing
-    policy = record.get("restartPolicy", "Always")
-    failed = cs.get("exitCode") != 0
-    if cs.get("sidecar"):
-        return not main_containers_done(record) and not record.get("deletionTimestamp")
-    if cs in record.get("initContainers", []):
+    record, cs = as_pod(record), as_container(cs)
+    if record.evicted:
+        return False  # a terminal pod restarts nothing
+    policy = record.restart_policy
+    failed = cs.exit_code != 0
+    if cs.sidecar:
+        return not main_containers_done(record) and not record.deletion_timestamp
+    if cs in record.init_containers:
         return failed and policy != "Never"
     return policy == "Always" or (policy == "OnFailure" and failed)
 
 
-def main_containers_done(record: dict) -> bool:
+def main_containers_done(record: PodRecord | dict) -> bool:
     """Every main container has ended and none will start again."""
-    mains = record.get("containers", [])
-    return bool(mains) and all(c["state"] == "terminated" and not will_restart(record, c)
+    record = as_pod(record)
+    mains = record.containers
+    return bool(mains) and all(c.state == TERMINATED and not will_restart(record, c)
                                for c in mains)
 
 
-def _init_failed(record: dict) -> bool:
-    return any(c["state"] == "terminated" and c.get("exitCode") != 0 and not c.get("sidecar")
-               and not will_restart(record, c) for c in record.get("initContainers", []))
+def _init_failed(record: PodRecord) -> bool:
+    return any(c.state == TERMINATED and c.exit_code != 0 and not c.sidecar
+               and not will_restart(record, c) for c in record.init_containers)
 
 
-def _init_pending(record: dict) -> bool:
-    return any(not c.get("sidecar") and not (c["state"] == "terminated" and c.get("exitCode") == 0)
-               for c in record.get("initContainers", []))
+def _init_pending(record: PodRecord) -> bool:
+    return any(not c.sidecar and not (c.state == TERMINATED and c.exit_code == 0)
+               for c in record.init_containers)
 
 
-def phase(record: dict) -> str:
-    containers = record.get("containers", [])
-    if record.get("phase") == "Pending" or not containers:
+def phase(record: PodRecord | dict) -> str:
+    """The Kubernetes phase of the pod (the one place it is derived)."""
+    record = as_pod(record)
+    containers = record.containers
+    if not record.sandbox_ready or not containers:
         return "Pending"
-    if record.get("phase") == "Failed":
+    if record.evicted:
         return "Failed"  # evicted (status.reason says so), whatever its containers do
     if _init_failed(record):
         return "Failed"
     if _init_pending(record):
         return "Pending"
-    states = [c["state"] for c in containers]
-    if any(s == "running" for s in states):
+    states = [c.state for c in containers]
+    if any(s == RUNNING for s in states):
         return "Running"
-    if any(s == "waiting" for s in states):
+    if any(s == WAITING for s in states):
         # waiting for a restart (back-off) counts as Running; never started is Pending
-        started = any(c.get("restartCount", 0) or c.get("lastState") for c in containers)
+        started = any(c.restart_count or c.last_state for c in containers)
         return "Running" if started else "Pending"
-    codes = [c.get("exitCode") for c in containers]
+    codes = [c.exit_code for c in containers]
     if all(code == 0 for code in codes):
         return "Succeeded"
     return "Failed"
 
 
-def is_ready(cs: dict) -> bool:
+def is_ready(cs: ContainerRecord | dict) -> bool:
     """Running, and its readiness probe (if any) says ready."""
-    return cs["state"] == "running" and cs.get("ready", True)
+    cs = as_container(cs)
+    return cs.state == RUNNING and cs.ready
 
 
-def ready_count(record: dict) -> tuple[int, int]:
+def ready_count(record: PodRecord | dict) -> tuple[int, int]:
     """kubectl's READY: main containers and sidecars."""
-    containers = record.get("containers", []) + [
-        c for c in record.get("initContainers", []) if c.get("sidecar")]
+    record = as_pod(record)
+    containers = record.containers + [c for c in record.init_containers if c.sidecar]
     return sum(1 for c in containers if is_ready(c)), len(containers)
 
 
-def status_column(record: dict) -> str:
+def status_column(record: PodRecord | dict) -> str:
     """kubectl's STATUS of a state record (print_pod)."""
     return print_pod(pod_object(record))[1]
 
 
-def restarts_column(record: dict) -> str:
+def restarts_column(record: PodRecord | dict) -> str:
     """kubectl's RESTARTS of a state record (print_pod)."""
     return print_pod(pod_object(record))[2]
 
@@ -255,11 +266,12 @@ def human_duration(seconds: float) -> str:
     return f"{hours // 24 // 365}y"
 
 
-def conditions(record: dict) -> list[dict]:
+def conditions(record: PodRecord | dict) -> list[dict]:
+    record = as_pod(record)
     ready, total = ready_count(record)
-    created = record.get("creationTimestamp")
+    created = record.creation_timestamp
     all_ready = "True" if total and ready == total else "False"
-    sandbox = "False" if record.get("phase") == "Pending" else "True"
+    sandbox = "True" if record.sandbox_ready else "False"
     initialized = "False" if _init_pending(record) else "True"
     return [
         {"type": "PodReadyToStartContainers", "status": sandbox, "lastTransitionTime": created},
@@ -270,72 +282,76 @@ def conditions(record: dict) -> list[dict]:
     ]
 
 
-def _state(c: dict) -> dict:
-    if c["state"] == "running":
-        return {"running": {"startedAt": c.get("startedAt")}}
-    if c["state"] == "terminated":
-        t = {k: c.get(k) for k in ("exitCode", "signal", "reason", "message",
-                                   "startedAt", "finishedAt") if c.get(k) is not None}
-        if c.get("exitCode") is None:
+def _state(c: ContainerRecord | LastState) -> dict:
+    """Kubernetes' state object of a container, or of how its last run ended."""
+    if c.state == RUNNING:
+        return {"running": {"startedAt": c.started_at}}
+    if c.state == TERMINATED:
+        t = {k: v for k, v in (("exitCode", c.exit_code), ("signal", c.signal),
+                               ("reason", c.reason), ("message", c.message),
+                               ("startedAt", c.started_at), ("finishedAt", c.finished_at))
+             if v is not None}
+        if c.exit_code is None:
             t["exitCode"] = None  # unknown: never invented
         return {"terminated": t}
-    return {"waiting": {k: c[k] for k in ("reason", "message") if c.get(k)}}
+    return {"waiting": {k: v for k, v in (("reason", c.reason), ("message", c.message)) if v}}
 
 
-def container_status(c: dict) -> dict:
+def container_status(c: ContainerRecord | dict) -> dict:
+    c = as_container(c)
     out = {
-        "name": c["name"],
-        "image": c.get("image"),
-        "imageID": c.get("imageID", ""),
-        "containerID": f"minipod://{c['containerID']}" if c.get("containerID") else None,
+        "name": c.name,
+        "image": c.image,
+        "imageID": c.image_id,
+        "containerID": f"minipod://{c.container_id}" if c.container_id else None,
         "ready": is_ready(c),
-        "started": c["state"] == "running" and c.get("started", True),
-        "restartCount": c.get("restartCount", 0),
+        "started": c.state == RUNNING and c.started,
+        "restartCount": c.restart_count,
         "state": _state(c),
         "lastState": {},
     }
-    if c.get("lastState"):
-        out["lastState"] = _state(dict(c["lastState"], name=c["name"]))
+    if c.last_state:
+        out["lastState"] = _state(c.last_state)
     if not out["containerID"]:
         del out["containerID"]
     return out
 
 
-def pod_object(record: dict) -> dict:
+def pod_object(record: PodRecord | dict) -> dict:
     """The Pod as `kubectl get pod NAME -o yaml` shows it."""
-    manifest = record.get("manifest", {})
+    record = as_pod(record)
+    manifest = record.manifest
     metadata = {
-        "name": record["name"],
-        "namespace": record.get("namespace", "default"),
-        "uid": record.get("uid"),
-        "creationTimestamp": record.get("creationTimestamp"),
+        "name": record.name,
+        "namespace": record.namespace,
+        "uid": record.uid or None,
+        "creationTimestamp": record.creation_timestamp,
     }
     for key in ("labels", "annotations"):
         if manifest.get("metadata", {}).get(key):
             metadata[key] = manifest["metadata"][key]
-    if record.get("deletionTimestamp"):
-        metadata["deletionTimestamp"] = record["deletionTimestamp"]
+    if record.deletion_timestamp:
+        metadata["deletionTimestamp"] = record.deletion_timestamp
     spec = dict(manifest.get("spec", {}))
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("terminationGracePeriodSeconds", 30)
-    spec["nodeName"] = record.get("nodeName")
+    spec["nodeName"] = record.node_name
     status = {
         "phase": phase(record),
         "conditions": conditions(record),
-        "hostIP": record.get("hostIP"),
-        "hostIPs": [{"ip": record["hostIP"]}] if record.get("hostIP") else [],
-        "podIP": record.get("podIP"),
-        "podIPs": [{"ip": record["podIP"]}] if record.get("podIP") else [],
-        "startTime": record.get("startTime"),
-        "qosClass": record.get("qosClass", "BestEffort"),
-        "containerStatuses": [container_status(c) for c in record.get("containers", [])],
+        "hostIP": record.host_ip,
+        "hostIPs": [{"ip": record.host_ip}] if record.host_ip else [],
+        "podIP": record.pod_ip,
+        "podIPs": [{"ip": record.pod_ip}] if record.pod_ip else [],
+        "startTime": record.start_time,
+        "qosClass": record.qos_class or "BestEffort",
+        "containerStatuses": [container_status(c) for c in record.containers],
     }
-    if record.get("initContainers"):
-        status["initContainerStatuses"] = [container_status(c)
-                                           for c in record["initContainers"]]
-    if record.get("reason"):
-        status["reason"] = record["reason"]
-    if record.get("message"):
-        status["message"] = record["message"]
+    if record.init_containers:
+        status["initContainerStatuses"] = [container_status(c) for c in record.init_containers]
+    if record.reason:
+        status["reason"] = record.reason
+    if record.message:
+        status["message"] = record.message
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec,
             "status": status}

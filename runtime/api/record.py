@@ -1,0 +1,375 @@
+"""The pod record, typed: what the agent stores in RUN/pods/KEY/pod.json.
+
+A `PodRecord` holds the facts the agent knows of one pod (its manifest,
+sandbox, network, cgroup, volumes, events) and one `ContainerRecord` per
+container: pid and start time, state, exit, restarts, back-off. What
+Kubernetes shows (phase, conditions, the STATUS column) is derived from
+these facts in one place, runtime/api/podstatus.py; nothing here computes it.
+
+On disk the record stays the JSON object earlier versions wrote, key for
+key (podIP, hostIfname, restartCount, initContainers ...): `to_dict()` gives
+it back and `from_dict()` reads it, so an agent of the previous version and
+tools reading pod.json (jq, the tests) keep working. A field is named after
+its key in snake_case (podIP -> pod_ip), with one exception:
+
+    sandbox_ready  (new key "sandboxReady") the pod's namespaces, IP,
+                   cgroup and volumes are made. Earlier versions said so
+                   with "phase": "Pending" -> "Running", and "Failed" once
+                   evicted; a record without sandboxReady is read from its
+                   phase (not Pending: ready), and "phase" is still written
+                   for them.
+    evicted        ("phase": "Failed") the node failed the pod (reason and
+                   message say why): Failed, whatever its containers do.
+
+Keys this version does not know are kept in `extra` and written back, so a
+record from a newer agent loses nothing. A key that was stored with null
+stays null; a field that is None (or at its default) and was not in the
+stored record is left out, as the agent always did.
+
+The container state table, written once (the kubelet's three states; the
+reason says which kind of waiting, or how it ended):
+
+    from \\ to    waiting             running           terminated
+    waiting      reason changes      started           start failed
+    running      never: ends first   a new agent       exited, killed, or
+                                     adopts it         lost (unknown)
+    terminated   back-off, image,    restarted at      restarted, and that
+                 config wait         once              start failed again
+
+    waiting     not running yet, or again: ContainerCreating,
+                PodInitializing, ErrImagePull, ImagePullBackOff,
+                CreateContainerConfigError, CrashLoopBackOff
+    running     pid (+ pidStart, so a reused pid cannot fool a reader)
+    terminated  exitCode (+ signal), reason Completed / Error / OOMKilled /
+                StartError; "unknown" is a terminated container whose exit
+                the agent could not see (exitCode None, reason Unknown):
+                never invented.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+SCHEMA_VERSION = 1
+
+
+class RecordError(ValueError):
+    """A stored record of the wrong shape: says which key and what it holds."""
+
+
+class ContainerState(enum.StrEnum):
+    """A container's state as stored ("state" key); equal to its string."""
+    WAITING = "waiting"
+    RUNNING = "running"
+    TERMINATED = "terminated"
+
+
+W, R, T = ContainerState.WAITING, ContainerState.RUNNING, ContainerState.TERMINATED
+TRANSITIONS: dict[ContainerState, frozenset[ContainerState]] = {
+    W: frozenset({W, R, T}),   # reason changes; started; the start failed
+    R: frozenset({R, T}),      # re-adopted by a new agent; exited or lost
+    T: frozenset({W, R, T}),   # waits for back-off, image or config; starts at once,
+}                              # or that start failed again (StartError)
+
+
+class InvalidTransition(ValueError):
+    """A container state change the table above does not allow."""
+
+    def __init__(self, old: ContainerState, new: ContainerState):
+        super().__init__(f"container state {old} cannot become {new}")
+        self.old, self.new = old, new
+
+
+def check_transition(old: ContainerState | str, new: ContainerState | str) -> ContainerState:
+    """`new` as a ContainerState, if `old` may become it; InvalidTransition if not."""
+    old, new = ContainerState(old), ContainerState(new)
+    if new not in TRANSITIONS[old]:
+        raise InvalidTransition(old, new)
+    return new
+
+
+def _camel(name: str) -> str:
+    """The JSON key of a field: pod_ip -> podIP, image_id -> imageID."""
+    first, *rest = name.split("_")
+    return first + "".join(p.upper() if p in ("ip", "id") else p.capitalize() for p in rest)
+
+
+class _Stored:
+    """from_dict/to_dict for the record's dataclasses.
+
+    ALWAYS: JSON keys written even at their default (the agent always wrote
+    them). NESTED: field -> dataclass of its value (or of each item of a
+    list). `_keys` remembers which keys the stored dict had, so a key stored
+    as null or at its default is written back as it was."""
+    ALWAYS: ClassVar[frozenset[str]] = frozenset()
+    NESTED: ClassVar[dict[str, type]] = {}
+
+    @classmethod
+    def _fields(cls) -> list[tuple[dataclasses.Field, str]]:
+        return [(f, _camel(f.name)) for f in dataclasses.fields(cls)
+                if f.name not in ("extra", "_keys") and f.metadata.get("stored", True)]
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = ""):
+        """The dataclass of a stored dict; RecordError names a key of the wrong shape."""
+        where = where or cls.__name__
+        if not isinstance(d, dict):
+            raise RecordError(f"{where}: expected an object, got {type(d).__name__}")
+        kwargs, known = {}, set()
+        for f, key in cls._fields():
+            known.add(key)
+            if key in d:
+                kwargs[f.name] = cls._load(f.name, d[key], f"{where}.{key}")
+        obj = cls(**kwargs)
+        obj.extra = {k: v for k, v in d.items() if k not in known}
+        obj._keys = frozenset(d)
+        return obj
+
+    @classmethod
+    def _load(cls, name: str, value: Any, where: str) -> Any:
+        kind = cls.NESTED.get(name)
+        if kind is None or value is None:
+            return value
+        if issubclass(kind, enum.Enum):
+            try:
+                return kind(value)
+            except ValueError:
+                raise RecordError(f"{where}: unknown value {value!r}") from None
+        if name in _LISTS:
+            if not isinstance(value, list):
+                raise RecordError(f"{where}: expected a list, got {type(value).__name__}")
+            return [kind.from_dict(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return kind.from_dict(value, where)
+
+    def to_dict(self) -> dict:
+        """The stored JSON object: the keys earlier versions wrote, and `extra`."""
+        out = dict(self.extra)
+        for f, key in self._fields():
+            value = getattr(self, f.name)
+            default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                       else f.default)
+            if key in self.ALWAYS or key in self._keys or value != default:
+                out[key] = _dump(value)
+        return out
+
+
+_LISTS = frozenset({"containers", "init_containers", "events"})
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, _Stored):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _private() -> Any:
+    return field(default=frozenset(), repr=False, compare=False)
+
+
+def _extra() -> Any:
+    return field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass
+class ProcessRef(_Stored):
+    """A process the agent started: pid and its start time (field 22 of
+    /proc/PID/stat), so a reused pid is never taken for it."""
+    pid: int | None = None
+    pid_start: int | None = None
+    ALWAYS = frozenset({"pid", "pidStart"})
+    extra: dict = _extra()
+    _keys: frozenset = _private()
+
+
+@dataclass
+class User(_Stored):
+    """Who the container's process runs as (uid, gid, supplementary groups):
+    exec and probes enter as the same user."""
+    uid: int = 0
+    gid: int = 0
+    groups: list[int] = field(default_factory=list)
+    ALWAYS = frozenset({"uid", "gid", "groups"})
+    extra: dict = _extra()
+    _keys: frozenset = _private()
+
+
+@dataclass
+class LastState(_Stored):
+    """How the container's previous run ended (Kubernetes' lastState)."""
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    state: str | None = None
+    ALWAYS = frozenset({"exitCode", "signal", "reason", "message", "startedAt",
+                        "finishedAt", "state"})
+    extra: dict = _extra()
+    _keys: frozenset = _private()
+
+
+@dataclass
+class Event(_Stored):
+    """A Kubernetes-style event of the pod (`describe` shows them); a repeat
+    bumps count and lastTimestamp."""
+    type: str = "Normal"
+    reason: str = ""
+    message: str = ""
+    count: int = 1
+    first_timestamp: str | None = None
+    last_timestamp: str | None = None
+    ALWAYS = frozenset({"type", "reason", "message", "count", "firstTimestamp",
+                        "lastTimestamp"})
+    extra: dict = _extra()
+    _keys: frozenset = _private()
+
+
+@dataclass
+class ContainerRecord(_Stored):
+    """One container (main, init or sidecar) of the pod, as the agent knows it.
+
+    image_id is the digest of the image it runs ("" until looked up);
+    env is what exec, probes and hooks run with: a dict, or None with
+    env_file (a Secret's values, in a 0600 file), or absent in records of
+    older versions (then computed again). backoff is the restart back-off
+    entry of runtime/agent/backoff.py, kept as it is ({"seconds", "since"}).
+    The flags: pulled (image present, no pull again), pull_backoff (failed
+    pulls in a row), config_wait (waits for a ConfigMap/Secret), respec
+    (killed for a new image: restart at once), stopping (a sidecar told to
+    end)."""
+    name: str = ""
+    image: str | None = None
+    image_id: str = ""
+    state: ContainerState = ContainerState.WAITING
+    reason: str | None = None
+    message: str | None = None
+    restart_count: int = 0
+    sidecar: bool = False
+    pid: int | None = None
+    pid_start: int | None = None
+    container_id: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    started: bool = True
+    ready: bool = True
+    cgroup: str | None = None
+    user: User | None = None
+    env: dict | None = None
+    env_file: str | None = None
+    last_state: LastState | None = None
+    exited_at: float | None = None
+    restart_at: float | None = None
+    backoff: dict | None = None
+    pulled: bool = False
+    pull_backoff: int = 0
+    config_wait: bool = False
+    respec: bool = False
+    stopping: bool = False
+    ALWAYS = frozenset({"name", "image", "imageID", "state", "restartCount"})
+    NESTED = {"state": ContainerState, "user": User, "last_state": LastState}
+    extra: dict = _extra()
+    _keys: frozenset = _private()
+
+    @property
+    def process(self) -> ProcessRef | None:
+        """pid and pid_start, while it runs."""
+        return ProcessRef(self.pid, self.pid_start) if self.pid else None
+
+    @property
+    def exit_unknown(self) -> bool:
+        """Ended while the agent could not see it: its exit code is unknown."""
+        return self.state == ContainerState.TERMINATED and self.exit_code is None
+
+
+@dataclass
+class PodRecord(_Stored):
+    """One pod, as the agent stores it (see the module docstring).
+
+    manifest is the Pod object the user sent (a dict: the Kubernetes object,
+    not the record), source where it came from (a file name, "<api>").
+    netns is the pinned network namespace's name, cgroup the pod's cgroup,
+    volumes {volume name: host path}, pause the process that holds the
+    PID namespace when shareProcessNamespace is set."""
+    name: str = ""
+    namespace: str = "default"
+    uid: str = ""
+    manifest: dict = field(default_factory=dict)
+    source: str | None = None
+    creation_timestamp: str | None = None
+    sandbox_ready: bool = False
+    evicted: bool = field(default=False, metadata={"stored": False})   # "phase": "Failed"
+    restart_policy: str = "Always"
+    termination_grace_period_seconds: int = 30
+    node_name: str | None = None
+    netns: str | None = None
+    containers: list[ContainerRecord] = field(default_factory=list)
+    init_containers: list[ContainerRecord] = field(default_factory=list)
+    pod_ip: str | None = None
+    host_ifname: str | None = None
+    host_ip: str | None = None
+    bridge: str | None = None
+    service_account_dir: str | None = None
+    cgroup: str | None = None
+    qos_class: str | None = None
+    pause: ProcessRef | None = None
+    volumes: dict[str, str] = field(default_factory=dict)
+    start_time: str | None = None
+    deletion_timestamp: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    events: list[Event] = field(default_factory=list)
+    version: int = SCHEMA_VERSION
+    ALWAYS = frozenset({"name", "namespace", "uid", "manifest", "source", "creationTimestamp",
+                        "sandboxReady", "restartPolicy", "terminationGracePeriodSeconds",
+                        "nodeName", "netns", "containers", "initContainers", "version"})
+    NESTED = {"containers": ContainerRecord, "init_containers": ContainerRecord,
+              "pause": ProcessRef, "events": Event}
+    extra: dict = _extra()
+    _keys: frozenset = _private()
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "") -> PodRecord:
+        """A stored record; one without sandboxReady (an earlier version's)
+        is read from its "phase" as that version did: anything but Pending
+        (Running, Failed) means the sandbox was made."""
+        record = super().from_dict(d, where)
+        phase = record.extra.pop("phase", None)
+        if "sandboxReady" not in d:
+            record.sandbox_ready = phase != "Pending"
+        record.evicted = phase == "Failed"
+        return record
+
+    def to_dict(self) -> dict:
+        """The stored JSON object, with "phase" as earlier versions wrote it."""
+        out = super().to_dict()
+        out["phase"] = "Failed" if self.evicted else "Running" if self.sandbox_ready \
+            else "Pending"
+        return out
+
+    def all_containers(self) -> list[ContainerRecord]:
+        """Init containers (and sidecars) first, then the main ones."""
+        return self.init_containers + self.containers
+
+    def container(self, name: str) -> ContainerRecord | None:
+        """The container called `name`, or None."""
+        return next((c for c in self.all_containers() if c.name == name), None)
+
+
+def as_pod(record: PodRecord | dict) -> PodRecord:
+    """`record` as a PodRecord: the functions that take a pod record also
+    take it as stored (the JSON object: tests, tools, an agent answer)."""
+    return record if isinstance(record, PodRecord) else PodRecord.from_dict(record)
+
+
+def as_container(cs: ContainerRecord | dict) -> ContainerRecord:
+    """`cs` as a ContainerRecord (see as_pod)."""
+    return cs if isinstance(cs, ContainerRecord) else ContainerRecord.from_dict(cs)
