@@ -46,7 +46,7 @@ from minipod.runtime.agent import eviction
 from minipod.runtime.agent.adopt import Adoption
 from minipod.runtime.agent.backoff import Backoff
 from minipod.runtime.agent.images import Images
-from minipod.runtime.agent.loop import Loop, log
+from minipod.runtime.agent.loop import Loop, log, update
 from minipod.runtime.agent.node import Node
 from minipod.runtime.agent.output import Output
 from minipod.runtime.agent.pods import Pods
@@ -55,6 +55,7 @@ from minipod.runtime.agent.running import RunningContainer
 from minipod.runtime.agent.server import Server
 from minipod.runtime.agent.worker import Worker
 from minipod.runtime.api import manifest
+from minipod.runtime.api.record import PodRecord
 from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -72,7 +73,7 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober, Output):
         self.loop = loop or Loop()
         self.sel = self.loop.sel
         self.node = node or Node(paths)
-        self.records: dict[str, dict] = {}           # pod key -> state record
+        self.records: dict[str, PodRecord] = {}      # pod key -> state record
         self.live: dict[tuple[str, str], RunningContainer] = {}
         self.by_pid: dict[int, RunningContainer] = {}
         self.delete_waiters: dict[str, list[socket.socket]] = {}
@@ -152,7 +153,7 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober, Output):
     def _gc_at_start(self) -> None:
         try:
             from minipod.runtime.agent import gc
-            done = gc.run(self.paths, self.node.ipr, self.net.bridge, self.records.values(),
+            done = gc.run(self.paths, self.node.ipr, self.net.bridge, [r.to_dict() for r in self.records.values()],
                           cgroups=self.cgroups)
             for line in done["removed"]:
                 log(f"gc: removed {line}")
@@ -210,13 +211,13 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober, Output):
             return  # the last walk is still going: never two at once
         checks = []
         for name, record in self.records.items():
-            if record.get("deletionTimestamp") or record.get("phase") != "Running":
+            if record.deletion_timestamp or not record.sandbox_ready or record.evicted:
                 continue
-            uid = record["uid"]
-            names = [cs["name"] for cs in record.get("initContainers", []) + record["containers"]]
+            uid = record.uid
+            names = [cs.name for cs in record.init_containers + record.containers]
             try:
                 checks += [dataclasses.replace(c, pod=name) for c in eviction.plan(   # by key
-                    self.pod_spec(record), uid, record.get("volumes") or {},
+                    self.pod_spec(record), uid, record.volumes or {},
                     {n: str(self.paths.container_dir(uid, n) / "upper") for n in names},
                     {n: str(self.paths.pod_logs / name / n) for n in names})]
             except Exception as e:  # one bad record must not hide the others' limits
@@ -239,11 +240,11 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober, Output):
         Evicted, every container stopped (SIGKILL after EVICTION_GRACE), and
         nothing restarted; the pod object stays until deleted."""
         record = self.records.get(check.pod)
-        if record is None or record["uid"] != check.uid or record.get("deletionTimestamp") \
-                or record.get("phase") != "Running":
+        if record is None or record.uid != check.uid or record.deletion_timestamp \
+                or not record.sandbox_ready or record.evicted:
             return
         log(f"pod {check.pod}: evicted ({used} bytes used): {check.message}")
-        record.update(phase="Failed", reason=eviction.REASON, message=check.message)
+        update(record, evicted=True, reason=eviction.REASON, message=check.message)
         self.event(check.pod, eviction.REASON, check.message, warning=True)
         for rc in self._live_of(check.pod):
             self.event(check.pod, "Killing", f"Stopping container {rc.name}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from minipod.runtime.agent.loop import find
+from minipod.runtime.agent.loop import find, update
 
 
 class Images:
@@ -41,12 +41,12 @@ class Images:
             image = None
         if c.image_pull_policy == "Never" and image is None:
             msg = f'Container image "{c.image}" is not present with pull policy of Never'
-            cs.update(state="waiting", reason="ErrImageNeverPull", message=msg)
+            update(cs, state="waiting", reason="ErrImageNeverPull", message=msg)
             self.event(pod_name, "ErrImageNeverPull", msg, warning=True)
             return None
-        if image is not None and (c.image_pull_policy != "Always" or cs.get("pulled")):
-            if not cs.get("pulled"):
-                cs["pulled"] = True
+        if image is not None and (c.image_pull_policy != "Always" or cs.pulled):
+            if not cs.pulled:
+                cs.pulled = True
                 self.event(pod_name, "Pulled", f'Container image "{c.image}" already present '
                                                f"on machine")
             return image
@@ -66,8 +66,8 @@ class Images:
             self.loop.add_reader(r, self._on_pull_output)
             self.event(pod_name, "Pulling", f'Pulling image "{ref}"')
         entry["waiters"].add((pod_name, name))
-        find(self.records[pod_name], name).update(state="waiting", reason="ContainerCreating",
-                                                   message=None)
+        update(find(self.records[pod_name], name), state="waiting", reason="ContainerCreating",
+               message=None)
 
     def _on_pull_output(self, fd: int) -> None:
         entry = next((e for e in self.pulls.values() if e["fd"] == fd), None)
@@ -92,43 +92,43 @@ class Images:
         seconds = self.loop.clock() - entry["start"]
         for pod_name, name in entry["waiters"]:
             record = self.records.get(pod_name)
-            if record is None or record.get("deletionTimestamp"):
+            if record is None or record.deletion_timestamp:
                 continue
             cs = find(record, name)
             if code == 0:
-                cs["pulled"] = True
-                cs.pop("pullBackoff", None)
+                cs.pulled = True
+                cs.pull_backoff = 0
                 self.event(pod_name, "Pulled", f'Successfully pulled image "{ref}" in '
                                                f"{seconds:.3f}s")
                 self.sync(pod_name)
-                if cs["state"] == "waiting" and cs.get("restartCount"):
+                if cs.state == "waiting" and cs.restart_count:
                     self.start_container(pod_name, name)  # a restart that waited for it
             else:
                 now = self.loop.wall()
-                cs["pullBackoff"] = self.backoff.next(cs.get("pullBackoff"), now, now)
-                delay = cs["pullBackoff"]["seconds"]
-                cs.update(state="waiting", reason="ErrImagePull", message=reason)
+                cs.pull_backoff = self.backoff.next(cs.pull_backoff, now, now)
+                delay = cs.pull_backoff["seconds"]
+                update(cs, state="waiting", reason="ErrImagePull", message=reason)
                 self.event(pod_name, "Failed", f'Failed to pull image "{ref}": {reason}',
                            warning=True)
                 self.call_later(min(1.0, delay), self._pull_backoff, pod_name, name,
-                                record["uid"], delay)
-                self.call_later(delay, self._retry_pull, pod_name, name, record["uid"])
+                                record.uid, delay)
+                self.call_later(delay, self._retry_pull, pod_name, name, record.uid)
             self._save(pod_name)
 
     def _pull_backoff(self, pod_name: str, name: str, uid: str, delay: float) -> None:
         record = self.records.get(pod_name)
-        if record is not None and record["uid"] == uid:
+        if record is not None and record.uid == uid:
             cs = find(record, name)
-            if cs.get("reason") == "ErrImagePull":
-                cs.update(reason="ImagePullBackOff",
-                          message=f'Back-off pulling image "{cs["image"]}" ({delay:.0f}s)')
-                self.event(pod_name, "BackOff", f'Back-off pulling image "{cs["image"]}"')
+            if cs.reason == "ErrImagePull":
+                update(cs, reason="ImagePullBackOff",
+                          message=f'Back-off pulling image "{cs.image}" ({delay:.0f}s)')
+                self.event(pod_name, "BackOff", f'Back-off pulling image "{cs.image}"')
                 self._save(pod_name)
 
     def _retry_pull(self, pod_name: str, name: str, uid: str) -> None:
         record = self.records.get(pod_name)
-        if record is not None and record["uid"] == uid and not record.get("deletionTimestamp"):
+        if record is not None and record.uid == uid and not record.deletion_timestamp:
             cs = find(record, name)
-            if cs["state"] == "waiting" and cs.get("reason") in ("ErrImagePull",
+            if cs.state == "waiting" and cs.reason in ("ErrImagePull",
                                                                  "ImagePullBackOff"):
                 self.start_container(pod_name, name)

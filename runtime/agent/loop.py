@@ -12,7 +12,7 @@ is stored in records), so a test drives time by hand (tests/unit/
 test_agent_lifecycle.py); `run_timers()` runs what is due and returns how
 long the loop may sleep (at most 5 s).
 
-Also here, as every manager uses them: `now_iso()`, `log()`, `find()` and
+Also here, as every manager uses them: `now_iso()`, `log()`, `find()`, `update()` and
 `RequestError` (an answer for the client: a Kubernetes-style code and a message).
 """
 from __future__ import annotations
@@ -24,6 +24,8 @@ import sys
 import time
 import traceback
 
+from minipod.runtime.api.record import ContainerRecord, PodRecord
+
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -33,10 +35,18 @@ def log(msg: str) -> None:
     print(f"{now_iso()} {msg}", file=sys.stderr, flush=True)
 
 
-def find(record: dict, name: str) -> dict:
-    """The status of container NAME in a pod's state record."""
-    return next(c for c in record.get("initContainers", []) + record["containers"]
-                if c["name"] == name)
+def find(record: PodRecord, name: str) -> ContainerRecord:
+    """Container NAME of a pod's record (runtime/api/record.py); it must be there."""
+    return next(c for c in record.all_containers() if c.name == name)
+
+
+def update(obj, **fields) -> None:
+    """Set fields of a record (PodRecord, ContainerRecord) by name; a name
+    the record does not have is an error, not a new attribute."""
+    for name, value in fields.items():
+        if not hasattr(obj, name):
+            raise AttributeError(f"{type(obj).__name__} has no field {name!r}")
+        setattr(obj, name, value)
 
 
 class RequestError(Exception):

@@ -48,7 +48,7 @@ class Output:
         """Open the container's output for reading: fresh=True (a start)
         makes new empty files first; otherwise (adoption) it opens what the
         container writes to and continues from the saved position."""
-        uid = self.records[rc.pod]["uid"]
+        uid = self.records[rc.pod].uid
         fifo = self.paths.pod_dir(rc.pod) / f"{rc.name}.stdout"
         if not fresh and not self._output_path(uid, rc.name, "stdout").exists() \
                 and fifo.exists():
@@ -242,7 +242,7 @@ class Output:
             rc.writer.close()
             rc.writer = None
         if ended and had_files and rc.pod in self.records:
-            cdir = self.paths.container_dir(self.records[rc.pod]["uid"], rc.name)
+            cdir = self.paths.container_dir(self.records[rc.pod].uid, rc.name)
             for name in ("stdout", "stderr", "output.pos"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(cdir / name)

@@ -23,10 +23,11 @@ from pathlib import Path
 from minipod import cgroups, explain, timings
 from minipod.netns import antispoof, bridge, hostport
 from minipod.runtime import configobjects, faults, namespaces, serviceaccount, state, volumes
-from minipod.runtime.agent.loop import RequestError, log, now_iso
+from minipod.runtime.agent.loop import RequestError, log, now_iso, update
 from minipod.runtime.agent.running import RunningContainer
 from minipod.runtime.agent.worker import limits_of
 from minipod.runtime.api import manifest, qos
+from minipod.runtime.api.record import Event, PodRecord, ProcessRef
 from minipod.runtime.paths import pod_key, record_key
 
 MAX_EVENTS = 100
@@ -37,7 +38,7 @@ class Pods:
 
     # ---- pod creation ------------------------------------------------------
 
-    def create_pod(self, pod: manifest.Pod) -> dict:
+    def create_pod(self, pod: manifest.Pod) -> PodRecord:
         """Create the sandbox, network and containers of a validated pod.
 
         Each acquisition registers its undo at once; if any step fails,
@@ -61,7 +62,7 @@ class Pods:
         first_wait = "PodInitializing" if pod.init_containers else "ContainerCreating"
         pod_dir = self.paths.pod_dir(key)
         uid = str(uuid.uuid4())
-        record = {
+        record = PodRecord.from_dict({   # the keys as stored (runtime/api/record.py)
             "name": pod.name, "namespace": pod.namespace, "uid": uid,
             "manifest": pod.raw, "source": pod.source,
             "creationTimestamp": now_iso(), "phase": "Pending",
@@ -76,7 +77,7 @@ class Pods:
                                 "reason": "PodInitializing", "restartCount": 0,
                                 "sidecar": c.restart_policy == "Always"}
                                for c in pod.init_containers],
-        }
+        })
         netns_path = self.paths.netns_path(key)
         with contextlib.ExitStack() as undo:
             pod_dir.mkdir(parents=True)
@@ -104,7 +105,7 @@ class Pods:
             self.records[key] = record
             undo.callback(self.records.pop, key, None)
             self.event(key, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} "
-                                         f"to {record['nodeName']}")
+                                         f"to {record.node_name}")
             timings.mark("agent: pod dir, hostPorts claimed")
             self._save(key)
             timings.mark("agent: state saved (Pending)")
@@ -135,8 +136,8 @@ class Pods:
                 self.node.ensure_nat(required=bool(mappings))
             except hostport.HostPortError as e:
                 raise RequestError("HostPortError", str(e)) from None
-            record.update(podIP=str(ip), hostIfname=link.host_ifname,
-                          hostIP=self.node.host_ip(), bridge=self.net.bridge)
+            update(record, pod_ip=str(ip), host_ifname=link.host_ifname,
+                          host_ip=self.node.host_ip(), bridge=self.net.bridge)
             timings.mark("NAT, host IP")
             faults.point("create:veth")
             if mappings:
@@ -154,7 +155,7 @@ class Pods:
             # 4. the files every container of the pod sees: hosts, hostname, resolv.conf
             self._write_etc_files(pod_dir, pod.hostname or pod.name, str(ip))
             # and the ServiceAccount token, ca.crt, namespace (runtime/serviceaccount.py)
-            record["serviceAccountDir"] = serviceaccount.prepare(self.paths, pod_dir, record)
+            record.service_account_dir = serviceaccount.prepare(self.paths, pod_dir, record)
             timings.mark("/etc files of the pod")
             undo.callback(shutil.rmtree, self.paths.containers / uid, True)
             undo.callback(shutil.rmtree, self.paths.pod_logs / key, True)
@@ -162,9 +163,9 @@ class Pods:
             undo.callback(self.cgroups.remove, self.cgroups.pod_cgroup(uid))
             running = pod.containers + [c for c in pod.init_containers
                                         if c.restart_policy == "Always"]
-            record["cgroup"] = self.cgroups.create_pod(
+            record.cgroup = self.cgroups.create_pod(
                 uid, cgroups.pod_limits([limits_of(c) for c in running]))
-            record["qosClass"] = qos.pod_qos([qos.resources_of(c.resources)
+            record.qos_class = qos.pod_qos([qos.resources_of(c.resources)
                                               for c in pod.init_containers + pod.containers])
             timings.mark("cgroup of the pod")
             faults.point("create:cgroup")
@@ -172,21 +173,21 @@ class Pods:
             if pod.share_process_namespace:
                 undo.callback(self._stop_pause, record)
                 pause = self.node.sandbox.start_pause(pod.name, self.paths.pod_dir(key) / "pause-root")
-                record["pause"] = {"pid": pause, "pidStart": self.node.start_time(pause)}
+                record.pause = ProcessRef(pause, self.node.start_time(pause))
                 self._save(key)  # a crash from here on must know to kill it
-                self.cgroups.adopt_pause(record["cgroup"], pause)  # it carries our identity
+                self.cgroups.adopt_pause(record.cgroup, pause)  # it carries our identity
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
             vol_base = self.paths.containers / uid / "volumes"
             undo.callback(self.node.volumes.release, vol_base)
             try:
-                record["volumes"] = self.node.volumes.prepare(pod.volumes, vol_base)
+                record.volumes = self.node.volumes.prepare(pod.volumes, vol_base)
             except volumes.VolumeError as e:
                 raise RequestError("FailedMount", str(e)) from None
             timings.mark("volumes")
             faults.point("create:volumes")
             undo.pop_all()
-        record["phase"] = "Running"
-        record["startTime"] = now_iso()
+        record.sandbox_ready = True
+        record.start_time = now_iso()
         self.idle_since = self.loop.clock()
         # 7. the containers: init containers one by one, then the others in
         # order; a failure here is a container status, not a failed run
@@ -220,9 +221,9 @@ class Pods:
         tear the sandbox down (kubelet's killPod)."""
         record = self.records[name]
         if grace is None:
-            grace = record.get("terminationGracePeriodSeconds", 30)
-        first = not record.get("deletionTimestamp")
-        record.setdefault("deletionTimestamp", now_iso())
+            grace = record.termination_grace_period_seconds
+        first = not record.deletion_timestamp
+        record.deletion_timestamp = record.deletion_timestamp or now_iso()
         self._save(name)
         timings.mark("agent: state saved (deletionTimestamp)")
         faults.point("delete:marked")
@@ -244,7 +245,7 @@ class Pods:
                 explain.step(f"kill -{'KILL' if grace == 0 else 'TERM'} {rc.pid}",
                              f"container {rc.name}: ask its PID 1 to stop"
                              + (f"; SIGKILL after {grace}s if it does not" if grace else ""))
-            self.call_later(grace, self._kill_all, name, record["uid"])
+            self.call_later(grace, self._kill_all, name, record.uid)
             timings.mark("signal the containers")
         self._maybe_finish_delete(name)
 
@@ -253,7 +254,7 @@ class Pods:
 
     def _kill_all(self, name: str, uid: str) -> None:
         record = self.records.get(name)
-        if record is None or record["uid"] != uid:
+        if record is None or record.uid != uid:
             return
         for rc in self._live_of(name):
             log(f"pod {name} container {rc.name}: grace period over, SIGKILL")
@@ -287,33 +288,33 @@ class Pods:
             self._answer(conn, answer)
         if not self.records:
             self.idle_since = self.loop.clock()
-        self._finish_namespace(record.get("namespace") or namespaces.DEFAULT)
+        self._finish_namespace(record.namespace or namespaces.DEFAULT)
 
-    def teardown(self, record: dict) -> None:
+    def teardown(self, record: PodRecord) -> None:
         """Undo everything create_pod made; each step tolerates 'already gone'.
         Every step runs; the first error is raised at the end."""
-        name, uid = record_key(record), record["uid"]
+        name, uid = record_key(record), record.uid
         pod_dir = self.paths.pod_dir(name)
         errors = []
         # What the pod was given is known from its record: no nft listing
         # for a pod without hostPorts, nor for its filter (two nft runs less)
-        spec = (record.get("manifest") or {}).get("spec") or {}
+        spec = (record.manifest or {}).get("spec") or {}
         ports = any(p.get("hostPort") for c in spec.get("containers", []) +
                     spec.get("initContainers", []) for p in c.get("ports") or [])
         known = None
-        if record.get("podIP") and record.get("hostIfname"):
-            known = antispoof.Filter(uid, record["hostIfname"],
-                                     bridge.mac_for_ip(record["podIP"]), record["podIP"])
+        if record.pod_ip and record.host_ifname:
+            known = antispoof.Filter(uid, record.host_ifname,
+                                     bridge.mac_for_ip(record.pod_ip), record.pod_ip)
         steps = [
             ("remove hostPort rules", lambda: self.node.hostport.remove(self.paths.hostports, uid,
                                                               self.paths.identity.tag)
              if ports else self.node.hostport.release(self.paths.hostports, uid)),
             ("remove anti-spoofing filter", lambda: self.node.antispoof.remove(
                 uid, instance=self.paths.identity.tag, known=known)),
-            ("remove veth", lambda: self.node.detach_pod(record.get("hostIfname")
+            ("remove veth", lambda: self.node.detach_pod(record.host_ifname
                                                         or bridge.host_ifname(uid))),
             ("release IP", lambda: (self.ipam.release(uid), explain.step(
-                f"rm {self.paths.ipam}/{record.get('podIP')}", "return the pod's IP"))),
+                f"rm {self.paths.ipam}/{record.pod_ip}", "return the pod's IP"))),
             ("unpin namespaces", lambda: self.node.sandbox.destroy(pod_dir, self.paths.netns_path(name))),
             ("stop the pause process", lambda: self._stop_pause(record)),
             # by the uid, not the record: a record saved before the cgroup
@@ -337,10 +338,10 @@ class Pods:
         if errors:
             raise RuntimeError("; ".join(errors))
 
-    def _stop_pause(self, record: dict) -> None:
-        pause = record.get("pause")
-        if pause and self.node.alive(pause["pid"], pause["pidStart"]):
-            self.node.kill(pause["pid"], signal.SIGKILL)
+    def _stop_pause(self, record: PodRecord) -> None:
+        pause = record.pause
+        if pause and self.node.alive(pause.pid, pause.pid_start):
+            self.node.kill(pause.pid, signal.SIGKILL)
 
     def event(self, pod_name: str, reason: str, message: str, warning: bool = False) -> None:
         """Record a Kubernetes-style event on the pod (shown by `describe`).
@@ -348,16 +349,15 @@ class Pods:
         record = self.records.get(pod_name)
         if record is None:
             return
-        events = record.setdefault("events", [])
+        events = record.events
         now = now_iso()
         for e in events[-5:]:
-            if e["reason"] == reason and e["message"] == message:
-                e["count"] += 1
-                e["lastTimestamp"] = now
+            if e.reason == reason and e.message == message:
+                e.count += 1
+                e.last_timestamp = now
                 return
-        events.append({"type": "Warning" if warning else "Normal", "reason": reason,
-                       "message": message, "count": 1, "firstTimestamp": now,
-                       "lastTimestamp": now})
+        events.append(Event(type="Warning" if warning else "Normal", reason=reason,
+                            message=message, count=1, first_timestamp=now, last_timestamp=now))
         del events[:-MAX_EVENTS]
 
     def _save(self, name: str) -> None:
@@ -367,13 +367,13 @@ class Pods:
 
     def _delete_namespace_pods(self, ns: str) -> None:
         for key, record in list(self.records.items()):
-            if (record.get("namespace") or namespaces.DEFAULT) == ns and key in self.records \
-                    and not record.get("deletionTimestamp"):
+            if (record.namespace or namespaces.DEFAULT) == ns and key in self.records \
+                    and not record.deletion_timestamp:
                 self.delete_pod(key, None)
 
     def _finish_namespace(self, ns: str) -> bool:
         """Remove a Terminating namespace once it holds no pod; True if it is gone."""
-        if any((r.get("namespace") or namespaces.DEFAULT) == ns for r in self.records.values()):
+        if any((r.namespace or namespaces.DEFAULT) == ns for r in self.records.values()):
             return False
         try:
             if (namespaces.read(self.paths, ns) or {}).get("deletionTimestamp"):

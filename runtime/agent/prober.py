@@ -8,6 +8,7 @@ worker.py); its exit then follows restartPolicy like any other.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from minipod.runtime import probes
@@ -25,9 +26,9 @@ class Prober:
         is called when it is reaped."""
         rc = self.live.get((pod_name, name))
         record = self.records[pod_name]
-        target = probes.Target(record, dict(find(record, name), pid=rc.pid),
+        target = probes.Target(record, dataclasses.replace(find(record, name), pid=rc.pid),
                                self.paths) if rc else None
-        pid, fd = self.node.fork_check(handler, record.get("podIP"), target, timeout)
+        pid, fd = self.node.fork_check(handler, record.pod_ip, target, timeout)
         os.set_blocking(fd, False)
         self.checks[pid] = (fd, done)
 
@@ -36,8 +37,8 @@ class Prober:
         record = self.records[pod_name]
         cs = find(record, name)
         c = self.container_of(record, name)
-        cs["started"] = c.startup_probe is None
-        cs["ready"] = c.readiness_probe is None
+        cs.started = c.startup_probe is None
+        cs.ready = c.readiness_probe is None
         kinds = ["startup"] if c.startup_probe else ["liveness", "readiness"]
         for kind in kinds:
             self._schedule_probe(pod_name, name, kind, rc)
@@ -49,7 +50,7 @@ class Prober:
                     self.event(pod_name, "FailedPostStartHook", message, warning=True)
                     self._kill_container(pod_name, name, "FailedPostStartHook")
             self.spawn_check(pod_name, name, hook,
-                             record.get("terminationGracePeriodSeconds", 30), after_hook)
+                             record.termination_grace_period_seconds, after_hook)
 
     def _schedule_probe(self, pod_name: str, name: str, kind: str, rc: RunningContainer) -> None:
         probe = getattr(self.container_of(self.records[pod_name], name), f"{kind}_probe")
@@ -67,9 +68,9 @@ class Prober:
         record = self.records.get(pod_name)
         if rc is None or rc.pid != pid or record is None:
             return  # the container instance this probe was for is gone
-        if kind != "readiness" and (rc.stopping or record.get("deletionTimestamp")):
+        if kind != "readiness" and (rc.stopping or record.deletion_timestamp):
             return
-        if kind == "startup" and find(record, name).get("started"):
+        if kind == "startup" and find(record, name).started:
             return
         probe = getattr(self.container_of(record, name), f"{kind}_probe")
         st = rc.probes[kind]
@@ -89,7 +90,7 @@ class Prober:
         probe = getattr(self.container_of(record, name), f"{kind}_probe")
         st = rc.probes[kind]
         st.running = False
-        if kind != "readiness" and (rc.stopping or record.get("deletionTimestamp")):
+        if kind != "readiness" and (rc.stopping or record.deletion_timestamp):
             return  # a check that was in flight when the kill began: no second verdict
         if ok:
             st.successes, st.failures = st.successes + 1, 0
@@ -99,16 +100,16 @@ class Prober:
                        warning=True)
         if kind == "readiness":
             if ok and st.successes >= probe.success_threshold:
-                cs["ready"] = True
+                cs.ready = True
             elif not ok and st.failures >= probe.failure_threshold:
-                cs["ready"] = False
+                cs.ready = False
         elif kind == "startup" and ok:
-            cs["started"] = True
+            cs.started = True
             for k in ("liveness", "readiness"):
                 self._schedule_probe(pod_name, name, k, rc)
         elif not ok and st.failures >= probe.failure_threshold:
             # kuberuntime's computePodActions: ", will be restarted" only if it will be
-            restart = "" if record.get("restartPolicy") == "Never" and not cs.get("sidecar") \
+            restart = "" if record.restart_policy == "Never" and not cs.sidecar \
                 else ", will be restarted"
             self.event(pod_name, "Killing", f"Container {name} failed {kind} probe{restart}")
             st.failures = 0

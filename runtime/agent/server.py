@@ -87,7 +87,7 @@ class Server:
         finally:
             steps = explain.stop()
             marks = timings.stop()
-        return {"ok": True, "pod": record, "explain": steps, "timings": marks}
+        return {"ok": True, "pod": record.to_dict(), "explain": steps, "timings": marks}
 
     def op_delete(self, request, conn):
         name = request["name"]
@@ -120,22 +120,22 @@ class Server:
         name = request["name"]
         pkey = self._key_of(request)
         record = self.records.get(pkey)
-        if record is None or (request.get("uid") and record["uid"] != request["uid"]):
+        if record is None or (request.get("uid") and record.uid != request["uid"]):
             raise RequestError("NotFound", f'pods "{name}" not found')
         images = request.get("images") or {}
-        if images and record.get("deletionTimestamp"):
+        if images and record.deletion_timestamp:
             raise RequestError("Conflict", f'pod "{name}" is being deleted: its containers '
                                            f"are not restarted with a new image")
         from minipod.rootfs import reference
         for cname, image in images.items():
-            if not any(c["name"] == cname for c in record["containers"]
-                       + record.get("initContainers", [])):
+            if not any(c.name == cname for c in record.containers
+                       + record.init_containers):
                 raise RequestError("BadRequest", f'pod "{name}" has no container {cname}')
             try:
                 reference.parse(image)
             except ValueError as e:
                 raise RequestError("InvalidImageName", f"container {cname}: {e}") from None
-        new = json.loads(json.dumps(record["manifest"]))   # a new object: pod_spec re-parses
+        new = json.loads(json.dumps(record.manifest))   # a new object: pod_spec re-parses
         meta = new.setdefault("metadata", {})
         for key in ("labels", "annotations"):
             if key in request:
@@ -156,21 +156,21 @@ class Server:
             if c.get("name") in images:
                 c["image"] = images[c["name"]]
         try:
-            pod = manifest.load_object(new, record.get("source", "<update>"))
+            pod = manifest.load_object(new, record.source or "<update>")
         except manifest.ManifestError as e:
             raise RequestError("Invalid", str(e)) from None
-        record["manifest"] = new
-        record["terminationGracePeriodSeconds"] = pod.termination_grace_period_seconds
-        if record.get("volumes"):   # downwardAPI files of labels and annotations
+        record.manifest = new
+        record.termination_grace_period_seconds = pod.termination_grace_period_seconds
+        if record.volumes:   # downwardAPI files of labels and annotations
             podconfig.write_volumes(self.paths, record, pod)
         for cname, image in images.items():
             cs = find(record, cname)
-            if cs.get("image") == image:
+            if cs.image == image:
                 continue
-            cs["image"] = image
-            cs.pop("pulled", None)
+            cs.image = image
+            cs.pulled = False
             if (pkey, cname) in self.live:
-                cs["respec"] = True             # _after_exit starts it again at once
+                cs.respec = True             # _after_exit starts it again at once
                 self.event(pkey, "Killing", f"Container {cname} definition changed, will be "
                                             f"restarted")
                 self._kill_container(pkey, cname, "definition changed")
@@ -223,15 +223,15 @@ class Server:
         ns, name = request.get("namespace") or namespaces.DEFAULT, request.get("name")
         key = pod_key(ns, name or "")
         record = self.records.get(key)
-        if record is None or record["name"] != name or \
-                (record.get("namespace") or namespaces.DEFAULT) != ns:
+        if record is None or record.name != name or \
+                (record.namespace or namespaces.DEFAULT) != ns:
             return None
         return key
 
     def op_gc(self, request, conn) -> dict:
         """Remove what no live pod owns (runtime/agent/gc.py)."""
         from minipod.runtime.agent import gc
-        return gc.run(self.paths, self.node.ipr, self.net.bridge, self.records.values(),
+        return gc.run(self.paths, self.node.ipr, self.net.bridge, [r.to_dict() for r in self.records.values()],
                       dry_run=bool(request.get("dryRun")), cgroups=self.cgroups)
 
     # ---- namespaces (runtime/namespaces.py) ----------------------------------

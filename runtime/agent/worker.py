@@ -23,9 +23,10 @@ from minipod.rootfs import mounts
 from minipod.runtime import configobjects, logs, podconfig, process, sandbox, security, serviceaccount, volumes
 from minipod.runtime import container as ctr
 from minipod.runtime.agent import backoff
-from minipod.runtime.agent.loop import find, log, now_iso
+from minipod.runtime.agent.loop import find, log, now_iso, update
 from minipod.runtime.agent.running import RunningContainer
 from minipod.runtime.api import manifest, podstatus
+from minipod.runtime.api.record import ContainerRecord, LastState, PodRecord, User
 from minipod.runtime.paths import record_key
 
 
@@ -38,74 +39,74 @@ class Worker:
         (restartPolicy Always init containers) started and kept running,
         then every main container that has not started yet."""
         record = self.records.get(pod_name)
-        if record is None or record.get("deletionTimestamp") or record.get("phase") == "Failed":
+        if record is None or record.deletion_timestamp or record.evicted:
             return  # deleted, or evicted: nothing starts again
-        for cs in record.get("initContainers", []):
-            if cs["state"] == "running":
-                if cs.get("sidecar"):
+        for cs in record.init_containers:
+            if cs.state == "running":
+                if cs.sidecar:
                     continue
                 return  # wait for this init container to finish
-            if cs["state"] == "terminated" and cs.get("exitCode") == 0 and not cs.get("sidecar"):
+            if cs.state == "terminated" and cs.exit_code == 0 and not cs.sidecar:
                 continue
-            if cs["state"] == "waiting" and cs.get("reason") in ("PodInitializing",
+            if cs.state == "waiting" and cs.reason in ("PodInitializing",
                                                                  "ContainerCreating") \
-                    and not cs.get("restartCount"):
-                self.start_container(pod_name, cs["name"])
-                if cs["state"] == "running" and cs.get("sidecar"):
+                    and not cs.restart_count:
+                self.start_container(pod_name, cs.name)
+                if cs.state == "running" and cs.sidecar:
                     continue
             return  # failed, backing off, or just started
-        for cs in record["containers"]:
-            if cs["state"] == "waiting" and cs.get("reason") in ("PodInitializing",
+        for cs in record.containers:
+            if cs.state == "waiting" and cs.reason in ("PodInitializing",
                                                                  "ContainerCreating") \
-                    and not cs.get("restartCount"):
-                self.start_container(pod_name, cs["name"])
+                    and not cs.restart_count:
+                self.start_container(pod_name, cs.name)
 
     def _config_changed(self, resource: str, ns: str, name: str) -> None:
         """Write the object's new content into the volumes of the pods that
         use it, and start their containers that waited for it."""
         for pod_name, record in list(self.records.items()):
-            if record.get("deletionTimestamp") or not podconfig.uses(
+            if record.deletion_timestamp or not podconfig.uses(
                     self.pod_spec(record), resource, ns, name):
                 continue
-            if record.get("volumes"):
+            if record.volumes:
                 podconfig.write_volumes(self.paths, record, self.pod_spec(record))
-            for cs in record.get("initContainers", []) + record["containers"]:
-                self._retry_config(pod_name, cs["name"], record["uid"])
+            for cs in record.init_containers + record.containers:
+                self._retry_config(pod_name, cs.name, record.uid)
 
     def _retry_config(self, pod_name: str, name: str, uid: str) -> None:
         """Try again a container that waits for a ConfigMap or Secret."""
         record = self.records.get(pod_name)
-        if record is None or record["uid"] != uid or record.get("deletionTimestamp"):
+        if record is None or record.uid != uid or record.deletion_timestamp:
             return
         cs = find(record, name)
-        if cs["state"] != "waiting" or not cs.get("configWait"):
+        if cs.state != "waiting" or not cs.config_wait:
             return
-        if cs.get("restartCount"):
+        if cs.restart_count:
             self.start_container(pod_name, name)
         else:       # a first start goes through sync: init containers come first
-            cs["reason"] = "PodInitializing" if cs in record.get("initContainers", []) \
+            cs.reason = "PodInitializing" if cs in record.init_containers \
                 else "ContainerCreating"
             self.sync(pod_name)
 
     # ---- containers --------------------------------------------------------
 
-    def pod_spec(self, record: dict) -> manifest.Pod:
+    def pod_spec(self, record: PodRecord) -> manifest.Pod:
         """The pod's validated manifest, parsed once per agent."""
         spec = self.specs.get(record_key(record))
-        if spec is None or spec.raw != record["manifest"]:
-            spec = manifest.load_object(record["manifest"], record.get("source", "<state>"))
+        if spec is None or spec.raw != record.manifest:
+            spec = manifest.load_object(record.manifest, record.source or "<state>")
             self.specs[record_key(record)] = spec
         return spec
 
-    def container_of(self, record: dict, name: str) -> manifest.Container:
+    def container_of(self, record: PodRecord, name: str) -> manifest.Container:
         pod = self.pod_spec(record)
         return next(c for c in pod.init_containers + pod.containers if c.name == name)
 
-    def _container_spec(self, record: dict, name: str, image) -> ctr.ProcessSpec:
+    def _container_spec(self, record: PodRecord, name: str, image) -> ctr.ProcessSpec:
         pod = self.pod_spec(record)
         c = self.container_of(record, name)
         top = image.layer_dirs
-        cdir = self.paths.container_dir(record["uid"], name)
+        cdir = self.paths.container_dir(record.uid, name)
         upper, work, merged = cdir / "upper", cdir / "work", cdir / "merged"
         # every start is a new container: a fresh upper dir over the image
         shutil.rmtree(upper, ignore_errors=True)
@@ -114,7 +115,7 @@ class Worker:
             d.mkdir(parents=True, exist_ok=True)
         passwd = _read_in_layers(top, "etc/passwd")
         group = _read_in_layers(top, "etc/group")
-        where = f'pod: "{pod.name}_{pod.namespace}({record["uid"]})", container: {name}'
+        where = f'pod: "{pod.name}_{pod.namespace}({record.uid})", container: {name}'
         sec = security.prepare(security.plan_security(
             c.security_context, image.config.get("User"), passwd, group, where))
         # valueFrom and envFrom: ConfigError while an object or key is missing
@@ -132,7 +133,7 @@ class Worker:
             if vm.name in written:  # configMap, secret, ...: read-only, as the kubelet does
                 from dataclasses import replace
                 vm = replace(vm, read_only=True)
-            binds.append(volumes.bind_for(record["volumes"][vm.name], vm))
+            binds.append(volumes.bind_for(record.volumes[vm.name], vm))
         token = serviceaccount.bind(record, c)
         if token is not None:
             binds.append(token)
@@ -142,23 +143,23 @@ class Worker:
             "/etc/resolv.conf": str(pod_dir / "resolv.conf"),
         }, binds)
         ns = {n: str(pod_dir / "ns" / n) for n in sandbox.SHARED}
-        if record.get("pause"):
-            ns["pid"] = f"/proc/{record['pause']['pid']}/ns/pid"
+        if record.pause:
+            ns["pid"] = f"/proc/{record.pause.pid}/ns/pid"
         return ctr.ProcessSpec(
             name=f"{record_key(record)}/{name}", namespaces=ns, rootfs=plan, argv=argv, env=env,
             cwd=c.working_dir or image.config.get("WorkingDir") or "/",
-            stdout=str(self._output_path(record["uid"], name, "stdout")),
-            stderr=str(self._output_path(record["uid"], name, "stderr")),
+            stdout=str(self._output_path(record.uid, name, "stdout")),
+            stderr=str(self._output_path(record.uid, name, "stderr")),
             uid=sec.uid, gid=sec.gid, groups=sec.groups, security=sec)
 
     def start_container(self, pod_name: str, name: str) -> None:
         """Start (or restart) one container; a failure becomes its status."""
         record = self.records[pod_name]
-        if record.get("phase") == "Failed":
+        if record.evicted:
             return  # evicted: its containers stay terminated
         cs = find(record, name)
         rc = RunningContainer(pod_name, name)
-        if record.get("volumes"):   # configMap, secret, ... volumes: written before any start
+        if record.volumes:   # configMap, secret, ... volumes: written before any start
             failed = podconfig.write_volumes(self.paths, record, self.pod_spec(record))
             if failed:
                 return self._config_wait(pod_name, cs, "ContainerCreating", failed,
@@ -167,14 +168,14 @@ class Worker:
         if image is None:  # pulling, or the policy forbids it: a waiting status
             self._save(pod_name)
             return
-        cs["imageID"] = image.digest
+        cs.image_id = image.digest
         timings.mark(f"container {pod_name}/{name}: image looked up")
         try:
             try:
                 spec = self._container_spec(record, name, image)
             except security.SecurityError as e:
                 # the kubelet's status for a container it refuses to create
-                cs.update(state="waiting", reason="CreateContainerConfigError", message=str(e))
+                update(cs, state="waiting", reason="CreateContainerConfigError", message=str(e))
                 self.event(pod_name, "Failed", f"Error: {e}", warning=True)
                 self._save(pod_name)
                 return
@@ -184,15 +185,15 @@ class Worker:
             # what exec, exec probes and hooks run with (a Secret's values: 0600 file)
             podconfig.save_env(self.paths, record, cs, spec.env, configobjects.uses_secret_env(
                 self.container_of(record, name)))
-            cs["user"] = {"uid": spec.uid, "gid": spec.gid, "groups": list(spec.groups)}
+            cs.user = User(spec.uid, spec.gid, list(spec.groups))
             timings.mark(f"container {pod_name}/{name}: upper dir, security, env, mount plan")
             c = self.container_of(record, name)
-            cg = self.cgroups.create_container(record["cgroup"], name, limits_of(c),
+            cg = self.cgroups.create_container(record.cgroup, name, limits_of(c),
                                                c.security_context.privileged)
-            cs["cgroup"] = cg
+            cs.cgroup = cg
             spec.cgroup_procs = self.cgroups.join_paths(cg)
             timings.mark(f"container {pod_name}/{name}: cgroup")
-            rc.writer = logs.LogWriter(self.paths.log_path(pod_name, name, cs["restartCount"]))
+            rc.writer = logs.LogWriter(self.paths.log_path(pod_name, name, cs.restart_count))
             self._open_pipes(rc)
             timings.mark(f"container {pod_name}/{name}: log file, output files")
             self.event(pod_name, "Created", f"Created container {name}")
@@ -201,16 +202,16 @@ class Worker:
             self._close_pipes(rc, drain=True)
             step = getattr(e, "step", "create")
             log(f"pod {pod_name} container {name}: start failed at {step}: {e}")
-            cs.update(state="terminated", reason="StartError", message=str(e),
-                      exitCode=128, startedAt=None, finishedAt=now_iso(), pid=None)
-            cs.pop("containerID", None)
+            update(cs, state="terminated", reason="StartError", message=str(e),
+                      exit_code=128, started_at=None, finished_at=now_iso(), pid=None)
+            cs.container_id = None
             self.event(pod_name, "Failed", f"Error: {e}", warning=True)
             self._after_exit(pod_name, name)
             return
-        cs.update(state="running", pid=pid, pidStart=self.node.start_time(pid),
-                  startedAt=now_iso(), containerID=f"{record['uid'][:8]}-{name}",
-                  reason=None, message=None, exitCode=None, signal=None, finishedAt=None)
-        cs.pop("configWait", None)
+        update(cs, state="running", pid=pid, pid_start=self.node.start_time(pid),
+                  started_at=now_iso(), container_id=f"{record.uid[:8]}-{name}",
+                  reason=None, message=None, exit_code=None, signal=None, finished_at=None)
+        cs.config_wait = False
         rc.pid = pid
         self.live[(pod_name, name)] = rc
         self.by_pid[pid] = rc
@@ -220,17 +221,17 @@ class Worker:
         self._save(pod_name)
         timings.mark(f"container {pod_name}/{name}: state saved (running)")
 
-    def _config_wait(self, pod_name: str, cs: dict, reason: str, message: str,
+    def _config_wait(self, pod_name: str, cs: ContainerRecord, reason: str, message: str,
                      event: str) -> None:
         """The container waits for a ConfigMap, Secret or key (the kubelet's
         reasons and messages); tried again in RETRY_SECONDS, or as soon as
         the object is put."""
         record = self.records[pod_name]
-        cs.update(state="waiting", reason=reason, message=message, configWait=True)
+        update(cs, state="waiting", reason=reason, message=message, config_wait=True)
         self.event(pod_name, event, message if event == "FailedMount" else f"Error: {message}",
                    warning=True)
         self._save(pod_name)
-        key = (pod_name, cs["name"], record["uid"])
+        key = (pod_name, cs.name, record.uid)
         if key not in self.config_timers:   # one timer per waiting container
             self.config_timers.add(key)
             self.call_later(podconfig.RETRY_SECONDS, self._config_timer, key)
@@ -248,24 +249,24 @@ class Worker:
         if record is None:
             return
         cs = find(record, rc.name)
-        cs.update(state="terminated", finishedAt=now_iso(), pid=None)
+        update(cs, state="terminated", finished_at=now_iso(), pid=None)
         oom = False
-        if cs.get("cgroup"):
+        if cs.cgroup:
             with contextlib.suppress(OSError):
-                oom = self.cgroups.oom_killed(cs["cgroup"]) > 0
+                oom = self.cgroups.oom_killed(cs.cgroup) > 0
         if oom:
-            cs.update(exitCode=137 if code is None else (128 - code if code < 0 else code),
+            update(cs, exit_code=137 if code is None else (128 - code if code < 0 else code),
                       signal=9, reason="OOMKilled",
                       message="the container went over its memory limit")
         elif code is None:
-            cs.update(exitCode=None, reason="Unknown",
+            update(cs, exit_code=None, reason="Unknown",
                       message="the container ended while it was not the agent's child; "
                               "its exit code cannot be known")
         elif code < 0:
-            cs.update(exitCode=128 - code, signal=-code, reason="Error")
+            update(cs, exit_code=128 - code, signal=-code, reason="Error")
         else:
-            cs.update(exitCode=code, reason="Completed" if code == 0 else "Error")
-        log(f"pod {rc.pod} container {rc.name} exited: {cs['exitCode']} ({cs['reason']})")
+            update(cs, exit_code=code, reason="Completed" if code == 0 else "Error")
+        log(f"pod {rc.pod} container {rc.name} exited: {cs.exit_code} ({cs.reason})")
         self._after_exit(rc.pod, rc.name)
 
     def _after_exit(self, pod_name: str, name: str) -> None:
@@ -275,29 +276,30 @@ class Worker:
         5 min, counted from its exit."""
         record = self.records[pod_name]
         cs = find(record, name)
-        if record.get("deletionTimestamp"):
+        if record.deletion_timestamp:
             self._save(pod_name)
             self._maybe_finish_delete(pod_name)
             return
-        if cs.pop("respec", False):             # killed for a new image: back at once
-            cs["exitedAt"] = self.loop.wall()
-            self._restart(pod_name, name, record["uid"], True)
+        respec, cs.respec = cs.respec, False
+        if respec:                              # killed for a new image: back at once
+            cs.exited_at = self.loop.wall()
+            self._restart(pod_name, name, record.uid, True)
             self._save(pod_name)
             return
         if podstatus.will_restart(record, cs):
             exited = self.loop.wall()
-            cs["exitedAt"] = exited
-            delay = self.backoff.wait(cs.get("backoff"), exited, exited)
+            cs.exited_at = exited
+            delay = self.backoff.wait(cs.backoff, exited, exited)
             if delay > 0:
                 self.event(pod_name, "BackOff", f"Back-off restarting failed container {name} "
-                                                f"in pod {record['name']}", warning=True)
-                cs.update(state="waiting", reason="CrashLoopBackOff",
+                                                f"in pod {record.name}", warning=True)
+                update(cs, state="waiting", reason="CrashLoopBackOff",
                           message=f"back-off {backoff.go_duration(delay)} restarting failed "
-                                  f"container={name} pod={record['name']}",
-                          lastState=self._exit_as_last_state(cs), restartAt=exited + delay)
-                self.call_later(delay, self._restart, pod_name, name, record["uid"], True)
+                                  f"container={name} pod={record.name}",
+                          last_state=self._exit_as_last_state(cs), restart_at=exited + delay)
+                self.call_later(delay, self._restart, pod_name, name, record.uid, True)
             else:
-                self._restart(pod_name, name, record["uid"], True)  # a failed start comes back
+                self._restart(pod_name, name, record.uid, True)  # a failed start comes back
         else:
             self.sync(pod_name)  # an init container done: start the next
         if podstatus.main_containers_done(record):
@@ -307,16 +309,16 @@ class Worker:
     def _stop_sidecars(self, pod_name: str) -> None:
         """Every main container has ended for good: sidecars end too (SIGTERM)."""
         record = self.records[pod_name]
-        for cs in record.get("initContainers", []):
-            if cs.get("sidecar") and not cs.get("stopping"):
-                cs["stopping"] = True
-                rc = self.live.get((pod_name, cs["name"]))
+        for cs in record.init_containers:
+            if cs.sidecar and not cs.stopping:
+                cs.stopping = True
+                rc = self.live.get((pod_name, cs.name))
                 if rc is not None:
-                    self.event(pod_name, "Killing", f"Stopping container {cs['name']}")
+                    self.event(pod_name, "Killing", f"Stopping container {cs.name}")
                     with contextlib.suppress(ProcessLookupError):
                         self.node.kill(rc.pid, signal.SIGTERM)
-                    self.call_later(record.get("terminationGracePeriodSeconds", 30),
-                                    self._kill_one, pod_name, cs["name"], rc.pid)
+                    self.call_later(record.termination_grace_period_seconds,
+                                    self._kill_one, pod_name, cs.name, rc.pid)
 
     def _kill_one(self, pod_name: str, name: str, pid: int) -> None:
         rc = self.live.get((pod_name, name))
@@ -329,29 +331,31 @@ class Worker:
         kubelet's doBackOff, then Next: the entry grows for the next exit).
         Not `due` (a new agent adopting a back-off): wait what is left of it."""
         record = self.records.get(pod_name)
-        if record is None or record["uid"] != uid or record.get("deletionTimestamp"):
+        if record is None or record.uid != uid or record.deletion_timestamp:
             return
         cs = find(record, name)
-        if cs["state"] == "running" or (cs["state"] == "waiting"
-                                        and cs.get("reason") != "CrashLoopBackOff"):
+        if cs.state == "running" or (cs.state == "waiting"
+                                        and cs.reason != "CrashLoopBackOff"):
             return
         now = self.loop.wall()
-        entry = cs.get("backoff") if isinstance(cs.get("backoff"), dict) else {}
-        left = min(cs.get("restartAt", 0) - now, entry.get("seconds", self.backoff.cap))
+        entry = cs.backoff if isinstance(cs.backoff, dict) else {}
+        left = min((cs.restart_at or 0) - now, entry.get("seconds", self.backoff.cap))
         if not due and left > 0:  # never more than the back-off, whatever the clock did
             self.call_later(left, self._restart, pod_name, name, uid, True)
             return
-        if cs["state"] == "terminated":
-            cs["lastState"] = self._exit_as_last_state(cs)
-        cs["backoff"] = self.backoff.next(cs.get("backoff"), cs.get("exitedAt", now), now)
-        cs.pop("restartAt", None)
-        cs["restartCount"] = cs.get("restartCount", 0) + 1
+        if cs.state == "terminated":
+            cs.last_state = self._exit_as_last_state(cs)
+        cs.backoff = self.backoff.next(cs.backoff, now if cs.exited_at is None else cs.exited_at,
+                                       now)
+        cs.restart_at = None
+        cs.restart_count = cs.restart_count + 1
         self.start_container(pod_name, name)
 
     @staticmethod
-    def _exit_as_last_state(cs: dict) -> dict:
-        return {k: cs.get(k) for k in ("exitCode", "signal", "reason", "message",
-                                       "startedAt", "finishedAt", "state")}
+    def _exit_as_last_state(cs: ContainerRecord) -> LastState:
+        return LastState(exit_code=cs.exit_code, signal=cs.signal, reason=cs.reason,
+                         message=cs.message, started_at=cs.started_at,
+                         finished_at=cs.finished_at, state=str(cs.state))
 
     def _kill_container(self, pod_name: str, name: str, why: str,
                         grace: int | None = None) -> None:
@@ -364,7 +368,7 @@ class Worker:
             return
         rc.stopping = True
         if grace is None:
-            grace = self.records[pod_name].get("terminationGracePeriodSeconds", 30)
+            grace = self.records[pod_name].termination_grace_period_seconds
         log(f"pod {pod_name} container {name}: stopping ({why})")
         with contextlib.suppress(ProcessLookupError):
             self.node.kill(rc.pid, signal.SIGTERM)

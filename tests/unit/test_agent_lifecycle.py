@@ -245,7 +245,7 @@ def pod(name, containers=("app",), init=(), restart="Always", grace=30, image="b
 
 
 def pid_of(agent, key, name):
-    return find(agent.records[key], name)["pid"]
+    return find(agent.records[key], name).pid
 
 
 def test_create_makes_the_sandbox_then_starts_every_container(world):
@@ -257,8 +257,8 @@ def test_create_makes_the_sandbox_then_starts_every_container(world):
         < names.index("antispoof.add") < names.index("cgroups.create_pod") \
         < names.index("start")
     assert node.started() == ["web/app", "web/helper"]
-    assert record["phase"] == "Running" and record["podIP"].startswith("10.99.")
-    assert [cs["state"] for cs in record["containers"]] == ["running", "running"]
+    assert record.sandbox_ready and record.pod_ip.startswith("10.99.")
+    assert [cs.state for cs in record.containers] == ["running", "running"]
     saved = state.read(paths.pod_dir("web"))         # the record on disk says so too
     assert [cs["pid"] for cs in saved["containers"]] == sorted(node.running)
 
@@ -271,8 +271,8 @@ def test_an_exit_is_recorded_and_never_restarts_under_never(world):
     node.exit(pid_of(agent, "job", "b"), -signal.SIGKILL)
     settle(agent)
     a, b = (find(agent.records["job"], n) for n in ("a", "b"))
-    assert (a["state"], a["exitCode"], a["reason"]) == ("terminated", 3, "Error")
-    assert (b["exitCode"], b["signal"]) == (137, 9)
+    assert (a.state, a.exit_code, a.reason) == ("terminated", 3, "Error")
+    assert (b.exit_code, b.signal) == (137, 9)
     advance(agent, clock, 600)
     assert node.started() == ["job/a", "job/b"]       # nothing started again
     assert agent.live == {}
@@ -289,17 +289,17 @@ def test_restart_back_off_is_at_once_then_10s_doubling(world):
         return find(agent.records["crash"], "app")
 
     cs = crash()                         # the first exit: restarted at once
-    assert node.started() == ["crash/app"] * 2 and cs["restartCount"] == 1
+    assert node.started() == ["crash/app"] * 2 and cs.restart_count == 1
     for wait in (10, 20, 40):            # then CrashLoopBackOff, 10 s doubling
         cs = crash()
-        assert cs["state"] == "waiting" and cs["reason"] == "CrashLoopBackOff"
-        assert f"back-off {wait}s" in cs["message"]
+        assert cs.state == "waiting" and cs.reason == "CrashLoopBackOff"
+        assert f"back-off {wait}s" in cs.message
         starts = len(node.started())
         advance(agent, clock, wait - 0.5)
         assert len(node.started()) == starts, f"restarted before its {wait}s back-off"
         advance(agent, clock, 1)
-        assert len(node.started()) == starts + 1 and cs["state"] == "running"
-    assert cs["restartCount"] == 4
+        assert len(node.started()) == starts + 1 and cs.state == "running"
+    assert cs.restart_count == 4
 
 
 def test_init_sidecar_starts_before_the_main_containers_and_stops_after(world):
@@ -320,7 +320,7 @@ def test_init_sidecar_starts_before_the_main_containers_and_stops_after(world):
     assert node.kills()[-1] == ("side/proxy", signal.SIGKILL)
     node.exit(proxy, -signal.SIGKILL)
     settle(agent)
-    assert find(agent.records["side"], "proxy")["state"] == "terminated"
+    assert find(agent.records["side"], "proxy").state == "terminated"
     assert len(node.started()) == 3                          # and nothing restarts
 
 
@@ -359,15 +359,15 @@ def test_a_new_agent_adopts_running_containers_and_restarts_the_ended(world):
     second = make_agent()
     assert second.live[("web", "a")].pid == a        # a: adopted, same process
     cs_b = find(second.records["web"], "b")
-    assert cs_b["lastState"]["reason"] == "Unknown"  # its exit code cannot be known
-    assert cs_b["lastState"]["exitCode"] is None
-    assert cs_b["state"] == "running" and cs_b["restartCount"] == 1
+    assert cs_b.last_state.reason == "Unknown"       # its exit code cannot be known
+    assert cs_b.last_state.exit_code is None
+    assert cs_b.state == "running" and cs_b.restart_count == 1
     assert node.started() == ["web/a", "web/b", "web/b"]
     node.exit(a, 0)                      # not its child: seen through the pidfd
     settle(second)
     cs_a = find(second.records["web"], "a")
-    assert cs_a["lastState"]["reason"] == "Unknown" and cs_a["restartCount"] == 1
-    assert node.started()[-1] == "web/a" and cs_a["pid"] != a
+    assert cs_a.last_state.reason == "Unknown" and cs_a.restart_count == 1
+    assert node.started()[-1] == "web/a" and cs_a.pid != a
 
 
 def test_a_failed_pull_backs_off_as_restarts_do(world):
@@ -385,10 +385,10 @@ def test_a_failed_pull_backs_off_as_restarts_do(world):
 
     pulls = lambda: [args for name, args in node.calls if name == "pull"]   # noqa: E731
     cs = fail_pull()
-    assert cs["reason"] == "ErrImagePull" and "not found" in cs["message"]
+    assert cs.reason == "ErrImagePull" and "not found" in cs.message
     for wait in (10, 20):
         advance(agent, clock, 1)
-        assert cs["reason"] == "ImagePullBackOff"
+        assert cs.reason == "ImagePullBackOff"
         count = len(pulls())
         advance(agent, clock, wait - 1.5)
         assert len(pulls()) == count, f"pulled again before its {wait}s back-off"
