@@ -98,15 +98,15 @@ class Adoption:
             rc.writer = logs.LogWriter(self.paths.log_path(rc.pod, rc.name,
                                                            cs.restart_count))
             with contextlib.suppress(OSError):
-                self._open_pipes(rc, fresh=False)
-            self._close_pipes(rc, drain=True)
+                self.output.open(rc, record.uid, fresh=False)
+            self.output.close(rc, drain=True, ended=True)
             update(cs, state="terminated", exit_code=None, reason="Unknown", pid=None,
                       message="the container ended while the agent was not running; "
                               "its exit code is unknown", finished_at=now_iso())
             return False
         rc.pid = pid
         rc.writer = logs.LogWriter(self.paths.log_path(rc.pod, rc.name, cs.restart_count))
-        self._open_pipes(rc, fresh=False)
+        self.output.open(rc, record.uid, fresh=False)
         self.live[(rc.pod, rc.name)] = rc
         self.by_pid[pid] = rc
         self.loop.add_reader(rc.pidfd, self._on_pidfd)

@@ -48,7 +48,7 @@ from minipod.runtime.agent.backoff import Backoff
 from minipod.runtime.agent.images import Images
 from minipod.runtime.agent.loop import Loop, log, update
 from minipod.runtime.agent.node import Node
-from minipod.runtime.agent.output import Output
+from minipod.runtime.agent.output import OutputRelay
 from minipod.runtime.agent.pods import Pods
 from minipod.runtime.agent.prober import Prober
 from minipod.runtime.agent.running import RunningContainer
@@ -61,18 +61,18 @@ from minipod.runtime.paths import Paths
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
 
 
-class Agent(Server, Pods, Adoption, Worker, Images, Prober, Output):
+class Agent(Server, Pods, Adoption, Worker, Images, Prober):
     """The agent's state, its loop and its node; the managers' methods come
     from the classes it is made of (server.py, pods.py, adopt.py, worker.py,
-    images.py, prober.py, output.py)."""
+    images.py, prober.py); `output` is the output relay (output.py)."""
 
     def __init__(self, paths: Paths, node: Node | None = None, loop: Loop | None = None,
                  backoff: Backoff | None = None):
         self.paths = paths
         self.backoff = backoff or Backoff()   # restarts and pulls (backoff.py)
         self.loop = loop or Loop()
-        self.sel = self.loop.sel
         self.node = node or Node(paths)
+        self.output = OutputRelay(self.loop, paths)
         self.records: dict[str, PodRecord] = {}      # pod key -> state record
         self.live: dict[tuple[str, str], RunningContainer] = {}
         self.by_pid: dict[int, RunningContainer] = {}
@@ -132,7 +132,7 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober, Output):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.paths.socket)
         for rc in list(self.live.values()):
-            self._close_pipes(rc, drain=True)
+            self.output.close(rc, drain=True, ended=False)   # read on by the next agent
         if not self.records:
             with contextlib.suppress(Exception):
                 self.node.remove_idle_network()
@@ -195,7 +195,7 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober, Output):
 
     def _on_pidfd(self, fd: int) -> None:
         rc = next((r for r in self.live.values() if r.pidfd == fd), None)
-        self.sel.unregister(fd)
+        self.loop.sel.unregister(fd)
         os.close(fd)
         if rc is not None:
             rc.pidfd = None

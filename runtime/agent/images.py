@@ -76,7 +76,7 @@ class Images:
             if entry is not None:
                 entry["out"] = (entry["out"] + data)[-8192:]
             if not data:
-                self.sel.unregister(fd)
+                self.loop.sel.unregister(fd)
 
     def _pull_done(self, pid: int, code: int) -> None:
         ref = self.pull_pids.pop(pid)
@@ -84,7 +84,7 @@ class Images:
         with contextlib.suppress(BlockingIOError, OSError):
             entry["out"] += os.read(entry["fd"], 65536)
         with contextlib.suppress(KeyError, ValueError):
-            self.sel.unregister(entry["fd"])
+            self.loop.sel.unregister(entry["fd"])
         os.close(entry["fd"])
         lines = [line for line in entry["out"].decode(errors="replace").splitlines()
                  if line.startswith("error:")]

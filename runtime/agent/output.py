@@ -1,9 +1,16 @@
 """The output relay: container output files into CRI log files.
 
-A container's stdout and stderr are two plain files the agent reads when
+    relay = OutputRelay(loop, paths)
+    relay.path(uid, name, "stdout")     the file a container writes to
+    relay.open(rc, uid, fresh=True)     start reading it (fresh: a new start)
+    relay.close(rc, drain, ended)       stop; ended: the container is gone too
+
+A container's stdout and stderr are two plain files the relay reads when
 inotify says they grew (the long comment below says why and how); read
 blocks are given back with fallocate(PUNCH_HOLE); CDIR/output.pos keeps
-how far each was read, so the next agent goes on from there.
+how far each was read, so the next agent goes on from there. The relay
+knows nothing of pods: it holds the RunningContainers it reads for, and
+writes their lines with each one's LogWriter.
 """
 from __future__ import annotations
 
@@ -16,8 +23,8 @@ from minipod.runtime.agent.loop import log
 from minipod.runtime.agent.running import RunningContainer
 
 
-class Output:
-    """The output relay (mixed into Agent)."""
+class OutputRelay:
+    """Reads every live container's output (see the module doc)."""
 
     # ---- container output: files that never block ---------------------------
     #
@@ -41,22 +48,34 @@ class Output:
     PUNCH_EVERY = 1 << 20       # give read blocks back once this much was read
     DRAIN_BUDGET = 4 << 20      # bytes per turn of the loop, then the others' turn
 
-    def _output_path(self, uid: str, name: str, stream: str) -> Path:
+    def __init__(self, loop, paths):
+        self.loop, self.paths = loop, paths
+        self._inotify: int | None = None
+        self._out_watch: dict[int, tuple[RunningContainer, int]] = {}  # wd -> (rc, fd)
+        self._fifos: dict[int, RunningContainer] = {}   # legacy FIFO fd -> its container
+
+    def path(self, uid: str, name: str, stream: str) -> Path:
         return self.paths.container_dir(uid, name) / stream
 
-    def _open_pipes(self, rc: RunningContainer, fresh: bool = True) -> None:
+    def shutdown(self) -> None:
+        """Close the inotify fd (call close() for each container first)."""
+        if self._inotify is not None:
+            self.loop.sel.unregister(self._inotify)
+            os.close(self._inotify)
+            self._inotify = None
+
+    def open(self, rc: RunningContainer, uid: str, fresh: bool = True) -> None:
         """Open the container's output for reading: fresh=True (a start)
         makes new empty files first; otherwise (adoption) it opens what the
         container writes to and continues from the saved position."""
-        uid = self.records[rc.pod].uid
+        rc.uid = uid
         fifo = self.paths.pod_dir(rc.pod) / f"{rc.name}.stdout"
-        if not fresh and not self._output_path(uid, rc.name, "stdout").exists() \
+        if not fresh and not self.path(uid, rc.name, "stdout").exists() \
                 and fifo.exists():
             return self._open_fifos(rc)
-        if getattr(self, "_inotify", None) is None:
+        if self._inotify is None:
             from minipod import libc
             self._inotify = libc.inotify_init1()
-            self._out_watch: dict[int, tuple[RunningContainer, int]] = {}
             self.loop.add_reader(self._inotify, self._on_output)
         from minipod import libc
         cdir = self.paths.container_dir(uid, rc.name)
@@ -97,11 +116,12 @@ class Output:
         for stream in ("stdout", "stderr"):
             fd = os.open(pod_dir / f"{rc.name}.{stream}", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
             rc.fifo_fds[fd] = stream
+            self._fifos[fd] = rc
             self.loop.add_reader(fd, self._on_output)
 
     def _on_output(self, fd: int) -> None:
         """inotify says output files grew (or a legacy FIFO has data)."""
-        if fd == getattr(self, "_inotify", None):
+        if fd == self._inotify:
             ready = []
             while True:
                 try:
@@ -119,10 +139,10 @@ class Output:
                 if out_fd in rc.fifo_fds:
                     self._drain(rc, out_fd)
             return
-        rc = next((r for r in self.live.values() if fd in r.fifo_fds), None)
+        rc = self._fifos.get(fd)
         if rc is None:
             with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(fd)
+                self.loop.sel.unregister(fd)
             return
         self._drain(rc, fd)
 
@@ -183,7 +203,7 @@ class Output:
         rc.out_pos[fd] = pos
         self._save_output_pos(rc)
         if budget <= 0:                     # more to read: after the others' turn
-            self.call_later(0, self._drain_more, rc, fd)
+            self.loop.call_later(0, self._drain_more, rc, fd)
         done = pos - len(rc.writer.partial.get(stream, b""))
         block = done - done % (64 << 10)
         if block - rc.punched.get(fd, 0) >= self.PUNCH_EVERY:
@@ -210,12 +230,11 @@ class Output:
         os.pwrite(rc.pos_fd, b"%020d %020d\n" % (done.get("stdout", 0),
                                                   done.get("stderr", 0)), 0)
 
-    def _close_pipes(self, rc: RunningContainer, drain: bool) -> None:
-        """Stop reading a container's output. If the container has ended
-        (it is no longer live), the last partial lines are written and its
-        output files removed; if it still runs (the agent stops), its files
-        and saved positions stay for the next agent."""
-        ended = self.live.get((rc.pod, rc.name)) is not rc
+    def close(self, rc: RunningContainer, drain: bool, ended: bool) -> None:
+        """Stop reading a container's output. If the container has ended,
+        the last partial lines are written and its output files removed; if
+        it still runs (the agent stops), its files and saved positions stay
+        for the next agent."""
         for fd in list(rc.fifo_fds):
             if drain and rc.writer:
                 self._drain(rc, fd)
@@ -226,8 +245,9 @@ class Output:
                 with contextlib.suppress(OSError):
                     libc.inotify_rm_watch(self._inotify, wd)
             else:
+                self._fifos.pop(fd, None)
                 with contextlib.suppress(KeyError, ValueError):
-                    self.sel.unregister(fd)
+                    self.loop.sel.unregister(fd)
             os.close(fd)
         had_files = bool(rc.out_pos)
         rc.fifo_fds.clear()
@@ -241,8 +261,8 @@ class Output:
                 rc.writer.partial = {k: b"" for k in rc.writer.partial}  # read again later
             rc.writer.close()
             rc.writer = None
-        if ended and had_files and rc.pod in self.records:
-            cdir = self.paths.container_dir(self.records[rc.pod].uid, rc.name)
+        if ended and had_files:     # (a deleted pod's dir is gone already)
+            cdir = self.paths.container_dir(rc.uid, rc.name)
             for name in ("stdout", "stderr", "output.pos"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(cdir / name)

@@ -14,6 +14,7 @@ class RunningContainer:
 
     def __init__(self, pod: str, name: str):
         self.pod, self.name = pod, name
+        self.uid: str | None = None         # the pod's uid (its output files' dir)
         self.pid: int | None = None
         self.pidfd: int | None = None       # only for adopted (non-child) pids
         self.fifo_fds: dict[int, str] = {}  # output fd -> "stdout" | "stderr"

@@ -148,8 +148,8 @@ class Worker:
         return ctr.ProcessSpec(
             name=f"{record_key(record)}/{name}", namespaces=ns, rootfs=plan, argv=argv, env=env,
             cwd=c.working_dir or image.config.get("WorkingDir") or "/",
-            stdout=str(self._output_path(record.uid, name, "stdout")),
-            stderr=str(self._output_path(record.uid, name, "stderr")),
+            stdout=str(self.output.path(record.uid, name, "stdout")),
+            stderr=str(self.output.path(record.uid, name, "stderr")),
             uid=sec.uid, gid=sec.gid, groups=sec.groups, security=sec)
 
     def start_container(self, pod_name: str, name: str) -> None:
@@ -194,12 +194,12 @@ class Worker:
             spec.cgroup_procs = self.cgroups.join_paths(cg)
             timings.mark(f"container {pod_name}/{name}: cgroup")
             rc.writer = logs.LogWriter(self.paths.log_path(pod_name, name, cs.restart_count))
-            self._open_pipes(rc)
+            self.output.open(rc, record.uid)
             timings.mark(f"container {pod_name}/{name}: log file, output files")
             self.event(pod_name, "Created", f"Created container {name}")
             pid = self.node.start(spec)
         except (ctr.StartError, process.ProcessError, volumes.VolumeError, OSError) as e:
-            self._close_pipes(rc, drain=True)
+            self.output.close(rc, drain=True, ended=True)
             step = getattr(e, "step", "create")
             log(f"pod {pod_name} container {name}: start failed at {step}: {e}")
             update(cs, state="terminated", reason="StartError", message=str(e),
@@ -244,7 +244,7 @@ class Worker:
         """Record the exit (code None: not our child, so unknowable)."""
         self.by_pid.pop(rc.pid, None)
         self.live.pop((rc.pod, rc.name), None)
-        self._close_pipes(rc, drain=True)
+        self.output.close(rc, drain=True, ended=True)
         record = self.records.get(rc.pod)
         if record is None:
             return

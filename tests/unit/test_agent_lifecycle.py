@@ -210,10 +210,8 @@ def stop(agent: Agent) -> None:
     """The agent ends (as serve() does when stopped): it stops reading output
     and closes its fds; its pods keep running."""
     for rc in list(agent.live.values()):
-        agent._close_pipes(rc, drain=True)
-    if getattr(agent, "_inotify", None) is not None:
-        os.close(agent._inotify)
-        agent._inotify = None
+        agent.output.close(rc, drain=True, ended=False)
+    agent.output.shutdown()
     agent.loop.sel.close()
 
 
