@@ -45,7 +45,7 @@ from minipod.runtime import namespaces
 from minipod.runtime.agent import eviction
 from minipod.runtime.agent.adopt import Adoption
 from minipod.runtime.agent.backoff import Backoff
-from minipod.runtime.agent.images import Images
+from minipod.runtime.agent.images import Images, Puller
 from minipod.runtime.agent.loop import Loop, log, update
 from minipod.runtime.agent.node import Node
 from minipod.runtime.agent.output import OutputRelay
@@ -73,16 +73,15 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober):
         self.loop = loop or Loop()
         self.node = node or Node(paths)
         self.output = OutputRelay(self.loop, paths)
+        self.puller = Puller(self.loop, self.node, self._pulled)
         self.records: dict[str, PodRecord] = {}      # pod key -> state record
         self.live: dict[tuple[str, str], RunningContainer] = {}
         self.by_pid: dict[int, RunningContainer] = {}
         self.delete_waiters: dict[str, list[socket.socket]] = {}
         self.specs: dict[str, manifest.Pod] = {}       # pod key -> parsed manifest
         self.checks: dict[int, tuple[int, object]] = {}  # probe/hook child pid -> (fd, done)
-        self.pulls: dict[str, dict] = {}                 # image ref -> its pull in flight
         self.explain_delete: dict[str, list] = {}        # pod -> --explain steps so far
         self.timings_delete: dict[str, list] = {}        # pod -> --timings marks so far
-        self.pull_pids: dict[int, str] = {}
         self.measuring: int | None = None               # the disk usage child's pid
         self.config_timers: set[tuple[str, str, str]] = set()  # (pod, container, uid) waiting
         self.idle_since = self.loop.clock()
@@ -182,8 +181,8 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober):
             rc = self.by_pid.get(pid)
             if rc is not None:
                 self._container_exited(rc, code)
-            elif pid in self.pull_pids:
-                self._pull_done(pid, code)
+            elif self.puller.owns(pid):
+                self.puller.reaped(pid, code)
             elif pid in self.checks:
                 fd, done = self.checks.pop(pid)
                 try:

@@ -1,4 +1,4 @@
-"""Image pulls: the pull policy, pulls in child processes, their back-off.
+"""Image pulls: the pull policy, and pulls in child processes.
 
     Always        pulled once per container of the pod (a restart reuses it)
     IfNotPresent  pulled only when the store lacks it
@@ -6,9 +6,11 @@
 
 A pull is `minipod pull -q REF` in a child (node.spawn_pull): the loop never
 waits on the network, and several containers that need one image share
-one pull. A failed pull waits as the kubelet's image back-off does
-(ErrImagePull, then ImagePullBackOff): the same Backoff as restarts
-(backoff.py), 10 s doubling to 5 min.
+one pull. `Puller` owns the children; when one ends it reports through its
+callback, on_done(ref, waiters, ok, reason, seconds), and the worker
+(worker.py `_pulled`) decides: start the containers, or wait in the
+kubelet's image back-off (ErrImagePull, then ImagePullBackOff), timed by
+the same Backoff as restarts (backoff.py), 10 s doubling to 5 min.
 """
 from __future__ import annotations
 
@@ -18,10 +20,60 @@ import os
 from minipod.runtime.agent.loop import find, update
 
 
-class Images:
-    """Image pulls (mixed into Agent)."""
+class Puller:
+    """The pulls in flight, one child per image ref."""
 
-    # ---- images: the pull policy, pulls in child processes ------------------
+    def __init__(self, loop, node, on_done):
+        self.loop, self.node, self.on_done = loop, node, on_done
+        self.pulls: dict[str, dict] = {}     # image ref -> its pull in flight
+        self.pids: dict[int, str] = {}       # pull child pid -> image ref
+
+    def pull(self, ref: str, waiter) -> bool:
+        """Pull ref for waiter (any hashable: the agent's (pod, container));
+        True if this started a new pull, False if it joined one."""
+        entry = self.pulls.get(ref)
+        started = entry is None
+        if started:
+            pid, r = self.node.spawn_pull(ref)
+            os.set_blocking(r, False)
+            entry = self.pulls[ref] = {"pid": pid, "fd": r, "out": b"", "waiters": set(),
+                                       "start": self.loop.clock()}
+            self.pids[pid] = ref
+            self.loop.add_reader(r, self._on_output)
+        entry["waiters"].add(waiter)
+        return started
+
+    def owns(self, pid: int) -> bool:
+        return pid in self.pids
+
+    def _on_output(self, fd: int) -> None:
+        entry = next((e for e in self.pulls.values() if e["fd"] == fd), None)
+        with contextlib.suppress(BlockingIOError):
+            data = os.read(fd, 65536)
+            if entry is not None:
+                entry["out"] = (entry["out"] + data)[-8192:]
+            if not data:
+                self.loop.sel.unregister(fd)
+
+    def reaped(self, pid: int, code: int) -> None:
+        """The pull child pid ended with code: on_done(ref, waiters, ok,
+        reason (its last "error:" line), seconds)."""
+        ref = self.pids.pop(pid)
+        entry = self.pulls.pop(ref)
+        with contextlib.suppress(BlockingIOError, OSError):
+            entry["out"] += os.read(entry["fd"], 65536)
+        with contextlib.suppress(KeyError, ValueError):
+            self.loop.sel.unregister(entry["fd"])
+        os.close(entry["fd"])
+        lines = [line for line in entry["out"].decode(errors="replace").splitlines()
+                 if line.startswith("error:")]
+        reason = lines[-1].split(":", 2)[-1].strip() if lines else f"pull exited with {code}"
+        self.on_done(ref, entry["waiters"], code == 0, reason,
+                     self.loop.clock() - entry["start"])
+
+
+class Images:
+    """The pull policy (mixed into Agent; the pulls are its `puller`)."""
 
     def _image_ready(self, pod_name: str, name: str):
         """The container's image, if the store has it and imagePullPolicy is
@@ -54,81 +106,8 @@ class Images:
         return None
 
     def _pull(self, ref: str, pod_name: str, name: str) -> None:
-        """`minipod pull -q REF` as a child process: the loop never waits on
-        the network, and several containers needing one image share it."""
-        entry = self.pulls.get(ref)
-        if entry is None:
-            pid, r = self.node.spawn_pull(ref)
-            os.set_blocking(r, False)
-            entry = self.pulls[ref] = {"pid": pid, "fd": r, "out": b"", "waiters": set(),
-                                       "start": self.loop.clock()}
-            self.pull_pids[pid] = ref
-            self.loop.add_reader(r, self._on_pull_output)
+        """Pull ref for this container (or join its pull): it waits."""
+        if self.puller.pull(ref, (pod_name, name)):
             self.event(pod_name, "Pulling", f'Pulling image "{ref}"')
-        entry["waiters"].add((pod_name, name))
         update(find(self.records[pod_name], name), state="waiting", reason="ContainerCreating",
                message=None)
-
-    def _on_pull_output(self, fd: int) -> None:
-        entry = next((e for e in self.pulls.values() if e["fd"] == fd), None)
-        with contextlib.suppress(BlockingIOError):
-            data = os.read(fd, 65536)
-            if entry is not None:
-                entry["out"] = (entry["out"] + data)[-8192:]
-            if not data:
-                self.loop.sel.unregister(fd)
-
-    def _pull_done(self, pid: int, code: int) -> None:
-        ref = self.pull_pids.pop(pid)
-        entry = self.pulls.pop(ref)
-        with contextlib.suppress(BlockingIOError, OSError):
-            entry["out"] += os.read(entry["fd"], 65536)
-        with contextlib.suppress(KeyError, ValueError):
-            self.loop.sel.unregister(entry["fd"])
-        os.close(entry["fd"])
-        lines = [line for line in entry["out"].decode(errors="replace").splitlines()
-                 if line.startswith("error:")]
-        reason = lines[-1].split(":", 2)[-1].strip() if lines else f"pull exited with {code}"
-        seconds = self.loop.clock() - entry["start"]
-        for pod_name, name in entry["waiters"]:
-            record = self.records.get(pod_name)
-            if record is None or record.deletion_timestamp:
-                continue
-            cs = find(record, name)
-            if code == 0:
-                cs.pulled = True
-                cs.pull_backoff = 0
-                self.event(pod_name, "Pulled", f'Successfully pulled image "{ref}" in '
-                                               f"{seconds:.3f}s")
-                self.sync(pod_name)
-                if cs.state == "waiting" and cs.restart_count:
-                    self.start_container(pod_name, name)  # a restart that waited for it
-            else:
-                now = self.loop.wall()
-                cs.pull_backoff = self.backoff.next(cs.pull_backoff, now, now)
-                delay = cs.pull_backoff["seconds"]
-                update(cs, state="waiting", reason="ErrImagePull", message=reason)
-                self.event(pod_name, "Failed", f'Failed to pull image "{ref}": {reason}',
-                           warning=True)
-                self.call_later(min(1.0, delay), self._pull_backoff, pod_name, name,
-                                record.uid, delay)
-                self.call_later(delay, self._retry_pull, pod_name, name, record.uid)
-            self._save(pod_name)
-
-    def _pull_backoff(self, pod_name: str, name: str, uid: str, delay: float) -> None:
-        record = self.records.get(pod_name)
-        if record is not None and record.uid == uid:
-            cs = find(record, name)
-            if cs.reason == "ErrImagePull":
-                update(cs, reason="ImagePullBackOff",
-                          message=f'Back-off pulling image "{cs.image}" ({delay:.0f}s)')
-                self.event(pod_name, "BackOff", f'Back-off pulling image "{cs.image}"')
-                self._save(pod_name)
-
-    def _retry_pull(self, pod_name: str, name: str, uid: str) -> None:
-        record = self.records.get(pod_name)
-        if record is not None and record.uid == uid and not record.deletion_timestamp:
-            cs = find(record, name)
-            if cs.state == "waiting" and cs.reason in ("ErrImagePull",
-                                                                 "ImagePullBackOff"):
-                self.start_container(pod_name, name)

@@ -14,17 +14,15 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
-from pathlib import Path
 
 from minipod import cgroups, timings
-from minipod.rootfs import mounts
-from minipod.runtime import configobjects, logs, podconfig, process, sandbox, security, serviceaccount, volumes
+from minipod.runtime import configobjects, logs, podconfig, process, security, volumes
 from minipod.runtime import container as ctr
 from minipod.runtime.agent import backoff
 from minipod.runtime.agent.loop import find, log, now_iso, update
 from minipod.runtime.agent.running import RunningContainer
+from minipod.runtime.agent.spec import container_spec
 from minipod.runtime.api import manifest, podstatus
 from minipod.runtime.api.record import ContainerRecord, LastState, PodRecord, User
 from minipod.runtime.paths import record_key
@@ -102,56 +100,6 @@ class Worker:
         pod = self.pod_spec(record)
         return next(c for c in pod.init_containers + pod.containers if c.name == name)
 
-    def _container_spec(self, record: PodRecord, name: str, image) -> ctr.ProcessSpec:
-        pod = self.pod_spec(record)
-        c = self.container_of(record, name)
-        top = image.layer_dirs
-        cdir = self.paths.container_dir(record.uid, name)
-        upper, work, merged = cdir / "upper", cdir / "work", cdir / "merged"
-        # every start is a new container: a fresh upper dir over the image
-        shutil.rmtree(upper, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
-        for d in (upper, work, merged):
-            d.mkdir(parents=True, exist_ok=True)
-        passwd = _read_in_layers(top, "etc/passwd")
-        group = _read_in_layers(top, "etc/group")
-        where = f'pod: "{pod.name}_{pod.namespace}({record.uid})", container: {name}'
-        sec = security.prepare(security.plan_security(
-            c.security_context, image.config.get("User"), passwd, group, where))
-        # valueFrom and envFrom: ConfigError while an object or key is missing
-        env_list, _ = configobjects.container_env(self.paths, record, pod, c)
-        # the `kubernetes` Service's variables first: the container's own env wins
-        service = serviceaccount.service_env(str(self.ipam.gateway),
-                                             serviceaccount.api_port(self.paths))
-        env = process.environment(image.config, service + env_list, pod.name,
-                                  process.home(sec.uid, passwd))
-        argv = process.argv(c.command, c.args, image.config, env)
-        pod_dir = self.paths.pod_dir(record_key(record))
-        binds = []
-        written = {v.name for v in pod.volumes if v.source is not None}
-        for vm in c.volume_mounts:
-            if vm.name in written:  # configMap, secret, ...: read-only, as the kubelet does
-                from dataclasses import replace
-                vm = replace(vm, read_only=True)
-            binds.append(volumes.bind_for(record.volumes[vm.name], vm))
-        token = serviceaccount.bind(record, c)
-        if token is not None:
-            binds.append(token)
-        plan = mounts.plan([str(p) for p in top], str(upper), str(work), str(merged), {
-            "/etc/hosts": str(pod_dir / "hosts"),
-            "/etc/hostname": str(pod_dir / "hostname"),
-            "/etc/resolv.conf": str(pod_dir / "resolv.conf"),
-        }, binds)
-        ns = {n: str(pod_dir / "ns" / n) for n in sandbox.SHARED}
-        if record.pause:
-            ns["pid"] = f"/proc/{record.pause.pid}/ns/pid"
-        return ctr.ProcessSpec(
-            name=f"{record_key(record)}/{name}", namespaces=ns, rootfs=plan, argv=argv, env=env,
-            cwd=c.working_dir or image.config.get("WorkingDir") or "/",
-            stdout=str(self.output.path(record.uid, name, "stdout")),
-            stderr=str(self.output.path(record.uid, name, "stderr")),
-            uid=sec.uid, gid=sec.gid, groups=sec.groups, security=sec)
-
     def start_container(self, pod_name: str, name: str) -> None:
         """Start (or restart) one container; a failure becomes its status."""
         record = self.records[pod_name]
@@ -172,7 +120,9 @@ class Worker:
         timings.mark(f"container {pod_name}/{name}: image looked up")
         try:
             try:
-                spec = self._container_spec(record, name, image)
+                spec = container_spec(self.paths, record, self.pod_spec(record),
+                                      self.container_of(record, name), image,
+                                      str(self.ipam.gateway))
             except security.SecurityError as e:
                 # the kubelet's status for a container it refuses to create
                 update(cs, state="waiting", reason="CreateContainerConfigError", message=str(e))
@@ -357,6 +307,52 @@ class Worker:
                          message=cs.message, started_at=cs.started_at,
                          finished_at=cs.finished_at, state=str(cs.state))
 
+    def _pulled(self, ref: str, waiters, ok: bool, reason: str, seconds: float) -> None:
+        """A pull ended (images.Puller's on_done): start the containers that
+        waited for it, or make them wait in the image back-off."""
+        for pod_name, name in waiters:
+            record = self.records.get(pod_name)
+            if record is None or record.deletion_timestamp:
+                continue
+            cs = find(record, name)
+            if ok:
+                cs.pulled = True
+                cs.pull_backoff = 0
+                self.event(pod_name, "Pulled", f'Successfully pulled image "{ref}" in '
+                                               f"{seconds:.3f}s")
+                self.sync(pod_name)
+                if cs.state == "waiting" and cs.restart_count:
+                    self.start_container(pod_name, name)  # a restart that waited for it
+            else:
+                now = self.loop.wall()
+                cs.pull_backoff = self.backoff.next(cs.pull_backoff, now, now)
+                delay = cs.pull_backoff["seconds"]
+                update(cs, state="waiting", reason="ErrImagePull", message=reason)
+                self.event(pod_name, "Failed", f'Failed to pull image "{ref}": {reason}',
+                           warning=True)
+                self.call_later(min(1.0, delay), self._pull_backoff, pod_name, name,
+                                record.uid, delay)
+                self.call_later(delay, self._retry_pull, pod_name, name, record.uid)
+            self._save(pod_name)
+
+    def _pull_backoff(self, pod_name: str, name: str, uid: str, delay: float) -> None:
+        record = self.records.get(pod_name)
+        if record is not None and record.uid == uid:
+            cs = find(record, name)
+            if cs.reason == "ErrImagePull":
+                update(cs, reason="ImagePullBackOff",
+                          message=f'Back-off pulling image "{cs.image}" ({delay:.0f}s)')
+                self.event(pod_name, "BackOff", f'Back-off pulling image "{cs.image}"')
+                self._save(pod_name)
+
+    def _retry_pull(self, pod_name: str, name: str, uid: str) -> None:
+        record = self.records.get(pod_name)
+        if record is not None and record.uid == uid and not record.deletion_timestamp:
+            cs = find(record, name)
+            if cs.state == "waiting" and cs.reason in ("ErrImagePull",
+                                                                 "ImagePullBackOff"):
+                self.start_container(pod_name, name)
+
     def _kill_container(self, pod_name: str, name: str, why: str,
                         grace: int | None = None) -> None:
         """SIGTERM one container, SIGKILL after the grace period; its exit
@@ -378,12 +374,3 @@ def limits_of(c: manifest.Container) -> cgroups.Limits:
     return cgroups.Limits(cpu_limit_milli=c.resources.cpu_limit_milli,
                           cpu_request_milli=c.resources.cpu_request_milli,
                           memory_limit=c.resources.memory_limit)
-
-
-def _read_in_layers(layers: list[Path], rel: str) -> str:
-    """A file of the image as the container will see it: the top layer wins."""
-    for layer in reversed(layers):
-        p = layer / rel
-        if p.is_file() and not p.is_symlink():
-            return p.read_text(errors="replace")
-    return ""

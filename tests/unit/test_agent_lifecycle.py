@@ -374,7 +374,7 @@ def test_a_failed_pull_backs_off_as_restarts_do(world):
     agent.create_pod(pod("img", image="example.org/missing:1"))
 
     def fail_pull():
-        pid, w = agent.pulls["example.org/missing:1"]["pid"], node.pull_w
+        pid, w = agent.puller.pulls["example.org/missing:1"]["pid"], node.pull_w
         os.write(w, b"error: not found\n")
         os.close(w)
         node.exit(pid, 1)
