@@ -75,7 +75,7 @@ class Adoption:
                     self._after_exit(name, cname)
             if name not in self.records:
                 continue                  # its deletion finished just now
-            self._save(name)
+            self.store.save(name)
             if record.deletion_timestamp:
                 self.delete_pod(name, 0)
             elif record.evicted:

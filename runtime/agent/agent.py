@@ -53,9 +53,8 @@ from minipod.runtime.agent.pods import Pods
 from minipod.runtime.agent.prober import Prober
 from minipod.runtime.agent.running import RunningContainer
 from minipod.runtime.agent.server import Server
+from minipod.runtime.agent.store import PodStore
 from minipod.runtime.agent.worker import Worker
-from minipod.runtime.api import manifest
-from minipod.runtime.api.record import PodRecord
 from minipod.runtime.paths import Paths
 
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
@@ -74,11 +73,12 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober):
         self.node = node or Node(paths)
         self.output = OutputRelay(self.loop, paths)
         self.puller = Puller(self.loop, self.node, self._pulled)
-        self.records: dict[str, PodRecord] = {}      # pod key -> state record
+        self.store = PodStore(paths)
+        self.records = self.store.records            # pod key -> PodRecord
         self.live: dict[tuple[str, str], RunningContainer] = {}
         self.by_pid: dict[int, RunningContainer] = {}
         self.delete_waiters: dict[str, list[socket.socket]] = {}
-        self.specs: dict[str, manifest.Pod] = {}       # pod key -> parsed manifest
+        self.specs = self.store.specs                # pod key -> parsed manifest
         self.checks: dict[int, tuple[int, object]] = {}  # probe/hook child pid -> (fd, done)
         self.explain_delete: dict[str, list] = {}        # pod -> --explain steps so far
         self.timings_delete: dict[str, list] = {}        # pod -> --timings marks so far
@@ -216,7 +216,7 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober):
             names = [cs.name for cs in record.init_containers + record.containers]
             try:
                 checks += [dataclasses.replace(c, pod=name) for c in eviction.plan(   # by key
-                    self.pod_spec(record), uid, record.volumes or {},
+                    self.store.pod_spec(record), uid, record.volumes or {},
                     {n: str(self.paths.container_dir(uid, n) / "upper") for n in names},
                     {n: str(self.paths.pod_logs / name / n) for n in names})]
             except Exception as e:  # one bad record must not hide the others' limits
@@ -244,13 +244,13 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober):
             return
         log(f"pod {check.pod}: evicted ({used} bytes used): {check.message}")
         update(record, evicted=True, reason=eviction.REASON, message=check.message)
-        self.event(check.pod, eviction.REASON, check.message, warning=True)
+        self.store.event(check.pod, eviction.REASON, check.message, warning=True)
         for rc in self._live_of(check.pod):
-            self.event(check.pod, "Killing", f"Stopping container {rc.name}")
+            self.store.event(check.pod, "Killing", f"Stopping container {rc.name}")
             with contextlib.suppress(ProcessLookupError):
                 self.node.kill(rc.pid, signal.SIGTERM)
             self.call_later(eviction.EVICTION_GRACE, self._kill_one, check.pod, rc.name, rc.pid)
-        self._save(check.pod)
+        self.store.save(check.pod)
 
 
 def main(paths: Paths | None = None) -> int:

@@ -86,7 +86,7 @@ class Images:
         from minipod.rootfs.store import ImageNotFound
         record = self.records[pod_name]
         cs = find(record, name)
-        c = self.container_of(record, name)
+        c = self.store.container_of(record, name)
         try:
             image = self.images.get(c.image)
         except ImageNotFound:
@@ -94,12 +94,12 @@ class Images:
         if c.image_pull_policy == "Never" and image is None:
             msg = f'Container image "{c.image}" is not present with pull policy of Never'
             update(cs, state="waiting", reason="ErrImageNeverPull", message=msg)
-            self.event(pod_name, "ErrImageNeverPull", msg, warning=True)
+            self.store.event(pod_name, "ErrImageNeverPull", msg, warning=True)
             return None
         if image is not None and (c.image_pull_policy != "Always" or cs.pulled):
             if not cs.pulled:
                 cs.pulled = True
-                self.event(pod_name, "Pulled", f'Container image "{c.image}" already present '
+                self.store.event(pod_name, "Pulled", f'Container image "{c.image}" already present '
                                                f"on machine")
             return image
         self._pull(c.image, pod_name, name)
@@ -108,6 +108,6 @@ class Images:
     def _pull(self, ref: str, pod_name: str, name: str) -> None:
         """Pull ref for this container (or join its pull): it waits."""
         if self.puller.pull(ref, (pod_name, name)):
-            self.event(pod_name, "Pulling", f'Pulling image "{ref}"')
+            self.store.event(pod_name, "Pulling", f'Pulling image "{ref}"')
         update(find(self.records[pod_name], name), state="waiting", reason="ContainerCreating",
                message=None)

@@ -22,16 +22,13 @@ from pathlib import Path
 
 from minipod import cgroups, explain, timings
 from minipod.netns import antispoof, bridge, hostport
-from minipod.runtime import configobjects, faults, namespaces, serviceaccount, state, volumes
+from minipod.runtime import configobjects, faults, namespaces, serviceaccount, volumes
 from minipod.runtime.agent.loop import RequestError, log, now_iso, update
 from minipod.runtime.agent.running import RunningContainer
 from minipod.runtime.agent.worker import limits_of
 from minipod.runtime.api import manifest, qos
-from minipod.runtime.api.record import Event, PodRecord, ProcessRef
+from minipod.runtime.api.record import PodRecord, ProcessRef
 from minipod.runtime.paths import pod_key, record_key
-
-MAX_EVENTS = 100
-
 
 class Pods:
     """Pod create and delete (mixed into Agent)."""
@@ -104,10 +101,10 @@ class Pods:
                     raise RequestError("Conflict", str(e)) from None
             self.records[key] = record
             undo.callback(self.records.pop, key, None)
-            self.event(key, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} "
+            self.store.event(key, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} "
                                          f"to {record.node_name}")
             timings.mark("agent: pod dir, hostPorts claimed")
-            self._save(key)
+            self.store.save(key)
             timings.mark("agent: state saved (Pending)")
             faults.point("create:state")
             # 1. namespaces: net, ipc, uts, pinned by bind mounts
@@ -174,7 +171,7 @@ class Pods:
                 undo.callback(self._stop_pause, record)
                 pause = self.node.sandbox.start_pause(pod.name, self.paths.pod_dir(key) / "pause-root")
                 record.pause = ProcessRef(pause, self.node.start_time(pause))
-                self._save(key)  # a crash from here on must know to kill it
+                self.store.save(key)  # a crash from here on must know to kill it
                 self.cgroups.adopt_pause(record.cgroup, pause)  # it carries our identity
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
             vol_base = self.paths.containers / uid / "volumes"
@@ -192,7 +189,7 @@ class Pods:
         # 7. the containers: init containers one by one, then the others in
         # order; a failure here is a container status, not a failed run
         self.sync(key)
-        self._save(key)
+        self.store.save(key)
         timings.mark("agent: state saved (Running)")
         faults.point("create:containers")
         return record
@@ -224,18 +221,18 @@ class Pods:
             grace = record.termination_grace_period_seconds
         first = not record.deletion_timestamp
         record.deletion_timestamp = record.deletion_timestamp or now_iso()
-        self._save(name)
+        self.store.save(name)
         timings.mark("agent: state saved (deletionTimestamp)")
         faults.point("delete:marked")
         if first or grace == 0:
             for rc in self._live_of(name):
-                self.event(name, "Killing", f"Stopping container {rc.name}")
-                hook = self.container_of(record, rc.name).lifecycle.pre_stop
+                self.store.event(name, "Killing", f"Stopping container {rc.name}")
+                hook = self.store.container_of(record, rc.name).lifecycle.pre_stop
                 if hook is not None and grace > 0:
                     # preStop first, inside the grace period; SIGTERM after it
                     def then_term(ok, message, rc=rc):
                         if not ok:
-                            self.event(name, "FailedPreStopHook", message, warning=True)
+                            self.store.event(name, "FailedPreStopHook", message, warning=True)
                         with contextlib.suppress(ProcessLookupError):
                             self.node.kill(rc.pid, signal.SIGTERM)
                     self.spawn_check(name, rc.name, hook, grace, then_term)
@@ -342,28 +339,6 @@ class Pods:
         pause = record.pause
         if pause and self.node.alive(pause.pid, pause.pid_start):
             self.node.kill(pause.pid, signal.SIGKILL)
-
-    def event(self, pod_name: str, reason: str, message: str, warning: bool = False) -> None:
-        """Record a Kubernetes-style event on the pod (shown by `describe`).
-        A repeat of the last same reason and message only bumps its count."""
-        record = self.records.get(pod_name)
-        if record is None:
-            return
-        events = record.events
-        now = now_iso()
-        for e in events[-5:]:
-            if e.reason == reason and e.message == message:
-                e.count += 1
-                e.last_timestamp = now
-                return
-        events.append(Event(type="Warning" if warning else "Normal", reason=reason,
-                            message=message, count=1, first_timestamp=now, last_timestamp=now))
-        del events[:-MAX_EVENTS]
-
-    def _save(self, name: str) -> None:
-        record = self.records.get(name)
-        if record is not None and self.paths.pod_dir(name).exists():
-            state.write(self.paths.pod_dir(name), record)
 
     def _delete_namespace_pods(self, ns: str) -> None:
         for key, record in list(self.records.items()):

@@ -35,7 +35,7 @@ class Prober:
                       post_start: bool = True) -> None:
         record = self.records[pod_name]
         cs = find(record, name)
-        c = self.container_of(record, name)
+        c = self.store.container_of(record, name)
         cs.started = c.startup_probe is None
         cs.ready = c.readiness_probe is None
         kinds = ["startup"] if c.startup_probe else ["liveness", "readiness"]
@@ -46,13 +46,13 @@ class Prober:
             def after_hook(ok: bool, message: str, pid=rc.pid) -> None:
                 live = self.live.get((pod_name, name))
                 if not ok and live is not None and live.pid == pid:
-                    self.event(pod_name, "FailedPostStartHook", message, warning=True)
+                    self.store.event(pod_name, "FailedPostStartHook", message, warning=True)
                     self._kill_container(pod_name, name, "FailedPostStartHook")
             self.spawn_check(pod_name, name, hook,
                              record.termination_grace_period_seconds, after_hook)
 
     def _schedule_probe(self, pod_name: str, name: str, kind: str, rc: RunningContainer) -> None:
-        probe = getattr(self.container_of(self.records[pod_name], name), f"{kind}_probe")
+        probe = getattr(self.store.container_of(self.records[pod_name], name), f"{kind}_probe")
         if probe is None:
             return
         rc.probes[kind] = probes.ProbeState(kind, str(rc.pid))
@@ -71,7 +71,7 @@ class Prober:
             return
         if kind == "startup" and find(record, name).started:
             return
-        probe = getattr(self.container_of(record, name), f"{kind}_probe")
+        probe = getattr(self.store.container_of(record, name), f"{kind}_probe")
         st = rc.probes[kind]
         if not st.running:
             st.running = True
@@ -86,7 +86,7 @@ class Prober:
             return
         record = self.records[pod_name]
         cs = find(record, name)
-        probe = getattr(self.container_of(record, name), f"{kind}_probe")
+        probe = getattr(self.store.container_of(record, name), f"{kind}_probe")
         st = rc.probes[kind]
         st.running = False
         if kind != "readiness" and (rc.stopping or record.deletion_timestamp):
@@ -95,7 +95,7 @@ class Prober:
             st.successes, st.failures = st.successes + 1, 0
         else:
             st.successes, st.failures = 0, st.failures + 1
-            self.event(pod_name, "Unhealthy", f"{kind.capitalize()} probe failed: {message}",
+            self.store.event(pod_name, "Unhealthy", f"{kind.capitalize()} probe failed: {message}",
                        warning=True)
         if kind == "readiness":
             if ok and st.successes >= probe.success_threshold:
@@ -110,8 +110,8 @@ class Prober:
             # kuberuntime's computePodActions: ", will be restarted" only if it will be
             restart = "" if record.restart_policy == "Never" and not cs.sidecar \
                 else ", will be restarted"
-            self.event(pod_name, "Killing", f"Container {name} failed {kind} probe{restart}")
+            self.store.event(pod_name, "Killing", f"Container {name} failed {kind} probe{restart}")
             st.failures = 0
             self._kill_container(pod_name, name, f"{kind} probe failed",
                                  probe.termination_grace_period_seconds)
-        self._save(pod_name)
+        self.store.save(pod_name)

@@ -171,10 +171,10 @@ class Server:
             cs.pulled = False
             if (pkey, cname) in self.live:
                 cs.respec = True             # _after_exit starts it again at once
-                self.event(pkey, "Killing", f"Container {cname} definition changed, will be "
+                self.store.event(pkey, "Killing", f"Container {cname} definition changed, will be "
                                             f"restarted")
                 self._kill_container(pkey, cname, "definition changed")
-        self._save(pkey)
+        self.store.save(pkey)
         return {"ok": True}
 
     def op_put_object(self, request, conn) -> dict:

@@ -24,8 +24,7 @@ from minipod.runtime.agent.loop import find, log, now_iso, update
 from minipod.runtime.agent.running import RunningContainer
 from minipod.runtime.agent.spec import container_spec
 from minipod.runtime.api import manifest, podstatus
-from minipod.runtime.api.record import ContainerRecord, LastState, PodRecord, User
-from minipod.runtime.paths import record_key
+from minipod.runtime.api.record import ContainerRecord, LastState, User
 
 
 class Worker:
@@ -64,10 +63,10 @@ class Worker:
         use it, and start their containers that waited for it."""
         for pod_name, record in list(self.records.items()):
             if record.deletion_timestamp or not podconfig.uses(
-                    self.pod_spec(record), resource, ns, name):
+                    self.store.pod_spec(record), resource, ns, name):
                 continue
             if record.volumes:
-                podconfig.write_volumes(self.paths, record, self.pod_spec(record))
+                podconfig.write_volumes(self.paths, record, self.store.pod_spec(record))
             for cs in record.init_containers + record.containers:
                 self._retry_config(pod_name, cs.name, record.uid)
 
@@ -88,18 +87,6 @@ class Worker:
 
     # ---- containers --------------------------------------------------------
 
-    def pod_spec(self, record: PodRecord) -> manifest.Pod:
-        """The pod's validated manifest, parsed once per agent."""
-        spec = self.specs.get(record_key(record))
-        if spec is None or spec.raw != record.manifest:
-            spec = manifest.load_object(record.manifest, record.source or "<state>")
-            self.specs[record_key(record)] = spec
-        return spec
-
-    def container_of(self, record: PodRecord, name: str) -> manifest.Container:
-        pod = self.pod_spec(record)
-        return next(c for c in pod.init_containers + pod.containers if c.name == name)
-
     def start_container(self, pod_name: str, name: str) -> None:
         """Start (or restart) one container; a failure becomes its status."""
         record = self.records[pod_name]
@@ -108,36 +95,36 @@ class Worker:
         cs = find(record, name)
         rc = RunningContainer(pod_name, name)
         if record.volumes:   # configMap, secret, ... volumes: written before any start
-            failed = podconfig.write_volumes(self.paths, record, self.pod_spec(record))
+            failed = podconfig.write_volumes(self.paths, record, self.store.pod_spec(record))
             if failed:
                 return self._config_wait(pod_name, cs, "ContainerCreating", failed,
                                          "FailedMount")
         image = self._image_ready(pod_name, name)
         if image is None:  # pulling, or the policy forbids it: a waiting status
-            self._save(pod_name)
+            self.store.save(pod_name)
             return
         cs.image_id = image.digest
         timings.mark(f"container {pod_name}/{name}: image looked up")
         try:
             try:
-                spec = container_spec(self.paths, record, self.pod_spec(record),
-                                      self.container_of(record, name), image,
+                spec = container_spec(self.paths, record, self.store.pod_spec(record),
+                                      self.store.container_of(record, name), image,
                                       str(self.ipam.gateway))
             except security.SecurityError as e:
                 # the kubelet's status for a container it refuses to create
                 update(cs, state="waiting", reason="CreateContainerConfigError", message=str(e))
-                self.event(pod_name, "Failed", f"Error: {e}", warning=True)
-                self._save(pod_name)
+                self.store.event(pod_name, "Failed", f"Error: {e}", warning=True)
+                self.store.save(pod_name)
                 return
             except configobjects.ConfigError as e:
                 return self._config_wait(pod_name, cs, "CreateContainerConfigError", str(e),
                                          "Failed")
             # what exec, exec probes and hooks run with (a Secret's values: 0600 file)
             podconfig.save_env(self.paths, record, cs, spec.env, configobjects.uses_secret_env(
-                self.container_of(record, name)))
+                self.store.container_of(record, name)))
             cs.user = User(spec.uid, spec.gid, list(spec.groups))
             timings.mark(f"container {pod_name}/{name}: upper dir, security, env, mount plan")
-            c = self.container_of(record, name)
+            c = self.store.container_of(record, name)
             cg = self.cgroups.create_container(record.cgroup, name, limits_of(c),
                                                c.security_context.privileged)
             cs.cgroup = cg
@@ -146,7 +133,7 @@ class Worker:
             rc.writer = logs.LogWriter(self.paths.log_path(pod_name, name, cs.restart_count))
             self.output.open(rc, record.uid)
             timings.mark(f"container {pod_name}/{name}: log file, output files")
-            self.event(pod_name, "Created", f"Created container {name}")
+            self.store.event(pod_name, "Created", f"Created container {name}")
             pid = self.node.start(spec)
         except (ctr.StartError, process.ProcessError, volumes.VolumeError, OSError) as e:
             self.output.close(rc, drain=True, ended=True)
@@ -155,7 +142,7 @@ class Worker:
             update(cs, state="terminated", reason="StartError", message=str(e),
                       exit_code=128, started_at=None, finished_at=now_iso(), pid=None)
             cs.container_id = None
-            self.event(pod_name, "Failed", f"Error: {e}", warning=True)
+            self.store.event(pod_name, "Failed", f"Error: {e}", warning=True)
             self._after_exit(pod_name, name)
             return
         update(cs, state="running", pid=pid, pid_start=self.node.start_time(pid),
@@ -165,10 +152,10 @@ class Worker:
         rc.pid = pid
         self.live[(pod_name, name)] = rc
         self.by_pid[pid] = rc
-        self.event(pod_name, "Started", f"Started container {name}")
+        self.store.event(pod_name, "Started", f"Started container {name}")
         self._start_probes(pod_name, name, rc)
         timings.mark(f"container {pod_name}/{name}: pidfd, probes")
-        self._save(pod_name)
+        self.store.save(pod_name)
         timings.mark(f"container {pod_name}/{name}: state saved (running)")
 
     def _config_wait(self, pod_name: str, cs: ContainerRecord, reason: str, message: str,
@@ -178,9 +165,9 @@ class Worker:
         the object is put."""
         record = self.records[pod_name]
         update(cs, state="waiting", reason=reason, message=message, config_wait=True)
-        self.event(pod_name, event, message if event == "FailedMount" else f"Error: {message}",
+        self.store.event(pod_name, event, message if event == "FailedMount" else f"Error: {message}",
                    warning=True)
-        self._save(pod_name)
+        self.store.save(pod_name)
         key = (pod_name, cs.name, record.uid)
         if key not in self.config_timers:   # one timer per waiting container
             self.config_timers.add(key)
@@ -227,21 +214,21 @@ class Worker:
         record = self.records[pod_name]
         cs = find(record, name)
         if record.deletion_timestamp:
-            self._save(pod_name)
+            self.store.save(pod_name)
             self._maybe_finish_delete(pod_name)
             return
         respec, cs.respec = cs.respec, False
         if respec:                              # killed for a new image: back at once
             cs.exited_at = self.loop.wall()
             self._restart(pod_name, name, record.uid, True)
-            self._save(pod_name)
+            self.store.save(pod_name)
             return
         if podstatus.will_restart(record, cs):
             exited = self.loop.wall()
             cs.exited_at = exited
             delay = self.backoff.wait(cs.backoff, exited, exited)
             if delay > 0:
-                self.event(pod_name, "BackOff", f"Back-off restarting failed container {name} "
+                self.store.event(pod_name, "BackOff", f"Back-off restarting failed container {name} "
                                                 f"in pod {record.name}", warning=True)
                 update(cs, state="waiting", reason="CrashLoopBackOff",
                           message=f"back-off {backoff.go_duration(delay)} restarting failed "
@@ -254,7 +241,7 @@ class Worker:
             self.sync(pod_name)  # an init container done: start the next
         if podstatus.main_containers_done(record):
             self._stop_sidecars(pod_name)
-        self._save(pod_name)
+        self.store.save(pod_name)
 
     def _stop_sidecars(self, pod_name: str) -> None:
         """Every main container has ended for good: sidecars end too (SIGTERM)."""
@@ -264,7 +251,7 @@ class Worker:
                 cs.stopping = True
                 rc = self.live.get((pod_name, cs.name))
                 if rc is not None:
-                    self.event(pod_name, "Killing", f"Stopping container {cs.name}")
+                    self.store.event(pod_name, "Killing", f"Stopping container {cs.name}")
                     with contextlib.suppress(ProcessLookupError):
                         self.node.kill(rc.pid, signal.SIGTERM)
                     self.call_later(record.termination_grace_period_seconds,
@@ -318,7 +305,7 @@ class Worker:
             if ok:
                 cs.pulled = True
                 cs.pull_backoff = 0
-                self.event(pod_name, "Pulled", f'Successfully pulled image "{ref}" in '
+                self.store.event(pod_name, "Pulled", f'Successfully pulled image "{ref}" in '
                                                f"{seconds:.3f}s")
                 self.sync(pod_name)
                 if cs.state == "waiting" and cs.restart_count:
@@ -328,12 +315,12 @@ class Worker:
                 cs.pull_backoff = self.backoff.next(cs.pull_backoff, now, now)
                 delay = cs.pull_backoff["seconds"]
                 update(cs, state="waiting", reason="ErrImagePull", message=reason)
-                self.event(pod_name, "Failed", f'Failed to pull image "{ref}": {reason}',
+                self.store.event(pod_name, "Failed", f'Failed to pull image "{ref}": {reason}',
                            warning=True)
                 self.call_later(min(1.0, delay), self._pull_backoff, pod_name, name,
                                 record.uid, delay)
                 self.call_later(delay, self._retry_pull, pod_name, name, record.uid)
-            self._save(pod_name)
+            self.store.save(pod_name)
 
     def _pull_backoff(self, pod_name: str, name: str, uid: str, delay: float) -> None:
         record = self.records.get(pod_name)
@@ -342,8 +329,8 @@ class Worker:
             if cs.reason == "ErrImagePull":
                 update(cs, reason="ImagePullBackOff",
                           message=f'Back-off pulling image "{cs.image}" ({delay:.0f}s)')
-                self.event(pod_name, "BackOff", f'Back-off pulling image "{cs.image}"')
-                self._save(pod_name)
+                self.store.event(pod_name, "BackOff", f'Back-off pulling image "{cs.image}"')
+                self.store.save(pod_name)
 
     def _retry_pull(self, pod_name: str, name: str, uid: str) -> None:
         record = self.records.get(pod_name)
