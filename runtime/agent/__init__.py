@@ -7,21 +7,27 @@ restart, and collects the orphans of crashed runs (gc).
 
     agent.py       Agent: the managers put together; serve(), main()
     server.py      the unix socket: one JSON request, op_* answers
-    pods.py        create_pod, delete_pod, teardown, namespace deletion, events
-    worker.py      the per-pod sync: what starts next, exits, restarts, sidecars
-    images.py      the pull policy, pulls in child processes, their back-off
-    prober.py      startup/liveness/readiness probes, postStart hooks
-    output.py      the output relay: output files -> CRI log files
+    pods.py        create_pod, delete_pod, teardown, namespace deletion
     adopt.py       re-adoption of the pods a previous agent left
+    worker.py      the per-pod sync: what starts next, exits, restarts, sidecars
+    spec.py        a container's ProcessSpec (rootfs plan, env, security, argv)
+    images.py      the pull policy; Puller: pulls in child processes
+    prober.py      startup/liveness/readiness probes, postStart hooks
+    output.py      OutputRelay: output files -> CRI log files
+    store.py       PodStore: records, parsed manifests, events, saving
     running.py     RunningContainer: what is held for one live container
-    loop.py        the selectors loop and its timers (a clock a test can drive)
+    loop.py        Loop: the selectors loop and its timers (clocks a test drives)
     node.py        Node: every kernel call the managers make, one seam
-    backoff.py     the kubelet's back-off (restarts and pulls)
+    backoff.py     Backoff: the kubelet's back-off (restarts and pulls)
     eviction.py    emptyDir sizeLimit and ephemeral-storage
     gc.py          orphans that carry this instance's identity
 
-Dependencies point one way: server -> pods -> worker -> images | prober |
-output -> running, loop, node, backoff.
+Dependencies point one way: server -> pods, adopt -> worker -> spec, images,
+prober, output -> store, running, loop, node, backoff. Puller and
+OutputRelay are objects of their own (a pull's end comes back through a
+callback); the others are parts of the one Agent class, where two calls
+still go up: the prober kills a container through the worker
+(_kill_container), and the worker finishes a pending delete (pods).
 
 Check by hand: `minipod agent status`; its log is RUN/agent.log; `ps -o
 pid,cmd -p $(cat RUN/agent.pid)`.
