@@ -394,3 +394,37 @@ def test_a_failed_pull_backs_off_as_restarts_do(world):
         assert len(pulls()) == count + 1
         cs = fail_pull()
     assert node.started() == []
+
+
+def test_a_new_agent_finishes_a_delete_the_last_one_began(world):
+    paths, node, clock, make_agent = world
+    first = make_agent()
+    first.create_pod(pod("web", grace=30))
+    app = pid_of(first, "web", "app")
+    first.delete_pod("web", None)
+    assert node.kills() == [("web/app", signal.SIGTERM)]
+    stop(first)                          # dies within the grace period
+    second = make_agent()
+    assert node.kills()[-1] == ("web/app", signal.SIGKILL)   # no second grace period
+    node.exit(app, -signal.SIGKILL)
+    settle(second)
+    assert "web" not in second.records and not paths.pod_dir("web").exists()
+    assert node.started() == ["web/app"]                     # and nothing restarted
+
+
+def test_a_new_agent_removes_a_half_created_pod(world):
+    paths, node, clock, make_agent = world
+    first = make_agent()
+    first.create_pod(pod("half"))
+    pid = pid_of(first, "half", "app")
+    stop(first)
+    node.running.pop(pid)
+    saved = state.read(paths.pod_dir("half"))    # as if killed before the sandbox was done
+    saved.update(sandboxReady=False, phase="Pending")
+    state.write(paths.pod_dir("half"), saved)
+    calls = len(node.calls)
+    second = make_agent()
+    assert "half" not in second.records and not paths.pod_dir("half").exists()
+    undone = [name for name, _ in node.calls[calls:]]
+    for step in ("antispoof.remove", "detach_pod", "sandbox.destroy", "cgroups.remove"):
+        assert step in undone, f"the half-created pod's {step} was not undone"
