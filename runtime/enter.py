@@ -112,7 +112,7 @@ def for_container(record, cs, paths, argv: list[str], **fields) -> ExecSpec:
 
 def container_environment(record, cs, paths) -> dict[str, str]:
     """The environment container `cs` was started with: the agent stores
-    what it computed (cs["env"]). A record written by an older minipod has
+    what it computed (cs.env). A record written by an older minipod has
     none: then it is computed again the same way, from the manifest, the
     image's config and /etc/passwd, and the uid the process runs as. Never
     from /proc/PID/environ: the process may have rewritten that area."""

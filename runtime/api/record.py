@@ -96,20 +96,30 @@ def _camel(name: str) -> str:
     return first + "".join(p.upper() if p in ("ip", "id") else p.capitalize() for p in rest)
 
 
+@dataclass
 class _Stored:
     """from_dict/to_dict for the record's dataclasses.
 
     ALWAYS: JSON keys written even at their default (the agent always wrote
     them). NESTED: field -> dataclass of its value (or of each item of a
-    list). `_keys` remembers which keys the stored dict had, so a key stored
-    as null or at its default is written back as it was."""
+    list). `extra` holds the keys this version does not know; `_keys`
+    remembers which keys the stored dict had, so a key stored as null or at
+    its default is written back as it was. Both are keyword-only and not
+    compared: two records of the same facts are equal."""
     ALWAYS: ClassVar[frozenset[str]] = frozenset()
     NESTED: ClassVar[dict[str, type]] = {}
+    extra: dict = field(default_factory=dict, kw_only=True, repr=False, compare=False)
+    _keys: frozenset = field(default=frozenset(), kw_only=True, repr=False, compare=False)
 
     @classmethod
     def _fields(cls) -> list[tuple[dataclasses.Field, str]]:
-        return [(f, _camel(f.name)) for f in dataclasses.fields(cls)
-                if f.name not in ("extra", "_keys") and f.metadata.get("stored", True)]
+        """(field, JSON key) of each stored field, worked out once per class."""
+        found = _FIELDS.get(cls)
+        if found is None:
+            found = _FIELDS[cls] = [(f, _camel(f.name)) for f in dataclasses.fields(cls)
+                                    if f.name not in ("extra", "_keys")
+                                    and f.metadata.get("stored", True)]
+        return found
 
     @classmethod
     def from_dict(cls, d: dict, where: str = ""):
@@ -156,6 +166,7 @@ class _Stored:
 
 
 _LISTS = frozenset({"containers", "init_containers", "events"})
+_FIELDS: dict[type, list[tuple[dataclasses.Field, str]]] = {}
 
 
 def _dump(value: Any) -> Any:
@@ -168,14 +179,6 @@ def _dump(value: Any) -> Any:
     return value
 
 
-def _private() -> Any:
-    return field(default=frozenset(), repr=False, compare=False)
-
-
-def _extra() -> Any:
-    return field(default_factory=dict, repr=False, compare=False)
-
-
 @dataclass
 class ProcessRef(_Stored):
     """A process the agent started: pid and its start time (field 22 of
@@ -183,8 +186,6 @@ class ProcessRef(_Stored):
     pid: int | None = None
     pid_start: int | None = None
     ALWAYS = frozenset({"pid", "pidStart"})
-    extra: dict = _extra()
-    _keys: frozenset = _private()
 
 
 @dataclass
@@ -195,8 +196,6 @@ class User(_Stored):
     gid: int = 0
     groups: list[int] = field(default_factory=list)
     ALWAYS = frozenset({"uid", "gid", "groups"})
-    extra: dict = _extra()
-    _keys: frozenset = _private()
 
 
 @dataclass
@@ -211,8 +210,6 @@ class LastState(_Stored):
     state: str | None = None
     ALWAYS = frozenset({"exitCode", "signal", "reason", "message", "startedAt",
                         "finishedAt", "state"})
-    extra: dict = _extra()
-    _keys: frozenset = _private()
 
 
 @dataclass
@@ -227,8 +224,6 @@ class Event(_Stored):
     last_timestamp: str | None = None
     ALWAYS = frozenset({"type", "reason", "message", "count", "firstTimestamp",
                         "lastTimestamp"})
-    extra: dict = _extra()
-    _keys: frozenset = _private()
 
 
 @dataclass
@@ -276,8 +271,6 @@ class ContainerRecord(_Stored):
     stopping: bool = False
     ALWAYS = frozenset({"name", "image", "imageID", "state", "restartCount"})
     NESTED = {"state": ContainerState, "user": User, "last_state": LastState}
-    extra: dict = _extra()
-    _keys: frozenset = _private()
 
     @property
     def process(self) -> ProcessRef | None:
@@ -333,8 +326,6 @@ class PodRecord(_Stored):
                         "nodeName", "netns", "containers", "initContainers", "version"})
     NESTED = {"containers": ContainerRecord, "init_containers": ContainerRecord,
               "pause": ProcessRef, "events": Event}
-    extra: dict = _extra()
-    _keys: frozenset = _private()
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "") -> PodRecord:

@@ -53,7 +53,7 @@ def serve(handler, rest: list[str], q: dict) -> None:
         driver = cgroups.detect()
     except OSError as e:
         raise ApiError(503, "ServiceUnavailable", f"cannot read cgroups: {e}")
-    targets = [(e.record, cs) for e in entries for cs in cmd_top._running(e.record)]
+    targets = [(e.pod_record, cs) for e in entries for cs in cmd_top._running(e.pod_record)]
     first = cmd_top._sample(driver, targets)
     t1 = time.monotonic()
     time.sleep(SAMPLE_SECONDS)
@@ -63,12 +63,12 @@ def serve(handler, rest: list[str], q: dict) -> None:
     items = []
     for e in entries:
         containers = []
-        for cs in cmd_top._running(e.record):
-            k = (record_key(e.record), cs["name"])
+        for cs in cmd_top._running(e.pod_record):
+            k = (record_key(e.pod_record), cs.name)
             if k not in first or k not in second:
                 continue
             used = max(0, second[k].cpu_usage_ns - first[k].cpu_usage_ns)
-            containers.append({"name": cs["name"], "usage": {
+            containers.append({"name": cs.name, "usage": {
                 "cpu": f"{int(used / elapsed)}n",
                 "memory": f"{second[k].memory_bytes // 1024}Ki"}})
         if not containers:

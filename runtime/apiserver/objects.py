@@ -117,11 +117,14 @@ def table(columns: list[dict], rows: list[tuple[list, dict]], rv: str,
             "rows": [{"cells": cells, "object": row_object(obj)} for cells, obj in rows]}
 
 
-def pod_cells(record: dict) -> list:
+def pod_cells(record) -> list:
+    """The table row of a pod's PodRecord (kubectl get pods -o wide)."""
+    from minipod.runtime.api.record import as_pod
+    record = as_pod(record)
     ready, total = podstatus.ready_count(record)
-    return [record["name"], f"{ready}/{total}", podstatus.status_column(record),
-            podstatus.restarts_column(record), podstatus.age(record.get("creationTimestamp")),
-            record.get("podIP") or "<none>", record.get("nodeName") or "<none>",
+    return [record.name, f"{ready}/{total}", podstatus.status_column(record),
+            podstatus.restarts_column(record), podstatus.age(record.creation_timestamp),
+            record.pod_ip or "<none>", record.node_name or "<none>",
             "<none>", "<none>"]
 
 
@@ -137,38 +140,41 @@ def event_cells(ev: dict) -> list:
 
 # ---- Events ----------------------------------------------------------------
 
-def pod_events(record: dict) -> list[dict]:
-    """core/v1 Events of one pod from the agent's recorded events."""
+def pod_events(record) -> list[dict]:
+    """core/v1 Events of one pod from the events in its PodRecord."""
+    from minipod.runtime.api.record import as_pod
+    record = as_pod(record)
     out = []
-    node = record.get("nodeName") or socket.gethostname()
-    for e in record.get("events", []):
-        digest = hashlib.sha256(f"{record.get('uid')}/{e['firstTimestamp']}/{e['reason']}/"
-                                f"{e['message']}".encode()).hexdigest()[:16]
-        name = f"{record['name']}.{digest}"
-        field_path = _field_path(record, e["message"])
-        involved = {"kind": "Pod", "namespace": record.get("namespace", "default"),
-                    "name": record["name"], "uid": record.get("uid"), "apiVersion": "v1"}
+    node = record.node_name or socket.gethostname()
+    for e in record.events:
+        digest = hashlib.sha256(f"{record.uid}/{e.first_timestamp}/{e.reason}/"
+                                f"{e.message}".encode()).hexdigest()[:16]
+        name = f"{record.name}.{digest}"
+        field_path = _field_path(record, e.message)
+        involved = {"kind": "Pod", "namespace": record.namespace,
+                    "name": record.name, "uid": record.uid, "apiVersion": "v1"}
         if field_path:
             involved["fieldPath"] = field_path
         out.append({
             "kind": "Event", "apiVersion": "v1",
-            "metadata": {"name": name, "namespace": record.get("namespace", "default"),
-                         "uid": _uuid_from(digest), "creationTimestamp": e["firstTimestamp"]},
+            "metadata": {"name": name, "namespace": record.namespace,
+                         "uid": _uuid_from(digest), "creationTimestamp": e.first_timestamp},
             "involvedObject": involved,
-            "reason": e["reason"], "message": e["message"], "type": e["type"],
+            "reason": e.reason, "message": e.message, "type": e.type,
             "source": {"component": "kubelet", "host": node},
-            "firstTimestamp": e["firstTimestamp"], "lastTimestamp": e["lastTimestamp"],
-            "count": e.get("count", 1), "eventTime": None,
+            "firstTimestamp": e.first_timestamp, "lastTimestamp": e.last_timestamp,
+            "count": e.count, "eventTime": None,
             "reportingComponent": "kubelet", "reportingInstance": node})
     return out
 
 
-def _field_path(record: dict, message: str) -> str:
+def _field_path(record, message: str) -> str:
     """`spec.containers{main}` when the message names one container."""
-    for key in ("initContainers", "containers"):
-        for c in record.get(key, []):
-            if f"container {c['name']}" in message or f'"{c["name"]}"' in message:
-                return f"spec.{key}{{{c['name']}}}"
+    for key, containers in (("initContainers", record.init_containers),
+                            ("containers", record.containers)):
+        for c in containers:
+            if f"container {c.name}" in message or f'"{c.name}"' in message:
+                return f"spec.{key}{{{c.name}}}"
     return ""
 
 

@@ -118,8 +118,9 @@ def _flag(q: dict, key: str) -> bool:
     return (q.get(key) or [""])[-1] in ("true", "1")
 
 
-def serve(handler, method: str, kind: str, record: dict, q: dict) -> None:
-    """Check the request, upgrade to WebSocket, run the command, report its end."""
+def serve(handler, method: str, kind: str, record, q: dict) -> None:
+    """Check the request, upgrade to WebSocket, run the command, report its end
+    (`record`: the pod's PodRecord)."""
     offered = [p.strip() for h in handler.headers.get_all("Sec-WebSocket-Protocol") or []
                for p in h.split(",")]
     chosen = next((p for p in PROTOCOLS if p in offered), None)
@@ -128,14 +129,13 @@ def serve(handler, method: str, kind: str, record: dict, q: dict) -> None:
         raise ApiError(400, "BadRequest",
                        f"minipod serves {kind} over WebSocket ({', '.join(PROTOCOLS)}) only: "
                        f"use kubectl 1.30 or newer")
-    containers = record.get("containers", [])
-    name = (q.get("container") or [""])[-1] or (containers[0]["name"] if containers else "")
-    cs = next((c for c in containers + record.get("initContainers", [])
-               if c["name"] == name), None)
+    containers = record.containers
+    name = (q.get("container") or [""])[-1] or (containers[0].name if containers else "")
+    cs = record.container(name)
     if cs is None:
         raise ApiError(400, "BadRequest", f'container {name} is not valid for pod '
-                                          f'{record["name"]}')
-    if cs["state"] != "running":
+                                          f'{record.name}')
+    if cs.state != "running":
         raise ApiError(400, "BadRequest", f'unable to upgrade connection: container not '
                                           f'running ("{name}")')
     command = q.get("command") or []
@@ -169,8 +169,8 @@ def _serve(session, handler, kind, record, cs, name, command, tty, stdin, chosen
     if kind == "attach":
         return attach(session, handler.server.paths, record, cs)
     argv = [sys.executable, "-m", "minipod", "exec"] + (["-i"] if stdin else []) \
-        + (["-t"] if tty else []) + ["-n", record.get("namespace") or "default",
-                                     record["name"], "-c", name, "--"] + command
+        + (["-t"] if tty else []) + ["-n", record.namespace or "default",
+                                     record.name, "-c", name, "--"] + command
     run(session, argv, tty, stdin, v5=chosen.startswith("v5"))
 
 
@@ -273,7 +273,7 @@ def run(session: Session, argv: list[str], tty: bool, stdin: bool, v5: bool) -> 
     session.close(1000)
 
 
-def attach(session: Session, paths, record: dict, cs: dict) -> None:
+def attach(session: Session, paths, record, cs) -> None:
     """Relay what the container writes from now on (its CRI log, followed the
     way `logs -f` follows it) to channels 1 and 2, until it ends for good."""
     from minipod.runtime import logs
@@ -292,7 +292,7 @@ def attach(session: Session, paths, record: dict, cs: dict) -> None:
 
     opts = types.SimpleNamespace(prefix=False, timestamps=False, since_stamp=None)
     try:
-        follower = Frames(paths, record_key(record), cs, False, opts, pod_name=record["name"])
+        follower = Frames(paths, record_key(record), cs, False, opts, pod_name=record.name)
     except Exception as e:      # CommandError: no log yet
         session.frame(ERROR, json.dumps({"metadata": {}, "status": "Failure",
                                          "message": str(e)}).encode())

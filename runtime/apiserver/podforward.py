@@ -204,9 +204,10 @@ def trailing_bytes(handler) -> bytes:
         sock.setblocking(True)
 
 
-def serve(handler, method: str, record: dict, q: dict) -> None:
-    """Check the request and the pod, answer 101, forward until the client leaves."""
-    name, uid = record["name"], record.get("uid", "")
+def serve(handler, method: str, record, q: dict) -> None:
+    """Check the request and the pod (its PodRecord), answer 101, forward
+    until the client leaves."""
+    name, uid = record.name, record.uid
     upgrade = handler.headers.get("Upgrade", "").lower()
     if method == "GET" and upgrade == "websocket":
         try:
@@ -237,8 +238,9 @@ def serve(handler, method: str, record: dict, q: dict) -> None:
         raise ApiError(400, "BadRequest",
                        "Upgrade request required: port-forward takes a WebSocket GET "
                        f"({', '.join(portforward.WEBSOCKET_PROTOCOLS)}) or a SPDY/3.1 POST")
-    if record.get("phase") not in (None, "Running") or not any(
-            c.get("state") == "running" for c in record.get("containers", [])):
+    from minipod.runtime.api import podstatus
+    if podstatus.phase(record) != "Running" or not any(
+            c.state == "running" for c in record.containers):
         raise ApiError(400, "BadRequest",
                        f"unable to upgrade connection: pod {name} is not running")
     from minipod.runtime.paths import record_key

@@ -49,7 +49,8 @@ def _int(q: dict, key: str) -> int | None:
         raise ApiError(400, "BadRequest", f"{key}: invalid integer {values[-1]!r}")
 
 
-def serve(handler, record: dict, q: dict) -> None:
+def serve(handler, record, q: dict) -> None:
+    """GET .../pods/NAME/log of the pod's PodRecord: `minipod logs`, over HTTP."""
     from minipod.runtime.cli import cmd_logs
     from minipod.runtime.paths import record_key
     from minipod.runtime.cli.cmdutil import CommandError
@@ -57,7 +58,7 @@ def serve(handler, record: dict, q: dict) -> None:
     def flag(key):
         return (q.get(key) or [""])[-1] in ("true", "1")
 
-    name = record["name"]
+    name = record.name
     container = (q.get("container") or [None])[-1] or None
     since_stamp = None
     since_seconds = _int(q, "sinceSeconds")

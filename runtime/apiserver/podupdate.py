@@ -210,7 +210,7 @@ def serve(handler, method: str, ns: str, name: str, q: dict, body: bytes) -> Non
         return handler.send_json(200, dict(new, status=old["status"]))
     if not (change["images"] or change["spec"] or "labels" in change or "annotations" in change):
         return handler.send_json(200, old)     # nothing to do: no new resourceVersion
-    request = {"op": "update", "name": name, "namespace": ns, "uid": entry.record.get("uid"),
+    request = {"op": "update", "name": name, "namespace": ns, "uid": entry.pod_record.uid,
                "images": change["images"], "spec": change["spec"]}
     for key in ("labels", "annotations"):
         if key in change:

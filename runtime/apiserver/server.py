@@ -390,8 +390,8 @@ class Handler(BaseHTTPRequestHandler):
         store = self.server.store
         store.sync()
         with store.cond:
-            alive = any(e.record.get("uid") == pod["uid"] and e.record.get("name") == pod["name"]
-                        and (e.record.get("namespace") or "default") == ns
+            alive = any(e.pod_record.uid == pod["uid"] and e.pod_record.name == pod["name"]
+                        and (e.pod_record.namespace or "default") == ns
                         for e in store.pods.values())
         return ns if alive else None
 
@@ -469,13 +469,14 @@ class Handler(BaseHTTPRequestHandler):
                     return self.get_pod(ns, rest[0], q)
                 if len(rest) == 2 and rest[1] == "log" and method == "GET":
                     from minipod.runtime.apiserver import podlogs
-                    return podlogs.serve(self, self.pod(ns, rest[0]).record, q)
+                    return podlogs.serve(self, self.pod(ns, rest[0]).pod_record, q)
                 if len(rest) == 2 and rest[1] == "portforward" and method in ("GET", "POST"):
                     from minipod.runtime.apiserver import podforward
-                    return podforward.serve(self, method, self.pod(ns, rest[0]).record, q)
+                    return podforward.serve(self, method, self.pod(ns, rest[0]).pod_record, q)
                 if len(rest) == 2 and rest[1] in ("exec", "attach"):
                     from minipod.runtime.apiserver import podexec
-                    return podexec.serve(self, method, rest[1], self.pod(ns, rest[0]).record, q)
+                    return podexec.serve(self, method, rest[1], self.pod(ns, rest[0]).pod_record,
+                                         q)
             if resource in ("configmaps", "secrets"):
                 from minipod.runtime.apiserver import configs
                 return configs.serve(self, method, ns, resource, rest, q, body)
@@ -570,8 +571,8 @@ class Handler(BaseHTTPRequestHandler):
                              "metadata": {"resourceVersion": rv}, "items": items})
 
     def node_object(self) -> dict:
-        host_ip = next((e.record.get("hostIP") for e in list(self.server.store.pods.values())
-                        if e.record.get("hostIP")), None)
+        host_ip = next((e.pod_record.host_ip for e in list(self.server.store.pods.values())
+                        if e.pod_record.host_ip), None)
         return objects.node(str(self.server.store.rv), host_ip)
 
     def nodes(self, name: str | None, q: dict) -> None:
@@ -626,7 +627,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def pod_table(self, entries, rv: str, q: dict) -> dict:
         return objects.table(objects.POD_COLUMNS,
-                             [(objects.pod_cells(e.record), e.obj) for e in entries], rv,
+                             [(objects.pod_cells(e.pod_record), e.obj) for e in entries], rv,
                              _one(q, "includeObject", "Metadata"))
 
     def list_pods(self, ns: str | None, q: dict) -> None:
@@ -688,11 +689,12 @@ class Handler(BaseHTTPRequestHandler):
         headers = [("Warning", '299 - "%s"' % w.replace("\\", "\\\\").replace('"', '\\"'))
                    for w in warnings]
         if _one(q, "dryRun") == "All":
-            record = {"name": pod.name, "namespace": ns, "manifest": pod.raw,
-                      "uid": "", "creationTimestamp": objects.now_iso(), "containers": [
-                          {"name": c.name, "image": c.image, "state": "waiting",
-                           "reason": "ContainerCreating"} for c in pod.containers],
-                      "phase": "Pending"}
+            from minipod.runtime.api.record import ContainerRecord, PodRecord
+            record = PodRecord(name=pod.name, namespace=ns, manifest=pod.raw,
+                               creation_timestamp=objects.now_iso(), containers=[
+                                   ContainerRecord(name=c.name, image=c.image,
+                                                   reason="ContainerCreating")
+                                   for c in pod.containers])
             return self.send_json(201, objects_for_dry_run(record), headers=headers)
         try:
             client.request(self.server.paths, {"op": "run", "object": pod.raw,
@@ -725,7 +727,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "BadRequest", f"invalid gracePeriodSeconds: {grace!r}")
         if _one(q, "dryRun") == "All" or options.get("dryRun") == ["All"]:
             return self.send_json(200, entry.obj)
-        uid = entry.record.get("uid")
+        uid = entry.pod_record.uid
         threading.Thread(target=self._agent_delete, args=(ns, name, grace), daemon=True,
                          name=f"delete-{name}").start()
         store = self.server.store
@@ -734,7 +736,7 @@ class Handler(BaseHTTPRequestHandler):
             while time.monotonic() < deadline:
                 store._sync()
                 now = store.pod(ns, name)
-                if now is None or now.record.get("uid") != uid:
+                if now is None or now.pod_record.uid != uid:
                     # gone already (grace 0): the pod's registry answers with the
                     # deleted object, never a Status (clients decode a Pod)
                     gone = json.loads(json.dumps(entry.obj))
@@ -743,7 +745,7 @@ class Handler(BaseHTTPRequestHandler):
                         "%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
                     meta.setdefault("deletionGracePeriodSeconds", grace or 0)
                     return self.send_json(200, gone)
-                if now.record.get("deletionTimestamp"):
+                if now.pod_record.deletion_timestamp:
                     return self.send_json(200, now.obj)
                 store.wait(0.05)
         raise ApiError(504, "Timeout", f'pods "{name}": the agent did not start deleting it '
@@ -878,7 +880,7 @@ class Handler(BaseHTTPRequestHandler):
                         expired = True
                         continue
                     last = store.rv
-                out = [event(c.type, c.obj, c.record) for c in changes
+                out = [event(c.type, c.obj, c.pod_record) for c in changes
                        if in_ns(c.obj) and match(c.obj)]
             self.end_stream()
         finally:
@@ -895,7 +897,7 @@ class Handler(BaseHTTPRequestHandler):
                 from minipod.runtime.apiserver import configs
                 current = configs.current(store, kind)
             else:
-                current = ([(e.obj, e.record) for e in store.pods_in(None)] if kind == "pods"
+                current = ([(e.obj, e.pod_record) for e in store.pods_in(None)] if kind == "pods"
                            else [(e, None) for _, e in sorted(store.namespaces.items())]
                            if kind == "namespaces"
                            else [(e, None) for e in store.events.values()])
@@ -908,11 +910,11 @@ class Handler(BaseHTTPRequestHandler):
             return [json.dumps({"type": "ERROR", "object": ApiError(
                 410, "Expired", store.expired_message(since)).status()}).encode() + b"\n"], \
                 since, True
-        return ([event(c.type, c.obj, c.record) for c in changes if wanted(c.obj)],
+        return ([event(c.type, c.obj, c.pod_record) for c in changes if wanted(c.obj)],
                 max(since, store.rv), False)
 
 
-def objects_for_dry_run(record: dict) -> dict:
+def objects_for_dry_run(record) -> dict:
     from minipod.runtime.apiserver.store import pod_object
     obj = pod_object(record)
     obj["metadata"].pop("uid", None)

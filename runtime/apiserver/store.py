@@ -40,6 +40,7 @@ import time
 from minipod.runtime import namespaces, serviceaccount, state
 
 from minipod.runtime.api import podstatus
+from minipod.runtime.api.record import PodRecord, RecordError, as_pod
 from minipod.runtime.paths import pod_key
 from minipod.runtime.apiserver import objects
 
@@ -51,17 +52,22 @@ POLL_IDLE = 1.0
 
 
 class Entry:
-    __slots__ = ("record", "obj", "stamp")
+    """An object as the store knows it: obj (the API object), the stamp of
+    its file, record (the JSON object as stored) and, for a pod,
+    pod_record (its PodRecord, checked against the kernel: readers use it)."""
+    __slots__ = ("record", "obj", "stamp", "pod_record")
 
-    def __init__(self, record: dict, obj: dict, stamp):
-        self.record, self.obj, self.stamp = record, obj, stamp
+    def __init__(self, record: dict, obj: dict, stamp, pod_record: PodRecord | None = None):
+        self.record, self.obj, self.stamp, self.pod_record = record, obj, stamp, pod_record
 
 
 class Change:
-    __slots__ = ("rv", "kind", "type", "obj", "record")
+    """One logged change; pod_record: the PodRecord of a pod's change, else None."""
+    __slots__ = ("rv", "kind", "type", "obj", "pod_record")
 
-    def __init__(self, rv: int, kind: str, type_: str, obj: dict, record: dict | None):
-        self.rv, self.kind, self.type, self.obj, self.record = rv, kind, type_, obj, record
+    def __init__(self, rv: int, kind: str, type_: str, obj: dict, pod_record: PodRecord | None):
+        self.rv, self.kind, self.type, self.obj = rv, kind, type_, obj
+        self.pod_record = pod_record
 
 
 def _strip(obj: dict) -> dict:
@@ -81,8 +87,9 @@ def _known_exit(status: dict) -> None:
                 t["reason"] = "ContainerStatusUnknown"
 
 
-def pod_object(record: dict) -> dict:
+def pod_object(record: PodRecord | dict) -> dict:
     """The Pod, as `minipod get pod -o json` shows it, plus what the API adds."""
+    record = as_pod(record)
     obj = podstatus.pod_object(record)
     for cs in obj["status"].get("containerStatuses", []) + \
             obj["status"].get("initContainerStatuses", []):
@@ -90,9 +97,8 @@ def pod_object(record: dict) -> dict:
     serviceaccount.api_view(obj, record)   # what admission adds on a cluster
     meta = obj["metadata"]
     meta["generation"] = 1
-    if record.get("deletionTimestamp"):
-        meta["deletionGracePeriodSeconds"] = record.get(
-            "deletionGracePeriodSeconds", obj["spec"].get("terminationGracePeriodSeconds", 30))
+    if record.deletion_timestamp:
+        meta["deletionGracePeriodSeconds"] = obj["spec"].get("terminationGracePeriodSeconds", 30)
     return obj
 
 
@@ -231,22 +237,22 @@ class Store:
             if old is not None and old.stamp == stamp and not full:
                 continue
             try:
-                record = refreshed(state.read(self.paths.pod_dir(name)))
+                stored = state.read(self.paths.pod_dir(name))
+                record = refreshed(PodRecord.from_dict(stored))
             except FileNotFoundError:
                 names.discard(name)
                 continue
-            except state.StateError:
+            except (state.StateError, RecordError):
                 continue        # half-migrated or foreign: `minipod get` reports it
             obj = pod_object(record)
-            if old is not None and old.record.get("uid") == record.get("uid") \
-                    and _strip(old.obj) == obj:
+            if old is not None and old.pod_record.uid == record.uid and _strip(old.obj) == obj:
                 old.stamp = stamp
                 continue
-            if old is not None and old.record.get("uid") != record.get("uid"):
+            if old is not None and old.pod_record.uid != record.uid:
                 self._delete(name)
             obj = self._bump("pods", "ADDED" if name not in self.pods else "MODIFIED",
                              obj, record)
-            self.pods[name] = Entry(record, obj, stamp)
+            self.pods[name] = Entry(stored, obj, stamp, record)
             self._sync_events(record)
             changed = True
         for name in set(self.pods) - names:
@@ -303,12 +309,12 @@ class Store:
 
     def _delete(self, name: str) -> None:
         entry = self.pods.pop(name)
-        self._bump("pods", "DELETED", entry.obj, entry.record)
+        self._bump("pods", "DELETED", entry.obj, entry.pod_record)
         for ev in self.events.values():
-            if ev["involvedObject"]["uid"] == entry.record.get("uid"):
+            if ev["involvedObject"]["uid"] == entry.pod_record.uid:
                 self.event_gone.setdefault(ev["metadata"]["name"], time.monotonic())
 
-    def _sync_events(self, record: dict) -> None:
+    def _sync_events(self, record: PodRecord) -> None:
         for ev in objects.pod_events(record):
             name = ev["metadata"]["name"]
             old = self.events.get(name)
@@ -317,7 +323,7 @@ class Store:
             self.events[name] = self._bump("events", "ADDED" if old is None else "MODIFIED",
                                            ev, None)
 
-    def _bump(self, kind: str, type_: str, obj: dict, record: dict | None) -> dict:
+    def _bump(self, kind: str, type_: str, obj: dict, record: PodRecord | None) -> dict:
         """A copy of obj with the next resourceVersion, logged as a change.
         Logged objects are never changed afterwards (watchers read them)."""
         self.rv += 1

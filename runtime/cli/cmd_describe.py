@@ -138,7 +138,8 @@ def _containers(label: str, containers: list[dict], statuses: list[dict]) -> lis
     return out
 
 
-def describe(record: dict) -> str:
+def describe(record) -> str:
+    """`kubectl describe pod` of a PodRecord: the Pod object, and the record's events."""
     pod = podstatus.pod_object(record)
     meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
     out = [
@@ -177,16 +178,16 @@ def describe(record: dict) -> str:
         out.append(f"  {v['name']}:")
         out.append(f"    Type:       {kind}")
     out.append(f"QoS Class:          {status.get('qosClass', 'BestEffort')}")
-    out.append("Events:" + ("             <none>" if not record.get("events") else ""))
-    events = record.get("events") or []
+    events = record.events
+    out.append("Events:" + ("             <none>" if not events else ""))
     if events:
         rows = [["Type", "Reason", "Age", "From", "Message"],
                 ["----", "------", "----", "----", "-------"]]
         for e in events:
-            age = podstatus.age(e["lastTimestamp"])
-            if e["count"] > 1:
-                age = f"{age} (x{e['count']} over {podstatus.age(e['firstTimestamp'])})"
-            rows.append([e["type"], e["reason"], age, "minipod-agent", e["message"]])
+            age = podstatus.age(e.last_timestamp)
+            if e.count > 1:
+                age = f"{age} (x{e.count} over {podstatus.age(e.first_timestamp)})"
+            rows.append([e.type, e.reason, age, "minipod-agent", e.message])
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for r in rows:
             out.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])

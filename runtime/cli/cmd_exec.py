@@ -44,18 +44,18 @@ def run(args, paths) -> int:
     except FileNotFoundError:
         raise CommandError(f'Error from server (NotFound): pods "{name}" not found')
     cs = _pick(record, args.container)
-    if cs["state"] != "running" or not state.alive(cs.get("pid"), cs.get("pidStart")):
+    if cs.state != "running" or not state.alive(cs.pid, cs.pid_start):
         raise CommandError(f"cannot exec in a container that is not running: pod {name}, "
-                           f"container {cs['name']} is {cs['state']}")
+                           f"container {cs.name} is {cs.state}")
     argv = args.argv[1:] if args.argv[0] == "--" else args.argv
     if not argv:
         raise CommandError("say what to run: minipod exec POD -- CMD", 2)
     if args.explain:
         import shlex
         flags = "--mount --uts --ipc --net --pid"
-        print(f"# join every namespace of the container's PID 1 (host pid {cs['pid']}); "
+        print(f"# join every namespace of the container's PID 1 (host pid {cs.pid}); "
               f"joining its mount namespace also makes its root ours\n"
-              f"$ nsenter --target {cs['pid']} {flags} -- {shlex.join(argv)}", file=sys.stderr)
+              f"$ nsenter --target {cs.pid} {flags} -- {shlex.join(argv)}", file=sys.stderr)
     ours = theirs = None
     pipes: dict[str, tuple[int, int]] = {}  # stream -> (read end, write end)
     size = None
@@ -69,13 +69,13 @@ def run(args, paths) -> int:
                                    pipes["stdout"][1], pipes["stderr"][1])
     try:
         spec = enter.for_container(record, cs, paths, argv, console=theirs, stdio=stdio,
-                                   console_size=size, name=f"{name}/{cs['name']}")
+                                   console_size=size, name=f"{name}/{cs.name}")
         child = enter.start(spec)
     except ctr.StartError as e:
         for r, w in pipes.values():
             os.close(r)
             os.close(w)
-        raise CommandError(f"exec in {name}/{cs['name']} failed: {e}",
+        raise CommandError(f"exec in {name}/{cs.name} failed: {e}",
                            127 if e.errno == errno.ENOENT else 126)
     finally:
         if theirs is not None:
@@ -123,17 +123,18 @@ def _pass_signals(child: int) -> None:
         signal.signal(signum, forward)
 
 
-def _pick(record: dict, wanted: str | None) -> dict:
-    containers = record["containers"]
+def _pick(record, wanted: str | None):
+    """The ContainerRecord to exec in: -c WANTED, or the first main container."""
+    containers = record.containers
     if wanted is None:
         if len(containers) > 1:
-            print(f'Defaulted container "{containers[0]["name"]}" out of: '
-                  f'{", ".join(c["name"] for c in containers)}', file=sys.stderr)
+            print(f'Defaulted container "{containers[0].name}" out of: '
+                  f'{", ".join(c.name for c in containers)}', file=sys.stderr)
         return containers[0]
-    for c in record.get("initContainers", []) + containers:   # a running sidecar too
-        if c["name"] == wanted:
-            return c
-    raise CommandError(f"container {wanted} not found in pod {record['name']}")
+    c = record.container(wanted)   # a running sidecar too
+    if c is None:
+        raise CommandError(f"container {wanted} not found in pod {record.name}")
+    return c
 
 
 def _terminal_size() -> bytes | None:

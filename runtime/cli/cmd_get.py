@@ -37,19 +37,21 @@ def resource_names(kind: str, names: list[str]) -> list[str]:
     return ([name] if name else []) + [n.removeprefix("pod/") for n in names]
 
 
-def refreshed(record: dict) -> dict:
-    """A running container whose process is gone (while the agent was away)."""
+def refreshed(record):
+    """The PodRecord, with a running container whose process is gone (while
+    the agent was away) terminated, its exit unknown."""
     from minipod.runtime import state
-    for cs in record.get("initContainers", []) + record.get("containers", []):
-        if cs.get("state") == "running" and not state.alive(cs.get("pid"), cs.get("pidStart")):
-            cs.update(state="terminated", reason="Unknown", exitCode=None,
-                      message="the process is gone and the agent has not seen it end")
+    from minipod.runtime.api.record import ContainerState
+    for cs in record.all_containers():
+        if cs.state == ContainerState.RUNNING and not state.alive(cs.pid, cs.pid_start):
+            cs.state, cs.reason, cs.exit_code = ContainerState.TERMINATED, "Unknown", None
+            cs.message = "the process is gone and the agent has not seen it end"
     return record
 
 
 def load(paths, names: list[str], namespace: str = "default",
-         all_namespaces: bool = False) -> list[dict]:
-    """The records of pods NAMES in NAMESPACE; no names: every pod there
+         all_namespaces: bool = False) -> list:
+    """The records (PodRecord) of pods NAMES in NAMESPACE; no names: every pod there
     (all_namespaces: every pod), ordered by namespace, then name."""
     from minipod.runtime import state
     from minipod.runtime.cli.cmdutil import read_pod
@@ -65,12 +67,11 @@ def load(paths, names: list[str], namespace: str = "default",
             except state.StateError as e:
                 raise CommandError(str(e))
         return out
-    records, errors = state.read_all(paths.pods)
+    records, errors = state.read_records(paths.pods)
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
-    records = [r for r in records if all_namespaces or (r.get("namespace") or "default")
-               == namespace]
-    records.sort(key=lambda r: (r.get("namespace") or "default", r["name"]))
+    records = [r for r in records if all_namespaces or (r.namespace or "default") == namespace]
+    records.sort(key=lambda r: (r.namespace or "default", r.name))
     return [refreshed(r) for r in records]
 
 
@@ -89,7 +90,7 @@ def run(args, paths) -> int:
         return 0
     if args.output == "name":
         for r in records:
-            print(f"pod/{r['name']}")
+            print(f"pod/{r.name}")
         return 0
     if not records and not args.watch:
         print("No resources found" + ("" if every else f" in {namespace_of(args)} namespace")
@@ -110,13 +111,13 @@ def run(args, paths) -> int:
     return 0
 
 
-def row(r: dict, wide: bool, namespace: bool = False) -> list[str]:
-    """One line of the table; namespace: with the NAMESPACE column first (-A)."""
+def row(r, wide: bool, namespace: bool = False) -> list[str]:
+    """One line of the table of PodRecord r; namespace: with the NAMESPACE column first (-A)."""
     ready, status, restarts = podstatus.print_pod(podstatus.pod_object(r))
-    cells = ([r.get("namespace") or "default"] if namespace else []) + [
-        r["name"], ready, status, restarts, podstatus.age(r.get("creationTimestamp"))]
+    cells = ([r.namespace or "default"] if namespace else []) + [
+        r.name, ready, status, restarts, podstatus.age(r.creation_timestamp)]
     if wide:
-        cells += [r.get("podIP") or "<none>", r.get("nodeName") or "<none>", "<none>", "<none>"]
+        cells += [r.pod_ip or "<none>", r.node_name or "<none>", "<none>", "<none>"]
     return cells
 
 
@@ -131,11 +132,11 @@ def watch(paths, names: list[str], wide: bool, shown: dict, namespace: str | Non
     every = namespace is None
     while True:
         time.sleep(0.2)
-        records, _ = state.read_all(paths.pods)
+        records, _ = state.read_records(paths.pods)
         if not every:
-            records = [r for r in records if (r.get("namespace") or "default") == namespace]
+            records = [r for r in records if (r.namespace or "default") == namespace]
         if names:
-            records = [r for r in records if r["name"] in names]
+            records = [r for r in records if r.name in names]
         current = {}
         for r in records:
             cells = row(refreshed(r), wide, every)

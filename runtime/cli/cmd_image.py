@@ -115,10 +115,9 @@ def run(args, paths) -> int:
 def _refuse_if_used(paths, image) -> None:
     """Like `docker rmi`: an image a pod uses stays (its layers are in use)."""
     from minipod.runtime import namespaces, state
-    records, _ = state.read_all(paths.pods)
-    users = [namespaces.display(r.get("namespace"), r["name"]) for r in records
-             if any(c.get("imageID") == image.digest
-                    for c in r.get("initContainers", []) + r.get("containers", []))]
+    records, _ = state.read_records(paths.pods)
+    users = [namespaces.display(r.namespace, r.name) for r in records
+             if any(c.image_id == image.digest for c in r.all_containers())]
     if users:
         raise CommandError(f"image {image.reference} is used by pod(s) {', '.join(users)}; "
                            f"delete them first")

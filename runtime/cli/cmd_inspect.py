@@ -113,20 +113,21 @@ def _routes(pid: int) -> list[str]:
     return out
 
 
-def inspect(record: dict, paths) -> dict:
+def inspect(record, paths) -> dict:
+    """What the kernel says of PodRecord `record`: the report render() prints."""
     from minipod.runtime import state
     containers = []
     first_pid = None
-    for cs in record["containers"]:
-        pid = cs.get("pid") if state.alive(cs.get("pid"), cs.get("pidStart")) else None
-        entry = {"name": cs["name"], "state": cs["state"], "hostPID": pid}
+    for cs in record.containers:
+        pid = cs.pid if state.alive(cs.pid, cs.pid_start) else None
+        entry = {"name": cs.name, "state": cs.state.value, "hostPID": pid}
         if pid:
             first_pid = first_pid or pid
             entry["pidInside"] = _pid_inside(pid)
             entry["namespaces"] = {ns: _ns_inode(pid, ns) for ns in NAMESPACES}
             entry["overlay"] = _overlay(pid)
             entry["mounts"] = _mounts(pid)
-            entry["cgroup"] = cs.get("cgroup")
+            entry["cgroup"] = cs.cgroup
         containers.append(entry)
     live = [c for c in containers if c.get("namespaces")]
     for c in live:
@@ -143,10 +144,10 @@ def inspect(record: dict, paths) -> dict:
             pass
     host = os.getpid()
     return {
-        "name": record["name"], "uid": record["uid"], "podIP": record.get("podIP"),
-        "netns": record.get("netns"), "netnsPath": str(paths.netns_path(record_key(record))),
-        "bridge": record.get("bridge"),
-        "veth": {"host": record.get("hostIfname"), "pod": "eth0"},
+        "name": record.name, "uid": record.uid, "podIP": record.pod_ip,
+        "netns": record.netns, "netnsPath": str(paths.netns_path(record_key(record))),
+        "bridge": record.bridge,
+        "veth": {"host": record.host_ifname, "pod": "eth0"},
         "routes": _routes(first_pid) if first_pid else [],
         "pinnedNamespaces": pins,
         "hostNamespaces": {ns: _ns_inode(host, ns) for ns in NAMESPACES},
@@ -154,22 +155,22 @@ def inspect(record: dict, paths) -> dict:
     }
 
 
-def run_checks(record: dict, report: dict, paths) -> int:
+def run_checks(record, report: dict, paths) -> int:
     """✓/✗ per claim, with the kernel's evidence; exit 1 if any fails."""
     from minipod.runtime import checks, state
     from minipod.runtime.api import manifest
     report["live"] = [c for c in report["containers"] if c.get("namespaces")]
     if not report["live"]:
-        raise CommandError(f"pod {record['name']} has no running container to check")
-    pod = manifest.load_object(record["manifest"], record.get("source", "<state>"))
+        raise CommandError(f"pod {record.name} has no running container to check")
+    pod = manifest.load_object(record.manifest, record.source or "<state>")
     mounts: dict[str, list[tuple[str, str]]] = {}
     for c in pod.init_containers + pod.containers:
         for vm in c.volume_mounts:
             if not vm.sub_path:
                 mounts.setdefault(vm.name, []).append((c.name, vm.mount_path))
-    others, _ = state.read_all(paths.pods)
+    others, _ = state.read_records(paths.pods)
     other = next((inspect(o, paths) for o in others
-                  if o["uid"] != record["uid"] and o.get("podIP")), None)
+                  if o.uid != record.uid and o.pod_ip), None)
     report["gateway"] = _gateway(report)
     results = [
         ("all containers share one IP and one port space", checks.check_port_space, (report,)),

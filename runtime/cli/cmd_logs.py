@@ -59,29 +59,29 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
-def pick_containers(record: dict, wanted: str | None, all_containers: bool) -> list[dict]:
-    names = [c["name"] for c in record["containers"]]
+def pick_containers(record, wanted: str | None, all_containers: bool) -> list:
+    """The ContainerRecords of PodRecord `record` whose logs to show."""
+    names = [c.name for c in record.containers]
     if all_containers:
-        return [c for c in record.get("initContainers", []) + record["containers"]
-                if c.get("restartCount") or c["state"] != "waiting"]
+        return [c for c in record.all_containers() if c.restart_count or c.state != "waiting"]
     if wanted is None:
         if len(names) == 1:
-            return record["containers"]
-        raise CommandError(f"a container name must be specified for pod {record['name']}, "
+            return record.containers
+        raise CommandError(f"a container name must be specified for pod {record.name}, "
                            f"choose one of: [{' '.join(names)}]")
-    for c in record.get("initContainers", []) + record["containers"]:
-        if c["name"] == wanted:
-            return [c]
-    raise CommandError(f"container {wanted} is not valid for pod {record['name']}")
+    c = record.container(wanted)
+    if c is None:
+        raise CommandError(f"container {wanted} is not valid for pod {record.name}")
+    return [c]
 
 
-def _record(paths, key: str, namespace: str | None = None, name: str | None = None
-            ) -> dict | None:
-    """The record in the pod dir of KEY (with NAMESPACE and NAME: only if it is that pod's)."""
+def _record(paths, key: str, namespace: str | None = None, name: str | None = None):
+    """The PodRecord in the pod dir of KEY (with NAMESPACE and NAME: only if
+    it is that pod's), or None."""
     from minipod.runtime import state
     from minipod.runtime.cli.cmdutil import read_pod
     try:
-        return read_pod(paths, namespace, name) if name else state.read(paths.pod_dir(key))
+        return read_pod(paths, namespace, name) if name else state.read_record(paths.pod_dir(key))
     except FileNotFoundError:
         return None
 
@@ -90,11 +90,13 @@ class Stream:
     """One container's log, possibly followed across restarts. `pod` is the
     pod's key (runtime/paths.py pod_key); `pod_name`, its name for messages."""
 
-    def __init__(self, paths, pod: str, cs: dict, previous: bool, opts,
+    def __init__(self, paths, pod: str, cs, previous: bool, opts,
                  pod_name: str | None = None):
-        self.paths, self.pod, self.name, self.opts = paths, pod, cs["name"], opts
+        from minipod.runtime.api.record import as_container
+        cs = as_container(cs)
+        self.paths, self.pod, self.name, self.opts = paths, pod, cs.name, opts
         key, pod = pod, pod_name or pod
-        self.restart = cs.get("restartCount", 0)
+        self.restart = cs.restart_count
         if previous:
             if self.restart == 0:
                 raise CommandError(f'previous terminated container "{self.name}" in pod '
@@ -105,9 +107,9 @@ class Stream:
         try:
             self.f = open(path, "rb")
         except FileNotFoundError:
-            if cs["state"] == "waiting" and self.restart == 0:
+            if cs.state == "waiting" and self.restart == 0:
                 raise CommandError(f'container "{self.name}" in pod "{pod}" is waiting to '
-                                   f"start: {cs.get('reason') or 'ContainerCreating'}")
+                                   f"start: {cs.reason or 'ContainerCreating'}")
             raise CommandError(f"no log file for container {self.name} of pod {pod} ({path})")
         self.pending = b""
         self.done = False
@@ -204,22 +206,21 @@ class Stream:
         if self._rotated():
             return True
         record = _record(self.paths, self.pod)
-        cs = next((c for c in record.get("initContainers", []) + record["containers"]
-                   if c["name"] == self.name), None) if record else None
+        cs = record.container(self.name) if record else None
         if cs is None:
             self.done = True  # pod deleted
-        elif cs.get("restartCount", 0) > self.restart:
+        elif cs.restart_count > self.restart:
             if self._behind():
                 return True
-            path = self.paths.log_path(self.pod, self.name, cs["restartCount"])
+            path = self.paths.log_path(self.pod, self.name, cs.restart_count)
             try:
                 new = open(path, "rb")
             except FileNotFoundError:
                 return False  # the next instance has not written yet
             self.f.close()
-            self.f, self.restart = new, cs["restartCount"]
+            self.f, self.restart = new, cs.restart_count
             return True
-        elif cs["state"] == "terminated" and not podstatus.will_restart(record, cs):
+        elif cs.state == "terminated" and not podstatus.will_restart(record, cs):
             # the agent flushes the last lines before it records the exit
             if self._behind():
                 return True

@@ -163,17 +163,17 @@ def run(args, paths) -> int:
     if phase != "Running":
         raise CommandError("unable to forward port because pod is not running. "
                            f"Current status={phase}")
-    ports = resolve_ports(specs, record.get("manifest") or {}, name)
-    uid = record.get("uid")
+    ports = resolve_ports(specs, record.manifest, name)
+    uid = record.uid
 
     def pod_gone() -> str | None:
         try:
-            now = state.read(paths.pod_dir(key))
+            now = state.read_record(paths.pod_dir(key))
         except FileNotFoundError:
             return "the pod was deleted"
         except state.StateError:
             return None                      # being rewritten: look again later
-        if now.get("uid") != uid:
+        if now.uid != uid:
             return "the pod was deleted and a new one with the same name created"
         return None
 
@@ -200,7 +200,7 @@ def run(args, paths) -> int:
     return 0
 
 
-def _read(paths, namespace: str, name: str) -> dict:
+def _read(paths, namespace: str, name: str):
     from minipod.runtime import state
     try:
         return read_pod(paths, namespace, name)

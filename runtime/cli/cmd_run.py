@@ -145,11 +145,11 @@ def run(args, paths) -> int:
     for pod, obj, key in pods:
         if not args.create:
             try:
-                existing = state.read(paths.pod_dir(key))
+                existing = state.read_record(paths.pod_dir(key))
             except FileNotFoundError:
                 existing = None
             if existing is not None:
-                if _same(existing.get("manifest"), obj):
+                if _same(existing.manifest, obj):
                     print(f"pod/{pod.name} unchanged")
                     continue
                 ns = (obj.get("metadata") or {}).get("namespace")
@@ -178,43 +178,47 @@ def run(args, paths) -> int:
             print(timings.render(timings.stop(), title=f"pod/{pod.name}: where the start went"))
             timings.start()
             timings.mark("CLI: start")      # the next pod's origin
-        for cs in record.get("initContainers", []) + record["containers"]:
-            last = cs.get("lastState") or {}
-            if cs.get("reason") == "StartError" or last.get("reason") == "StartError":
+        for cs in record.all_containers():
+            last = cs.last_state
+            last_reason = last.reason if last else None
+            if cs.reason == "StartError" or last_reason == "StartError":
                 # the cause is the StartError's own message; a back-off's says only "back-off"
-                msg = cs.get("message") if cs.get("reason") == "StartError" else last.get("message")
-                print(f"error: pod {pod.name}: container {cs['name']} failed to start: {msg}",
+                msg = cs.message if cs.reason == "StartError" else last.message
+                print(f"error: pod {pod.name}: container {cs.name} failed to start: {msg}",
                       file=sys.stderr)
                 failed = True
-            elif cs.get("reason") in PULL_ERRORS:
-                print(f"error: pod {pod.name}: container {cs['name']}: {cs['reason']}: "
-                      f"{cs.get('message')}", file=sys.stderr)
+            elif cs.reason in PULL_ERRORS:
+                print(f"error: pod {pod.name}: container {cs.name}: {cs.reason}: "
+                      f"{cs.message}", file=sys.stderr)
                 failed = True
-            elif cs.get("configWait"):   # not a failure: it starts once the object exists
+            elif cs.config_wait:   # not a failure: it starts once the object exists
                 sys.stdout.flush()          # after "pod/x created", as it happened
-                print(f"waiting: pod {pod.name}: container {cs['name']}: {cs['reason']}: "
-                      f"{cs.get('message')}", file=sys.stderr)
+                print(f"waiting: pod {pod.name}: container {cs.name}: {cs.reason}: "
+                      f"{cs.message}", file=sys.stderr)
     return 1 if failed else 0
 
 
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull")
 
 
-def wait_for_images(paths, key: str, record: dict, timeout: float = 600) -> dict:
+def wait_for_images(paths, key: str, record, timeout: float = 600):
     """While images are pulled the containers wait in ContainerCreating;
-    return once none does (pulled and started, or failed), like `run`
-    promises. Reads the state file: the agent is not kept busy."""
+    return the PodRecord once none does (pulled and started, or failed),
+    like `run` promises. `record` is the agent's answer (the stored JSON);
+    reads the state file after it: the agent is not kept busy."""
     import time
     from minipod.runtime import state
+    from minipod.runtime.api.record import as_pod
+    record = as_pod(record)
     deadline = time.monotonic() + timeout
-    while any(c["state"] == "waiting" and c.get("reason") == "ContainerCreating"
-              and not c.get("configWait")    # waits for a ConfigMap or Secret: no end known
-              for c in record.get("initContainers", []) + record["containers"]):
+    while any(c.state == "waiting" and c.reason == "ContainerCreating"
+              and not c.config_wait    # waits for a ConfigMap or Secret: no end known
+              for c in record.all_containers()):
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)
         try:
-            record = state.read(paths.pod_dir(key))
+            record = state.read_record(paths.pod_dir(key))
         except FileNotFoundError:
             break
     return record

@@ -49,18 +49,18 @@ def memory_column(nbytes: int) -> str:
     return f"{nbytes // (1 << 20)}Mi"
 
 
-def _running(record: dict) -> list[dict]:
-    return [c for c in record.get("initContainers", []) + record.get("containers", [])
-            if c.get("state") == "running" and c.get("cgroup")]
+def _running(record) -> list:
+    """The ContainerRecords of PodRecord `record` that run, in a cgroup."""
+    return [c for c in record.all_containers() if c.state == "running" and c.cgroup]
 
 
-def _sample(driver, targets: list[tuple[dict, dict]]) -> dict:
+def _sample(driver, targets: list[tuple]) -> dict:
     """{(pod key, container): its cgroup's stats} of each running container."""
     from minipod.runtime.paths import record_key
     out = {}
     for record, cs in targets:
         try:
-            out[(record_key(record), cs["name"])] = driver.stats(cs["cgroup"])
+            out[(record_key(record), cs.name)] = driver.stats(cs.cgroup)
         except OSError:
             pass   # ended between the state read and now
     return out
@@ -93,21 +93,21 @@ def run(args, paths) -> int:
 
     rows = []   # (pod, container or None, millicores, bytes)
     for r in records:
-        usage = [(cs["name"], millicores(first[k].cpu_usage_ns, second[k].cpu_usage_ns, elapsed),
+        usage = [(cs.name, millicores(first[k].cpu_usage_ns, second[k].cpu_usage_ns, elapsed),
                   second[k].memory_bytes)
-                 for cs in _running(r) for k in [(record_key(r), cs["name"])]
+                 for cs in _running(r) for k in [(record_key(r), cs.name)]
                  if k in first and k in second]
         if not usage:
             if names:
                 raise CommandError(f"Metrics not available for pod "
-                                   f"{r.get('namespace', 'default')}/{r['name']}, "
-                                   f"age: {podstatus.age(r.get('creationTimestamp'))}")
+                                   f"{r.namespace}/{r.name}, "
+                                   f"age: {podstatus.age(r.creation_timestamp)}")
             continue
-        ns = [r.get("namespace") or "default"] if every else []
+        ns = [r.namespace or "default"] if every else []
         if args.containers:
-            rows += [(ns + [r["name"]], c, cpu, mem) for c, cpu, mem in usage]
+            rows += [(ns + [r.name], c, cpu, mem) for c, cpu, mem in usage]
         else:
-            rows.append((ns + [r["name"]], None, sum(u[1] for u in usage),
+            rows.append((ns + [r.name], None, sum(u[1] for u in usage),
                          sum(u[2] for u in usage)))
     if not rows:
         raise CommandError("Metrics not available: no running pod has a cgroup "

@@ -74,13 +74,13 @@ def pod_key_of(args, name: str) -> str:
     return pod_key(namespace_of(args), name)
 
 
-def read_pod(paths, namespace: str, name: str) -> dict:
-    """The state record of pod NAMESPACE/NAME; FileNotFoundError if there is
+def read_pod(paths, namespace: str, name: str):
+    """The state record (PodRecord) of pod NAMESPACE/NAME; FileNotFoundError if there is
     none. The record must be that pod's: "a_web" in default is no name of
     pod web in namespace a, though it is that pod's key."""
     from minipod.runtime import state
     from minipod.runtime.paths import pod_key
-    record = state.read(paths.pod_dir(pod_key(namespace, name)))
-    if record.get("name") != name or (record.get("namespace") or "default") != namespace:
+    record = state.read_record(paths.pod_dir(pod_key(namespace, name)))
+    if record.name != name or (record.namespace or "default") != namespace:
         raise FileNotFoundError(f"no pod {namespace}/{name}")
     return record

@@ -156,3 +156,18 @@ def test_the_container_state_table():
     assert ContainerState.RUNNING == "running"
     unknown = rec.ContainerRecord(state=T, exit_code=None, reason="Unknown")
     assert unknown.exit_unknown and not rec.ContainerRecord(state=T, exit_code=0).exit_unknown
+
+
+def test_state_reads_typed_records_and_names_a_bad_one(tmp_path):
+    from minipod.runtime import state
+    good = new_format(load("running-shared-pid.json"))
+    (tmp_path / "a").mkdir()
+    state.write(tmp_path / "a", PodRecord.from_dict(good))
+    assert state.read(tmp_path / "a") == good            # written key for key
+    assert state.read_record(tmp_path / "a") == PodRecord.from_dict(good)
+    (tmp_path / "b").mkdir()
+    state.write(tmp_path / "b", dict(good, containers=[{"name": "c", "state": "asleep"}]))
+    records, errors = state.read_records(tmp_path)
+    assert [r.name for r in records] == ["rec-simple"]
+    assert errors == [f"cannot read pod state {tmp_path}/b/pod.json: "
+                      f"PodRecord.containers[0].state: unknown value 'asleep'"]
