@@ -8,6 +8,7 @@ worker.py); its exit then follows restartPolicy like any other.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from minipod.runtime import probes
@@ -25,7 +26,7 @@ class Prober:
         is called when it is reaped."""
         rc = self.live.get((pod_name, name))
         record = self.records[pod_name]
-        target = probes.Target(record.to_dict(), dict(find(record, name).to_dict(), pid=rc.pid),
+        target = probes.Target(record, dataclasses.replace(find(record, name), pid=rc.pid),
                                self.paths) if rc else None
         pid, fd = self.node.fork_check(handler, record.pod_ip, target, timeout)
         os.set_blocking(fd, False)
