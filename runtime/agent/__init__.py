@@ -23,11 +23,11 @@ restart, and collects the orphans of crashed runs (gc).
     gc.py          orphans that carry this instance's identity
 
 Dependencies point one way: server -> pods, adopt -> worker -> spec, images,
-prober, output -> store, running, loop, node, backoff. Puller and
-OutputRelay are objects of their own (a pull's end comes back through a
-callback); the others are parts of the one Agent class, where two calls
-still go up: the prober kills a container through the worker
-(_kill_container), and the worker finishes a pending delete (pods).
+prober, output -> store, running, loop, node, backoff. Puller, Prober
+and OutputRelay are objects of their own: a pull's end and a probe's
+"kill it" come back through callbacks. The others are parts of the one
+Agent class, where one call still goes up: the worker finishes a pending
+delete (pods._maybe_finish_delete) when a container of a deleted pod ends.
 
 Check by hand: `minipod agent status`; its log is RUN/agent.log; `ps -o
 pid,cmd -p $(cat RUN/agent.pid)`.

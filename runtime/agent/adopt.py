@@ -110,6 +110,6 @@ class Adoption:
         self.live[(rc.pod, rc.name)] = rc
         self.by_pid[pid] = rc
         self.loop.add_reader(rc.pidfd, self._on_pidfd)
-        self._start_probes(rc.pod, rc.name, rc, post_start=False)
+        self.prober.start(rc.pod, rc.name, rc, post_start=False)
         log(f"re-adopted pod {rc.pod} container {rc.name} (pid {pid})")
         return True

@@ -60,10 +60,11 @@ from minipod.runtime.paths import Paths
 IDLE_EXIT_SECONDS = float(os.environ.get("MINIPOD_AGENT_IDLE", "60"))
 
 
-class Agent(Server, Pods, Adoption, Worker, Images, Prober):
+class Agent(Server, Pods, Adoption, Worker, Images):
     """The agent's state, its loop and its node; the managers' methods come
     from the classes it is made of (server.py, pods.py, adopt.py, worker.py,
-    images.py, prober.py); `output` is the output relay (output.py)."""
+    images.py); `output`, `puller` and `prober` are objects of their own
+    (output.py, images.py, prober.py)."""
 
     def __init__(self, paths: Paths, node: Node | None = None, loop: Loop | None = None,
                  backoff: Backoff | None = None):
@@ -71,15 +72,13 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober):
         self.backoff = backoff or Backoff()   # restarts and pulls (backoff.py)
         self.loop = loop or Loop()
         self.node = node or Node(paths)
-        self.output = OutputRelay(self.loop, paths)
-        self.puller = Puller(self.loop, self.node, self._pulled)
         self.store = PodStore(paths)
         self.records = self.store.records            # pod key -> PodRecord
+        self.specs = self.store.specs                # pod key -> parsed manifest
         self.live: dict[tuple[str, str], RunningContainer] = {}
         self.by_pid: dict[int, RunningContainer] = {}
         self.delete_waiters: dict[str, list[socket.socket]] = {}
-        self.specs = self.store.specs                # pod key -> parsed manifest
-        self.checks: dict[int, tuple[int, object]] = {}  # probe/hook child pid -> (fd, done)
+        self.checks: dict[int, tuple[int, object]] = {}  # check child pid -> (fd, done)
         self.explain_delete: dict[str, list] = {}        # pod -> --explain steps so far
         self.timings_delete: dict[str, list] = {}        # pod -> --timings marks so far
         self.measuring: int | None = None               # the disk usage child's pid
@@ -90,6 +89,11 @@ class Agent(Server, Pods, Adoption, Worker, Images, Prober):
         self.ipam = self.node.ipam
         self.images = self.node.images
         self.cgroups = self.node.cgroups
+        # the managers that are objects of their own; they report back by callback
+        self.output = OutputRelay(self.loop, paths)
+        self.puller = Puller(self.loop, self.node, self._pulled)
+        self.prober = Prober(self.loop, self.node, self.store, self.live, self.checks, paths,
+                             self._kill_container)
 
     def call_later(self, delay: float, fn, *args) -> None:
         self.loop.call_later(delay, fn, *args)

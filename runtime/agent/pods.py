@@ -235,7 +235,7 @@ class Pods:
                             self.store.event(name, "FailedPreStopHook", message, warning=True)
                         with contextlib.suppress(ProcessLookupError):
                             self.node.kill(rc.pid, signal.SIGTERM)
-                    self.spawn_check(name, rc.name, hook, grace, then_term)
+                    self.prober.spawn_check(name, rc.name, hook, grace, then_term)
                     continue
                 with contextlib.suppress(ProcessLookupError):
                     self.node.kill(rc.pid, signal.SIGKILL if grace == 0 else signal.SIGTERM)

@@ -1,10 +1,17 @@
 """Probes (startup, liveness, readiness) and lifecycle hooks (postStart).
 
+    prober = Prober(loop, node, store, live, checks, paths, kill)
+    prober.start(key, name, rc)        a container started (or was adopted)
+    prober.spawn_check(key, name, handler, timeout, done)   a hook or probe run
+
 Each probe of a live container ticks on a timer (the kubelet's prober
-worker); a check runs in a forked child (node.fork_check) and its verdict
-comes back through a `done(ok, message)` callback when the agent reaps it.
-A failed liveness or startup probe kills the container (_kill_container,
-worker.py); its exit then follows restartPolicy like any other.
+worker); a check runs in a forked child (node.fork_check), registered in
+`checks` (pid -> (fd, done)), and its verdict comes back through
+`done(ok, message)` when the agent reaps the child. The prober sets the
+container's started and ready flags itself; a failed liveness or startup
+probe, or a failed postStart hook, it reports through its `kill(key,
+name, why, grace)` callback (the worker's _kill_container): the exit then
+follows restartPolicy like any other.
 """
 from __future__ import annotations
 
@@ -17,24 +24,28 @@ from minipod.runtime.agent.running import RunningContainer
 
 
 class Prober:
-    """Probes and hooks (mixed into Agent)."""
+    """The probe workers of every live container (see the module doc)."""
 
-    # ---- probes and lifecycle hooks ----------------------------------------
+    def __init__(self, loop, node, store, live, checks, paths, kill):
+        self.loop, self.node, self.store, self.paths = loop, node, store, paths
+        self.live = live          # (pod key, container) -> RunningContainer, the agent's
+        self.checks = checks      # check child pid -> (fd, done), reaped by the agent
+        self.kill = kill
 
     def spawn_check(self, pod_name: str, name: str, handler, timeout: float, done) -> None:
         """Run one probe or hook check in a forked child; `done(ok, message)`
         is called when it is reaped."""
         rc = self.live.get((pod_name, name))
-        record = self.records[pod_name]
+        record = self.store.records[pod_name]
         target = probes.Target(record, dataclasses.replace(find(record, name), pid=rc.pid),
                                self.paths) if rc else None
         pid, fd = self.node.fork_check(handler, record.pod_ip, target, timeout)
         os.set_blocking(fd, False)
         self.checks[pid] = (fd, done)
 
-    def _start_probes(self, pod_name: str, name: str, rc: RunningContainer,
+    def start(self, pod_name: str, name: str, rc: RunningContainer,
                       post_start: bool = True) -> None:
-        record = self.records[pod_name]
+        record = self.store.records[pod_name]
         cs = find(record, name)
         c = self.store.container_of(record, name)
         cs.started = c.startup_probe is None
@@ -48,16 +59,16 @@ class Prober:
                 live = self.live.get((pod_name, name))
                 if not ok and live is not None and live.pid == pid:
                     self.store.event(pod_name, "FailedPostStartHook", message, warning=True)
-                    self._kill_container(pod_name, name, "FailedPostStartHook")
+                    self.kill(pod_name, name, "FailedPostStartHook")
             self.spawn_check(pod_name, name, hook,
                              record.termination_grace_period_seconds, after_hook)
 
     def _schedule_probe(self, pod_name: str, name: str, kind: str, rc: RunningContainer) -> None:
-        probe = getattr(self.store.container_of(self.records[pod_name], name), f"{kind}_probe")
+        probe = getattr(self.store.container_of(self.store.records[pod_name], name), f"{kind}_probe")
         if probe is None:
             return
         rc.probes[kind] = probes.ProbeState(kind, str(rc.pid))
-        self.call_later(probe.initial_delay_seconds, self._probe_tick, pod_name, name, kind,
+        self.loop.call_later(probe.initial_delay_seconds, self._probe_tick, pod_name, name, kind,
                         rc.pid)
 
     def _probe_tick(self, pod_name: str, name: str, kind: str, pid: int) -> None:
@@ -65,7 +76,7 @@ class Prober:
         startup probes stop while the container is being killed and once its
         pod is being deleted; readiness goes on until the container ends."""
         rc = self.live.get((pod_name, name))
-        record = self.records.get(pod_name)
+        record = self.store.records.get(pod_name)
         if rc is None or rc.pid != pid or record is None:
             return  # the container instance this probe was for is gone
         if kind != "readiness" and (rc.stopping or record.deletion_timestamp):
@@ -78,14 +89,14 @@ class Prober:
             st.running = True
             self.spawn_check(pod_name, name, probe.handler, probe.timeout_seconds,
                              lambda ok, msg: self._probe_result(pod_name, name, kind, pid, ok, msg))
-        self.call_later(probe.period_seconds, self._probe_tick, pod_name, name, kind, pid)
+        self.loop.call_later(probe.period_seconds, self._probe_tick, pod_name, name, kind, pid)
 
     def _probe_result(self, pod_name: str, name: str, kind: str, pid: int, ok: bool,
                       message: str) -> None:
         rc = self.live.get((pod_name, name))
         if rc is None or rc.pid != pid:
             return
-        record = self.records[pod_name]
+        record = self.store.records[pod_name]
         cs = find(record, name)
         probe = getattr(self.store.container_of(record, name), f"{kind}_probe")
         st = rc.probes[kind]
@@ -113,6 +124,6 @@ class Prober:
                 else ", will be restarted"
             self.store.event(pod_name, "Killing", f"Container {name} failed {kind} probe{restart}")
             st.failures = 0
-            self._kill_container(pod_name, name, f"{kind} probe failed",
+            self.kill(pod_name, name, f"{kind} probe failed",
                                  probe.termination_grace_period_seconds)
         self.store.save(pod_name)

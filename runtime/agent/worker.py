@@ -153,7 +153,7 @@ class Worker:
         self.live[(pod_name, name)] = rc
         self.by_pid[pid] = rc
         self.store.event(pod_name, "Started", f"Started container {name}")
-        self._start_probes(pod_name, name, rc)
+        self.prober.start(pod_name, name, rc)
         timings.mark(f"container {pod_name}/{name}: pidfd, probes")
         self.store.save(pod_name)
         timings.mark(f"container {pod_name}/{name}: state saved (running)")
