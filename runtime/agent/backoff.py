@@ -16,8 +16,18 @@ is a small dict kept in the container's state record, so a new agent goes
 on where the old one stopped:
 
     {"seconds": 20.0, "since": 1764633600.0}   # back-off, time of last restart
+
+Image pulls back off the same way (the kubelet's image back-off has the
+same base and cap): one `Backoff(base, cap)` times both, its entry kept in
+the container's record ("backoff" for restarts, "pullBackoff" for pulls).
+MINIPOD_BACKOFF_BASE moves the base (the test suites use 1 s).
 """
 from __future__ import annotations
+
+import os
+
+BACKOFF_BASE = float(os.environ.get("MINIPOD_BACKOFF_BASE", "10"))
+BACKOFF_MAX = 300.0  # the cap; 2 × cap (10 min) after a restart, an exit starts over
 
 
 def expired(entry: dict, event: float, cap: float) -> bool:
@@ -52,3 +62,19 @@ def go_duration(seconds: float) -> str:
         hours, minutes = divmod(minutes, 60)
         return f"{hours:.0f}h{minutes:.0f}m{text}"
     return f"{minutes:.0f}m{text}" if minutes else text
+
+
+class Backoff:
+    """The back-off of one kind of retry: `base` seconds, doubling, at most
+    `cap`; the functions above with the policy bound."""
+
+    def __init__(self, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX):
+        self.base, self.cap = base, cap
+
+    def wait(self, entry: dict | None, finished: float, now: float) -> float:
+        """Seconds still to wait after a failure at `finished`; 0: retry now."""
+        return wait(entry, finished, now, self.cap)
+
+    def next(self, entry: dict | None, finished: float, now: float) -> dict:
+        """The entry after a retry at `now`."""
+        return next_entry(entry, finished, now, self.base, self.cap)

@@ -1,0 +1,163 @@
+"""The node: every kernel call the agent's managers make, behind one object.
+
+The managers (pods.py, worker.py, images.py, prober.py, adopt.py) never
+call the node library or the kernel themselves; they call `agent.node`:
+
+    node.sandbox     .create / .destroy / .start_pause    (runtime/sandbox.py)
+    node.hostport    .claim / .release / .add_rules / .remove_rules / .remove / .gc
+    node.antispoof   .add / .remove                       (netns/antispoof.py)
+    node.volumes     .prepare / .release                  (runtime/volumes.py)
+    node.ipam, node.images, node.cgroups                  IPAM, ImageStore, cgroup driver
+    node.attach(netns, ifname, ip) / node.detach_pod(ifname)   the veth on the bridge
+    node.ensure_nat(required) / node.host_ip() / node.remove_idle_network()
+    node.start(spec) -> pid                               runtime/container.py start
+    node.kill(pid, sig) / node.alive(pid, start) / node.start_time(pid) / node.pidfd_open(pid)
+    node.wait_any() -> (pid, exit code) | None            reap one exited child
+    node.fork_check(...) / node.spawn_pull(ref) / node.fork_measure(checks)   helper children
+
+So tests/unit/test_agent_lifecycle.py passes a fake with the same
+attributes that records the calls and makes up pids and exits, and runs
+the agent's real pod lifecycle without root or kernel objects.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from minipod import cgroups
+from minipod.linux import proc
+from minipod.netns import antispoof, bridge, hostport
+from minipod.netns.ipam import IPAM
+from minipod.rootfs.store import ImageStore
+from minipod.runtime import container as ctr
+from minipod.runtime import probes, sandbox, state, volumes
+from minipod.runtime.agent import eviction
+from minipod.runtime.agent.loop import log
+from minipod.runtime.paths import Paths
+
+
+class Node:
+    """This machine's kernel, as the agent uses it (see the module doc)."""
+
+    sandbox, hostport, antispoof, volumes = sandbox, hostport, antispoof, volumes
+
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.net = bridge.NetworkConfig(
+            bridge=os.environ.get("MINIPOD_BRIDGE", "minipod0"),
+            subnet=os.environ.get("MINIPOD_SUBNET", "10.89.0.0/16"))
+        self.ipam = IPAM(paths.ipam, self.net.subnet)
+        self.images = ImageStore(paths.images)
+        self.cgroups = cgroups.detect(parent=paths.cgroup_parent)
+        self._ipr = None
+        self._nat_ready = False
+        self._bridge_ready = False
+
+    @property
+    def ipr(self):
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+            self._ipr = IPRoute()
+        return self._ipr
+
+    def attach(self, netns_path: str, ifname: str, ip: str):
+        """Plug the pod into the bridge, making the bridge the first time (or
+        again, if someone deleted it while the agent ran)."""
+        for attempt in (1, 2):
+            if not self._bridge_ready:
+                bridge.ensure_bridge(self.ipr, self.net, str(self.ipam.gateway),
+                                     self.ipam.prefixlen)
+                self._bridge_ready = True
+            try:
+                return bridge.attach_pod(self.ipr, self.net, netns_path, ifname, ip,
+                                         self.ipam.prefixlen, str(self.ipam.gateway),
+                                         alias=self.paths.identity.tag)
+            except bridge.NetworkError as e:
+                if attempt == 2 or "look up bridge" not in str(e):
+                    raise
+                self._bridge_ready = self._nat_ready = False
+
+    def detach_pod(self, ifname: str) -> None:
+        bridge.detach_pod(self.ipr, ifname)
+
+    def ensure_nat(self, required: bool) -> None:
+        """The pod network's NAT table (masquerade out, hostPort hairpin),
+        once per agent. Only pods with hostPorts fail without it
+        (hostport.HostPortError)."""
+        if self._nat_ready:
+            return
+        try:
+            hostport.add_network(self.net.bridge, self.net.subnet)
+            self._nat_ready = True
+        except hostport.HostPortError as e:
+            if required:
+                raise
+            log(f"warning: no NAT for the pod network (pods cannot reach out): {e}")
+
+    def host_ip(self) -> str | None:
+        for addr in self.ipr.get_addr(family=socket.AF_INET):
+            ip = addr.get_attr("IFA_ADDRESS")
+            label = addr.get_attr("IFA_LABEL") or ""
+            if not ip.startswith("127.") and label != self.net.bridge:
+                return ip
+        return str(self.ipam.gateway)
+
+    def remove_idle_network(self) -> None:
+        """No pod left: leave the host as it was before the first pod, unless
+        another minipod's pods are plugged into the same bridge."""
+        if self._ipr is None:
+            return
+        if not bridge.pod_links(self.ipr, self.net):
+            if self._nat_ready:
+                hostport.remove_network(self.net.bridge, self.net.subnet)
+            bridge.delete_bridge(self.ipr, self.net)
+            log(f"no pods left; removed bridge {self.net.bridge}")
+
+    # ---- processes ---------------------------------------------------------
+
+    def start(self, spec: ctr.ProcessSpec) -> int:
+        """Start a container (runtime/container.py); its pid."""
+        return ctr.start(spec)
+
+    def kill(self, pid: int, sig: int) -> None:
+        os.kill(pid, sig)
+
+    def alive(self, pid, start) -> bool:
+        return proc.alive(pid, start)
+
+    def start_time(self, pid: int):
+        return proc.start_time(pid)
+
+    def pidfd_open(self, pid: int) -> int:
+        return os.pidfd_open(pid)
+
+    def wait_any(self) -> tuple[int, int] | None:
+        """Reap one exited child: (pid, exit code as waitstatus_to_exitcode
+        gives it), or None when none is left to reap now."""
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if pid == 0:
+            return None
+        return pid, os.waitstatus_to_exitcode(status)
+
+    def fork_check(self, handler, pod_ip, target, timeout: float) -> tuple[int, int]:
+        """A probe or hook check in a forked child (runtime/probes.py): (pid, fd)."""
+        return probes.fork_check(handler, pod_ip, target, timeout)
+
+    def fork_measure(self, checks) -> tuple[int, int]:
+        """The disk usage walk in a child (eviction.py): (pid, fd)."""
+        return eviction.fork_measure(checks)
+
+    def spawn_pull(self, ref: str) -> tuple[int, int]:
+        """`minipod pull -q REF` as a child process: (pid, read end of its stderr)."""
+        r, w = os.pipe()
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "minipod", "pull",
+                                              "-q", ref], dict(os.environ), file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_DUP2, w, 2)])
+        os.close(w)
+        return pid, r
