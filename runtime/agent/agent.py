@@ -58,6 +58,7 @@ from minipod.rootfs import mounts
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
 from minipod.runtime import configobjects, faults, logs, namespaces, podconfig, probes, process, sandbox, security, serviceaccount, state, volumes
+from minipod.runtime import owners
 from minipod.runtime.agent import backoff, eviction
 from minipod.runtime.api import manifest, podstatus, qos
 from minipod.runtime.paths import Paths, pod_key, record_key
@@ -512,7 +513,7 @@ class Agent:
         netns_path = self.paths.netns_path(key)
         with contextlib.ExitStack() as undo:
             pod_dir.mkdir(parents=True)
-            undo.callback(shutil.rmtree, pod_dir, True)
+            undo.callback(owners.dirs.remove_pod_dir, self.paths, key, True)
             faults.point("create:dir")
             # 0. hostPorts claimed first: a clash fails before any kernel work
             mappings = [hostport.Mapping(host_port=p.host_port, container_port=p.container_port,
@@ -527,7 +528,7 @@ class Agent:
                     raise RequestError("Conflict", f"hostPort {api} is the port of minipod's "
                                                    f"Kubernetes API server; choose another "
                                                    f"hostPort")
-                undo.callback(hostport.release, self.paths.hostports, uid)
+                undo.callback(owners.network.remove_hostports, self.paths, uid, rules=False)
                 try:
                     hostport.claim(self.paths.hostports, uid, namespaces.display(
                         pod.namespace, pod.name), mappings)
@@ -542,8 +543,8 @@ class Agent:
             timings.mark("agent: state saved (Pending)")
             faults.point("create:state")
             # 1. namespaces: net, ipc, uts, pinned by bind mounts
-            undo.callback(sandbox.destroy, pod_dir, netns_path)
-            sandbox.create(pod_dir, netns_path, pod.name)
+            undo.callback(owners.pins.remove, self.paths, key)
+            owners.pins.create(self.paths, key, pod.name)
             timings.mark("sandbox: net, ipc, uts namespaces made and pinned")
             faults.point("create:namespaces")
             # 2. an IP from the pod network
@@ -556,12 +557,12 @@ class Agent:
                          f"a lock, so two pods never get the same one")
             # 3. the bridge, and a veth pair into the pod
             ifname = bridge.host_ifname(uid)
-            undo.callback(bridge.detach_pod, self.ipr, ifname)
+            undo.callback(owners.network.remove_veth, self.ipr, ifname)
             link = self._attach(str(netns_path), ifname, str(ip))
             timings.mark("veth: pair made, pod side addressed, host side on the bridge")
-            tag = self.paths.identity.tag
-            undo.callback(antispoof.remove, uid, instance=tag)
-            antispoof.add(uid, link.host_ifname, link.mac, str(ip), instance=tag)  # before any process
+            undo.callback(owners.network.remove_filter, self.paths, uid)
+            owners.network.add_filter(self.paths, uid, link.host_ifname, link.mac,
+                                      str(ip))  # before any process
             timings.mark("anti-spoofing filter (nft)")
             self._ensure_nat(required=bool(mappings))
             record.update(podIP=str(ip), hostIfname=link.host_ifname,
@@ -569,7 +570,7 @@ class Agent:
             timings.mark("NAT, host IP")
             faults.point("create:veth")
             if mappings:
-                undo.callback(hostport.remove_rules, uid)
+                undo.callback(owners.network.remove_hostport_rules, self.paths, uid)
                 try:
                     hostport.add_rules(uid, str(ip), mappings, host_ifname=ifname,
                                        owner=self.paths.identity.tag)
@@ -585,10 +586,10 @@ class Agent:
             # and the ServiceAccount token, ca.crt, namespace (runtime/serviceaccount.py)
             record["serviceAccountDir"] = serviceaccount.prepare(self.paths, pod_dir, record)
             timings.mark("/etc files of the pod")
-            undo.callback(shutil.rmtree, self.paths.containers / uid, True)
-            undo.callback(shutil.rmtree, self.paths.pod_logs / key, True)
+            undo.callback(owners.dirs.remove_container_dir, self.paths, uid, True)
+            undo.callback(owners.dirs.remove_log_dir, self.paths, key, True)
             # 5. a cgroup for the pod (limits: the sum of its containers')
-            undo.callback(self.cgroups.remove, self.cgroups.pod_cgroup(uid))
+            undo.callback(owners.processes.remove_cgroup, self.cgroups, uid)
             running = pod.containers + [c for c in pod.init_containers
                                         if c.restart_policy == "Always"]
             record["cgroup"] = self.cgroups.create_pod(
@@ -599,14 +600,14 @@ class Agent:
             faults.point("create:cgroup")
             # shareProcessNamespace: one PID namespace, held by a pause process
             if pod.share_process_namespace:
-                undo.callback(self._stop_pause, record)
+                undo.callback(owners.processes.stop_pause, record)
                 pause = sandbox.start_pause(pod.name, self.paths.pod_dir(key) / "pause-root")
                 record["pause"] = {"pid": pause, "pidStart": state.proc_start_time(pause)}
                 self._save(key)  # a crash from here on must know to kill it
                 self.cgroups.adopt_pause(record["cgroup"], pause)  # it carries our identity
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
             vol_base = self.paths.containers / uid / "volumes"
-            undo.callback(volumes.release, vol_base)
+            undo.callback(owners.dirs.unmount_volumes, self.paths, uid)
             try:
                 record["volumes"] = volumes.prepare(pod.volumes, vol_base)
             except volumes.VolumeError as e:
@@ -1610,25 +1611,21 @@ class Agent:
         if record.get("podIP") and record.get("hostIfname"):
             known = antispoof.Filter(uid, record["hostIfname"],
                                      bridge.mac_for_ip(record["podIP"]), record["podIP"])
+        paths, own = self.paths, owners
         steps = [
-            ("remove hostPort rules", lambda: hostport.remove(self.paths.hostports, uid,
-                                                              self.paths.identity.tag)
-             if ports else hostport.release(self.paths.hostports, uid)),
-            ("remove anti-spoofing filter", lambda: antispoof.remove(
-                uid, instance=self.paths.identity.tag, known=known)),
-            ("remove veth", lambda: bridge.detach_pod(self.ipr, record.get("hostIfname")
-                                                      or bridge.host_ifname(uid))),
+            ("remove hostPort rules", lambda: own.network.remove_hostports(paths, uid, ports)),
+            ("remove anti-spoofing filter", lambda: own.network.remove_filter(paths, uid, known)),
+            ("remove veth", lambda: own.network.remove_veth(self.ipr, record.get("hostIfname")
+                                                            or bridge.host_ifname(uid))),
             ("release IP", lambda: (self.ipam.release(uid), explain.step(
                 f"rm {self.paths.ipam}/{record.get('podIP')}", "return the pod's IP"))),
-            ("unpin namespaces", lambda: sandbox.destroy(pod_dir, self.paths.netns_path(name))),
-            ("stop the pause process", lambda: self._stop_pause(record)),
-            # by the uid, not the record: a record saved before the cgroup
-            # was made (an agent killed in between) must not leak it
-            ("remove cgroups", lambda: self.cgroups.remove(self.cgroups.pod_cgroup(uid))),
-            ("unmount volumes", lambda: volumes.release(self.paths.containers / uid / "volumes")),
-            ("remove container dirs", lambda: _rmtree(self.paths.containers / uid)),
-            ("remove logs", lambda: _rmtree(self.paths.pod_logs / name)),
-            ("remove state", lambda: _rmtree(pod_dir)),
+            ("unpin namespaces", lambda: own.pins.remove(paths, name)),
+            ("stop the pause process", lambda: own.processes.stop_pause(record)),
+            ("remove cgroups", lambda: own.processes.remove_cgroup(self.cgroups, uid)),
+            ("unmount volumes", lambda: own.dirs.unmount_volumes(paths, uid)),
+            ("remove container dirs", lambda: own.dirs.remove_container_dir(paths, uid)),
+            ("remove logs", lambda: own.dirs.remove_log_dir(paths, name)),
+            ("remove state", lambda: own.dirs.remove_pod_dir(paths, name)),
         ]
         for what, step in steps:
             faults.point(f"teardown:{what}")
@@ -1642,11 +1639,6 @@ class Agent:
         log(f"pod {name} deleted" + (f" with errors: {errors}" if errors else ""))
         if errors:
             raise RuntimeError("; ".join(errors))
-
-    def _stop_pause(self, record: dict) -> None:
-        pause = record.get("pause")
-        if pause and state.alive(pause["pid"], pause["pidStart"]):
-            os.kill(pause["pid"], signal.SIGKILL)
 
     # ---- adoption after a restart ------------------------------------------
 
@@ -1845,10 +1837,6 @@ def _reads_as_zeros(fd: int, start: int, end: int, probe: int = 64 << 10) -> boo
     `probe` bytes are read, so a 1 GiB hole costs two small reads."""
     spans = [(start, min(end, start + probe)), (max(start, end - probe), end)]
     return all(not os.pread(fd, b - a, a).strip(b"\0") for a, b in spans if b > a)
-
-
-def _rmtree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=False) if path.exists() else None
 
 
 def _read_in_layers(layers: list[Path], rel: str) -> str:
