@@ -1647,15 +1647,7 @@ class Agent:
         records, errors = state.read_all(self.paths.pods)
         for e in errors:
             log(e)
-        with contextlib.suppress(hostport.HostPortError, OSError):
-            stale = hostport.gc(self.paths.hostports, {r["uid"] for r in records},
-                                owner=self.paths.identity.tag, legacy=self.paths.identity.legacy)
-            if stale:
-                log(f"removed hostPort rules of vanished pods {stale}")
-        with contextlib.suppress(OSError):
-            removed, problems = self.cgroups.gc({r["uid"] for r in records})
-            for p in problems:
-                log(f"cgroup gc: {p}")
+        # hostPort rules and cgroups of vanished pods: serve()'s gc.run, by their owners
         for record in records:
             name = record_key(record)
             self.records[name] = record

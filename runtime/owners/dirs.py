@@ -86,7 +86,14 @@ class PodDirs(Owner):
         rmtree(orphan.name)
 
 
-class ContainerDirs(Owner):
+class _Tree(Owner):
+    """A dir tree of one pod: removed by rm -rf (what is mounted in it first)."""
+
+    def remove_orphan(self, node: Node, orphan: Orphan) -> None:
+        rmtree(orphan.name)
+
+
+class ContainerDirs(_Tree):
     kinds = ("container-dir",)
 
     def scan(self, node: Node, listing: Listing) -> None:
@@ -97,11 +104,8 @@ class ContainerDirs(Owner):
                             f"container dirs of pod uid {uid}, which no live pod owns")
                 for uid in sorted(listing.container_dirs) if uid not in keep.uids]
 
-    def remove_orphan(self, node: Node, orphan: Orphan) -> None:
-        rmtree(orphan.name)
 
-
-class LogDirs(Owner):
+class LogDirs(_Tree):
     kinds = ("log-dir",)
 
     def scan(self, node: Node, listing: Listing) -> None:
@@ -110,9 +114,6 @@ class LogDirs(Owner):
     def orphans(self, paths: Paths, keep: Keep, listing: Listing) -> list[Orphan]:
         return [Orphan("log-dir", str(paths.pod_logs / pod), f"logs of pod {pod}, which is gone")
                 for pod in sorted(listing.log_dirs) if pod not in keep.names]
-
-    def remove_orphan(self, node: Node, orphan: Orphan) -> None:
-        rmtree(orphan.name)
 
 
 def _salvage_uid(path: Path) -> str | None:
