@@ -13,6 +13,7 @@ holds on the machine. It has three faces:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -206,9 +207,8 @@ def rmtree(path: str, ignore_errors: bool = False) -> None:
         for m in sorted((m for m in mount_points() if under(m, Path(path))),
                         key=lambda m: -m.count("/")):
             umount(m)
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        pass
     except OSError:
         if not ignore_errors:
             raise
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path, ignore_errors)

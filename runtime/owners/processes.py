@@ -84,7 +84,7 @@ class Cgroups(Owner):
             return
         try:
             listing.cgroups = [n[len(POD_PREFIX):] for n in node.cgroups.pod_names()]
-        except OSError as e:
+        except Exception as e:   # as the rest of gc goes on without them
             listing.errors.append(f"cgroup gc: {e}")
 
     def orphans(self, paths: Paths, keep: Keep, listing: Listing) -> list[Orphan]:
