@@ -1611,21 +1611,22 @@ class Agent:
         if record.get("podIP") and record.get("hostIfname"):
             known = antispoof.Filter(uid, record["hostIfname"],
                                      bridge.mac_for_ip(record["podIP"]), record["podIP"])
-        paths, own = self.paths, owners
+        paths = self.paths
         steps = [
-            ("remove hostPort rules", lambda: own.network.remove_hostports(paths, uid, ports)),
-            ("remove anti-spoofing filter", lambda: own.network.remove_filter(paths, uid, known)),
-            ("remove veth", lambda: own.network.remove_veth(self.ipr, record.get("hostIfname")
-                                                            or bridge.host_ifname(uid))),
+            ("remove hostPort rules", lambda: owners.network.remove_hostports(paths, uid, ports)),
+            ("remove anti-spoofing filter", lambda: owners.network.remove_filter(paths, uid,
+                                                                                  known)),
+            ("remove veth", lambda: owners.network.remove_veth(
+                self.ipr, record.get("hostIfname") or bridge.host_ifname(uid))),
             ("release IP", lambda: (self.ipam.release(uid), explain.step(
                 f"rm {self.paths.ipam}/{record.get('podIP')}", "return the pod's IP"))),
-            ("unpin namespaces", lambda: own.pins.remove(paths, name)),
-            ("stop the pause process", lambda: own.processes.stop_pause(record)),
-            ("remove cgroups", lambda: own.processes.remove_cgroup(self.cgroups, uid)),
-            ("unmount volumes", lambda: own.dirs.unmount_volumes(paths, uid)),
-            ("remove container dirs", lambda: own.dirs.remove_container_dir(paths, uid)),
-            ("remove logs", lambda: own.dirs.remove_log_dir(paths, name)),
-            ("remove state", lambda: own.dirs.remove_pod_dir(paths, name)),
+            ("unpin namespaces", lambda: owners.pins.remove(paths, name)),
+            ("stop the pause process", lambda: owners.processes.stop_pause(record)),
+            ("remove cgroups", lambda: owners.processes.remove_cgroup(self.cgroups, uid)),
+            ("unmount volumes", lambda: owners.dirs.unmount_volumes(paths, uid)),
+            ("remove container dirs", lambda: owners.dirs.remove_container_dir(paths, uid)),
+            ("remove logs", lambda: owners.dirs.remove_log_dir(paths, name)),
+            ("remove state", lambda: owners.dirs.remove_pod_dir(paths, name)),
         ]
         for what, step in steps:
             faults.point(f"teardown:{what}")
