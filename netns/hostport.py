@@ -335,16 +335,21 @@ def gc(state_dir: Path, live_uids, owner: str | None = None, legacy: bool = True
     legacy, untagged rules (made before owners): the rules of another
     minipod sharing the table are never touched. Claims live in state_dir,
     which is the owner's own."""
-    _owner_tag(owner)
     live = set(live_uids)
+    stale = [uid for uid in owned(state_dir, owner, legacy) if uid not in live]
+    for uid in stale:
+        remove(state_dir, uid, owner)
+    return stale
+
+
+def owned(state_dir: Path, owner: str | None = None, legacy: bool = True) -> list[str]:
+    """The pod uids that have rules (of `owner`, as in gc) or claims, sorted."""
+    _owner_tag(owner)
     found = {m.group("uid") for m in _listed()
              if owner is None or m.group("owner") == owner
              or (legacy and m.group("owner") is None)}
     found |= {uid for uid, _, _ in _read_claims(Path(state_dir))}
-    stale = sorted(found - live)
-    for uid in stale:
-        remove(state_dir, uid, owner)
-    return stale
+    return sorted(found)
 
 
 # -- helpers ------------------------------------------------------------------------

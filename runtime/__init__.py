@@ -4,6 +4,9 @@ the Kubernetes objects, and the API server.
     cli/              the verbs: main.py (dispatch), cmd_<verb>.py, cmdutil.py
     agent/            the node agent (one process for all pods, a selectors loop
                       that forks containers), backoff.py, eviction.py, gc.py
+    owners/           one owner per kind of thing a pod holds (processes, cgroups,
+                      pins, mounts, veth, filter, lease, hostPort rules, dirs):
+                      create_pod's undo, teardown and gc all call them
     api/              the Kubernetes objects, pure: manifest.py (Pod parse and
                       checks, with file:line:field), podstatus.py, qos.py,
                       configrefs.py

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 
-from minipod.netns import antispoof, bridge, hostport
+from minipod.netns import antispoof, bridge
 from minipod.runtime import logs, state
 from minipod.runtime.agent.loop import log, now_iso, update
 from minipod.runtime.agent.running import RunningContainer
@@ -30,15 +30,7 @@ class Adoption:
         records, errors = state.read_records(self.paths.pods)
         for e in errors:
             log(e)
-        with contextlib.suppress(hostport.HostPortError, OSError):
-            stale = self.node.hostport.gc(self.paths.hostports, {r.uid for r in records},
-                                owner=self.paths.identity.tag, legacy=self.paths.identity.legacy)
-            if stale:
-                log(f"removed hostPort rules of vanished pods {stale}")
-        with contextlib.suppress(OSError):
-            removed, problems = self.cgroups.gc({r.uid for r in records})
-            for p in problems:
-                log(f"cgroup gc: {p}")
+        # hostPort rules and cgroups of vanished pods: serve()'s gc.run, by their owners
         for record in records:
             name = record_key(record)
             self.records[name] = record
@@ -50,9 +42,9 @@ class Adoption:
                     self.teardown(record)
                 continue
             try:   # again: the table may be gone, or older than this agent
-                self.node.antispoof.add(record.uid, record.host_ifname,
-                              bridge.mac_for_ip(record.pod_ip), record.pod_ip,
-                              instance=self.paths.identity.tag)
+                self.node.owners.network.add_filter(self.paths, record.uid, record.host_ifname,
+                                                    bridge.mac_for_ip(record.pod_ip),
+                                                    record.pod_ip)
             except (antispoof.FilterError, KeyError, ValueError) as e:
                 log(f"pod {name}: cannot write its anti-spoofing filter again: {e}")
             ended = []

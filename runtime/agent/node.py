@@ -3,12 +3,13 @@
 The managers (pods.py, worker.py, images.py, prober.py, adopt.py) never
 call the node library or the kernel themselves; they call `agent.node`:
 
-    node.sandbox     .create / .destroy / .start_pause    (runtime/sandbox.py)
-    node.hostport    .claim / .release / .add_rules / .remove_rules / .remove / .gc
-    node.antispoof   .add / .remove                       (netns/antispoof.py)
-    node.volumes     .prepare / .release                  (runtime/volumes.py)
+    node.owners      .pins / .network / .processes / .dirs: create and remove
+                     each kind of thing a pod holds (runtime/owners/)
+    node.sandbox     .start_pause                         (runtime/sandbox.py)
+    node.hostport    .claim / .add_rules                  (netns/hostport.py)
+    node.volumes     .prepare                             (runtime/volumes.py)
     node.ipam, node.images, node.cgroups                  IPAM, ImageStore, cgroup driver
-    node.attach(netns, ifname, ip) / node.detach_pod(ifname)   the veth on the bridge
+    node.attach(netns, ifname, ip)                        the veth on the bridge
     node.ensure_nat(required) / node.host_ip() / node.remove_idle_network()
     node.start(spec) -> pid                               runtime/container.py start
     node.kill(pid, sig) / node.alive(pid, start) / node.start_time(pid) / node.pidfd_open(pid)
@@ -27,11 +28,11 @@ import sys
 
 from minipod import cgroups
 from minipod.linux import proc
-from minipod.netns import antispoof, bridge, hostport
+from minipod.netns import bridge, hostport
 from minipod.netns.ipam import IPAM
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
-from minipod.runtime import probes, sandbox, state, volumes
+from minipod.runtime import owners, probes, sandbox, volumes
 from minipod.runtime.agent import eviction
 from minipod.runtime.agent.loop import log
 from minipod.runtime.paths import Paths
@@ -40,7 +41,7 @@ from minipod.runtime.paths import Paths
 class Node:
     """This machine's kernel, as the agent uses it (see the module doc)."""
 
-    sandbox, hostport, antispoof, volumes = sandbox, hostport, antispoof, volumes
+    sandbox, hostport, volumes, owners = sandbox, hostport, volumes, owners
 
     def __init__(self, paths: Paths):
         self.paths = paths
@@ -77,9 +78,6 @@ class Node:
                 if attempt == 2 or "look up bridge" not in str(e):
                     raise
                 self._bridge_ready = self._nat_ready = False
-
-    def detach_pod(self, ifname: str) -> None:
-        bridge.detach_pod(self.ipr, ifname)
 
     def ensure_nat(self, required: bool) -> None:
         """The pod network's NAT table (masquerade out, hostPort hairpin),

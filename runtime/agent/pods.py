@@ -13,7 +13,6 @@ Every kernel call goes through self.node (node.py).
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import socket
 import traceback
@@ -79,7 +78,7 @@ class Pods:
         netns_path = self.paths.netns_path(key)
         with contextlib.ExitStack() as undo:
             pod_dir.mkdir(parents=True)
-            undo.callback(shutil.rmtree, pod_dir, True)
+            undo.callback(self.node.owners.dirs.remove_pod_dir, self.paths, key, True)
             faults.point("create:dir")
             # 0. hostPorts claimed first: a clash fails before any kernel work
             mappings = [hostport.Mapping(host_port=p.host_port, container_port=p.container_port,
@@ -94,7 +93,8 @@ class Pods:
                     raise RequestError("Conflict", f"hostPort {api} is the port of minipod's "
                                                    f"Kubernetes API server; choose another "
                                                    f"hostPort")
-                undo.callback(self.node.hostport.release, self.paths.hostports, uid)
+                undo.callback(self.node.owners.network.remove_hostports, self.paths, uid,
+                              rules=False)
                 try:
                     self.node.hostport.claim(self.paths.hostports, uid, namespaces.display(
                         pod.namespace, pod.name), mappings)
@@ -109,8 +109,8 @@ class Pods:
             timings.mark("agent: state saved (Pending)")
             faults.point("create:state")
             # 1. namespaces: net, ipc, uts, pinned by bind mounts
-            undo.callback(self.node.sandbox.destroy, pod_dir, netns_path)
-            self.node.sandbox.create(pod_dir, netns_path, pod.name)
+            undo.callback(self.node.owners.pins.remove, self.paths, key)
+            self.node.owners.pins.create(self.paths, key, pod.name)
             timings.mark("sandbox: net, ipc, uts namespaces made and pinned")
             faults.point("create:namespaces")
             # 2. an IP from the pod network
@@ -123,12 +123,12 @@ class Pods:
                          f"a lock, so two pods never get the same one")
             # 3. the bridge, and a veth pair into the pod
             ifname = bridge.host_ifname(uid)
-            undo.callback(self.node.detach_pod, ifname)
+            undo.callback(self.node.owners.network.remove_veth, self.node.ipr, ifname)
             link = self.node.attach(str(netns_path), ifname, str(ip))
             timings.mark("veth: pair made, pod side addressed, host side on the bridge")
-            tag = self.paths.identity.tag
-            undo.callback(self.node.antispoof.remove, uid, instance=tag)
-            self.node.antispoof.add(uid, link.host_ifname, link.mac, str(ip), instance=tag)  # before any process
+            undo.callback(self.node.owners.network.remove_filter, self.paths, uid)
+            self.node.owners.network.add_filter(self.paths, uid, link.host_ifname, link.mac,
+                                                str(ip))  # before any process
             timings.mark("anti-spoofing filter (nft)")
             try:
                 self.node.ensure_nat(required=bool(mappings))
@@ -139,7 +139,7 @@ class Pods:
             timings.mark("NAT, host IP")
             faults.point("create:veth")
             if mappings:
-                undo.callback(self.node.hostport.remove_rules, uid)
+                undo.callback(self.node.owners.network.remove_hostport_rules, self.paths, uid)
                 try:
                     self.node.hostport.add_rules(uid, str(ip), mappings, host_ifname=ifname,
                                        owner=self.paths.identity.tag)
@@ -155,10 +155,10 @@ class Pods:
             # and the ServiceAccount token, ca.crt, namespace (runtime/serviceaccount.py)
             record.service_account_dir = serviceaccount.prepare(self.paths, pod_dir, record)
             timings.mark("/etc files of the pod")
-            undo.callback(shutil.rmtree, self.paths.containers / uid, True)
-            undo.callback(shutil.rmtree, self.paths.pod_logs / key, True)
+            undo.callback(self.node.owners.dirs.remove_container_dir, self.paths, uid, True)
+            undo.callback(self.node.owners.dirs.remove_log_dir, self.paths, key, True)
             # 5. a cgroup for the pod (limits: the sum of its containers')
-            undo.callback(self.cgroups.remove, self.cgroups.pod_cgroup(uid))
+            undo.callback(self.node.owners.processes.remove_cgroup, self.cgroups, uid)
             running = pod.containers + [c for c in pod.init_containers
                                         if c.restart_policy == "Always"]
             record.cgroup = self.cgroups.create_pod(
@@ -169,14 +169,14 @@ class Pods:
             faults.point("create:cgroup")
             # shareProcessNamespace: one PID namespace, held by a pause process
             if pod.share_process_namespace:
-                undo.callback(self._stop_pause, record)
+                undo.callback(self.node.owners.processes.stop_pause, record)
                 pause = self.node.sandbox.start_pause(pod.name, self.paths.pod_dir(key) / "pause-root")
                 record.pause = ProcessRef(pause, self.node.start_time(pause))
                 self.store.save(key)  # a crash from here on must know to kill it
                 self.cgroups.adopt_pause(record.cgroup, pause)  # it carries our identity
             # 6. volumes: emptyDirs made (tmpfs for medium Memory), hostPaths checked
             vol_base = self.paths.containers / uid / "volumes"
-            undo.callback(self.node.volumes.release, vol_base)
+            undo.callback(self.node.owners.dirs.unmount_volumes, self.paths, uid)
             try:
                 record.volumes = self.node.volumes.prepare(pod.volumes, vol_base)
             except volumes.VolumeError as e:
@@ -303,25 +303,22 @@ class Pods:
         if record.pod_ip and record.host_ifname:
             known = antispoof.Filter(uid, record.host_ifname,
                                      bridge.mac_for_ip(record.pod_ip), record.pod_ip)
+        owners, paths = self.node.owners, self.paths   # runtime/owners/: one per kind
         steps = [
-            ("remove hostPort rules", lambda: self.node.hostport.remove(self.paths.hostports, uid,
-                                                              self.paths.identity.tag)
-             if ports else self.node.hostport.release(self.paths.hostports, uid)),
-            ("remove anti-spoofing filter", lambda: self.node.antispoof.remove(
-                uid, instance=self.paths.identity.tag, known=known)),
-            ("remove veth", lambda: self.node.detach_pod(record.host_ifname
-                                                        or bridge.host_ifname(uid))),
+            ("remove hostPort rules", lambda: owners.network.remove_hostports(paths, uid, ports)),
+            ("remove anti-spoofing filter", lambda: owners.network.remove_filter(paths, uid,
+                                                                                  known)),
+            ("remove veth", lambda: owners.network.remove_veth(
+                self.node.ipr, record.host_ifname or bridge.host_ifname(uid))),
             ("release IP", lambda: (self.ipam.release(uid), explain.step(
                 f"rm {self.paths.ipam}/{record.pod_ip}", "return the pod's IP"))),
-            ("unpin namespaces", lambda: self.node.sandbox.destroy(pod_dir, self.paths.netns_path(name))),
-            ("stop the pause process", lambda: self._stop_pause(record)),
-            # by the uid, not the record: a record saved before the cgroup
-            # was made (an agent killed in between) must not leak it
-            ("remove cgroups", lambda: self.cgroups.remove(self.cgroups.pod_cgroup(uid))),
-            ("unmount volumes", lambda: self.node.volumes.release(self.paths.containers / uid / "volumes")),
-            ("remove container dirs", lambda: _rmtree(self.paths.containers / uid)),
-            ("remove logs", lambda: _rmtree(self.paths.pod_logs / name)),
-            ("remove state", lambda: _rmtree(pod_dir)),
+            ("unpin namespaces", lambda: owners.pins.remove(paths, name)),
+            ("stop the pause process", lambda: owners.processes.stop_pause(record)),
+            ("remove cgroups", lambda: owners.processes.remove_cgroup(self.cgroups, uid)),
+            ("unmount volumes", lambda: owners.dirs.unmount_volumes(paths, uid)),
+            ("remove container dirs", lambda: owners.dirs.remove_container_dir(paths, uid)),
+            ("remove logs", lambda: owners.dirs.remove_log_dir(paths, name)),
+            ("remove state", lambda: owners.dirs.remove_pod_dir(paths, name)),
         ]
         for what, step in steps:
             faults.point(f"teardown:{what}")
@@ -335,11 +332,6 @@ class Pods:
         log(f"pod {name} deleted" + (f" with errors: {errors}" if errors else ""))
         if errors:
             raise RuntimeError("; ".join(errors))
-
-    def _stop_pause(self, record: PodRecord) -> None:
-        pause = record.pause
-        if pause and self.node.alive(pause.pid, pause.pid_start):
-            self.node.kill(pause.pid, signal.SIGKILL)
 
     def _delete_namespace_pods(self, ns: str) -> None:
         for key, record in list(self.records.items()):
@@ -371,6 +363,3 @@ class Pods:
                 self._delete_namespace_pods(record["name"])
                 self._finish_namespace(record["name"])
 
-
-def _rmtree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=False) if path.exists() else None

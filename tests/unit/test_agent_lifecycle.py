@@ -25,6 +25,7 @@ from minipod.runtime.agent.agent import Agent
 from minipod.runtime.agent.backoff import Backoff
 from minipod.runtime.agent.loop import Loop, find
 from minipod.runtime.api import manifest
+from minipod.runtime.owners import dirs as owner_dirs
 from minipod.runtime.paths import Paths
 
 
@@ -36,17 +37,21 @@ class Clock:
 
 
 class Recorder:
-    """A node library module (sandbox, hostport, ...): each call is recorded
-    as ("module.function", args) and answers node.answers.get(that name)."""
+    """A node library module (sandbox, hostport, an owner ...): each call is
+    recorded as ("module.function", args) and answers node.answers.get(that
+    name), or, given `real`, is also made on the real module (the pod's
+    directories: plain files under the test's tmp dir)."""
 
-    def __init__(self, node: "FakeNode", module: str):
-        self._node, self._module = node, module
+    def __init__(self, node: "FakeNode", module: str, real=None):
+        self._node, self._module, self._real = node, module, real
 
     def __getattr__(self, fn):
         name = f"{self._module}.{fn}"
 
         def call(*args, **kwargs):
             self._node.calls.append((name, args))
+            if self._real is not None:
+                return getattr(self._real, fn)(*args, **kwargs)
             return self._node.answers.get(name)
         return call
 
@@ -105,7 +110,11 @@ class FakeNode:
         self.images = FakeImages(tmp)
         self.cgroups = FakeCgroups(self)
         self.sandbox, self.hostport = Recorder(self, "sandbox"), Recorder(self, "hostport")
-        self.antispoof, self.volumes = Recorder(self, "antispoof"), Recorder(self, "volumes")
+        self.volumes = Recorder(self, "volumes")
+        self.owners = types.SimpleNamespace(   # runtime/owners/, one per kind
+            pins=Recorder(self, "pins"), network=Recorder(self, "network"),
+            processes=Recorder(self, "processes"), dirs=Recorder(self, "dirs", real=owner_dirs))
+        self.ipr = None
         self.running: dict[int, str] = {}       # pid -> "pod/container"
         self.exits: list[tuple[int, int]] = []  # exits of our children, not yet reaped
         self.pidfds: dict[int, int] = {}        # adopted pid -> write end of its "pidfd"
@@ -115,9 +124,6 @@ class FakeNode:
     def attach(self, netns_path, ifname, ip):
         self.calls.append(("attach", (ifname, ip)))
         return types.SimpleNamespace(host_ifname=ifname, mac="02:00:00:00:00:01")
-
-    def detach_pod(self, ifname):
-        self.calls.append(("detach_pod", (ifname,)))
 
     def ensure_nat(self, required):
         pass
@@ -251,8 +257,8 @@ def test_create_makes_the_sandbox_then_starts_every_container(world):
     agent = make_agent()
     record = agent.create_pod(pod("web", containers=("app", "helper")))
     names = [name for name, _ in node.calls]
-    assert names.index("sandbox.create") < names.index("attach") \
-        < names.index("antispoof.add") < names.index("cgroups.create_pod") \
+    assert names.index("pins.create") < names.index("attach") \
+        < names.index("network.add_filter") < names.index("cgroups.create_pod") \
         < names.index("start")
     assert node.started() == ["web/app", "web/helper"]
     assert record.sandbox_ready and record.pod_ip.startswith("10.99.")
@@ -341,8 +347,8 @@ def test_delete_sends_sigterm_then_sigkill_after_the_grace_period(world):
     settle(agent)
     assert "web" not in agent.records and not paths.pod_dir("web").exists()
     names = [name for name, _ in node.calls]
-    for step in ("antispoof.remove", "detach_pod", "sandbox.destroy", "cgroups.remove",
-                 "volumes.release"):
+    for step in ("network.remove_filter", "network.remove_veth", "pins.remove",
+                 "processes.remove_cgroup", "dirs.unmount_volumes"):
         assert step in names[names.index("kill"):], f"teardown did not {step}"
     assert not list(paths.ipam.glob("10.*"))     # the IP lease went back
 
@@ -426,5 +432,6 @@ def test_a_new_agent_removes_a_half_created_pod(world):
     second = make_agent()
     assert "half" not in second.records and not paths.pod_dir("half").exists()
     undone = [name for name, _ in node.calls[calls:]]
-    for step in ("antispoof.remove", "detach_pod", "sandbox.destroy", "cgroups.remove"):
+    for step in ("network.remove_filter", "network.remove_veth", "pins.remove",
+                 "processes.remove_cgroup"):
         assert step in undone, f"the half-created pod's {step} was not undone"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from minipod.netns.antispoof import Filter, FilterError, owner_tag, parse
-from minipod.runtime.agent.gc import Listing, PodDir, find_orphans
+from minipod.runtime.agent.gc import find_orphans
+from minipod.runtime.owners import Listing, PodDir
 from minipod.runtime.paths import Paths
 
 UID = "0f8fad5b-d9cb-469f-a165-70867728950e"

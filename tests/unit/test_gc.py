@@ -8,8 +8,10 @@ from __future__ import annotations
 from minipod.netns.bridge import host_ifname
 import pytest
 
-from minipod.runtime.agent.gc import (KINDS, Listing, Orphan, PodDir, Proc, _pod_cgroup, find_orphans,
-                                netns_pod)
+from minipod.runtime.agent.gc import find_orphans
+from minipod.runtime.owners import KINDS, Listing, Orphan, PodDir, Proc
+from minipod.runtime.owners.pins import netns_pod
+from minipod.runtime.owners.processes import pod_cgroup as _pod_cgroup
 from minipod.runtime.paths import Identity, Paths, read_identity
 
 ROOT = "/tmp/minipod-unit-gc"
