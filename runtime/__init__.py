@@ -1,19 +1,24 @@
 """minipod.runtime: the pods themselves — the CLI's verbs, the node agent,
 the Kubernetes objects, and the API server.
 
-    cli/              the verbs: main.py (dispatch), cmd_<verb>.py, cmdutil.py
+    cli/              the verbs: main.py (dispatch), cmd_<verb>.py, cmdutil.py,
+                      resources.py (the resource words kubectl takes)
     agent/            the node agent (one process for all pods, a selectors loop
-                      that forks containers), backoff.py, eviction.py, gc.py
+                      that forks containers): a manager per file, the kernel
+                      behind node.py, backoff.py, eviction.py, gc.py
     owners/           one owner per kind of thing a pod holds (processes, cgroups,
                       pins, mounts, veth, filter, lease, hostPort rules, dirs):
                       create_pod's undo, teardown and gc all call them
     api/              the Kubernetes objects, pure: manifest.py (Pod parse and
-                      checks, with file:line:field), podstatus.py, qos.py,
-                      configrefs.py
+                      checks, with file:line:field, split in its sections),
+                      record.py (the typed pod record), podstatus.py, qos.py,
+                      configrefs.py, configobject.py, podchange.py
     apiserver/        `minipod serve`, the Kubernetes REST API: a second front
                       end over the agent, beside cli/
     the node library  (flat here, kernel-facing) client.py (the agent's socket),
                       container.py and enter.py (fork, namespaces, exec),
+                      logreader.py (logs -f), inspection.py and podusage.py (what
+                      inspect and top read from /proc and the cgroups),
                       sandbox.py (the pinned pod namespaces), volumes.py,
                       probes.py, checks.py, logs.py (CRI log files), security.py
                       and seccomp_profile.py, timings.py (--timings), namespaces.py,
