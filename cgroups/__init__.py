@@ -10,8 +10,9 @@
     driver.stats(cg), driver.oom_killed(cg)
     driver.remove(pod_cg)                      # once every process has exited
 
-This package imports nothing from the rest of minipod (plain values in,
-plain values out), and the drivers only read and write files.
+This package imports nothing from the rest of minipod but the floor,
+minipod.linux (the BPF device program of v2, the /proc readers): plain
+values in, plain values out, and the drivers only read and write files.
 
 Rules that bite: a cgroup can be removed only when no process is left in
 it (CgroupBusy); on a hybrid host the v2 hierarchy may have no controller

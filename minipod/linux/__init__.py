@@ -25,4 +25,15 @@ their dependencies.
 
 Importing this package costs nothing: cffi is loaded by the modules that
 call C (clib and those built on it), so `minipod get` never pays for it.
+
+Rules that bite: a syscall number is per architecture, and on one without
+a table the call fails with ENOSYS naming the call and the machine, never
+a guessed number; setns(CLONE_NEWNS) and unshare(CLONE_NEWUSER) refuse a
+multi-threaded process, so fork.py's child does its setns before anything
+starts a thread; a child that may reach a container is made non-dumpable
+before it joins the container's PID namespace (its /proc/PID/exe is the
+host's interpreter).
+
+Check by hand: `strace -f -e trace=setns,unshare,mount,pivot_root minipod
+run examples/kubia.yaml` shows each call this floor makes.
 """

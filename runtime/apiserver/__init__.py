@@ -31,7 +31,7 @@ create and delete them, so the kubelet logic stays in one place.
     launch.py       start on demand (pidfile + lock), stop
     pki.py          CA, server and client certificates (cryptography)
     metrics.py      metrics.k8s.io PodMetrics from the pods' cgroups
-    podlogs.py      …/log, reusing cmd_logs' reader
+    podlogs.py      …/log, with the CLI's reader (runtime/logreader.py)
     podexec.py      …/exec and …/attach over WebSocket (v5/v4.channel.k8s.io)
     channels.py     the remotecommand channel protocol of exec and attach
     websocket.py    WebSocket (RFC 6455), server side
@@ -40,4 +40,14 @@ create and delete them, so the kubelet logic stays in one place.
     spdy.py         SPDY/3.1 sessions and streams (re-exports the two below)
     spdyframes.py   SPDY/3.1 frames and the Framer
     spdyheaders.py  SPDY/3 zlib header blocks
+
+Rules that bite: the server never writes pod state (the agent is its only
+writer: the server asks it over runtime/client.py); a resourceVersion is
+the store's change counter, so a watch resumes only within the change
+log's window (410 Gone beyond it, as kube-apiserver); a listener on the
+pod bridge's gateway answers only requests with a pod's token, never the
+admin certificate's rights; threads live here, never in the agent (it forks).
+
+Check by hand: `minipod serve status`, `kubectl get --raw /api/v1/namespaces/default/pods`,
+`kubectl get pods -v=8` (each request and answer), `ss -ltnp | grep 6443`.
 """
