@@ -44,7 +44,7 @@ create and delete them, so the kubelet logic stays in one place.
 Rules that bite: the server never writes pod state (the agent is its only
 writer: the server asks it over runtime/client.py); a resourceVersion is
 the store's change counter, so a watch resumes only within the change
-log's window (410 Gone beyond it, as kube-apiserver); a listener on the
+log's window (410 Expired beyond it: clients relist); a listener on the
 pod bridge's gateway answers only requests with a pod's token, never the
 admin certificate's rights; threads live here, never in the agent (it forks).
 
