@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ def spawn_detached(verb: str, log: Path) -> subprocess.Popen:
     /dev/null), its output appended to `log`: how the agent and the API
     server are started on demand."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    import subprocess   # here: every `get` imports this module, few start an agent
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "minipod", verb],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out,
