@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from minipod.rootfs import reference as _reference
+from minipod.rootfs.blobs import BlobError
 from minipod.rootfs.store import (
     DOCKER_MANIFEST, INDEX_TYPES, OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD,
-    OCI_MANIFEST, BlobError, Image, ImageStore, host_platform, select_manifest,
+    OCI_MANIFEST, Image, ImageStore, host_platform, select_manifest,
 )
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
