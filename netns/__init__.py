@@ -6,6 +6,8 @@
     antispoof    a pod's veth sends only as the pod: its MAC, its IP, ARP for
                  itself, no IPv6 (nftables `bridge minipod`)
     portforward  `minipod port-forward`: a socket made in the pod's netns
+    relay        port-forward's relay: two sockets joined by splice(2)
+    workers      port-forward's reused threads inside the pod's netns
 
 Rules that bite: a veth name is at most 15 bytes (so it is a hash of the
 pod uid, and the ifalias carries the instance identity); a pinned netns
