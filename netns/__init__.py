@@ -1,6 +1,7 @@
 """minipod.netns: the pod network.
 
     bridge       the bridge and each pod's veth pair (netlink, pyroute2)
+    podnetlink   a netlink socket made inside a pod's netns (setns and straight back)
     ipam         one IPv4 address per pod from the pod subnet (a file per lease)
     hostport     hostPort DNAT and the pods' masquerade (nftables `ip minipod`)
     antispoof    a pod's veth sends only as the pod: its MAC, its IP, ARP for
