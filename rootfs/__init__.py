@@ -15,7 +15,7 @@
     unpack       a layer into a directory, every path resolved inside it
                  (whiteouts become overlayfs whiteouts)
     unpackchild  the same unpack in a child process, fed as the blob downloads
-    beneath      paths opened beneath a root by fd (openat2 RESOLVE_BENEATH, the
+    fdpath       paths opened beneath a root by fd (openat2 RESOLVE_BENEATH, the
                  O_NOFOLLOW walk, the container's own view of the image's symlinks)
     mounts       a container's root: overlayfs of the layers and an upper dir,
                  binds made from checked file descriptors, /dev, /proc, pivot_root

@@ -25,7 +25,7 @@ fds), checked through /proc/self/fd (runc's WithProcfd), and mounted onto
 through that fd; a bind source is opened once (a subPath with openat2
 RESOLVE_BENEATH below its volume) and mounted from that fd with open_tree +
 move_mount, so the object checked is the object mounted. The fd walks are
-minipod.rootfs.beneath.
+minipod.rootfs.fdpath.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from minipod.linux import mount
 from minipod.linux.mount import (AT_EMPTY_PATH, AT_RECURSIVE, MNT_DETACH, MS_BIND, MS_NODEV,
                                  MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC,
                                  MS_REMOUNT)
-from minipod.rootfs.beneath import check_inside, open_in_root, open_source
+from minipod.rootfs.fdpath import check_inside, open_in_root, open_source
 
 
 @dataclass
