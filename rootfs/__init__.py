@@ -8,6 +8,7 @@
     pull         a pull: manifest, config, layers, verified by digest
     credentials  `minipod login` (auths in the Docker config format)
     archive      OCI layouts and `docker save` tarballs (`image load`)
+    archivefiles an archive read as named files: a directory, or a tar read once
     blobs        the store's blobs and unpacked layers: LIB/images/{blobs,layers}
     store        the image store: names (refs.json), images, garbage collection
     layerstream  a layer blob decompressed (gzip, zstd) and hashed (its diff_id)
