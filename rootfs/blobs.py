@@ -46,7 +46,6 @@ def short(digest: str) -> str:
     return digest[:19] + "…" if len(digest) > 19 else digest
 
 
-
 def digest_hex(digest: str) -> str:
     """The hex part of a sha256 digest, after checking it (it becomes a file name)."""
     _reference.validate_digest(digest)
@@ -54,7 +53,6 @@ def digest_hex(digest: str) -> str:
     if algorithm != "sha256":
         raise BlobError(f"{digest}: only sha256 digests are supported")
     return hexpart
-
 
 
 class BlobStore:

@@ -57,7 +57,6 @@ class Credentials:
         return f"Credentials(username={self.username!r}, source={self.source!r})"
 
 
-
 def own_file(lib_dir: Path) -> Path:
     """minipod's own credentials file: LIB/auth.json (LIB is /var/lib/minipod)."""
     return Path(lib_dir) / OWN_FILE_NAME

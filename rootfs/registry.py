@@ -40,7 +40,9 @@ What this module takes care of:
 - Docker Hub's name docker.io is served by registry-1.docker.io.
 
 Errors are subclasses of RegistryError whose message a user can act on;
-no message ever holds a password or a token.
+no message ever holds a password or a token. The HTTP layer below (the
+connections, TLS, certs.d, those errors) is minipod.rootfs.transport; a
+blob download that resumes is minipod.rootfs.blobreader.
 """
 
 from __future__ import annotations

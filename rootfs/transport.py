@@ -301,7 +301,6 @@ class Connections:
         return f"TLS handshake with {hostport} failed: {why}; {hint}"
 
 
-
 def url_hostport(url: urllib.parse.SplitResult) -> str:
     """The HOST[:PORT] of a split URL, without user info."""
     return url.netloc.rsplit("@", 1)[-1]
