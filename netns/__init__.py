@@ -1,11 +1,14 @@
 """minipod.netns: the pod network.
 
     bridge       the bridge and each pod's veth pair (netlink, pyroute2)
+    podnetlink   a netlink socket made inside a pod's netns (setns and straight back)
     ipam         one IPv4 address per pod from the pod subnet (a file per lease)
     hostport     hostPort DNAT and the pods' masquerade (nftables `ip minipod`)
     antispoof    a pod's veth sends only as the pod: its MAC, its IP, ARP for
                  itself, no IPv6 (nftables `bridge minipod`)
     portforward  `minipod port-forward`: a socket made in the pod's netns
+    relay        port-forward's relay: two sockets joined by splice(2)
+    workers      port-forward's reused threads inside the pod's netns
 
 Rules that bite: a veth name is at most 15 bytes (so it is a hash of the
 pod uid, and the ifalias carries the instance identity); a pinned netns

@@ -26,15 +26,10 @@ IP 10.89.0.2:
 
 All of it is netlink (rtnetlink, man 7 rtnetlink) through pyroute2: one
 request per line above, no `ip` process per step. The host-side requests
-go through the IPRoute the caller keeps open. The pod-side ones need a
-netlink socket that lives in the pod's namespace: a socket belongs to the
-namespace its creator was in at socket(2) time and keeps it, so we setns(2)
-into the pod, create the socket, and setns straight back (pyroute2's own
-netns code does the same in a forked child, which costs milliseconds more).
-The caller's thread is outside its own namespace for two C calls, socket()
-and if_nametoindex(); setns moves one thread only, so a threaded caller
-may run this in a worker thread. pyroute2's synchronous IPRoute cannot run
-inside a running asyncio event loop: call these functions outside one.
+go through the IPRoute the caller keeps open; the pod-side ones through a
+netlink socket made inside the pod's namespace (minipod.netns.podnetlink).
+pyroute2's synchronous IPRoute cannot run inside a running asyncio event
+loop: call these functions outside one.
 
 MAC addresses are not left to chance:
   * The bridge gets 0a:58 + its gateway IP. A bridge without an address
@@ -56,6 +51,7 @@ net.bridge.bridge-nf-call-iptables=1, bridged IPv4 frames go through
 iptables' FORWARD chain, and a DROP policy there (Docker sets one) drops
 pod<->pod traffic.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,27 +63,22 @@ import re
 import socket
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from minipod.linux import explain, namespaces
+from minipod.linux import explain
+from minipod.netns.podnetlink import POD_IFNAME, NetworkError, ipr_in, open_netns
 
+# NetworkError is defined beside the pod-side netlink code; it is the error of every call here.
 __all__ = [
     "NetworkConfig", "NetworkError", "PodLink", "attach_pod", "delete_bridge",
     "detach_pod", "ensure_bridge", "host_ifname", "mac_for_ip", "pod_links",
 ]
 
-POD_IFNAME = "eth0"
 IFNAMSIZ = 16                    # including the trailing NUL
 LOOPBACK_INDEX = 1               # lo is the first device of every netns
 _HOST_IFNAME = re.compile(r"mp[0-9a-f]{10}\Z")
 # IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_ADDR_GEN_MODE = IN6_ADDR_GEN_MODE_NONE
 _NO_IPV6_LL = {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]}
-
-
-class NetworkError(OSError):
-    """A netlink or namespace step failed: str() names the step, the object
-    and the kernel's reason, e.errno holds the errno."""
 
 
 @dataclass
@@ -189,7 +180,7 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
     except OSError as e:
         raise NetworkError(e.errno, f"look up bridge {cfg.bridge}: {e.strerror} "
                            "(ensure_bridge creates it)") from None
-    with _open_netns(netns_path) as ns_fd, contextlib.ExitStack() as undo:
+    with open_netns(netns_path) as ns_fd, contextlib.ExitStack() as undo:
         # 1. ip link add HOST type veth peer name eth0 address MAC netns PATH
         step = (f"step 1/3: create veth {host_ifname} with peer {POD_IFNAME} "
                 f"in {netns_path}")
@@ -218,7 +209,7 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
             raise _error(e, f"step 1/3: join {host_ifname} to bridge {cfg.bridge}") from None
 
         # 2. inside the pod's netns
-        with _ipr_in(ns_fd, netns_path) as (pod, eth0):
+        with ipr_in(ns_fd, netns_path) as (pod, eth0):
             where = f"{POD_IFNAME} in {netns_path}"
             try:
                 step = f"step 2/3: add address {ip}/{prefixlen} to {where}"
@@ -297,82 +288,6 @@ def delete_bridge(ipr, cfg: NetworkConfig) -> None:
 
 
 # -- helpers ------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _ipr_in(ns_fd: int, netns_path: str):
-    """(IPRoute, index of eth0) for the netns that ns_fd refers to.
-
-    setns(2) moves only the calling thread; we hold our own namespace open
-    and go back to it right after two C calls made inside the pod's: the
-    netlink socket(2), which stays in the pod's namespace for its whole
-    life, and if_nametoindex("eth0") (an ioctl, far cheaper than a netlink
-    query). Failing to go back would leave the agent in a pod's namespace,
-    where every later host-side call would be wrong: that error says so,
-    and the agent must exit."""
-    opening = f"step 2/3: open a netlink socket in {netns_path}"
-    finding = f"step 2/3: find {POD_IFNAME} in {netns_path}"
-    own_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    sock = failure = None
-    try:
-        try:
-            namespaces.setns(ns_fd, namespaces.CLONE_NEWNET, netns_path)
-        except OSError as e:
-            raise NetworkError(e.errno, f"step 2/3: enter network namespace "
-                               f"{netns_path}: {os.strerror(e.errno)}") from None
-        # -- inside the pod's netns: nothing but these two calls --
-        step = opening
-        try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-                                 socket.NETLINK_ROUTE)
-            step = finding
-            index = socket.if_nametoindex(POD_IFNAME)
-        except OSError as e:
-            failure = (step, e)
-        # -- back home --
-        try:
-            namespaces.setns(own_fd, namespaces.CLONE_NEWNET, "/proc/thread-self/ns/net")
-        except OSError as e:
-            raise NetworkError(e.errno, "cannot return to the agent's own network "
-                               f"namespace after entering {netns_path}: "
-                               f"{os.strerror(e.errno)}; the agent must exit") from None
-    except BaseException:
-        if sock is not None:
-            sock.close()
-        raise
-    finally:
-        os.close(own_fd)
-    if failure is not None:
-        if sock is not None:
-            sock.close()
-        step, e = failure
-        code = e.errno or errno.ENODEV   # if_nametoindex's OSError has no errno
-        raise NetworkError(code, f"{step}: {os.strerror(code)}")
-    try:
-        # groups=0: no multicast subscriptions, this socket only asks.
-        pod = IPRoute(fileno=sock.detach(), groups=0)
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        yield pod, index
-    finally:
-        pod.close()
-
-
-@contextlib.contextmanager
-def _open_netns(path: str):
-    """An fd for the network namespace pinned at path (a bind-mounted nsfs)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise NetworkError(e.errno, f"open pod network namespace {path}: "
-                           f"{e.strerror}") from None
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
 def _undo_veth(ipr, name: str):
     """An ExitStack exit callback deleting the veth name on failure.
 

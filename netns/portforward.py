@@ -28,50 +28,10 @@ host's addresses, never leaves the host's namespace. The alternative, a
 forked helper that enters the pod and hands connected sockets back over a
 unix socket (SCM_RIGHTS), works too but adds a process to manage and a
 round trip per connection for nothing here: a thread that only ever works
-for this pod cannot leak the pod's namespace into anything else.
-
-Worker threads are reused (a small pool, idle ones end after a minute):
-starting a Python thread costs 100-250 us on a small VM, more than the
-rest of a connection's setup.
-
-The relay: splice(2), zero-copy
--------------------------------
-Each direction of a connection moves data with
-
-    splice(from_socket -> pipe)      # moves page references, no copy
-    splice(pipe -> to_socket)        # until the pipe is empty again
-
-over a pipe enlarged to 1 MiB (F_SETPIPE_SZ, within fs.pipe-max-size), so
-the data never enters Python: two syscalls per chunk of up to 1 MiB (about
-700 KiB on average in a bulk transfer here). One thread per connection
-runs both directions: the sockets are non-blocking, and the thread poll(2)s
-for what each direction waits for (its source readable, or, while its pipe
-holds bytes, its destination writable) and moves only the directions poll
-named, at most one chunk each per turn, so neither starves the other and
-an idle direction costs nothing. When a side sends FIN,
-splice returns 0 and the relay passes the half-close on with
-shutdown(SHUT_WR): a client that sends a request, closes its write side
-and then reads the answer works as it does directly. When a side resets
-or vanishes, both sockets are shut down and the relay ends.
-
-What it costs (bench/portforward.py, 2 cores, kernel 6.18): the relay
-spends ~360 CPU-ms per GiB relayed, ~50 of them in Python and the rest in
-the kernel, nearly all of it the TCP of the second connection (perf shows
-no copy of the data: tcp_sendmsg, tcp_v4_rcv and the loopback softirq,
-which on loopback runs in the sender's context). All parties together
-(client, relay, server) spend ~1.4x the CPU per byte of a direct
-connection to the pod's IP; when every core is busy, throughput follows
-CPU, so one stream through port-forward moves ~0.7x what a direct
-connection does. Only a path with no second TCP connection (DNAT, as
-hostPort does) goes faster, and DNAT cannot reach the pod's 127.0.0.1.
-
-Why a thread per connection and not one epoll loop for all: splice
-releases the GIL, so connections are relayed in parallel on every core;
-one loop would put every connection's kernel work on one core. Why one
-thread per connection and not one per direction: every thread wake-up is
-a hand-off that costs 50-100 us on a small VM, and a second thread per
-connection put one more on the path of each new connection (measured with
-bench/portforward.py; throughput was the same).
+for this pod cannot leak the pod's namespace into anything else. The
+workers are reused (minipod.netns.workers), and each connection's bytes
+move by splice(2), never through Python (minipod.netns.relay: how, what it
+costs, and why a thread per connection).
 
 Watching the pod
 ----------------
@@ -81,13 +41,11 @@ caller whether the pod is still there (the caller reads the pod's state).
 When the pod is gone it stops with PodGone; the open fd alone would keep a
 deleted pod's namespace alive, serving nothing.
 """
+
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
-import queue
-import select
 import selectors
 import socket
 import sys
@@ -97,17 +55,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 from minipod.linux import namespaces
+from minipod.netns.relay import Relay
+from minipod.netns.workers import Workers
 
 __all__ = ["Address", "ForwardError", "ListenError", "PodGone", "PortForwarder",
            "format_hostport"]
 
-PIPE_SIZE = 1 << 20          # bytes per splice; the default pipe holds 64 KiB
 POLL = 0.25                  # seconds between looks at the pod
 RANDOM_PORT_TRIES = 10       # `:REMOTE` on several addresses: same random port on each
-WORKER_IDLE = 60.0           # seconds an idle worker thread waits for work before it ends
-_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _UNAVAILABLE = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)   # e.g. a kernel without IPv6
-_WAKE_ALWAYS = select.POLLHUP | select.POLLERR | select.POLLNVAL   # every way on the fd looks
 
 
 class ForwardError(Exception):
@@ -160,7 +116,7 @@ class PortForwarder:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.listeners: list[tuple[socket.socket, int, int]] = []  # (sock, local, remote)
-        self._relays: set[_Relay] = set()
+        self._relays: set[Relay] = set()
         self._lock = threading.Lock()
         self._print_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -176,7 +132,7 @@ class PortForwarder:
                                f"({errno.errorcode.get(e.errno, e.errno)})") from None
         st = os.fstat(self._ns_fd)
         self._ns_id = (st.st_dev, st.st_ino)
-        self._workers = _Workers()
+        self._workers = Workers()
 
     # -- listening -------------------------------------------------------------
 
@@ -304,12 +260,12 @@ class PortForwarder:
                        f"{remote} in pod {self.pod} ({'; '.join(t for _, t in failures)}); "
                        "connection closed, still forwarding")
             return
-        relay = _Relay(client, upstream, self._forget)
+        relay = Relay(client, upstream, self._forget)
         with self._lock:
             self._relays.add(relay)
         relay.run()
 
-    def _forget(self, relay: _Relay) -> None:
+    def _forget(self, relay: Relay) -> None:
         with self._lock:
             self._relays.discard(relay)
 
@@ -418,165 +374,3 @@ def _dial_localhost(port: int) -> tuple[socket.socket | None, list[tuple[int, st
             failures.append((e.errno, f"connect to {format_hostport(ip, port)}: {e.strerror} "
                                       f"({errno.errorcode.get(e.errno, e.errno)})"))
     return None, failures
-
-
-class _Relay:
-    """One connection: client <-> upstream, both directions on this thread."""
-
-    def __init__(self, client: socket.socket, upstream: socket.socket, done):
-        self.client, self.upstream = client, upstream
-        self._done = done
-
-    def run(self) -> None:
-        """Relay until both directions have ended, then close both sockets.
-
-        The first turn tries both directions; after that a direction moves
-        only when poll(2) said its side is ready (its source readable, or,
-        with bytes still in its pipe, its destination writable, or a
-        hang-up or error on it), at most one chunk per turn, so a busy
-        direction cannot starve the other and an idle one costs no failed
-        splice per turn. One poll object lives for the whole connection;
-        an fd is re-registered only when what it waits for changes."""
-        ways = [_Way(self.client, self.upstream), _Way(self.upstream, self.client)]
-        poller = select.poll()
-        registered: dict[int, int] = {}
-        try:
-            for sock in (self.client, self.upstream):
-                sock.setblocking(False)
-            ready: dict[int, int] | None = None      # None: the first turn, try all
-            while True:
-                for way in ways:
-                    if way.done:
-                        continue
-                    fd, event = way.waits_for()
-                    if ready is None or ready.get(fd, 0) & (event | _WAKE_ALWAYS):
-                        way.step()
-                waiting: dict[int, int] = {}
-                for way in ways:
-                    if not way.done:
-                        fd, event = way.waits_for()
-                        waiting[fd] = waiting.get(fd, 0) | event
-                if not waiting:
-                    break                      # both FINs passed on: done
-                # Only what we wait for: a hung-up socket we no longer
-                # read must not wake us forever.
-                for fd in registered.keys() - waiting.keys():
-                    poller.unregister(fd)
-                for fd, events in waiting.items():
-                    if registered.get(fd) != events:
-                        poller.register(fd, events)   # register again = modify
-                registered = waiting
-                ready = dict(poller.poll())
-        except OSError:
-            # A reset, the other side gone, or close() shut us down.
-            self.abort()
-        finally:
-            for way in ways:
-                way.close()
-            self.client.close()
-            self.upstream.close()
-            self._done(self)
-
-    def abort(self) -> None:
-        """Shut both sockets down: the relay's next splice fails and it ends.
-        (close(2) would not wake a poll on the fd in another thread.)"""
-        for sock in (self.client, self.upstream):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass                   # already closed or never connected
-
-
-class _Way:
-    """One direction of a relay: src -> pipe -> dst, with splice(2)."""
-
-    def __init__(self, src: socket.socket, dst: socket.socket):
-        self.src, self.dst = src, dst
-        self.r, self.w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        try:
-            fcntl.fcntl(self.w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:
-            pass                       # over fs.pipe-max-size: the default 64 KiB works
-        self.pending = 0               # bytes in the pipe, not yet sent to dst
-        self.eof = False               # src sent FIN
-        self.done = False              # ... and it was passed on to dst
-
-    def step(self) -> None:
-        """Move what can move now; raise OSError when a side fails."""
-        if self.done:
-            return
-        if not self.pending and not self.eof:
-            try:
-                n = os.splice(self.src.fileno(), self.w, PIPE_SIZE, flags=_FLAGS)
-            except BlockingIOError:
-                n = -1
-            if n == 0:
-                self.eof = True
-            elif n > 0:
-                self.pending = n
-        while self.pending:
-            try:
-                self.pending -= os.splice(self.r, self.dst.fileno(), self.pending, flags=_FLAGS)
-            except BlockingIOError:
-                return
-        if self.eof:
-            try:
-                self.dst.shutdown(socket.SHUT_WR)   # pass the half-close on
-            except OSError:
-                pass                                # dst already gone: nothing to tell
-            self.done = True
-
-    def waits_for(self) -> tuple[int, int]:
-        if self.pending:
-            return self.dst.fileno(), select.POLLOUT
-        return self.src.fileno(), select.POLLIN
-
-    def close(self) -> None:
-        os.close(self.r)
-        os.close(self.w)
-
-
-class _Workers:
-    """Daemon threads that run jobs and are reused: submit() hands a job to
-    an idle worker, or starts a new one when none is idle. A worker idle
-    for WORKER_IDLE seconds ends. Daemon threads: a relay blocked in splice
-    never holds up the exit of the process."""
-
-    def __init__(self):
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._idle = 0              # workers waiting for a job nobody reserved
-        self._lock = threading.Lock()
-
-    def submit(self, fn, *args) -> None:
-        with self._lock:
-            reuse = self._idle > 0
-            if reuse:
-                self._idle -= 1     # reserve it: the job below is its
-        self._jobs.put((fn, args))
-        if not reuse:
-            threading.Thread(target=self._work, name="minipod:pf-worker", daemon=True).start()
-
-    def _work(self) -> None:
-        job = self._jobs.get()              # the job this worker was started for
-        while job is not None:
-            fn, args = job
-            try:
-                fn(*args)
-            except BaseException as e:      # jobs report their own errors; this is a bug
-                print(f"port-forward: internal error in {fn.__qualname__}: {e!r}",
-                      file=sys.stderr, flush=True)
-            with self._lock:
-                self._idle += 1
-            job = self._next()
-
-    def _next(self):
-        """The next job; None once idle for WORKER_IDLE with no job reserved."""
-        while True:
-            try:
-                return self._jobs.get(timeout=WORKER_IDLE)
-            except queue.Empty:
-                with self._lock:
-                    if self._idle > 0:      # no submit() is counting on us: end
-                        self._idle -= 1
-                        return None
-                # else a job was reserved (idle taken) and is on its way

@@ -22,8 +22,10 @@
     digest here is not Docker's (its image id, the config digest, is).
   A tar is read once, front to back (it may be gzip'd: `docker save | gzip`),
   spooling its files into the store; every blob is checked against its
-  digest, every layer against the config's diff_ids.
+  digest, every layer against the config's diff_ids. The archive's files are
+read through minipod.rootfs.archivefiles (a directory or a tar, read once).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,22 +37,17 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO
 
 from minipod.rootfs import reference as _reference
+from minipod.rootfs.archivefiles import (ArchiveError, DirSource, TarSource, clean_path,
+                                         digest_from_path, read_json)
 from minipod.rootfs.store import (
     DOCKER_MANIFEST, INDEX_TYPES, OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD,
-    OCI_MANIFEST, BlobError, Image, ImageStore, host_platform, select_manifest,
+    OCI_MANIFEST, Image, ImageStore, host_platform, select_manifest,
 )
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
-_SMALL = 1 << 20          # tar members up to this size are kept in memory
-_SMALL_TOTAL = 64 << 20   # ... up to this much in all
-
-
-class ArchiveError(ValueError):
-    """The file is not a usable image archive; the message says where and why."""
 
 
 # -- import_rootfs ------------------------------------------------------------
@@ -143,144 +140,6 @@ def _write_manifest(store: ImageStore, config_doc: dict | bytes,
     return store.write_blob_bytes(json.dumps(manifest).encode())
 
 
-# -- sources: a directory or a tar, read as named files -----------------------
-
-def _clean(rel: str, where: str) -> str:
-    """A path inside the archive; "..", absolute and empty paths are refused."""
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or rel.startswith("/"):
-        raise ArchiveError(f'{where}: path "{rel}" is not inside the archive')
-    return "/".join(parts)
-
-
-class _DirSource:
-    """An unpacked archive: OCI layout directory (or an extracted docker save)."""
-
-    def __init__(self, store: ImageStore, root: Path):
-        self.store, self.root, self.where = store, root, str(root)
-
-    def has(self, rel: str) -> bool:
-        return (self.root / rel).is_file()
-
-    def _path(self, rel: str) -> Path:
-        path = (self.root / _clean(rel, self.where)).resolve()
-        if not path.is_relative_to(self.root.resolve()):
-            raise ArchiveError(f'{self.where}: "{rel}" points outside the archive')
-        return path
-
-    def read(self, rel: str) -> bytes:
-        try:
-            return self._path(rel).read_bytes()
-        except FileNotFoundError:
-            raise ArchiveError(f'{self.where}: "{rel}" is missing') from None
-
-    def blob(self, rel: str, expected: str | None = None, size: int | None = None) -> tuple[str, int]:
-        if expected is not None and self.store.has_blob(expected):
-            return expected, self.store.blob_path(expected).stat().st_size
-        try:
-            with open(self._path(rel), "rb") as f:
-                return self.store.write_blob(f, expected, size, source=f"{self.where}/{rel}")
-        except FileNotFoundError:
-            raise ArchiveError(f'{self.where}: "{rel}" is missing') from None
-
-
-class _TarSource:
-    """A tar archive, read once front to back.
-
-    Small files stay in memory; big ones go straight into the store as
-    blobs (checked against their name when it is blobs/sha256/<hex>).
-    Symlinks and hardlinks between members (classic `docker save` links
-    repeated layers) are followed inside the archive.
-    """
-
-    def __init__(self, store: ImageStore, path: Path):
-        self.store, self.where = store, str(path)
-        self.small: dict[str, bytes] = {}
-        self.blobs: dict[str, tuple[str, int]] = {}
-        self.links: dict[str, str] = {}
-        kept = 0
-        try:
-            with tarfile.open(path, mode="r|*") as tar:
-                for m in tar:
-                    try:
-                        name = _clean(m.name, self.where)
-                    except ArchiveError:
-                        continue   # "./" and the like: nothing we need
-                    if m.issym():
-                        self.links[name] = os.path.normpath(
-                            os.path.join(os.path.dirname(name), m.linkname))
-                    elif m.islnk():
-                        self.links[name] = os.path.normpath(m.linkname.lstrip("/"))
-                    elif m.isreg():
-                        f = tar.extractfile(m)
-                        if m.size <= _SMALL and kept + m.size <= _SMALL_TOTAL:
-                            self.small[name] = f.read()
-                            kept += m.size
-                        else:
-                            self.blobs[name] = store.write_blob(
-                                f, _digest_from_path(name), m.size,
-                                source=f"{self.where}:{name}")
-        except tarfile.TarError as e:
-            raise ArchiveError(f"{self.where}: not a readable tar archive: {e}") from None
-
-    def _follow(self, rel: str) -> str:
-        name = _clean(rel, self.where)
-        for _ in range(16):
-            if name not in self.links:
-                return name
-            name = _clean(self.links[name], self.where)
-        raise ArchiveError(f'{self.where}: "{rel}": too many levels of links')
-
-    def has(self, rel: str) -> bool:
-        name = self._follow(rel)
-        return name in self.small or name in self.blobs
-
-    def read(self, rel: str) -> bytes:
-        name = self._follow(rel)
-        if name in self.small:
-            return self.small[name]
-        if name in self.blobs:
-            return self.store.read_blob(self.blobs[name][0])
-        raise ArchiveError(f'{self.where}: "{rel}" is missing')
-
-    def blob(self, rel: str, expected: str | None = None, size: int | None = None) -> tuple[str, int]:
-        name = self._follow(rel)
-        where = f"{self.where}:{name}"
-        if name in self.small:
-            data = self.small[name]
-            digest, n = self.store.write_blob(_bytes_io(data), expected, size, source=where)
-            return digest, n
-        if name not in self.blobs:
-            raise ArchiveError(f'{self.where}: "{rel}" is missing')
-        digest, n = self.blobs[name]
-        if expected is not None and digest != expected:
-            raise BlobError(f"blob {expected} from {where}: digest mismatch: "
-                            f"the content hashes to {digest}")
-        if size is not None and n != size:
-            raise BlobError(f"blob {digest} from {where}: {n} bytes, its descriptor says {size}")
-        return digest, n
-
-
-def _bytes_io(data: bytes) -> BinaryIO:
-    import io
-    return io.BytesIO(data)
-
-
-def _digest_from_path(name: str) -> str | None:
-    """"blobs/sha256/<hex>" (OCI, Docker 25) or "<hex>.json" (classic config) -> digest."""
-    m = re.fullmatch(r"(?:.*/)?blobs/sha256/([0-9a-f]{64})|([0-9a-f]{64})\.json", name)
-    if not m:
-        return None
-    return "sha256:" + (m.group(1) or m.group(2))
-
-
-def _json(source, rel: str) -> object:
-    try:
-        return json.loads(source.read(rel))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArchiveError(f'{source.where}: "{rel}" is not valid JSON: {e}') from None
-
-
 # -- load -----------------------------------------------------------------------
 
 def load(store: ImageStore, path: Path, name: str | None = None) -> list[Image]:
@@ -297,7 +156,7 @@ def load(store: ImageStore, path: Path, name: str | None = None) -> list[Image]:
         _reference.normalize(name)             # fail early on a bad name
     try:
         with store.writing():
-            source = _DirSource(store, path) if path.is_dir() else _TarSource(store, path)
+            source = DirSource(store, path) if path.is_dir() else TarSource(store, path)
             if source.has("manifest.json"):
                 images = _load_docker_archive(store, source, name)
             elif source.has("index.json"):
@@ -315,7 +174,7 @@ def load(store: ImageStore, path: Path, name: str | None = None) -> list[Image]:
 
 
 def _load_docker_archive(store: ImageStore, source, name: str | None) -> list[Image]:
-    entries = _json(source, "manifest.json")
+    entries = read_json(source, "manifest.json")
     if not isinstance(entries, list) or not entries:
         raise ArchiveError(f"{source.where}: manifest.json is not a non-empty list")
     if name is not None and len(entries) != 1:
@@ -327,7 +186,7 @@ def _load_docker_archive(store: ImageStore, source, name: str | None) -> list[Im
                 or not isinstance(entry.get("Layers"), list):
             raise ArchiveError(f"{where}: needs Config and Layers")
         cfg_rel = entry["Config"]
-        cfg_digest, _ = source.blob(cfg_rel, _digest_from_path(_clean(cfg_rel, where)))
+        cfg_digest, _ = source.blob(cfg_rel, digest_from_path(clean_path(cfg_rel, where)))
         raw_config = store.read_blob(cfg_digest)
         layers = [source.blob(rel) for rel in entry["Layers"]]
         manifest_digest = _write_manifest(store, raw_config, layers)
@@ -374,12 +233,12 @@ def _oci_name(desc: dict, fallback_repo: str) -> str:
 def _load_oci_layout(store: ImageStore, source, path: Path, name: str | None) -> list[Image]:
     where = f"{source.where}: index.json"
     if source.has("oci-layout"):
-        layout = _json(source, "oci-layout")
+        layout = read_json(source, "oci-layout")
         version = layout.get("imageLayoutVersion") if isinstance(layout, dict) else None
         if version != "1.0.0":
             raise ArchiveError(f"{source.where}: oci-layout imageLayoutVersion {version!r}, "
                                'only "1.0.0" is known')
-    index = _json(source, "index.json")
+    index = read_json(source, "index.json")
     descs = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(descs, list) or not descs:
         raise ArchiveError(f"{where}: no manifests")

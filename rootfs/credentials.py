@@ -30,14 +30,31 @@ import binascii
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from minipod.linux.files import replace_file
-from minipod.rootfs.registry import DOCKER_HUB, Credentials
+from minipod.rootfs.transport import DOCKER_HUB
 
 OWN_FILE_NAME = "auth.json"
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A user name and password (or token) for one registry; never printed."""
+
+    username: str
+    password: str
+    source: str = ""      # where they came from, for messages
+
+    def basic(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+    def __repr__(self) -> str:  # keep the password out of tracebacks and logs
+        return f"Credentials(username={self.username!r}, source={self.source!r})"
 
 
 def own_file(lib_dir: Path) -> Path:

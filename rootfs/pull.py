@@ -47,8 +47,10 @@ from typing import TextIO
 
 from minipod.rootfs import credentials as _credentials
 from minipod.rootfs import reference as _reference
-from minipod.rootfs.registry import (DEFAULT_CERTS_DIR, Registry, is_insecure)
-from minipod.rootfs.store import (DOCKER_CONFIG, INDEX_TYPES, OCI_CONFIG, BlobError, Image,
+from minipod.rootfs.registry import Registry
+from minipod.rootfs.transport import DEFAULT_CERTS_DIR, is_insecure
+from minipod.rootfs.blobs import BlobError
+from minipod.rootfs.store import (DOCKER_CONFIG, INDEX_TYPES, OCI_CONFIG, Image,
                                   ImageNotFound, ImageStore, host_platform, select_manifest)
 
 WORKERS = 3     # parallel layer downloads, as Docker's max-concurrent-downloads
@@ -216,8 +218,8 @@ def pull(store: ImageStore, ref: str, *, progress: Progress | None = None,
     HTTP; loopback ones always may. `certs_dir`: the per-registry CA
     directory (certs.d/HOST[:PORT]/ca.crt). `auth_file`: minipod's own
     credentials file (see credentials.py for the others searched).
-    Raises registry.RegistryError subclasses (NotFound, Unauthorized,
-    Unreachable, TLSFailure), PullError, store.BlobError or
+    Raises transport.RegistryError subclasses (NotFound, Unauthorized,
+    Unreachable, TLSFailure), PullError, blobs.BlobError or
     unpack.LayerError; ValueError for a bad reference.
     """
     progress = progress or Progress()

@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 
 from minipod.linux import explain, mount
-from minipod.rootfs import mounts
+from minipod.rootfs import fdpath, mounts
 
 
 class VolumeError(ValueError):
@@ -119,7 +119,7 @@ def bind_for(host_path: str, vm) -> mounts.BindMount:
     """The bind mount of one volumeMount: the volume, or vm.sub_path inside it.
 
     A subPath is checked here, before the container starts, so a bad one is
-    a clear error: opened beneath the volume (mounts.open_source: openat2
+    a clear error: opened beneath the volume (fdpath.open_source: openat2
     RESOLVE_BENEATH, so a symlink is followed only while it stays inside,
     never to the host), missing directories made one at a time as the
     kubelet does. What it is (directory or file) is read from that fd. The
@@ -127,7 +127,7 @@ def bind_for(host_path: str, vm) -> mounts.BindMount:
     from the fd it opened: a neighbour that swaps a directory for a symlink
     after this check gains nothing."""
     try:
-        fd = mounts.open_source(host_path, vm.sub_path)
+        fd = fdpath.open_source(host_path, vm.sub_path)
     except OSError as e:
         what = f'volume "{vm.name}"' + (f' subPath "{vm.sub_path}"' if vm.sub_path else "")
         if e.errno in (errno.EXDEV, errno.ELOOP):   # the message says which subPath

@@ -54,7 +54,7 @@ def etc_dir(paths):
 
 
 def _insecure(paths, args, registry: str) -> set[str]:
-    from minipod.rootfs.registry import read_insecure_file
+    from minipod.rootfs.transport import read_insecure_file
     listed = read_insecure_file(etc_dir(paths) / "insecure-registries")
     return listed | {registry} if args.insecure else listed
 
@@ -69,8 +69,9 @@ def run(args, paths) -> int:
 
 def _pull(args, paths) -> int:
     from minipod.rootfs import pull, reference
-    from minipod.rootfs.registry import RegistryError
-    from minipod.rootfs.store import BlobError, ImageStore
+    from minipod.rootfs.transport import RegistryError
+    from minipod.rootfs.blobs import BlobError
+    from minipod.rootfs.store import ImageStore
     from minipod.rootfs.unpack import LayerError
     try:
         ref = reference.parse(args.image)
@@ -106,7 +107,9 @@ def _login(args, paths) -> int:
     import getpass
 
     from minipod.rootfs import credentials
-    from minipod.rootfs.registry import Credentials, Registry, RegistryError, is_insecure
+    from minipod.rootfs.credentials import Credentials
+    from minipod.rootfs.registry import Registry
+    from minipod.rootfs.transport import RegistryError, is_insecure
     registry = _registry_name(args.server)
     username = args.username
     try:

@@ -327,13 +327,13 @@ def test_a_file_that_is_not_a_netns(ipr, bridge, tmp_path):
 
 
 def test_pod_side_socket_reports_a_missing_eth0_and_comes_home(make_pod):
-    from minipod.netns.bridge import _ipr_in
+    from minipod.netns.podnetlink import ipr_in
     ns, _ = make_pod()
     before = own_netns_inode()
     fd = os.open(ns, os.O_RDONLY)
     try:
         with pytest.raises(NetworkError, match=f"step 2/3: find eth0 in {ns}: No such device"):
-            with _ipr_in(fd, ns):
+            with ipr_in(fd, ns):
                 pass
     finally:
         os.close(fd)

@@ -1,4 +1,4 @@
-"""Opening mount sources and targets by fd (rootfs/mounts.py), without root.
+"""Opening mount sources and targets by fd (rootfs/fdpath.py, for rootfs/mounts.py), without root.
 
 The walk and openat2 decide what a volume's subPath or a mount target is;
 these tests build the trees a hostile container or image could leave and
@@ -13,7 +13,7 @@ import os
 import pytest
 
 from minipod.linux import mount
-from minipod.rootfs import mounts
+from minipod.rootfs import fdpath, mounts
 
 
 def where(fd: int) -> str:
@@ -31,7 +31,7 @@ def beneath(request, monkeypatch):
         def no_openat2(*args):
             raise OSError(errno.ENOSYS, "openat2: Function not implemented")
         monkeypatch.setattr(mount, "openat2", no_openat2)
-    return mounts.open_beneath
+    return fdpath.open_beneath
 
 
 @pytest.fixture
@@ -85,9 +85,9 @@ def test_missing_directories_are_made_below_the_volume(beneath, volume):
 def test_open_source_names_the_sub_path_that_leads_out(volume):
     vol, _, canary = volume
     with pytest.raises(OSError, match='subPath "absolute" leads out of the volume') as e:
-        mounts.open_source(str(vol), "absolute")
+        fdpath.open_source(str(vol), "absolute")
     assert e.value.errno == errno.EXDEV and os.listdir(canary) == []
-    assert where(mounts.open_source(str(vol), "real")) == f"{vol}/real"
+    assert where(fdpath.open_source(str(vol), "real")) == f"{vol}/real"
 
 
 @pytest.fixture
@@ -107,14 +107,14 @@ def root(tmp_path):
 
 def test_targets_resolve_as_inside_the_container_and_are_made_there(root):
     r, fd, canary = root
-    assert where(mounts.open_in_root(fd, "/data", create="dir")) == f"{r}/etc"
-    assert where(mounts.open_in_root(fd, "/data/x", create="dir")) == f"{r}/etc/x"
-    assert where(mounts.open_in_root(fd, "/up/y", create="file")) == f"{r}/tmp/y"
+    assert where(fdpath.open_in_root(fd, "/data", create="dir")) == f"{r}/etc"
+    assert where(fdpath.open_in_root(fd, "/data/x", create="dir")) == f"{r}/etc/x"
+    assert where(fdpath.open_in_root(fd, "/up/y", create="file")) == f"{r}/tmp/y"
     assert (r / "tmp/y").is_file()
-    assert where(mounts.open_in_root(fd, "/../../etc", create="dir")) == f"{r}/etc"
-    assert where(mounts.open_in_root(fd, "/dev/pts", create="dir")) == f"{r}{canary}/pts"
+    assert where(fdpath.open_in_root(fd, "/../../etc", create="dir")) == f"{r}/etc"
+    assert where(fdpath.open_in_root(fd, "/dev/pts", create="dir")) == f"{r}{canary}/pts"
     assert os.listdir(canary) == [], "the host's directory the image named is untouched"
-    assert where(mounts.open_in_root(fd, "/")) == str(r)
+    assert where(fdpath.open_in_root(fd, "/")) == str(r)
 
 
 def test_a_component_swapped_for_a_symlink_is_resolved_as_that_symlink(root):
@@ -124,7 +124,7 @@ def test_a_component_swapped_for_a_symlink_is_resolved_as_that_symlink(root):
     r, fd, canary = root
     (r / "vol").mkdir()
     (r / "vol" / "x").symlink_to(canary)
-    assert where(mounts.open_in_root(fd, "/vol/x/made", create="dir")) == \
+    assert where(fdpath.open_in_root(fd, "/vol/x/made", create="dir")) == \
         f"{r}{canary}/made"
     assert os.listdir(canary) == []
 
@@ -134,13 +134,13 @@ def test_check_inside_refuses_an_fd_outside_the_root(root, tmp_path):
     out = os.open(canary, os.O_PATH)
     try:
         with pytest.raises(OSError, match="outside") as e:
-            mounts.check_inside(out, fd, "mount target /dev")
+            fdpath.check_inside(out, fd, "mount target /dev")
         assert e.value.errno == errno.EXDEV
     finally:
         os.close(out)
     inside = os.open(r / "etc", os.O_PATH)
     try:
-        mounts.check_inside(inside, fd, "mount target /etc")
+        fdpath.check_inside(inside, fd, "mount target /etc")
     finally:
         os.close(inside)
 
@@ -156,5 +156,5 @@ def test_a_sub_path_bind_shows_the_path_it_mounts():
 def test_a_deep_missing_path_is_made_whole(volume):
     vol, fd, _ = volume
     deep = "/".join(["d"] * 100)
-    assert where(mounts.open_in_root(fd, deep, create="file")) == f"{vol}/{deep}"
+    assert where(fdpath.open_in_root(fd, deep, create="file")) == f"{vol}/{deep}"
     assert (vol / deep).is_file()

@@ -1,6 +1,6 @@
 """The container root's mount plan, checked without root (pure)."""
 from minipod.linux import mount
-from minipod.rootfs import mounts
+from minipod.rootfs import fdpath, mounts
 
 
 def test_overlay_lists_the_top_layer_first():
@@ -45,10 +45,10 @@ def test_symlinks_in_the_image_resolve_inside_the_root(tmp_path):
     (root / "data").symlink_to("/etc")              # absolute: the container's /etc
     (root / "up").symlink_to("../../../../../tmp")   # climbs: clamped at the root
     r = str(root)
-    assert mounts.resolve_in_root(r, "/data/x") == f"{r}/etc/x"
-    assert mounts.resolve_in_root(r, "/up/y") == f"{r}/tmp/y"
-    assert mounts.resolve_in_root(r, "/../../etc/hosts") == f"{r}/etc/hosts"
-    assert mounts.resolve_in_root(r, "/a/./b/../c") == f"{r}/a/c"
+    assert fdpath.resolve_in_root(r, "/data/x") == f"{r}/etc/x"
+    assert fdpath.resolve_in_root(r, "/up/y") == f"{r}/tmp/y"
+    assert fdpath.resolve_in_root(r, "/../../etc/hosts") == f"{r}/etc/hosts"
+    assert fdpath.resolve_in_root(r, "/a/./b/../c") == f"{r}/a/c"
 
 
 def test_volume_binds_are_recursive_and_read_only_when_asked():

@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from minipod.rootfs import credentials, pull, registry
-from minipod.rootfs.registry import Credentials
+from minipod.rootfs import credentials, pull, registry, transport
+from minipod.rootfs.credentials import Credentials
 
 
 def b64(text: str) -> str:
@@ -22,33 +22,33 @@ def b64(text: str) -> str:
 def test_docker_hub_bearer_challenge():
     value = ('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
              'scope="repository:library/busybox:pull"')
-    assert registry.parse_www_authenticate(value) == [("bearer", {
+    assert transport.parse_www_authenticate(value) == [("bearer", {
         "realm": "https://auth.docker.io/token", "service": "registry.docker.io",
         "scope": "repository:library/busybox:pull"})]
 
 
 def test_a_scope_with_commas_stays_whole():
     value = 'Bearer realm="https://a/t",scope="repository:x/y:pull,push",error="insufficient_scope"'
-    (scheme, params), = registry.parse_www_authenticate(value)
+    (scheme, params), = transport.parse_www_authenticate(value)
     assert params["scope"] == "repository:x/y:pull,push"
     assert params["error"] == "insufficient_scope"
 
 
 def test_basic_challenge_and_case_and_spaces():
-    assert registry.parse_www_authenticate('BASIC  Realm = "Registry Realm"') == [
+    assert transport.parse_www_authenticate('BASIC  Realm = "Registry Realm"') == [
         ("basic", {"realm": "Registry Realm"})]
 
 
 def test_two_challenges_in_one_header_and_escapes():
     value = r'Basic realm="a \"quoted\" realm", Bearer realm="https://t/token",service=reg'
-    assert registry.parse_www_authenticate(value) == [
+    assert transport.parse_www_authenticate(value) == [
         ("basic", {"realm": 'a "quoted" realm'}),
         ("bearer", {"realm": "https://t/token", "service": "reg"})]
 
 
 def test_garbage_does_not_raise():
-    assert registry.parse_www_authenticate("") == []
-    registry.parse_www_authenticate('Bearer realm="unterminated')
+    assert transport.parse_www_authenticate("") == []
+    transport.parse_www_authenticate('Bearer realm="unterminated')
 
 
 # -- Accept, hosts, insecure ----------------------------------------------------------------
@@ -63,9 +63,9 @@ def test_accept_lists_oci_and_docker_manifests_and_indexes():
 
 
 def test_docker_hub_is_served_by_registry_1():
-    assert registry.registry_host("docker.io") == "registry-1.docker.io"
-    assert registry.registry_host("quay.io") == "quay.io"
-    assert registry.registry_host("localhost:5000") == "localhost:5000"
+    assert transport.registry_host("docker.io") == "registry-1.docker.io"
+    assert transport.registry_host("quay.io") == "quay.io"
+    assert transport.registry_host("localhost:5000") == "localhost:5000"
 
 
 @pytest.mark.parametrize("name, listed, insecure, plain_http", [
@@ -82,21 +82,21 @@ def test_docker_hub_is_served_by_registry_1():
     ("192.168.1.1", {"10.0.0.0/8"}, False, False),
 ])
 def test_insecure_decisions(name, listed, insecure, plain_http):
-    assert registry.is_insecure(name, listed) is insecure
-    assert registry.plain_http_allowed(name, listed) is plain_http
+    assert transport.is_insecure(name, listed) is insecure
+    assert transport.plain_http_allowed(name, listed) is plain_http
 
 
 def test_insecure_file_has_comments_and_blank_lines(tmp_path):
     f = tmp_path / "insecure-registries"
     f.write_text("# mine\nreg.lan:5000\n\n  10.0.0.0/8  # lab\n")
-    assert registry.read_insecure_file(f) == {"reg.lan:5000", "10.0.0.0/8"}
-    assert registry.read_insecure_file(tmp_path / "none") == set()
+    assert transport.read_insecure_file(f) == {"reg.lan:5000", "10.0.0.0/8"}
+    assert transport.read_insecure_file(tmp_path / "none") == set()
 
 
 def test_split_host():
-    assert registry.split_host("127.0.0.1:5000") == ("127.0.0.1", 5000)
-    assert registry.split_host("[::1]:5000") == ("::1", 5000)
-    assert registry.split_host("quay.io") == ("quay.io", None)
+    assert transport.split_host("127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert transport.split_host("[::1]:5000") == ("::1", 5000)
+    assert transport.split_host("quay.io") == ("quay.io", None)
 
 
 # -- secrets stay secret -------------------------------------------------------------------

@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import imagebuild  # noqa: E402  (tests/imagebuild.py)
 
 from minipod.rootfs import archive  # noqa: E402
-from minipod.rootfs.store import BlobError, ImageNotFound, ImageStore, host_platform  # noqa: E402
+from minipod.rootfs.blobs import BlobError  # noqa: E402
+from minipod.rootfs.store import ImageNotFound, ImageStore, host_platform  # noqa: E402
 from minipod.rootfs.unpack import LayerError  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not imagebuild.BUSYBOX.exists(),

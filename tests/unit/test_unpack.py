@@ -314,7 +314,7 @@ def _error_of(fn):
 def test_a_bad_gzip_checksum_or_body_is_refused(tmp_path, monkeypatch, inflater):
     import zlib
 
-    from minipod.rootfs import unpack as unpack_mod
+    from minipod.rootfs import layerstream as unpack_mod
     if inflater == "isal":
         isal_zlib = pytest.importorskip("isal.isal_zlib")
         monkeypatch.setattr(unpack_mod, "_gzip_zlib", isal_zlib)
@@ -371,7 +371,7 @@ def test_many_and_deep_directories(root):
 # -- in a child process (UnpackProcess: what a pull uses for a big layer) ---------------
 
 def feed_child(dest, data, chunk=65536):
-    from minipod.rootfs.unpack import UnpackProcess
+    from minipod.rootfs.unpackchild import UnpackProcess
     child = UnpackProcess(dest, "layer sha256:cd34…")
     for i in range(0, len(data), chunk):
         child.feed(data[i:i + chunk])
