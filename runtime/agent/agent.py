@@ -156,7 +156,7 @@ class Agent(Server, Pods, Adoption, Worker, Images):
     def _gc_at_start(self) -> None:
         try:
             from minipod.runtime.agent import gc
-            done = gc.run(self.paths, self.node.ipr, self.net.bridge, [r.to_dict() for r in self.records.values()],
+            done = gc.run(self.paths, self.node.ipr, self.net.bridge, list(self.records.values()),
                           cgroups=self.cgroups)
             for line in done["removed"]:
                 log(f"gc: removed {line}")

@@ -231,7 +231,7 @@ class Server:
     def op_gc(self, request, conn) -> dict:
         """Remove what no live pod owns (runtime/agent/gc.py)."""
         from minipod.runtime.agent import gc
-        return gc.run(self.paths, self.node.ipr, self.net.bridge, [r.to_dict() for r in self.records.values()],
+        return gc.run(self.paths, self.node.ipr, self.net.bridge, list(self.records.values()),
                       dry_run=bool(request.get("dryRun")), cgroups=self.cgroups)
 
     # ---- namespaces (runtime/namespaces.py) ----------------------------------
