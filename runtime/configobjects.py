@@ -171,10 +171,8 @@ def lookup(paths, kind: str, namespace: str, name: str, optional: bool) -> dict 
 
 def field_value(record, pod, path: str) -> str:
     """A downward API fieldPath of the pod (env, or a downwardAPI file);
-    `record` is its PodRecord (or the stored JSON of one)."""
+    `record` is its PodRecord."""
     from minipod.runtime.api import configrefs
-    from minipod.runtime.api.record import as_pod
-    record = as_pod(record)
     sub = configrefs.SUBSCRIPTED.fullmatch(path)
     if sub:
         source = pod.labels if sub.group(1) == "labels" else pod.annotations

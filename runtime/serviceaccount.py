@@ -179,8 +179,6 @@ def prepare(paths, pod_dir: Path, record) -> str | None:
     """Write token, ca.crt and namespace for the pod (`record`: a PodRecord);
     the host dir to mount, or None when the pod does not want them. Called
     once, at pod creation."""
-    from minipod.runtime.api.record import as_pod
-    record = as_pod(record)
     if not wanted(record.manifest):
         return None
     from minipod.runtime.apiserver import pki
@@ -203,8 +201,7 @@ def prepare(paths, pod_dir: Path, record) -> str | None:
 def bind(record, container):
     """The read-only bind mount of the token dir for one container, or None
     (no token for this pod, or the container mounts something there itself)."""
-    from minipod.runtime.api.record import as_pod
-    source = as_pod(record).service_account_dir
+    source = record.service_account_dir
     if not source:
         return None
     if any(vm.mount_path.rstrip("/") == MOUNT_PATH for vm in container.volume_mounts):
