@@ -304,7 +304,7 @@ class Worker:
             cs = find(record, name)
             if ok:
                 cs.pulled = True
-                cs.pull_backoff = 0
+                cs.pull_backoff = None
                 self.store.event(pod_name, "Pulled", f'Successfully pulled image "{ref}" in '
                                                f"{seconds:.3f}s")
                 self.sync(pod_name)
