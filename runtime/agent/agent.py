@@ -94,6 +94,7 @@ class Agent(Server, Pods, Adoption, Worker, Images):
         self.puller = Puller(self.loop, self.node, self._pulled)
         self.prober = Prober(self.loop, self.node, self.store, self.live, self.checks, paths,
                              self._kill_container)
+        self.on_deleted_exit = self._maybe_finish_delete   # worker -> pods, by callback
 
     def call_later(self, delay: float, fn, *args) -> None:
         self.loop.call_later(delay, fn, *args)
