@@ -78,8 +78,9 @@ chain. Per-pod rules are found by their comment and deleted by handle
 Owners. The table is one per network namespace, and two minipods (two
 state roots) may share a network namespace. Each rule's comment starts with
 its owner, the identity of the state root that made it ("minipod-1a2b3c4d",
-runtime/paths.py), and gc() removes only rules of the owner it is given:
-one minipod's gc never removes another's rules. Rules made before owners
+runtime/paths.py), and owned() lists only rules of the owner it is given:
+one minipod's gc (runtime/owners/network.py HostPorts) never removes
+another's rules. Rules made before owners
 existed say only "pod:UID"; they count as the owner's when legacy=True.
 
 Claims: Kubernetes' scheduler refuses a pod whose hostPort/protocol/hostIP
@@ -112,7 +113,7 @@ from minipod.netns import nft
 
 __all__ = [
     "HostPortConflict", "HostPortError", "Mapping", "TABLE", "add_network", "add_rules",
-    "claim", "claims", "gc", "release", "remove", "remove_network", "remove_rules", "rules",
+    "claim", "claims", "owned", "release", "remove", "remove_network", "remove_rules", "rules",
 ]
 
 TABLE = "minipod"
@@ -327,23 +328,14 @@ def remove(state_dir: Path, pod_uid: str, owner: str | None = None) -> None:
     release(state_dir, pod_uid)
 
 
-def gc(state_dir: Path, live_uids, owner: str | None = None, legacy: bool = True) -> list[str]:
-    """Remove the rules and claims of every pod not in live_uids (after a
-    crash, say); returns the uids cleaned, sorted.
+def owned(state_dir: Path, owner: str | None = None, legacy: bool = True) -> list[str]:
+    """The pod uids that have rules or claims, sorted (runtime/owners'
+    HostPorts finds the orphans among them).
 
     With owner, only rules whose comment names that owner count, plus, with
     legacy, untagged rules (made before owners): the rules of another
     minipod sharing the table are never touched. Claims live in state_dir,
     which is the owner's own."""
-    live = set(live_uids)
-    stale = [uid for uid in owned(state_dir, owner, legacy) if uid not in live]
-    for uid in stale:
-        remove(state_dir, uid, owner)
-    return stale
-
-
-def owned(state_dir: Path, owner: str | None = None, legacy: bool = True) -> list[str]:
-    """The pod uids that have rules (of `owner`, as in gc) or claims, sorted."""
     _owner_tag(owner)
     found = {m.group("uid") for m in _listed()
              if owner is None or m.group("owner") == owner
