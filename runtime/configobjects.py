@@ -5,8 +5,9 @@ start (what a valid one is, and its checks: runtime/api/configobject.py).
     RUN/objects/NAMESPACE/secrets/NAME.json      0600   the API object
     (every directory 0700: only root reads a Secret, and only root lists them)
 
-The agent is the only writer (ops "put" and "remove", runtime/agent/agent.py),
-each file replaced whole (minipod.linux.files.replace_file: temp file, fsync, rename), so
+The agent is the only writer (ops "put_object" and "delete_object",
+runtime/agent/server.py), each file replaced whole
+(minipod.linux.files.replace_file: temp file, fsync, rename), so
 the API server and container starts read the old object or the new one.
 A stored object is the API object as `kubectl get -o json` shows it, less
 the resourceVersion (the API server's store numbers changes): a Secret's
