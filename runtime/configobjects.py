@@ -63,7 +63,7 @@ def root_ca(paths, ns: str) -> dict | None:
     """NS's kube-root-ca.crt (None: no CA yet, or no namespace NS)."""
     import hashlib
     from minipod.runtime import namespaces
-    from minipod.runtime.apiserver import pki
+    from minipod.runtime import pki
     if namespaces.read(paths, ns) is None:
         return None
     crt = pki.files(paths).ca_crt

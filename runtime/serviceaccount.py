@@ -75,14 +75,14 @@ def api_port(paths) -> int:
     """The running API server's port (its pidfile), else where it will listen
     (MINIPOD_API_PORT, else 6443): an agent started with another environment
     than the server's still points pods at the server."""
-    from minipod.runtime.apiserver import launch
-    found = launch.running(paths)
+    from minipod.runtime import apiendpoint
+    found = apiendpoint.running(paths)
     if found:
         return found[1]
     try:
-        return launch.port()
-    except launch.LaunchError:
-        return launch.DEFAULT_PORT
+        return apiendpoint.port()
+    except apiendpoint.LaunchError:
+        return apiendpoint.DEFAULT_PORT
 
 
 def service_env(host: str, port: int) -> list[tuple[str, str]]:
@@ -163,7 +163,7 @@ def verify(key: bytes, token: str) -> dict:
 
 def signing_key(paths) -> bytes:
     """LIB/pki/sa.key, made with the CA (pki.ensure)."""
-    from minipod.runtime.apiserver import pki
+    from minipod.runtime import pki
     return pki.ensure(paths).sa_key.read_bytes()
 
 
@@ -181,7 +181,7 @@ def prepare(paths, pod_dir: Path, record) -> str | None:
     once, at pod creation."""
     if not wanted(record.manifest):
         return None
-    from minipod.runtime.apiserver import pki
+    from minipod.runtime import pki
     from minipod.linux.files import replace_file
     files = pki.ensure(paths)
     outer = pod_dir / "secrets"
