@@ -276,22 +276,6 @@ class Driver:
         for d in self.dirs(cg):
             self._remove_tree(d)
 
-    def gc(self, live_uids: set[str] | list[str]) -> tuple[list[str], list[str]]:
-        """Remove the pod cgroups under the parent whose uid is not live
-        (left by a crashed agent). Returns (removed, errors)."""
-        live = {f"{POD_PREFIX}{u}" for u in live_uids}
-        removed, errors = [], []
-        for name in self.pod_names():
-            if name in live:
-                continue
-            cg = f"{self.parent}/{name}"
-            try:
-                self.remove(cg)
-                removed.append(cg)
-            except OSError as e:
-                errors.append(f"cannot remove stale cgroup {cg}: {e}")
-        return removed, errors
-
     def pod_names(self) -> list[str]:
         """pod<uid> entries under the parent, in any hierarchy."""
         names: set[str] = set()

@@ -87,7 +87,7 @@ from dataclasses import dataclass
 from minipod.linux import explain
 from minipod.netns import nft
 
-__all__ = ["Filter", "FilterError", "TABLE", "add", "filters", "gc", "owner_tag", "parse",
+__all__ = ["Filter", "FilterError", "TABLE", "add", "filters", "owner_tag", "parse",
            "remove"]
 
 TABLE = "minipod"
@@ -176,8 +176,8 @@ def add(pod_uid: str, ifname: str, mac: str, ip: str, instance: str = "") -> Non
 def remove(pod_uid: str, instance: str = "", known: Filter | None = None) -> None:
     """Delete the pod's filter elements (idempotent). With `known` (the
     filter add() was given, which the caller kept), in one nft run instead
-    of a listing first and a delete after; gc() catches what a changed
-    filter would leave."""
+    of a listing first and a delete after; gc (runtime/owners/network.py
+    Filter) catches what a changed filter would leave."""
     owner_tag(pod_uid, instance)
     if known is not None and known.pod_uid == pod_uid and known.mac and known.ip:
         _delete([known], f"remove anti-spoofing filter of pod {pod_uid}", instance)
@@ -230,16 +230,6 @@ def parse(objects: list, instance: str = "") -> list[Filter]:
     for key in ports:
         found.setdefault(key, Filter(*key))
     return sorted(found.values(), key=lambda f: (f.pod_uid, f.ifname))
-
-
-def gc(live_uids, instance: str = "") -> list[str]:
-    """Remove the filters of every pod of this instance not in live_uids;
-    returns the uids cleaned, sorted."""
-    live = set(live_uids)
-    stale = sorted({f.pod_uid for f in filters(instance)} - live)
-    for uid in stale:
-        remove(uid, instance)
-    return stale
 
 
 # -- helpers ------------------------------------------------------------------------

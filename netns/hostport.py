@@ -78,17 +78,14 @@ chain. Per-pod rules are found by their comment and deleted by handle
 Owners. The table is one per network namespace, and two minipods (two
 state roots) may share a network namespace. Each rule's comment starts with
 its owner, the identity of the state root that made it ("minipod-1a2b3c4d",
-runtime/paths.py), and gc() removes only rules of the owner it is given:
-one minipod's gc never removes another's rules. Rules made before owners
-existed say only "pod:UID"; they count as the owner's when legacy=True.
+runtime/paths.py), and owned() lists only rules of the owner it is given:
+one minipod's gc (runtime/owners/network.py HostPorts) never removes
+another's rules. Rules made before owners existed say only "pod:UID"; they
+count as the owner's when legacy=True.
 
-Claims: Kubernetes' scheduler refuses a pod whose hostPort/protocol/hostIP
-another pod on the node already holds (hostIP 0.0.0.0 overlaps every
-address). claim() does the same with one file per claimed port under a
-state directory, checked and written under flock(2), so two pods claiming
-8080/TCP at once: exactly one wins, the other gets HostPortConflict naming
-the holder. A port some host process listens on is not checked (nor does
-portmap); the DNAT simply takes precedence over it.
+Claims (netns/portclaims.py): the scheduler's check that no two pods hold
+one hostPort. claim(), release(), claims(), Mapping and the errors are
+imported here too, so a caller needs this one module.
 
 Equivalent shell, for one pod (uid U) with 8080 -> 80:
     nft add rule ip minipod hostports tcp dport 8080 dnat to 10.89.0.2:80 \
@@ -98,27 +95,23 @@ Equivalent shell, for one pod (uid U) with 8080 -> 80:
 """
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import json
 import os
 import re
 import subprocess
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from minipod.linux import files
 from minipod.netns import nft
+from minipod.netns.portclaims import (PROTOCOLS, HostPortConflict, HostPortError, Mapping,
+                                      check_mapping, check_uid, claim, claims, release,
+                                      specific)
 
 __all__ = [
     "HostPortConflict", "HostPortError", "Mapping", "TABLE", "add_network", "add_rules",
-    "claim", "claims", "gc", "release", "remove", "remove_network", "remove_rules", "rules",
+    "claim", "claims", "owned", "release", "remove", "remove_network", "remove_rules", "rules",
 ]
 
 TABLE = "minipod"
-PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
-_LOCK = "lock"
-_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 _OWNER = re.compile(r"minipod-[0-9a-f]{8}\Z")
 _RULE = re.compile(r'^\s*(?P<rule>.*comment "(?:(?P<owner>minipod-[0-9a-f]{8}) )?'
                    r'pod:(?P<uid>[^"]+)")\s*# handle (?P<handle>\d+)\s*$')
@@ -152,33 +145,6 @@ table ip {TABLE} {{
 """
 
 
-class HostPortError(Exception):
-    """A hostPort step failed; str() names the step, the object and why."""
-
-
-class HostPortConflict(HostPortError):
-    """The port is held by another pod (holder_uid, holder_name)."""
-
-    def __init__(self, message: str, holder_uid: str, holder_name: str):
-        super().__init__(message)
-        self.holder_uid, self.holder_name = holder_uid, holder_name
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """hostIP:hostPort/protocol on the host -> containerPort of the pod.
-    host_ip "" (or 0.0.0.0) means every address of the host."""
-    host_port: int
-    container_port: int
-    protocol: str = "TCP"
-    host_ip: str = ""
-
-    def label(self) -> str:
-        ip = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
-        where = f"{ip}:" if self.host_ip else ""
-        return f"hostPort {where}{self.host_port}/{self.protocol}"
-
-
 # -- the network: table, masquerade, localhost ------------------------------------
 
 def add_network(bridge: str, subnet: str) -> None:
@@ -209,50 +175,6 @@ def remove_network(bridge: str, subnet: str) -> None:
                 raise
 
 
-# -- claims -------------------------------------------------------------------------
-
-def claim(state_dir: Path, pod_uid: str, pod_name: str, mappings: list[Mapping]) -> None:
-    """Claim every mapping's hostPort for the pod, or none of them.
-
-    Raises HostPortConflict if another pod holds one (same protocol and
-    port, and the same hostIP or either one 0.0.0.0). Claiming again what
-    the pod holds already is fine."""
-    _check_uid(pod_uid)
-    for m in mappings:
-        _check_mapping(m)
-    state_dir = Path(state_dir)
-    with _locked(state_dir):
-        held = _read_claims(state_dir)
-        for m in mappings:
-            for (uid, name, other) in held:
-                if uid != pod_uid and _overlap(m, other):
-                    raise HostPortConflict(
-                        f"{m.label()} of pod {pod_name} is already used by pod {name} "
-                        f"({other.label()}); use another hostPort, or delete pod {name}",
-                        uid, name)
-        for m in mappings:
-            record = {"uid": pod_uid, "pod": pod_name, **asdict(m)}
-            path = state_dir / _claim_name(m)
-            files.replace_file(path, json.dumps(record).encode(), durable=False,
-                               tmp=state_dir / f".{path.name}.tmp")
-
-
-def release(state_dir: Path, pod_uid: str) -> None:
-    """Drop every claim of the pod (idempotent)."""
-    state_dir = Path(state_dir)
-    if not state_dir.is_dir():
-        return
-    with _locked(state_dir):
-        for path in state_dir.iterdir():
-            if _is_claim(path) and _claim_uid(path) == pod_uid:
-                _unlink(path)
-
-
-def claims(state_dir: Path) -> list[tuple[str, str, Mapping]]:
-    """Every claim: (pod uid, pod name, mapping)."""
-    return _read_claims(Path(state_dir))
-
-
 # -- rules --------------------------------------------------------------------------
 
 def add_rules(pod_uid: str, pod_ip: str, mappings: list[Mapping],
@@ -264,7 +186,7 @@ def add_rules(pod_uid: str, pod_ip: str, mappings: list[Mapping],
     host_ifname, the pod's veth on the bridge, gets hairpin mode, so the
     pod can reach its own hostPort where bridged traffic goes through
     netfilter (br_netfilter): see the module docstring."""
-    _check_uid(pod_uid)
+    check_uid(pod_uid)
     tag = _owner_tag(owner)
     try:
         ip = ipaddress.IPv4Address(pod_ip)
@@ -272,8 +194,8 @@ def add_rules(pod_uid: str, pod_ip: str, mappings: list[Mapping],
         raise HostPortError(f"add hostPort rules for pod {pod_uid}: bad pod IP: {e}") from None
     adds = []
     for m in mappings:
-        _check_mapping(m)
-        match = f"ip daddr {m.host_ip} " if _specific(m.host_ip) else ""
+        check_mapping(m)
+        match = f"ip daddr {m.host_ip} " if specific(m.host_ip) else ""
         adds.append(f"add rule ip {TABLE} hostports {match}{PROTOCOLS[m.protocol]} dport "
                     f"{m.host_port} dnat to {ip}:{m.container_port} "
                     f'comment "{tag}pod:{pod_uid}"\n')
@@ -296,7 +218,7 @@ def add_rules(pod_uid: str, pod_ip: str, mappings: list[Mapping],
 def remove_rules(pod_uid: str, owner: str | None = None) -> None:
     """Delete the pod's rules (idempotent): with owner, only the rules of
     that owner (and untagged ones)."""
-    _check_uid(pod_uid)
+    check_uid(pod_uid)
     _owner_tag(owner)
     for attempt in range(3):
         handles = _handles(pod_uid, owner)
@@ -327,28 +249,19 @@ def remove(state_dir: Path, pod_uid: str, owner: str | None = None) -> None:
     release(state_dir, pod_uid)
 
 
-def gc(state_dir: Path, live_uids, owner: str | None = None, legacy: bool = True) -> list[str]:
-    """Remove the rules and claims of every pod not in live_uids (after a
-    crash, say); returns the uids cleaned, sorted.
+def owned(state_dir: Path, owner: str | None = None, legacy: bool = True) -> list[str]:
+    """The pod uids that have rules or claims, sorted (runtime/owners'
+    HostPorts finds the orphans among them).
 
     With owner, only rules whose comment names that owner count, plus, with
     legacy, untagged rules (made before owners): the rules of another
     minipod sharing the table are never touched. Claims live in state_dir,
     which is the owner's own."""
-    live = set(live_uids)
-    stale = [uid for uid in owned(state_dir, owner, legacy) if uid not in live]
-    for uid in stale:
-        remove(state_dir, uid, owner)
-    return stale
-
-
-def owned(state_dir: Path, owner: str | None = None, legacy: bool = True) -> list[str]:
-    """The pod uids that have rules (of `owner`, as in gc) or claims, sorted."""
     _owner_tag(owner)
     found = {m.group("uid") for m in _listed()
              if owner is None or m.group("owner") == owner
              or (legacy and m.group("owner") is None)}
-    found |= {uid for uid, _, _ in _read_claims(Path(state_dir))}
+    found |= {uid for uid, _, _ in claims(state_dir)}
     return sorted(found)
 
 
@@ -419,102 +332,11 @@ def _route_localnet(bridge: str, value: int) -> None:
                             ) from None
 
 
-def _check_mapping(m: Mapping) -> None:
-    if m.protocol not in PROTOCOLS:
-        raise HostPortError(f"{m.label()}: protocol must be one of {', '.join(PROTOCOLS)}")
-    for what, port in (("hostPort", m.host_port), ("containerPort", m.container_port)):
-        if not isinstance(port, int) or not 1 <= port <= 65535:
-            raise HostPortError(f"{m.label()}: {what} {port!r} is not a port (1-65535)")
-    if m.host_ip:
-        try:
-            ip = ipaddress.ip_address(m.host_ip)
-        except ValueError:
-            raise HostPortError(f"{m.label()}: hostIP {m.host_ip!r} is not an IP address") \
-                from None
-        if ip.version != 4:
-            raise HostPortError(f"{m.label()}: hostIP {m.host_ip} is IPv6, and the pod "
-                                "network is IPv4 only: use an IPv4 hostIP or none")
-
-
-def _specific(host_ip: str) -> bool:
-    return bool(host_ip) and host_ip != "0.0.0.0"
-
-
-def _overlap(a: Mapping, b: Mapping) -> bool:
-    return (a.protocol == b.protocol and a.host_port == b.host_port
-            and (not _specific(a.host_ip) or not _specific(b.host_ip)
-                 or a.host_ip == b.host_ip))
-
-
-def _claim_name(m: Mapping) -> str:
-    return f"{m.protocol}-{m.host_port}-{m.host_ip if _specific(m.host_ip) else '0.0.0.0'}"
-
-
-def _is_claim(path: Path) -> bool:
-    return path.name[:1] != "." and path.name != _LOCK and path.is_file()
-
-
-def _claim_uid(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text()).get("uid")
-    except (OSError, ValueError):
-        return None
-
-
-def _read_claims(state_dir: Path) -> list[tuple[str, str, Mapping]]:
-    out = []
-    try:
-        paths = sorted(state_dir.iterdir())
-    except FileNotFoundError:
-        return []
-    for path in paths:
-        if not _is_claim(path):
-            continue
-        try:
-            r = json.loads(path.read_text())
-            out.append((r["uid"], r["pod"], Mapping(r["host_port"], r["container_port"],
-                                                    r["protocol"], r["host_ip"])))
-        except FileNotFoundError:
-            continue                        # released while we listed
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise HostPortError(f"read hostPort claim {path}: {e}") from None
-    return out
-
-
-@contextlib.contextmanager
-def _locked(state_dir: Path):
-    """flock(2) on STATE_DIR/lock: claims are checked and written by one at a time."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / _LOCK
-    try:
-        fd = files.lock(path, mode=0o644)
-    except OSError as e:
-        raise HostPortError(f"open hostPort claims lock {path}: "
-                            f"{os.strerror(e.errno)}") from None
-    try:
-        yield
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def _subnet(subnet: str) -> ipaddress.IPv4Network:
     try:
         return ipaddress.IPv4Network(subnet)
     except ValueError as e:
         raise HostPortError(f"bad pod subnet {subnet!r}: {e}") from None
-
-
-def _check_uid(uid: str) -> None:
-    # It goes into an nft comment and a file: no quotes, no slashes.
-    if not isinstance(uid, str) or not _UID.match(uid):
-        raise HostPortError(f"bad pod uid {uid!r}: letters, digits, '.', '_', '-' only")
 
 
 def _check_ifname(name: str) -> None:

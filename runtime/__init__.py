@@ -24,7 +24,9 @@ the Kubernetes objects, and the API server.
                       and seccomp_profile.py, timings.py (--timings), namespaces.py,
                       configobjects.py / projection.py / podconfig.py
                       (ConfigMaps, Secrets, their env and volumes),
-                      serviceaccount.py (the pod's token)
+                      serviceaccount.py (the pod's token), pki.py (the CA, the
+                      API server's and the admin's certificates, the token key),
+                      apiendpoint.py (the API server's port and pidfile)
     the state         paths.py (every path, and the instance identity), state.py
     below all that    minipod.linux (minipod/linux/): the syscalls, /proc readers,
                       atomic files and locks, the fork helper, --explain

@@ -5,8 +5,9 @@ start (what a valid one is, and its checks: runtime/api/configobject.py).
     RUN/objects/NAMESPACE/secrets/NAME.json      0600   the API object
     (every directory 0700: only root reads a Secret, and only root lists them)
 
-The agent is the only writer (ops "put" and "remove", runtime/agent/agent.py),
-each file replaced whole (minipod.linux.files.replace_file: temp file, fsync, rename), so
+The agent is the only writer (ops "put_object" and "delete_object",
+runtime/agent/server.py), each file replaced whole
+(minipod.linux.files.replace_file: temp file, fsync, rename), so
 the API server and container starts read the old object or the new one.
 A stored object is the API object as `kubectl get -o json` shows it, less
 the resourceVersion (the API server's store numbers changes): a Secret's
@@ -62,7 +63,7 @@ def root_ca(paths, ns: str) -> dict | None:
     """NS's kube-root-ca.crt (None: no CA yet, or no namespace NS)."""
     import hashlib
     from minipod.runtime import namespaces
-    from minipod.runtime.apiserver import pki
+    from minipod.runtime import pki
     if namespaces.read(paths, ns) is None:
         return None
     crt = pki.files(paths).ca_crt
@@ -171,10 +172,8 @@ def lookup(paths, kind: str, namespace: str, name: str, optional: bool) -> dict 
 
 def field_value(record, pod, path: str) -> str:
     """A downward API fieldPath of the pod (env, or a downwardAPI file);
-    `record` is its PodRecord (or the stored JSON of one)."""
+    `record` is its PodRecord."""
     from minipod.runtime.api import configrefs
-    from minipod.runtime.api.record import as_pod
-    record = as_pod(record)
     sub = configrefs.SUBSCRIPTED.fullmatch(path)
     if sub:
         source = pod.labels if sub.group(1) == "labels" else pod.annotations

@@ -264,7 +264,7 @@ def _init_child(spec: ProcessSpec, status_w: int, first_mark: int, joined_r: int
         mark(f"container {spec.name}: fork [2:INIT]")
         set_name("minipod:2:INIT")
         # Open the output files while the host's paths are still visible.
-        # Plain files with O_APPEND (runtime/agent/agent.py, "container output"):
+        # Plain files with O_APPEND (runtime/agent/output.py, "container output"):
         # a write never blocks and never fails with EPIPE, whether the agent
         # that reads them runs or not, and no output is lost across agent
         # restarts.

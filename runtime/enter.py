@@ -87,8 +87,6 @@ def for_container(record, cs, paths, argv: list[str], **fields) -> ExecSpec:
     runtime's exec with the container's process spec."""
     import dataclasses
     from minipod.runtime.api import manifest
-    from minipod.runtime.api.record import as_container, as_pod
-    record, cs = as_pod(record), as_container(cs)
     spec = ExecSpec(pid=cs.pid, argv=argv, env=container_environment(record, cs, paths),
                     **fields)
     if cs.cgroup:
@@ -117,8 +115,6 @@ def container_environment(record, cs, paths) -> dict[str, str]:
     none: then it is computed again the same way, from the manifest, the
     image's config and /etc/passwd, and the uid the process runs as. Never
     from /proc/PID/environ: the process may have rewritten that area."""
-    from minipod.runtime.api.record import as_container, as_pod
-    record, cs = as_pod(record), as_container(cs)
     env = cs.env
     if cs.env_file:           # it holds a Secret's value: kept 0600 (podconfig.py)
         from minipod.runtime import podconfig
@@ -284,7 +280,7 @@ def start_confined(record, cs, paths, argv: list[str], *, tty: bool,
                    with_stdin: bool, console_size: bytes | None = None,
                    name: str = "exec") -> tuple[int, socket.socket | None, dict]:
     """Start argv in container `cs` of pod `record` (a ContainerRecord and
-    its PodRecord, or the stored JSON of both; for_container, start)
+    its PodRecord; for_container, start)
     with stdio the container cannot turn against the caller: never the
     caller's terminal or files. With `tty`, a pty of the container's own
     devpts, whose master comes back over a socket pair (receive_pty on the

@@ -70,10 +70,7 @@ def pod_key(namespace: str | None, name: str) -> str:
 
 
 def record_key(record) -> str:
-    """The key of the pod a state record describes (a PodRecord, or its
-    stored JSON; no namespace: default)."""
-    if isinstance(record, dict):
-        return pod_key(record.get("namespace"), record["name"])
+    """The key of the pod a state record (a PodRecord) describes."""
     return pod_key(record.namespace, record.name)
 
 

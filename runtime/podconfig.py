@@ -29,8 +29,6 @@ ENV_FILE = "env.json"
 def write_volumes(paths, record, pod) -> str | None:
     """Write (or update) the pod's written volumes (`record`: its PodRecord);
     the FailedMount message of the first one that cannot be written yet, or None."""
-    from minipod.runtime.api.record import as_pod
-    record = as_pod(record)
     gid = next((c.security_context.fs_group for c in pod.containers
                 if c.security_context.fs_group is not None), None)
     for v in pod.volumes:
@@ -57,7 +55,7 @@ def save_env(paths, record, cs, env: dict, secret: bool) -> None:
     goes to a 0600 file in the container's dir, never into the pod record
     (that one is world-readable: `minipod get` reads it)."""
     if not secret:
-        _set_env(cs, env, None)
+        cs.env, cs.env_file = env, None
         return
     from minipod.linux import files
     from minipod.runtime.paths import record_key
@@ -66,33 +64,16 @@ def save_env(paths, record, cs, env: dict, secret: bool) -> None:
     secrets = paths.pod_dir(record_key(record)) / "secrets"
     secrets.mkdir(mode=0o700, exist_ok=True)
     os.chmod(secrets, 0o700)
-    path = secrets / f"{_name(cs)}.{ENV_FILE}"
+    path = secrets / f"{cs.name}.{ENV_FILE}"
     files.replace_file(path, json.dumps(env).encode(), 0o600)
     os.chmod(path, 0o600)
-    _set_env(cs, None, str(path))
-
-
-def _name(cs) -> str:
-    return cs["name"] if isinstance(cs, dict) else cs.name
-
-
-def _set_env(cs, env: dict | None, env_file: str | None) -> None:
-    """cs.env and cs.env_file; an agent that still holds the stored dict
-    gets its keys set ("envFile" gone when there is none)."""
-    if not isinstance(cs, dict):
-        cs.env, cs.env_file = env, env_file
-        return
-    cs["env"] = env
-    if env_file is None:
-        cs.pop("envFile", None)
-    else:
-        cs["envFile"] = env_file
+    cs.env, cs.env_file = None, str(path)
 
 
 def load_env(cs) -> dict | None:
-    """The environment save_env kept for a container, if it went to a file."""
-    from minipod.runtime.api.record import as_container
-    env_file = as_container(cs).env_file
+    """The environment save_env kept for a container (a ContainerRecord), if
+    it went to a file."""
+    env_file = cs.env_file
     if not env_file:
         return None
     try:

@@ -41,7 +41,7 @@ class ProbeState:
 class Target:
     """The container an exec check runs in: its pod's record, its status
     entry (pid, cgroup, env) and the agent's Paths (enter.for_container):
-    a PodRecord and its ContainerRecord, or the stored JSON of both."""
+    a PodRecord and its ContainerRecord."""
     record: object
     cs: object
     paths: object
@@ -105,8 +105,7 @@ def _exec(handler, target: Target | None, timeout: float) -> tuple[int, str]:
     stdout and stderr into one pipe of ours; its output is the message."""
     from minipod.runtime import container as ctr
     from minipod.runtime import enter
-    from minipod.runtime.api.record import as_container
-    if target is None or not as_container(target.cs).pid:
+    if target is None or not target.cs.pid:
         return 1, "container is not running"
     out_r, out_w = os.pipe()
     try:

@@ -70,7 +70,7 @@ def _objects_files(paths, kind: str, namespace: str, ref: dict, default_mode: in
                              default_mode if item.get("mode") is None else item["mode"])
 
 
-def _downward_files(paths, record: dict, pod, items: list, default_mode: int,
+def _downward_files(paths, record, pod, items: list, default_mode: int,
                     out: dict) -> None:
     for item in items:
         if "fieldRef" in item:
@@ -102,7 +102,7 @@ SOURCES = {
 }
 
 
-def payload(paths, record: dict, pod, volume) -> dict[str, tuple[bytes, int]]:
+def payload(paths, record, pod, volume) -> dict[str, tuple[bytes, int]]:
     """{relative path: (bytes, mode)} of one volume now; NotReady if a
     required object or key is missing."""
     src, out = volume.source, {}

@@ -75,14 +75,14 @@ def api_port(paths) -> int:
     """The running API server's port (its pidfile), else where it will listen
     (MINIPOD_API_PORT, else 6443): an agent started with another environment
     than the server's still points pods at the server."""
-    from minipod.runtime.apiserver import launch
-    found = launch.running(paths)
+    from minipod.runtime import apiendpoint
+    found = apiendpoint.running(paths)
     if found:
         return found[1]
     try:
-        return launch.port()
-    except launch.LaunchError:
-        return launch.DEFAULT_PORT
+        return apiendpoint.port()
+    except apiendpoint.LaunchError:
+        return apiendpoint.DEFAULT_PORT
 
 
 def service_env(host: str, port: int) -> list[tuple[str, str]]:
@@ -163,7 +163,7 @@ def verify(key: bytes, token: str) -> dict:
 
 def signing_key(paths) -> bytes:
     """LIB/pki/sa.key, made with the CA (pki.ensure)."""
-    from minipod.runtime.apiserver import pki
+    from minipod.runtime import pki
     return pki.ensure(paths).sa_key.read_bytes()
 
 
@@ -179,11 +179,9 @@ def prepare(paths, pod_dir: Path, record) -> str | None:
     """Write token, ca.crt and namespace for the pod (`record`: a PodRecord);
     the host dir to mount, or None when the pod does not want them. Called
     once, at pod creation."""
-    from minipod.runtime.api.record import as_pod
-    record = as_pod(record)
     if not wanted(record.manifest):
         return None
-    from minipod.runtime.apiserver import pki
+    from minipod.runtime import pki
     from minipod.linux.files import replace_file
     files = pki.ensure(paths)
     outer = pod_dir / "secrets"
@@ -203,8 +201,7 @@ def prepare(paths, pod_dir: Path, record) -> str | None:
 def bind(record, container):
     """The read-only bind mount of the token dir for one container, or None
     (no token for this pod, or the container mounts something there itself)."""
-    from minipod.runtime.api.record import as_pod
-    source = as_pod(record).service_account_dir
+    source = record.service_account_dir
     if not source:
         return None
     if any(vm.mount_path.rstrip("/") == MOUNT_PATH for vm in container.volume_mounts):

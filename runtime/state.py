@@ -78,15 +78,6 @@ def read_record(pod_dir: Path) -> PodRecord:
 
 def read_records(pods_dir: Path) -> tuple[list[PodRecord], list[str]]:
     """Every pod record (typed), sorted by name, and the errors of unreadable ones."""
-    return _read_each(pods_dir, read_record)
-
-
-def read_all(pods_dir: Path) -> tuple[list[dict], list[str]]:
-    """read_records, as stored JSON objects (for a caller that still holds dicts)."""
-    return _read_each(pods_dir, read)
-
-
-def _read_each(pods_dir: Path, reader) -> tuple[list, list[str]]:
     records, errors = [], []
     try:
         names = sorted(os.listdir(pods_dir))
@@ -94,7 +85,7 @@ def _read_each(pods_dir: Path, reader) -> tuple[list, list[str]]:
         return [], []
     for name in names:
         try:
-            records.append(reader(pods_dir / name))
+            records.append(read_record(pods_dir / name))
         except FileNotFoundError:
             continue  # a pod being created or removed right now
         except StateError as e:

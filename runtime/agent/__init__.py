@@ -26,8 +26,9 @@ Dependencies point one way: server -> pods, adopt -> worker -> spec, images,
 prober, output -> store, running, loop, node, backoff. Puller, Prober
 and OutputRelay are objects of their own: a pull's end and a probe's
 "kill it" come back through callbacks. The others are parts of the one
-Agent class, where one call still goes up: the worker finishes a pending
-delete (pods._maybe_finish_delete) when a container of a deleted pod ends.
+Agent class; they too report up only by callback: the worker's
+on_deleted_exit (a container of a deleted pod ended) is pods' finish of
+the delete, wired in Agent.__init__.
 
 Check by hand: `minipod agent status`; its log is RUN/agent.log; `ps -o
 pid,cmd -p $(cat RUN/agent.pid)`.

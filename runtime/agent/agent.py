@@ -94,6 +94,7 @@ class Agent(Server, Pods, Adoption, Worker, Images):
         self.puller = Puller(self.loop, self.node, self._pulled)
         self.prober = Prober(self.loop, self.node, self.store, self.live, self.checks, paths,
                              self._kill_container)
+        self.on_deleted_exit = self._maybe_finish_delete   # worker -> pods, by callback
 
     def call_later(self, delay: float, fn, *args) -> None:
         self.loop.call_later(delay, fn, *args)
@@ -156,7 +157,7 @@ class Agent(Server, Pods, Adoption, Worker, Images):
     def _gc_at_start(self) -> None:
         try:
             from minipod.runtime.agent import gc
-            done = gc.run(self.paths, self.node.ipr, self.net.bridge, [r.to_dict() for r in self.records.values()],
+            done = gc.run(self.paths, self.node.ipr, self.net.bridge, list(self.records.values()),
                           cgroups=self.cgroups)
             for line in done["removed"]:
                 log(f"gc: removed {line}")

@@ -26,16 +26,18 @@ from __future__ import annotations
 
 import os
 
+from minipod.runtime.api.record import BackoffEntry
+
 BACKOFF_BASE = float(os.environ.get("MINIPOD_BACKOFF_BASE", "10"))
 BACKOFF_MAX = 300.0  # the cap; 2 × cap (10 min) after a restart, an exit starts over
 
 
-def expired(entry: dict, event: float, cap: float) -> bool:
+def expired(entry: BackoffEntry, event: float, cap: float) -> bool:
     """flowcontrol's hasExpired: stable for more than twice the cap."""
     return event - entry["since"] > 2 * cap
 
 
-def wait(entry: dict | None, finished: float, now: float, cap: float) -> float:
+def wait(entry: BackoffEntry | None, finished: float, now: float, cap: float) -> float:
     """Seconds still to wait before restarting a container that ended at
     `finished` (IsInBackOffSince); 0 means restart now."""
     if not isinstance(entry, dict) or expired(entry, finished, cap):
@@ -43,8 +45,8 @@ def wait(entry: dict | None, finished: float, now: float, cap: float) -> float:
     return max(0.0, entry["seconds"] - (now - finished))
 
 
-def next_entry(entry: dict | None, finished: float, now: float, base: float,
-               cap: float) -> dict:
+def next_entry(entry: BackoffEntry | None, finished: float, now: float, base: float,
+               cap: float) -> BackoffEntry:
     """The entry after a restart at `now` (flowcontrol's Next): a new one at
     the base, or the old one doubled up to the cap."""
     if not isinstance(entry, dict) or expired(entry, finished, cap):
@@ -71,10 +73,10 @@ class Backoff:
     def __init__(self, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX):
         self.base, self.cap = base, cap
 
-    def wait(self, entry: dict | None, finished: float, now: float) -> float:
+    def wait(self, entry: BackoffEntry | None, finished: float, now: float) -> float:
         """Seconds still to wait after a failure at `finished`; 0: retry now."""
         return wait(entry, finished, now, self.cap)
 
-    def next(self, entry: dict | None, finished: float, now: float) -> dict:
+    def next(self, entry: BackoffEntry | None, finished: float, now: float) -> BackoffEntry:
         """The entry after a retry at `now`."""
         return next_entry(entry, finished, now, self.base, self.cap)

@@ -81,8 +81,8 @@ from minipod.runtime.paths import Paths
 def find_orphans(paths: Paths, live_records, listing: Listing) -> list[Orphan]:
     """What in `listing` no live pod record refers to, in removal order.
 
-    `live_records` are the agent's records (dicts with name, uid, and
-    hostIfname, netns, containers[].pid/pidStart, pause when present)."""
+    `live_records` are the agent's records (PodRecord: name, uid, and
+    host_ifname, netns, containers' pid/pid_start, pause when present)."""
     keep = Keep.of(live_records, listing.pod_dirs)
     out = [o for owner in OWNERS for o in owner.orphans(paths, keep, listing)]
     out.sort(key=lambda o: KINDS.index(o.kind))   # stable: keeps the order within a kind

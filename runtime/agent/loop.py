@@ -12,12 +12,15 @@ is stored in records), so a test drives time by hand (tests/unit/
 test_agent_lifecycle.py); `run_timers()` runs what is due and returns how
 long the loop may sleep (at most 5 s).
 
-Also here, as every manager uses them: `now_iso()`, `log()`, `find()`, `update()` and
+Also here, as every manager uses them: `now_iso()`, `log()`, `find()`, `update()`,
+`send_answer()` (the server's answers, and a delete's once the pod is gone) and
 `RequestError` (an answer for the client: a Kubernetes-style code and a message).
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
+import json
 import itertools
 import selectors
 import sys
@@ -47,6 +50,14 @@ def update(obj, **fields) -> None:
         if not hasattr(obj, name):
             raise AttributeError(f"{type(obj).__name__} has no field {name!r}")
         setattr(obj, name, value)
+
+
+def send_answer(conn, answer: dict) -> None:
+    """Answer a client on its connection (one JSON line), then close it; a
+    client that went away meanwhile is no error."""
+    with contextlib.suppress(OSError):
+        conn.sendall((json.dumps(answer) + "\n").encode())
+    conn.close()
 
 
 class RequestError(Exception):

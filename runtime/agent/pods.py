@@ -23,7 +23,7 @@ from minipod import cgroups
 from minipod.linux import explain
 from minipod.netns import antispoof, bridge, hostport
 from minipod.runtime import configobjects, faults, namespaces, serviceaccount, timings, volumes
-from minipod.runtime.agent.loop import RequestError, log, now_iso, update
+from minipod.runtime.agent.loop import RequestError, log, now_iso, send_answer, update
 from minipod.runtime.agent.running import RunningContainer
 from minipod.runtime.agent.worker import limits_of
 from minipod.runtime.api import manifest, qos
@@ -283,7 +283,7 @@ class Pods:
         if marks is not None:
             answer["timings"] = timings.stop()
         for conn in self.delete_waiters.pop(name, []):
-            self._answer(conn, answer)
+            send_answer(conn, answer)
         if not self.records:
             self.idle_since = self.loop.clock()
         self._finish_namespace(record.namespace or namespaces.DEFAULT)

@@ -13,15 +13,13 @@ logic lives here.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import traceback
 
 from minipod.linux import explain
 from minipod.runtime import configobjects, namespaces, podconfig, timings
-from minipod.runtime.agent.loop import RequestError, find, log, now_iso
+from minipod.runtime.agent.loop import RequestError, find, log, now_iso, send_answer
 from minipod.runtime.api import configobject, manifest
 from minipod.runtime.paths import pod_key
 
@@ -53,12 +51,7 @@ class Server:
             log("request failed:\n" + traceback.format_exc())
             answer = {"ok": False, "code": "InternalError", "error": str(e)}
         if answer is not None:  # None: answered later (delete waits)
-            self._answer(conn, answer)
-
-    def _answer(self, conn: socket.socket, answer: dict) -> None:
-        with contextlib.suppress(OSError):
-            conn.sendall((json.dumps(answer) + "\n").encode())
-        conn.close()
+            send_answer(conn, answer)
 
     def op_ping(self, request, conn) -> dict:
         return {"ok": True, "pid": os.getpid(), "pods": len(self.records)}
@@ -231,7 +224,7 @@ class Server:
     def op_gc(self, request, conn) -> dict:
         """Remove what no live pod owns (runtime/agent/gc.py)."""
         from minipod.runtime.agent import gc
-        return gc.run(self.paths, self.node.ipr, self.net.bridge, [r.to_dict() for r in self.records.values()],
+        return gc.run(self.paths, self.node.ipr, self.net.bridge, list(self.records.values()),
                       dry_run=bool(request.get("dryRun")), cgroups=self.cgroups)
 
     # ---- namespaces (runtime/namespaces.py) ----------------------------------

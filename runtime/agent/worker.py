@@ -28,7 +28,11 @@ from minipod.runtime.api.record import ContainerRecord, LastState, User
 
 
 class Worker:
-    """The per-pod sync (mixed into Agent)."""
+    """The per-pod sync (mixed into Agent). It reports up by callback, as
+    the managers that are objects of their own do: `on_deleted_exit(key)`
+    when a container of a pod being deleted has ended (Agent wires it to
+    pods.py, which finishes the delete once none is left)."""
+    on_deleted_exit = None   # (pod key) -> None, set by Agent
 
     def sync(self, pod_name: str) -> None:
         """Start whatever should run next (kubelet's computePodActions):
@@ -215,7 +219,7 @@ class Worker:
         cs = find(record, name)
         if record.deletion_timestamp:
             self.store.save(pod_name)
-            self._maybe_finish_delete(pod_name)
+            self.on_deleted_exit(pod_name)
             return
         respec, cs.respec = cs.respec, False
         if respec:                              # killed for a new image: back at once
@@ -304,7 +308,7 @@ class Worker:
             cs = find(record, name)
             if ok:
                 cs.pulled = True
-                cs.pull_backoff = 0
+                cs.pull_backoff = None
                 self.store.event(pod_name, "Pulled", f'Successfully pulled image "{ref}" in '
                                                f"{seconds:.3f}s")
                 self.sync(pod_name)

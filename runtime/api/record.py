@@ -50,7 +50,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 SCHEMA_VERSION = 1
 
@@ -179,6 +179,13 @@ def _dump(value: Any) -> Any:
     return value
 
 
+class BackoffEntry(TypedDict):
+    """A back-off entry (runtime/agent/backoff.py), kept as stored: how long
+    the next wait is, and when the last retry was (wall clock, seconds)."""
+    seconds: float
+    since: float
+
+
 @dataclass
 class ProcessRef(_Stored):
     """A process the agent started: pid and its start time (field 22 of
@@ -233,10 +240,10 @@ class ContainerRecord(_Stored):
     image_id is the digest of the image it runs ("" until looked up);
     env is what exec, probes and hooks run with: a dict, or None with
     env_file (a Secret's values, in a 0600 file), or absent in records of
-    older versions (then computed again). backoff is the restart back-off
-    entry of runtime/agent/backoff.py, kept as it is ({"seconds", "since"}).
-    The flags: pulled (image present, no pull again), pull_backoff (failed
-    pulls in a row), config_wait (waits for a ConfigMap/Secret), respec
+    older versions (then computed again). backoff and pull_backoff are the
+    back-off entries (BackoffEntry) of restarts and of image pulls, None
+    (or 0, as earlier versions reset it) when there is none. The flags:
+    pulled (image present, no pull again), config_wait (waits for a ConfigMap/Secret), respec
     (killed for a new image: restart at once), stopping (a sidecar told to
     end)."""
     name: str = ""
@@ -263,9 +270,9 @@ class ContainerRecord(_Stored):
     last_state: LastState | None = None
     exited_at: float | None = None
     restart_at: float | None = None
-    backoff: dict | None = None
+    backoff: BackoffEntry | None = None
     pulled: bool = False
-    pull_backoff: int = 0
+    pull_backoff: BackoffEntry | None = None
     config_wait: bool = False
     respec: bool = False
     stopping: bool = False

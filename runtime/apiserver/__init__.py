@@ -3,7 +3,7 @@
 `minipod serve` runs it (its own process, threads inside; the agent forks
 containers and keeps threads out). It serves HTTPS on 127.0.0.1:6443
 (MINIPOD_API_PORT moves it) to clients that present the admin certificate
-(pki.py), and on the pod bridge's gateway to pods with their ServiceAccount
+(../pki.py), and on the pod bridge's gateway to pods with their ServiceAccount
 token (auth.py, ../serviceaccount.py), reads pods from the agent's state records (store.py keeps a
 resourceVersion-ordered change log for watches) and asks the agent to
 create and delete them, so the kubelet logic stays in one place.
@@ -29,7 +29,6 @@ create and delete them, so the kubelet logic stays in one place.
     openapi.py      /openapi/v3 from the upstream schema (kubernetes-validate)
     auth.py         who asks (certificate or token) and what a pod's token may do
     launch.py       start on demand (pidfile + lock), stop
-    pki.py          CA, server and client certificates (cryptography)
     metrics.py      metrics.k8s.io PodMetrics from the pods' cgroups
     podlogs.py      …/log, with the CLI's reader (runtime/logreader.py)
     podexec.py      …/exec and …/attach over WebSocket (v5/v4.channel.k8s.io)

@@ -4,6 +4,10 @@
     RUN/apiserver.pid    "PID PORT", written once it listens
     LOG/apiserver.log    its output when started in the background
 
+(The port and the two files are read in the node library,
+runtime/apiendpoint.py: a pod's environment names the running server's port.
+launch.port, running and LaunchError are those, used here and by the verbs.)
+
 A server holds the lock, so "is it running" is one non-blocking flock
 attempt, never a guess from a pidfile a crash left behind. Any command that
 needs the server (`minipod kubeconfig`) starts `python -m minipod serve`
@@ -20,67 +24,16 @@ import sys
 import time
 
 from minipod.linux import files
+from minipod.runtime.apiendpoint import LaunchError, lock_path, pid_path, port, running
+
+__all__ = ["LaunchError", "ensure", "log_path", "port", "running", "serve_foreground", "stop",
+           "take_lock"]
 
 START_TIMEOUT = 15.0
-DEFAULT_PORT = 6443
-
-
-class LaunchError(Exception):
-    pass
-
-
-def port() -> int:
-    text = os.environ.get("MINIPOD_API_PORT", str(DEFAULT_PORT))
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 0 < value < 65536:
-        raise LaunchError(f"MINIPOD_API_PORT={text!r} is not a TCP port (1-65535)")
-    return value
-
-
-def lock_path(paths):
-    return paths.run / "apiserver.lock"
-
-
-def pid_path(paths):
-    return paths.run / "apiserver.pid"
 
 
 def log_path(paths):
     return paths.log / "apiserver.log"
-
-
-def flock_held(path) -> bool:
-    """Does some process hold a flock(2) on path? Read from /proc/locks, so
-    asking never takes the lock itself (a probe that took it, even shared and
-    for a moment, could make a server starting right then think another runs)."""
-    try:
-        st = os.stat(path)
-        with open("/proc/locks") as f:
-            table = f.read()
-    except FileNotFoundError:
-        return False
-    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    for line in table.splitlines():
-        fields = line.split()
-        if "->" in fields:      # a waiter, not a holder
-            continue
-        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key:
-            return True
-    return False
-
-
-def running(paths) -> tuple[int, int] | None:
-    """(pid, port) of the running server, or None."""
-    if not flock_held(lock_path(paths)):
-        return None
-    try:
-        pid, listen_port = pid_path(paths).read_text().split()
-        return int(pid), int(listen_port)
-    except (FileNotFoundError, ValueError):
-        return None         # starting: not listening yet
 
 
 def take_lock(paths) -> int | None:

@@ -15,7 +15,7 @@ lowered), `spec.tolerations` (additions only) and
 `spec.terminationGracePeriodSeconds` (to 1, if it was negative). Anything
 else is 422 with upstream's text. `check_update()` is that rule, pure.
 
-The agent applies the change (`{"op": "update", ...}`, runtime/agent/agent.py):
+The agent applies the change (`{"op": "update", ...}`, runtime/agent/server.py):
 it alone writes state records. A new image restarts that container, as the
 kubelet does ("Container C definition changed, will be restarted").
 """

@@ -299,7 +299,7 @@ def serve(paths, port: int, ready=None) -> int:
     and serve until SIGTERM or SIGINT."""
     import signal
     from minipod.runtime import serviceaccount
-    from minipod.runtime.apiserver import pki
+    from minipod.runtime import pki
     gateway = serviceaccount.api_host()
     files = pki.ensure(paths, (gateway,))
     try:

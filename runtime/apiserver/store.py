@@ -212,7 +212,7 @@ class Store:
         """Does an agent hold its lock? Then its records are the truth (it sees
         every exit through a pidfd), and a container whose process just ended is
         not shown as ended-unknown in the moment before the agent writes it."""
-        from minipod.runtime.apiserver.launch import flock_held
+        from minipod.runtime.apiendpoint import flock_held
         return flock_held(self.paths.agent_lock)
 
     def _sync(self) -> None:

@@ -63,7 +63,8 @@ def merge(config: dict, ours: dict) -> dict:
 
 def run(args, paths) -> int:
     import yaml
-    from minipod.runtime.apiserver import launch, pki
+    from minipod.runtime import pki
+    from minipod.runtime.apiserver import launch
     require_root("kubeconfig")
     try:
         _, port = launch.ensure(paths)

@@ -5,7 +5,7 @@ namespaces, a veth, an anti-spoofing filter, an IP lease, hostPort rules,
 a cgroup, container dirs, logs, tmpfs mounts, processes. Each kind has one
 owner, and only the owner knows how to make it, remove it (idempotently:
 "already gone" is fine) and recognise it as this root's: create_pod's undo
-stack, teardown (runtime/agent/agent.py) and gc (runtime/agent/gc.py) all
+stack, teardown (runtime/agent/pods.py) and gc (runtime/agent/gc.py) all
 call the owners. Adding a kind means adding one owner here.
 
 What each owner recognises as this root's, and why: the table in

@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minipod.runtime.api.record import PodRecord
 from minipod.runtime.paths import Paths, record_key
 
 
@@ -26,8 +27,9 @@ from minipod.runtime.paths import Paths, record_key
 class PodDir:
     """One entry of paths.pods: its record, or why there is none."""
     name: str
-    record: dict | None = None   # pod.json, if it could be read
-    error: str | None = None     # why pod.json could not be read; None: there is none
+    record: PodRecord | None = None   # pod.json, if it could be read; of an
+    error: str | None = None     # unreadable one only the uid it still shows.
+                                 # error: why pod.json could not be read; None: there is none
 
 
 @dataclass(frozen=True)
@@ -85,22 +87,22 @@ class Node:
 @dataclass
 class Keep:
     """What the live records (and the unreadable pod dirs) protect."""
-    live: dict[str, dict]          # key -> live record
+    live: dict[str, PodRecord]     # key -> live record
     names: set[str]                # pod keys
     uids: set[str]
     veths: set[str]
     pauses: set[tuple]             # (pid, start) of recorded pause processes
-    gone: dict[str, dict]          # readable records the agent does not manage
+    gone: dict[str, PodRecord]     # readable records the agent does not manage
     unsure: list[str]              # unreadable pod dirs whose uid is unknown
 
     @classmethod
-    def of(cls, live_records, pod_dirs: list[PodDir]) -> Keep:
+    def of(cls, live_records: list[PodRecord], pod_dirs: list[PodDir]) -> Keep:
         from minipod.netns.bridge import host_ifname
         live = {record_key(r): r for r in live_records}
-        keep = cls(live, set(live), {r["uid"] for r in live.values()},
-                   {r.get("hostIfname") or host_ifname(r["uid"]) for r in live.values()},
-                   {(r["pause"]["pid"], r["pause"].get("pidStart"))
-                    for r in live.values() if r.get("pause")}, {}, [])
+        keep = cls(live, set(live), {r.uid for r in live.values()},
+                   {r.host_ifname or host_ifname(r.uid) for r in live.values()},
+                   {(r.pause.pid, r.pause.pid_start) for r in live.values() if r.pause},
+                   {}, [])
         for d in pod_dirs:
             if d.name in live:
                 continue
@@ -148,7 +150,7 @@ class Owner:
 
 def uid_of(d: PodDir) -> str | None:
     """The uid an unreadable record still shows, if any (set by the scan)."""
-    return (d.record or {}).get("uid")
+    return (d.record.uid or None) if d.record is not None else None
 
 
 # ---- small readers and removers the owners share ---------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from minipod.runtime.api.record import PodRecord
 from minipod.runtime.owners.base import Keep, Listing, Node, Orphan, Owner, PodDir, rmtree, subdirs
 from minipod.runtime.paths import Paths
 
@@ -53,12 +54,12 @@ class PodDirs(Owner):
         for name in subdirs(paths.pods):
             d = paths.pod_dir(name)
             try:
-                listing.pod_dirs.append(PodDir(name, record=state.read(d)))
+                listing.pod_dirs.append(PodDir(name, record=state.read_record(d)))
             except FileNotFoundError:
                 listing.pod_dirs.append(PodDir(name))
             except state.StateError as e:
                 uid = _salvage_uid(d / state.RECORD)
-                listing.pod_dirs.append(PodDir(name, record={"uid": uid} if uid else None,
+                listing.pod_dirs.append(PodDir(name, record=PodRecord(uid=uid) if uid else None,
                                                error=str(e)))
 
     def orphans(self, paths: Paths, keep: Keep, listing: Listing) -> list[Orphan]:

@@ -20,6 +20,7 @@ import signal
 import time
 
 from minipod.linux import proc
+from minipod.runtime.api.record import ContainerState, PodRecord
 from minipod.runtime.owners.base import Keep, Listing, Node, Orphan, Owner, Proc, listdir
 from minipod.runtime.paths import Paths, record_key
 
@@ -45,7 +46,7 @@ class Processes(Owner):
             start = str(p.start)
             if p.container is not None:
                 uid, cname = p.container
-                record = next((r for r in keep.live.values() if r["uid"] == uid), None)
+                record = next((r for r in keep.live.values() if r.uid == uid), None)
                 if record is not None:
                     if p.mntns != _tracked_mntns(record, cname, by_pid):
                         out.append(Orphan("process", str(p.pid), (
@@ -53,7 +54,7 @@ class Processes(Owner):
                             f"{record_key(record)} (not the pid its record names)"),
                             owner=start))
                 elif uid not in keep.uids:
-                    pod = next((n for n, r in keep.gone.items() if r.get("uid") == uid), None)
+                    pod = next((n for n, r in keep.gone.items() if r.uid == uid), None)
                     out.append(keep.by_uid("process", str(p.pid), (
                         f"container {cname} of pod {pod} (uid {uid}), which is gone" if pod
                         else f"container {cname} of pod uid {uid}, which no live pod owns"),
@@ -105,11 +106,9 @@ def remove_cgroup(driver, uid: str) -> None:
     driver.remove(driver.pod_cgroup(uid))
 
 
-def stop_pause(record) -> None:
-    """SIGKILL the pod's pause process, if the record (a PodRecord, or the
-    stored dict gc reads) names one that still runs."""
-    from minipod.runtime.api.record import as_pod
-    pause = as_pod(record).pause
+def stop_pause(record: PodRecord) -> None:
+    """SIGKILL the pod's pause process, if the record names one that still runs."""
+    pause = record.pause
     if pause and proc.alive(pause.pid, pause.pid_start):
         os.kill(pause.pid, signal.SIGKILL)
 
@@ -134,12 +133,12 @@ def _wait_dead(pids: list[int]) -> None:
             time.sleep(0.01)
 
 
-def _tracked_mntns(record: dict, cname: str, by_pid: dict[int, Proc]) -> int | None:
+def _tracked_mntns(record: PodRecord, cname: str, by_pid: dict[int, Proc]) -> int | None:
     """The mount namespace of the process the record names for a container."""
-    for cs in record.get("initContainers", []) + record.get("containers", []):
-        if cs.get("name") == cname and cs.get("state") == "running" and cs.get("pid"):
-            p = by_pid.get(cs["pid"])
-            if p is not None and (cs.get("pidStart") is None or p.start == cs["pidStart"]):
+    for cs in record.all_containers():
+        if cs.name == cname and cs.state == ContainerState.RUNNING and cs.pid:
+            p = by_pid.get(cs.pid)
+            if p is not None and (cs.pid_start is None or p.start == cs.pid_start):
                 return p.mntns
     return None
 

@@ -18,13 +18,17 @@ import os
 import signal
 import subprocess
 import time
+from types import SimpleNamespace
 
 import pytest
+from ownergc import owner_gc
 
 from minipod import cgroups
 from minipod.linux import namespaces
 from minipod.cgroups.v1 import V1Driver
 from minipod.cgroups.v2 import V2Driver
+from minipod.runtime.owners import Node
+from minipod.runtime.owners.processes import Cgroups
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (cgroupfs)")]
@@ -180,7 +184,8 @@ def test_process_joins_and_removal_waits_for_it(driver):
 def test_gc_removes_cgroups_of_pods_that_are_gone(driver):
     for uid in ("alive", "gone"):
         driver.create_container(driver.create_pod(uid), "c", cgroups.Limits())
-    removed, errors = driver.gc({"alive"})
+    removed, errors = owner_gc(Cgroups(), Node(None, cgroups=driver),
+                               SimpleNamespace(cgroup_parent=driver.parent), {"alive"})
     assert removed == [driver.pod_cgroup("gone")] and errors == []
     assert driver.pod_names() == ["podalive"]
 

@@ -437,17 +437,25 @@ def test_remove_takes_rules_and_claims_away(make_pod, state_dir):
     hostport.claim(state_dir, "someone-else", "next", [Mapping(port, 80)])   # free again
 
 
-def test_gc_removes_what_dead_pods_left(make_pod, state_dir):
+def test_gc_removes_what_dead_pods_left(make_pod, tmp_path):
+    """Through the HostPorts owner (runtime/owners/network.py), as `minipod
+    gc` runs it: a legacy root counts these untagged rules as its own."""
+    from minipod.runtime.owners import Node
+    from minipod.runtime.owners.network import HostPorts
+    from minipod.runtime.paths import Identity, Paths
+    from ownergc import owner_gc
+    paths = Paths(str(tmp_path), identity=Identity("1a2b3c4d", legacy=True))
+    state_dir = paths.hostports
     live, dead = make_pod(), make_pod()
     publish(live, state_dir, Mapping(free_port(), 80))
     publish(dead, state_dir, Mapping(free_port(), 80))
     hostport.claim(state_dir, "claim-only", "crashed", [Mapping(free_port(), 80)])
-    stale = hostport.gc(state_dir, [live.uid])
-    assert stale == sorted([dead.uid, "claim-only"])
+    stale, errors = owner_gc(HostPorts(), Node(paths), paths, [live.uid])
+    assert stale == sorted([dead.uid, "claim-only"]) and errors == []
     assert [uid for uid, _, _ in hostport.claims(state_dir)] == [live.uid]
     assert [r for r in hostport.rules() if live.uid in r]            # kept
     assert not [r for r in hostport.rules() if dead.uid in r]
-    assert hostport.gc(state_dir, [live.uid]) == []
+    assert owner_gc(HostPorts(), Node(paths), paths, [live.uid]) == ([], [])
 
 
 def test_zz_no_rules_left(network):

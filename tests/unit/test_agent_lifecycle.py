@@ -81,9 +81,6 @@ class FakeCgroups:
     def remove(self, path):
         self.node.calls.append(("cgroups.remove", (path,)))
 
-    def gc(self, uids):
-        return [], []
-
 
 class FakeImages:
     """An image store that has the refs in `present` (an empty layer each)."""

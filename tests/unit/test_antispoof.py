@@ -6,6 +6,7 @@ import pytest
 
 from minipod.netns.antispoof import Filter, FilterError, owner_tag, parse
 from minipod.runtime.agent.gc import find_orphans
+from minipod.runtime.api.record import PodRecord
 from minipod.runtime.owners import Listing, PodDir
 from minipod.runtime.paths import Paths
 
@@ -64,7 +65,7 @@ def test_parse_keeps_only_this_instances_elements():
 
 def test_gc_plans_removal_of_a_gone_pods_filter_and_keeps_a_live_ones():
     paths = Paths("/tmp/minipod-unit-antispoof")
-    live = [{"name": "web", "uid": UID, "hostIfname": "mp0000000001"}]
+    live = [PodRecord.from_dict({"name": "web", "uid": UID, "hostIfname": "mp0000000001"})]
     listing = Listing(pod_dirs=[PodDir("web", record=live[0])],
                       filters={UID: "mp0000000001", GONE: "mp0000000002"})
     orphans = find_orphans(paths, live, listing)

@@ -195,7 +195,8 @@ def record(name: str, namespace: str = "default") -> dict:
 @pytest.fixture(scope="module")
 def listeners(tmp_path_factory):
     pytest.importorskip("cryptography")
-    from minipod.runtime.apiserver import pki, server
+    from minipod.runtime import pki
+    from minipod.runtime.apiserver import server
     paths = Paths(str(tmp_path_factory.mktemp("root")))
     paths.pods.mkdir(parents=True)
     files = pki.ensure(paths, ("127.0.0.2",))

@@ -24,7 +24,8 @@ pytest.importorskip("cryptography")
 
 from minipod.linux import proc  # noqa: E402
 from minipod.runtime import state  # noqa: E402
-from minipod.runtime.apiserver import pki, server  # noqa: E402
+from minipod.runtime import pki  # noqa: E402
+from minipod.runtime.apiserver import server  # noqa: E402
 from minipod.runtime.paths import Paths  # noqa: E402
 
 KUBECTL_DISCOVERY = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"

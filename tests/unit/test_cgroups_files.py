@@ -8,13 +8,17 @@ drivers write is then read back from the files.
 """
 import errno
 import os
+from types import SimpleNamespace
 
 import pytest
+from ownergc import owner_gc
 
 from minipod import cgroups
 from minipod.cgroups import driver as drv
 from minipod.cgroups.v1 import DEVICE_RULES, V1Driver
 from minipod.cgroups.v2 import V2Driver, device_program
+from minipod.runtime.owners import Node
+from minipod.runtime.owners.processes import Cgroups
 
 Mi = 1 << 20
 
@@ -371,7 +375,8 @@ def test_gc_removes_only_pods_not_alive(driver):
         driver.create_pod(uid)
     busy = driver.create_pod("busy")
     open(driver.join_paths(busy)[0], "w").write("77\n")
-    removed, errors = driver.gc({"live"})
+    removed, errors = owner_gc(Cgroups(), Node(None, cgroups=driver),
+                               SimpleNamespace(cgroup_parent=driver.parent), {"live"})
     assert sorted(removed) == ["/minipod/poddead1", "/minipod/poddead2"]
     assert len(errors) == 1 and "/minipod/podbusy" in errors[0] and "77" in errors[0]
     assert driver.pod_names() == ["podbusy", "podlive"]

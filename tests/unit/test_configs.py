@@ -13,6 +13,7 @@ from minipod.runtime import configobjects, projection
 
 from minipod.runtime.api import configobject, fields
 from minipod.runtime.api.manifest import ManifestError, load_text
+from minipod.runtime.api.record import PodRecord
 
 
 def load(text: str, objects: list | None = None):
@@ -266,7 +267,7 @@ def test_container_env(tmp_path):
     paths = SimpleNamespace(run=tmp_path)
     [pod], _ = load(ENV_POD)
     [c] = pod.containers
-    record = {"uid": "u1", "podIP": "10.0.0.5", "nodeName": "n"}
+    record = PodRecord.from_dict({"uid": "u1", "podIP": "10.0.0.5", "nodeName": "n"})
     with pytest.raises(configobjects.ConfigError) as info:
         configobjects.container_env(paths, record, pod, c)
     assert str(info.value) == 'configmap "settings" not found'
@@ -298,19 +299,19 @@ def test_payload(tmp_path):
     [pod], _ = load(VOLUMES)
     cfg, sec, info, every = pod.volumes
     with pytest.raises(projection.NotReady) as e:
-        projection.payload(paths, {}, pod, cfg)
+        projection.payload(paths, PodRecord.from_dict({}), pod, cfg)
     assert str(e.value) == 'configmap "settings" not found'
-    assert projection.payload(paths, {}, pod, sec) == {}     # optional
+    assert projection.payload(paths, PodRecord.from_dict({}), pod, sec) == {}     # optional
     put(tmp_path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
                    "data": {"mode": "fast"}})
-    assert projection.payload(paths, {}, pod, cfg) == {"conf/mode.txt": (b"fast", 0o600)}
-    assert projection.payload(paths, {}, pod, info) == {
+    assert projection.payload(paths, PodRecord.from_dict({}), pod, cfg) == {"conf/mode.txt": (b"fast", 0o600)}
+    assert projection.payload(paths, PodRecord.from_dict({}), pod, info) == {
         "labels": (b'app="web"', 0o644), "cpu": (b"500", 0o644)}
     with pytest.raises(projection.NotReady):
-        projection.payload(paths, {}, pod, every)
+        projection.payload(paths, PodRecord.from_dict({}), pod, every)
     put(tmp_path, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
                    "stringData": {"password": "hunter2"}})
-    assert projection.payload(paths, {}, pod, every) == {
+    assert projection.payload(paths, PodRecord.from_dict({}), pod, every) == {
         "mode": (b"fast", 0o644), "pw": (b"hunter2", 0o644), "name": (b"web", 0o644)}
 
 

@@ -9,6 +9,7 @@ from minipod.netns.bridge import host_ifname
 import pytest
 
 from minipod.runtime.agent.gc import find_orphans
+from minipod.runtime.api.record import PodRecord, ProcessRef
 from minipod.runtime.owners import KINDS, Listing, Orphan, PodDir, Proc
 from minipod.runtime.owners.pins import netns_pod
 from minipod.runtime.owners.processes import pod_cgroup as _pod_cgroup
@@ -23,11 +24,11 @@ OWN_NET, OWN_MNT = 4026531840, 4026531841
 
 
 def record(name: str, uid: str, pid: int | None = None, start: int | None = None,
-           **extra) -> dict:
+           **extra) -> PodRecord:
     cs = {"name": "main", "state": "running" if pid else "waiting", "pid": pid,
           "pidStart": start}
-    return {"name": name, "uid": uid, "hostIfname": host_ifname(uid),
-            "netns": PATHS.netns_name(name), "containers": [cs], **extra}
+    return PodRecord.from_dict({"name": name, "uid": uid, "hostIfname": host_ifname(uid),
+                                "netns": PATHS.netns_name(name), "containers": [cs], **extra})
 
 
 def pod_things(listing: Listing, name: str, uid: str, ip: str, netns_ino: int) -> None:
@@ -45,7 +46,7 @@ def pod_things(listing: Listing, name: str, uid: str, ip: str, netns_ino: int) -
     listing.log_dirs.append(name)
 
 
-def web_running() -> tuple[list[dict], Listing]:
+def web_running() -> tuple[list[PodRecord], Listing]:
     live = [record("web", UID_WEB, pid=100, start=5000)]
     listing = Listing(pod_dirs=[PodDir("web", record=live[0])])
     pod_things(listing, "web", UID_WEB, "10.89.0.2", 9001)
@@ -116,7 +117,7 @@ def test_a_readable_record_the_agent_does_not_manage_is_removed_with_its_contain
 def test_an_unreadable_record_is_reported_never_removed_and_protects_what_it_owns():
     live, listing = web_running()
     # the damaged file still shows its uid (scan salvages it into record)
-    listing.pod_dirs.append(PodDir("bad", record={"uid": UID_BAD},
+    listing.pod_dirs.append(PodDir("bad", record=PodRecord.from_dict({"uid": UID_BAD}),
                                    error="cannot read pod state .../pod.json: Expecting value"))
     pod_things(listing, "bad", UID_BAD, "10.89.0.4", 9003)
     listing.procs.append(Proc(300, 7000, 9003, 7003, container=(UID_BAD, "main")))
@@ -185,7 +186,7 @@ def test_any_process_in_an_orphaned_netns_is_killed_but_not_in_a_live_one():
 
 def test_a_pause_process_is_kept_only_while_a_live_record_names_it():
     live, listing = web_running()
-    live[0]["pause"] = {"pid": 500, "pidStart": 42}
+    live[0].pause = ProcessRef.from_dict({"pid": 500, "pidStart": 42})
     listing.procs += [Proc(500, 42, OWN_NET, OWN_MNT, pause=True),
                       Proc(501, 43, OWN_NET, OWN_MNT, pause=True)]
     assert kinds(find_orphans(PATHS, live, listing)) == [("process", "501")]
@@ -200,7 +201,7 @@ def test_a_lease_with_a_hand_written_owner_is_an_orphan():
 
 def test_a_veth_kept_by_its_recorded_name_even_if_not_the_uid_hash():
     live, listing = web_running()
-    live[0]["hostIfname"] = "mp0123456789"
+    live[0].host_ifname = "mp0123456789"
     listing.veths = ["mp0123456789", host_ifname(UID_WEB)]
     assert kinds(find_orphans(PATHS, live, listing)) == [("veth", host_ifname(UID_WEB))]
 
@@ -286,8 +287,8 @@ def test_pods_of_other_namespaces_are_known_by_their_key():
     from minipod.runtime.paths import pod_key
     uid_a = "9b2f1c1e-54a9-4c8d-b1c1-3f0e6d9a7b21"
     live, listing = web_running()
-    team_a = dict(record("web", uid_a, pid=200, start=6000), namespace="team-a",
-                  netns=PATHS.netns_name(pod_key("team-a", "web")))
+    team_a = record("web", uid_a, pid=200, start=6000, namespace="team-a",
+                    netns=PATHS.netns_name(pod_key("team-a", "web")))
     live.append(team_a)
     listing.pod_dirs.append(PodDir("team-a_web", record=team_a))
     pod_things(listing, "team-a_web", uid_a, "10.89.0.3", 9002)

@@ -13,6 +13,13 @@ Dependencies point one way, down to the bottom floor:
     runtime/cli/             reaches the agent only through runtime/client.py:
                              no minipod.runtime.agent, except cmd_agent.py,
                              the verb that starts the agent in the foreground
+    runtime/*.py, owners/    the node library: nothing of cli/, agent/ or
+                             apiserver/ (the front ends stand on it)
+    runtime/agent/           its managers depend one way, in the order of
+                             runtime/agent/__init__.py: no import of a higher
+                             one, and no call up into a higher one's methods
+                             (the Agent mixes them into one class: a lower
+                             one reports up by callback)
 
 Every import counts, also the late ones inside functions (minipod imports
 heavy modules where they are used), so each statement of the tree is
@@ -116,3 +123,76 @@ def test_the_rules_see_late_imports():
     (inspection.py imports the /proc readers and the manifest there)."""
     found = [name for _, name in imports("minipod.runtime.inspection")]
     assert "minipod.linux.proc" in found and "minipod.runtime.api.manifest" in found
+
+
+def test_the_node_library_imports_no_front_end_and_no_agent():
+    """The flat runtime/*.py modules and runtime/owners/ stand below the
+    agent and both front ends (the CLI, the API server)."""
+    above = ("minipod.runtime.cli", "minipod.runtime.agent", "minipod.runtime.apiserver")
+    flat = [m for m, path in SOURCES.items()
+            if path.parent == REPO / "runtime" and path.name != "__init__.py"]
+    bad = []
+    for package in flat + ["minipod.runtime.owners"]:
+        bad += violations(package, lambda _m, n: not any(_within(n, a) for a in above))
+    assert flat and bad == []
+
+
+# runtime/agent/__init__.py's order, top first; a module may use its own
+# level and those below it
+AGENT_LEVELS = [
+    ("agent",),
+    ("server",),
+    ("pods", "adopt"),
+    ("worker",),
+    ("spec", "images", "prober", "output"),
+    ("store", "running", "loop", "node", "backoff", "eviction", "gc"),
+]
+
+
+def _level(module: str) -> int | None:
+    name = module.rpartition(".")[2]
+    return next((i for i, names in enumerate(AGENT_LEVELS) if name in names), None)
+
+
+def _agent_modules() -> list[str]:
+    return [m for m in SOURCES if m.startswith("minipod.runtime.agent.")]
+
+
+def test_every_agent_module_has_its_level():
+    assert [m for m in _agent_modules() if _level(m) is None] == []
+
+
+def test_agent_managers_import_one_way():
+    def allowed(module, name):
+        if not _within(name, "minipod.runtime.agent") or name == "minipod.runtime.agent":
+            return True
+        return _level(name) >= _level(module)
+    assert violations("minipod.runtime.agent", allowed) == []
+
+
+def _methods(module: str) -> set[str]:
+    tree = ast.parse(SOURCES[module].read_text())
+    return {f.name for c in tree.body if isinstance(c, ast.ClassDef)
+            for f in c.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def _self_calls(module: str) -> list[tuple[int, str]]:
+    tree = ast.parse(SOURCES[module].read_text())
+    return [(n.lineno, n.func.attr) for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and isinstance(n.func.value, ast.Name) and n.func.value.id == "self"]
+
+
+def test_agent_managers_call_no_method_of_a_higher_one():
+    """The managers are mixed into one Agent class, so `self.x()` could
+    reach any of them: a call to a method only a higher manager defines is
+    a call up (the worker once finished a delete that way)."""
+    methods = {m: _methods(m) for m in _agent_modules()}
+    bad = []
+    for module in _agent_modules():
+        for line, name in _self_calls(module):
+            owners = [m for m, defined in methods.items() if name in defined]
+            if owners and all(_level(m) < _level(module) for m in owners):
+                bad.append(f"{SOURCES[module].relative_to(REPO)}:{line}: self.{name}() "
+                           f"is {', '.join(owners)}'s")
+    assert bad == []

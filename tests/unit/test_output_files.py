@@ -1,4 +1,4 @@
-"""The kernel calls the agent's output relay stands on (runtime/agent/agent.py,
+"""The kernel calls the agent's output relay stands on (runtime/agent/output.py,
 "container output"): inotify says an appended file grew, and a punched hole
 gives read blocks back while the file keeps its size and its later bytes."""
 from __future__ import annotations

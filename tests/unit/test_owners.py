@@ -8,6 +8,7 @@ gc used to leave to their modules' own gc, are orphans like the rest.
 from __future__ import annotations
 
 from minipod.runtime.agent.gc import collect, find_orphans
+from minipod.runtime.api.record import PodRecord
 from minipod.runtime.owners import KINDS, OWNERS, Keep, Listing, Orphan, PodDir
 from minipod.runtime.paths import Identity, Paths
 
@@ -16,7 +17,7 @@ PATHS = Paths(ROOT, identity=Identity("1a2b3c4d"))
 UID_WEB = "0f8fad5b-d9cb-469f-a165-70867728950e"
 UID_OLD = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 UID_BAD = "16fd2706-8baf-433b-82eb-8c7f5b8a9ee3"
-LIVE = [{"name": "web", "uid": UID_WEB, "containers": []}]
+LIVE = [PodRecord.from_dict({"name": "web", "uid": UID_WEB, "containers": []})]
 
 
 def test_every_kind_has_one_owner_and_the_order_is_processes_first_dirs_last():
@@ -40,7 +41,7 @@ def test_hostport_rules_and_cgroups_of_a_gone_pod_are_orphans_and_a_live_ones_ar
 
 
 def test_an_unreadable_pod_protects_its_rules_and_cgroup_by_its_uid():
-    listing = Listing(pod_dirs=[PodDir("bad", record={"uid": UID_BAD}, error="damaged")],
+    listing = Listing(pod_dirs=[PodDir("bad", record=PodRecord.from_dict({"uid": UID_BAD}), error="damaged")],
                       hostports=[UID_BAD], cgroups=[UID_BAD])
     assert [o.kind for o in find_orphans(PATHS, [], listing)] == ["state"]
 
@@ -56,9 +57,9 @@ def test_without_the_uid_of_an_unreadable_pod_rules_and_cgroups_are_only_reporte
 def test_keep_holds_the_live_and_what_an_unreadable_record_may_own():
     from minipod.netns.bridge import host_ifname
     keep = Keep.of(LIVE, [PodDir("web", record=LIVE[0]),
-                          PodDir("bad", record={"uid": UID_BAD}, error="damaged"),
+                          PodDir("bad", record=PodRecord.from_dict({"uid": UID_BAD}), error="damaged"),
                           PodDir("worse", error="unreadable"),
-                          PodDir("old", record={"name": "old", "uid": UID_OLD})])
+                          PodDir("old", record=PodRecord.from_dict({"name": "old", "uid": UID_OLD}))])
     assert keep.names == {"web", "bad", "worse"}
     assert keep.uids == {UID_WEB, UID_BAD}
     assert keep.veths == {host_ifname(UID_WEB), host_ifname(UID_BAD)}

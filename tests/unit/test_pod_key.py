@@ -7,6 +7,7 @@ import json
 import pytest
 
 from minipod.runtime import namespaces
+from minipod.runtime.api.record import PodRecord
 from minipod.runtime.paths import MAX_KEY, Identity, Paths, pod_key, record_key
 
 
@@ -15,13 +16,13 @@ def test_default_keeps_the_bare_name():
     assert pod_key("default", "web") == "web"
     assert pod_key(None, "web") == "web"
     assert pod_key("", "web") == "web"
-    assert record_key({"name": "web"}) == "web"
-    assert record_key({"name": "web", "namespace": "default"}) == "web"
+    assert record_key(PodRecord.from_dict({"name": "web"})) == "web"
+    assert record_key(PodRecord.from_dict({"name": "web", "namespace": "default"})) == "web"
 
 
 def test_other_namespaces_get_their_own_key():
     assert pod_key("team-a", "web") == "team-a_web"
-    assert record_key({"name": "web", "namespace": "team-a"}) == "team-a_web"
+    assert record_key(PodRecord.from_dict({"name": "web", "namespace": "team-a"})) == "team-a_web"
     assert pod_key("team-a", "web") != pod_key("team-b", "web") != pod_key("default", "web")
 
 

@@ -1,4 +1,10 @@
-"""The API server's certificates, made once on first start (k3s/kind style).
+"""The cluster's certificates and keys, made once on first use (k3s/kind style).
+
+Both front ends and the node stand on them: the API server serves with the
+server certificate, `minipod kubeconfig` hands out the admin one, and the
+agent mounts ca.crt into pods and signs their ServiceAccount tokens with
+sa.key (runtime/serviceaccount.py). Hence here, in the node library, not
+in runtime/apiserver/.
 
     LIB/pki/ca.crt ca.key              EC P-256 CA, 10 years
     LIB/pki/server.crt server.key      SAN IP:127.0.0.1, IP:GATEWAY, DNS:localhost,
