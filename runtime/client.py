@@ -43,10 +43,10 @@ def _connect(paths: Paths) -> socket.socket | None:
         return None
 
 
-def spawn_detached(verb: str, log: Path) -> subprocess.Popen:
+def spawn_detached(verb: str, log: Path):
     """`minipod VERB` in a session of its own (no terminal, cwd /, stdin
     /dev/null), its output appended to `log`: how the agent and the API
-    server are started on demand."""
+    server are started on demand. Returns its subprocess.Popen."""
     log.parent.mkdir(parents=True, exist_ok=True)
     import subprocess   # here: every `get` imports this module, few start an agent
     with open(log, "ab") as out:
