@@ -46,6 +46,7 @@ class OutputRelay:
     # are still read the old way until their container ends.
 
     PUNCH_EVERY = 1 << 20       # give read blocks back once this much was read
+    TAIL = 32                   # bytes kept of what was read last (_rewritten)
     DRAIN_BUDGET = 4 << 20      # bytes per turn of the loop, then the others' turn
 
     def __init__(self, loop, paths):
@@ -146,6 +147,21 @@ class OutputRelay:
             return
         self._drain(rc, fd)
 
+    def _rewritten(self, rc: RunningContainer, fd: int, pos: int) -> bool:
+        """Was the output file emptied (O_TRUNC) and written again since the
+        last read? Its size below what was read says so, and so do the bytes
+        just before that point when they are not the ones read there: a busy
+        agent may come back only after the file grew past it again."""
+        if os.fstat(fd).st_size < pos:
+            return True
+        tail = rc.tail.get(fd)
+        if not tail or pos < len(tail):
+            return False
+        punched = rc.punched.get(fd, 0)
+        if punched != float("inf") and punched > pos - len(tail):
+            return False            # given back as a hole: it reads as zeros now
+        return os.pread(fd, len(tail), pos - len(tail)) != tail
+
     def _drain(self, rc: RunningContainer, fd: int) -> None:
         """Turn what the container wrote since the last read into log lines."""
         if fd not in rc.out_pos:            # a legacy FIFO
@@ -159,12 +175,14 @@ class OutputRelay:
                 rc.writer.write(rc.fifo_fds[fd], data)
         stream = rc.fifo_fds[fd]
         pos = rc.out_pos[fd]
-        if os.fstat(fd).st_size < pos:
+        if self._rewritten(rc, fd, pos):
             # the container opened its /dev/stdout again with O_TRUNC (a
             # shell's `> /dev/stdout`): what it writes starts again at 0
             log(f"pod {rc.pod} container {rc.name}: {stream} was truncated; reading it "
                 "from the start")
             pos = 0
+            rc.tail.pop(fd, None)
+        tail = rc.tail.get(fd, b"")
         budget = self.DRAIN_BUDGET
         while budget > 0:
             # Read data, never holes: a hole is not output (the container
@@ -175,14 +193,15 @@ class OutputRelay:
                 # region being written as a hole for a moment, and output
                 # must never be stepped over (then it is read as data below)
                 misreported = data_at > pos and not _reads_as_zeros(fd, pos, data_at)
-                if not misreported:
-                    pos = max(pos, data_at)
+                if not misreported and data_at > pos:
+                    pos, tail = data_at, b""     # stepped over a hole
             except OSError as e:
                 if e.errno != errno.ENXIO:  # ENXIO: only hole (or nothing) after pos
                     raise
                 data_at = os.fstat(fd).st_size
                 if data_at <= pos or _reads_as_zeros(fd, pos, data_at):
-                    pos = max(pos, data_at)
+                    if data_at > pos:
+                        pos, tail = data_at, b""
                     break
                 misreported = True          # bytes the file system calls a hole
             size = os.fstat(fd).st_size             # first: an append after it makes end > size
@@ -191,6 +210,7 @@ class OutputRelay:
                 data = os.pread(fd, min(65536, end - pos), pos)
                 if not data:
                     break
+                tail = (tail + data[-self.TAIL:])[-self.TAIL:]
                 pos += len(data)
                 if pos == end and end < size:
                     # the zeros that fill the last block before a hole are
@@ -201,6 +221,7 @@ class OutputRelay:
             if pos >= size:
                 break
         rc.out_pos[fd] = pos
+        rc.tail[fd] = tail
         self._save_output_pos(rc)
         if budget <= 0:                     # more to read: after the others' turn
             self.loop.call_later(0, self._drain_more, rc, fd)
@@ -253,6 +274,7 @@ class OutputRelay:
         rc.fifo_fds.clear()
         rc.out_pos.clear()
         rc.punched.clear()
+        rc.tail.clear()
         if rc.pos_fd is not None:
             os.close(rc.pos_fd)
             rc.pos_fd = None

@@ -21,6 +21,8 @@ class RunningContainer:
         self.out_pos: dict[int, int] = {}   # output file fd -> bytes read (FIFOs: absent)
         self.out_wd: dict[int, int] = {}    # output file fd -> its inotify watch
         self.punched: dict[int, float] = {} # output file fd -> bytes given back (holes)
+        self.tail: dict[int, bytes] = {}    # output file fd -> the last bytes read, to
+                                            # notice the file emptied and written again
         self.pos_fd: int | None = None      # the file that keeps out_pos across agents
         self.writer: logs.LogWriter | None = None
         self.probes: dict[str, probes.ProbeState] = {}
