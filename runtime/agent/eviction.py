@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import stat
 from dataclasses import dataclass
 
@@ -226,30 +225,20 @@ def fork_measure(checks: list[Check]) -> tuple[int, int]:
     """Fork a child that measures `checks` and writes one line "INDEX USAGE"
     per violation to a pipe; returns (pid, read end). The child runs at a
     low priority and exits 0; the agent reaps it like a probe check."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(r)
-            signal.set_wakeup_fd(-1)  # the agent's wake-up pipe is not ours to write
-            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, signal.SIG_DFL)
-            os.nice(10)
-            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            want = MAX_DEPTH + 4096 if hard == resource.RLIM_INFINITY else hard
-            try:  # the walk holds one fd per level, beside the agent's own
-                resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, MAX_DEPTH + 4096), hard))
-            except (ValueError, OSError):
-                pass
-            lines = "".join(f"{i} {used}\n" for i, used in violations(checks))
-            os.write(w, lines.encode())
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    return pid, r
+    from minipod.linux import fork
+
+    def measure() -> tuple[int, str]:
+        os.nice(10)
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = MAX_DEPTH + 4096 if hard == resource.RLIM_INFINITY else hard
+        try:  # the walk holds one fd per level, beside the agent's own
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, MAX_DEPTH + 4096), hard))
+        except (ValueError, OSError):
+            pass
+        return 0, "".join(f"{i} {used}\n" for i, used in violations(checks))
+
+    child = fork.spawn(measure)   # MAX_REPORTED lines fit in its message
+    return child.pid, child.fd
 
 
 def parse_report(text: str) -> list[tuple[int, int]]:
