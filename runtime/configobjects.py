@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 import uuid
 from pathlib import Path
 
 from minipod.runtime.api.configobject import KINDS, values
+from minipod.runtime.api.timestamps import rfc3339
 
 
 class ConfigError(Exception):
@@ -77,8 +77,7 @@ def root_ca(paths, ns: str) -> dict | None:
             "metadata": {"name": ROOT_CA, "namespace": ns,
                          "uid": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}",
                          "resourceVersion": "1",     # it never changes
-                         "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                            time.gmtime(made)),
+                         "creationTimestamp": rfc3339(made),
                          "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
             "data": {"ca.crt": pem}}
 
@@ -138,7 +137,7 @@ def put(paths, obj: dict) -> tuple[dict, bool]:
         new_meta["creationTimestamp"] = old["metadata"]["creationTimestamp"]
     else:
         new_meta["uid"] = str(uuid.uuid4())
-        new_meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        new_meta["creationTimestamp"] = rfc3339()
     for d in (objects_dir(paths), path.parent.parent, path.parent):
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)

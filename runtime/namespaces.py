@@ -24,6 +24,7 @@ import uuid
 
 from minipod.linux import files
 from minipod.runtime import state
+from minipod.runtime.api.timestamps import rfc3339
 
 DEFAULT = "default"
 BUILTIN = ("default", "kube-node-lease", "kube-public", "kube-system")
@@ -77,7 +78,7 @@ def _builtin_record(paths, name: str) -> dict:
     except OSError:
         created = time.time()
     return {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"minipod:ns:{name}")),
-            "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+            "creationTimestamp": rfc3339(created),
             "labels": {}, "annotations": {}, "phase": "Active", "version": SCHEMA_VERSION}
 
 
@@ -135,7 +136,7 @@ def create(paths, name: str, labels: dict | None = None,
     if read(paths, name) is not None:
         raise NamespaceError("AlreadyExists", f'namespaces "{name}" already exists')
     record = {"name": name, "uid": str(uuid.uuid4()),
-              "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "creationTimestamp": rfc3339(),
               "labels": dict(labels or {}), "annotations": dict(annotations or {}),
               "phase": "Active", "version": SCHEMA_VERSION}
     _write(paths, record)

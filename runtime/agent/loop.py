@@ -28,10 +28,8 @@ import time
 import traceback
 
 from minipod.runtime.api.record import ContainerRecord, PodRecord
+from minipod.runtime.api.timestamps import now_iso
 
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def log(msg: str) -> None:

@@ -20,8 +20,12 @@ Python shell.
     configrefs.py  env/volume references to ConfigMaps and Secrets
     configobject.py  ConfigMap and Secret objects themselves
     accountview.py the ServiceAccount volume as the API shows it
+    record.py      the typed pod record (pod.json): PodRecord, ContainerRecord,
+                   the container state table
     podstatus.py   phase, conditions, containerStatuses, kubectl's STATUS column
+    podchange.py   `run` of a pod that exists: unchanged, or already exists
     qos.py         Guaranteed / Burstable / BestEffort
+    timestamps.py  RFC 3339 in UTC, the one time format of every object
 
 Check by hand: `python3 -c 'from minipod.runtime.api import manifest;
 print(manifest.load_file("examples/kubia.yaml"))'`.

@@ -13,8 +13,8 @@ for a pod it has no sample of).
 """
 from __future__ import annotations
 
-import time
 
+from minipod.runtime.api.timestamps import rfc3339
 from minipod.runtime.apiserver.objects import ApiError
 
 SAMPLE_SECONDS = 0.5
@@ -55,7 +55,7 @@ def serve(handler, rest: list[str], q: dict) -> None:
         raise ApiError(503, "ServiceUnavailable", f"cannot read cgroups: {e}")
     targets = [(e.pod_record, cs) for e in entries for cs in podusage.running(e.pod_record)]
     first, second, elapsed = podusage.measure(driver, targets, SAMPLE_SECONDS)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = rfc3339()
     items = []
     for e in entries:
         containers = []

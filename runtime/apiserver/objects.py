@@ -13,9 +13,9 @@ import hashlib
 import os
 import platform
 import socket
-import time
 
 from minipod.runtime.api import podstatus
+from minipod.runtime.api.timestamps import now_iso, rfc3339
 
 
 
@@ -40,9 +40,6 @@ def not_found(resource: str, name: str) -> ApiError:
     return ApiError(404, "NotFound", f'{resource} "{name}" not found',
                     {"name": name, "kind": resource})
 
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 # ---- Table -----------------------------------------------------------------
@@ -189,7 +186,7 @@ def _boot_time() -> str:
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith("btime "):
-                return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(line.split()[1])))
+                return rfc3339(int(line.split()[1]))
     return now_iso()
 
 

@@ -20,6 +20,7 @@ import threading
 import time
 
 from minipod.runtime.apiserver import objects
+from minipod.runtime.api.timestamps import rfc3339
 from minipod.runtime.apiserver.connection import _one, log
 from minipod.runtime.apiserver.objects import ApiError, not_found
 
@@ -134,8 +135,7 @@ class PodRoutes:
                     # deleted object, never a Status (clients decode a Pod)
                     gone = json.loads(json.dumps(entry.obj))
                     meta = gone.setdefault("metadata", {})
-                    meta.setdefault("deletionTimestamp", time.strftime(
-                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                    meta.setdefault("deletionTimestamp", rfc3339())
                     meta.setdefault("deletionGracePeriodSeconds", grace or 0)
                     return self.send_json(200, gone)
                 if now.pod_record.deletion_timestamp:
