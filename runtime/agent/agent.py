@@ -10,6 +10,8 @@ safely and a pod costs the agent a few open files, not a process.
 Requests arrive on a unix socket as one JSON line each (see client.py):
 
     {"op": "ping"} | {"op": "run", "object": {...}, "source": "pod.yaml", "namespace": "a"}
+    {"op": "apply", "path": "pod.yaml", "text": "<the file>", "namespace": "a",
+     "create": false}      (minipod run FILE: the agent checks the text)
     {"op": "delete", "name": "web", "namespace": "a", "grace": null} | {"op": "stop"}
     {"op": "update", "name": "web", "namespace": "a", "uid": "...", "labels": {...},
      "annotations": {...}, "images": {"main": "nginx:1.28"},

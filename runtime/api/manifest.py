@@ -75,17 +75,21 @@ from minipod.runtime.api.podtypes import (  # noqa: F401  (re-exported)
     Resources, SecurityContext, Volume, VolumeMount, default_pull_policy)
 
 
-def load_file(path: str, objects: list | None = None) -> tuple[list[Pod], list[Problem]]:
+def load_file(path: str, objects: list | None = None,
+              data: bytes | None = None) -> tuple[list[Pod], list[Problem]]:
     """Read and validate the manifest at ``path`` ("-" for stdin).
 
     Returns ``(pods, warnings)``; raises :class:`ManifestError` listing all
     errors found, including a file that cannot be read. With ``objects``
     (a list), ConfigMap and Secret documents are checked too and appended
-    to it (configobject.ConfigObject); without, they are refused.
+    to it (configobject.ConfigObject); without, they are refused. ``data``:
+    the bytes of the file, when the caller has read them (stdin reads once).
     """
     source = "<stdin>" if path == "-" else path
     try:
-        if path == "-":
+        if data is not None:
+            pass
+        elif path == "-":
             stream = getattr(sys.stdin, "buffer", None)
             data = stream.read() if stream is not None else sys.stdin.read()
         else:
@@ -104,6 +108,11 @@ def load_file(path: str, objects: list | None = None) -> tuple[list[Pod], list[P
                 f"file is not UTF-8 text (byte 0x{data[e.start]:02x} "
                 f"at offset {e.start})")])
     return load_text(data, source, objects)
+
+
+def invalid_message(path: str, e: ManifestError) -> str:
+    """What `minipod run PATH` says of an invalid file: every problem, one a line."""
+    return f"{path} is not a valid Pod manifest:\n" + "\n".join(f"  {p}" for p in e.problems)
 
 
 def load_text(text: str, source: str,

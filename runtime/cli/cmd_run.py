@@ -1,12 +1,15 @@
-"""`minipod run FILE` and `minipod create -f FILE`: validate, then ask the agent.
+"""`minipod run FILE` and `minipod create -f FILE`: the file to the agent, its answers printed.
 
-The manifest is checked here, with file and line in every message, before
-the agent is even contacted: bad input creates nothing. A file may hold
-ConfigMaps and Secrets beside its Pods (any other kind is refused, and then
-nothing in the file is created); they are stored first, so the pods find them.
+The agent checks the file, with file and line in every message, before it
+makes anything: bad input creates nothing (agent/server.py op_apply; the
+agent has the checks imported, which would cost this command ~35 ms). A
+file may hold ConfigMaps and Secrets beside its Pods (any other kind is
+refused, and then nothing in the file is created); they are stored first,
+so the pods find them.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from minipod.runtime.cli.cmdutil import (CommandError, add_namespace, add_step_flags, namespace_of,
@@ -34,35 +37,6 @@ def register(sub) -> None:
     c.set_defaults(func=create, create=True, explain=False, timings=False)
 
 
-def put_objects(paths, objects: list, create: bool, namespace: str | None = None) -> None:
-    """Store the file's ConfigMaps and Secrets (`configmap/x created`,
-    `configured`, `unchanged`, as kubectl apply says), each in the namespace
-    its metadata names, else in -n's."""
-    from minipod.runtime import client, configobjects, namespaces
-    from minipod.runtime.api import podchange
-    for obj in objects:     # all placed before any is stored: nothing half-made
-        if namespace and obj.namespaced and obj.namespace != namespace:
-            raise CommandError(namespaces.mismatch(obj.namespace, namespace))
-        if namespace and not obj.namespaced:
-            obj.namespace = obj.obj["metadata"]["namespace"] = namespace
-    for obj in objects:
-        what = f"{obj.kind.lower()}/{obj.name}"
-        old = configobjects.read(paths, obj.resource, obj.namespace, obj.name)
-        change = podchange.object_change(old, obj.obj)
-        if change != podchange.CREATE and create:
-            raise CommandError(f'Error from server (AlreadyExists): {obj.resource} '
-                               f'"{obj.name}" already exists')
-        if change == podchange.UNCHANGED:
-            print(f"{what} unchanged")
-            continue
-        try:
-            client.request(paths, {"op": "put_object", "object": obj.obj,
-                                   "source": obj.source})
-        except client.AgentError as e:
-            raise server_error(e)
-        print(f"{what} {'created' if change == podchange.CREATE else 'configured'}")
-
-
 def create(args, paths) -> int:
     """`create -f FILE` (the pods of a file), or `create namespace NAME`."""
     if args.what and args.what[0] in ("namespace", "namespaces", "ns") and not args.file:
@@ -83,73 +57,104 @@ def create(args, paths) -> int:
 
 
 def run(args, paths) -> int:
+    """Send the file's text to the agent, which checks it and makes what it
+    holds (agent/server.py op_apply), then print each result as kubectl does
+    and wait for image pulls. Checked here first when the agent is not
+    running or we are not root: bad input then starts no agent, and reads
+    its errors before "needs root"."""
     if args.timings:
         from minipod.runtime import timings
         timings.start()
         timings.mark("CLI: start")     # only sets the origin: Python's start is before us
-    objects: list = []
     namespace = args.namespace and namespace_of(args)
-    pods = placed(load_manifest(args.file, objects), namespace)
-    require_root("run" if not args.create else "create")
-    from minipod.runtime import client, state
-    from minipod.runtime.api import podchange
-    put_objects(paths, objects, args.create, namespace)
+    data = _read(args.file)
+    text = _utf8(data)
+    from minipod.runtime import client
+    checked_here = text is None or os.geteuid() != 0 or not client.agent_running(paths)
+    if checked_here:        # its warnings said here: the agent's are the same
+        placed(load_manifest(args.file, [], data), namespace)
+        require_root("run" if not args.create else "create")
+    if args.timings:
+        timings.mark("CLI: read the manifest")
+    try:
+        answer = client.request(paths, {"op": "apply", "path": args.file, "text": text,
+                                        "namespace": namespace, "create": args.create,
+                                        "explain": args.explain, "timings": args.timings})
+    except client.AgentError as e:
+        if e.code == "ManifestInvalid":     # the file: said as the CLI says it, no server
+            raise CommandError(str(e)) from None
+        raise server_error(e)
+    if args.timings:
+        timings.mark("CLI: the agent's answer arrives")
+    for w in [] if checked_here else answer["warnings"]:
+        print(f"Warning: {w}", file=sys.stderr)
     failed = False
-    for pod, obj, key in pods:
-        if not args.create:
-            try:
-                existing = state.read_record(paths.pod_dir(key))
-            except FileNotFoundError:
-                existing = None
-            change = podchange.pod_change(existing, obj)
-            if change == podchange.UNCHANGED:
-                print(f"pod/{pod.name} unchanged")
-                continue
-            if change == podchange.CONFLICT:
-                ns = (obj.get("metadata") or {}).get("namespace")
-                flag = f" -n {ns}" if ns and ns != "default" else ""
-                raise CommandError(f'Error from server (AlreadyExists): pods "{pod.name}" '
-                                   f"already exists with another manifest; delete it first: "
-                                   f"minipod delete pod {pod.name}{flag}")
-        if args.timings:
-            timings.mark("CLI: read and validate the manifest")
-        try:
-            answer = client.request(paths, {"op": "run", "object": obj,
-                                            "source": pod.source, "explain": args.explain,
-                                            "timings": args.timings})
-        except client.AgentError as e:
-            raise server_error(e)
-        if args.timings:
-            timings.mark("CLI: the agent's answer arrives")
-            timings.add(answer.get("timings"))
-        if args.explain:
-            from minipod.linux import explain
-            print(explain.render(answer.get("explain", [])) + "\n")
-        print(f"pod/{pod.name} created")
-        record = wait_for_images(paths, key, answer["pod"])
-        if args.timings:
-            timings.mark("CLI: wait for image pulls")
-            print(timings.render(timings.stop(), title=f"pod/{pod.name}: where the start went"))
-            timings.start()
-            timings.mark("CLI: start")      # the next pod's origin
-        for cs in record.all_containers():
-            last = cs.last_state
-            last_reason = last.reason if last else None
-            if cs.reason == "StartError" or last_reason == "StartError":
-                # the cause is the StartError's own message; a back-off's says only "back-off"
-                msg = cs.message if cs.reason == "StartError" else last.message
-                print(f"error: pod {pod.name}: container {cs.name} failed to start: {msg}",
-                      file=sys.stderr)
-                failed = True
-            elif cs.reason in PULL_ERRORS:
-                print(f"error: pod {pod.name}: container {cs.name}: {cs.reason}: "
-                      f"{cs.message}", file=sys.stderr)
-                failed = True
-            elif cs.config_wait:   # not a failure: it starts once the object exists
-                sys.stdout.flush()          # after "pod/x created", as it happened
-                print(f"waiting: pod {pod.name}: container {cs.name}: {cs.reason}: "
-                      f"{cs.message}", file=sys.stderr)
+    for result in answer["results"]:
+        if "pod" not in result:
+            print(f"{result['what']} {result['change']}")
+            continue
+        failed |= _started(args, paths, result)
+    if answer["error"]:
+        raise server_error(client.AgentError(answer["error"]["code"],
+                                             answer["error"]["message"]))
     return 1 if failed else 0
+
+
+def _read(path: str) -> bytes | None:
+    """The file's bytes ("-": stdin's), None if it cannot be read."""
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except (OSError, AttributeError):
+        return None
+
+
+def _utf8(data: bytes | None) -> str | None:
+    try:
+        return data.decode("utf-8") if data is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
+def _started(args, paths, result: dict) -> bool:
+    """Print one pod's result; wait for its images; True if a container failed."""
+    name = result["what"].partition("/")[2]
+    if args.explain:
+        from minipod.linux import explain
+        print(explain.render(result.get("explain", [])) + "\n")
+    print(f"{result['what']} {result['change']}")
+    if result["change"] == "unchanged":
+        return False
+    if args.timings:
+        from minipod.runtime import timings
+        timings.add(result.get("timings"))
+    record = wait_for_images(paths, result["key"], result["pod"])
+    if args.timings:
+        timings.mark("CLI: wait for image pulls")
+        print(timings.render(timings.stop(), title=f"{result['what']}: where the start went"))
+        timings.start()
+        timings.mark("CLI: start")      # the next pod's origin
+    failed = False
+    for cs in record.all_containers():
+        last = cs.last_state
+        last_reason = last.reason if last else None
+        if cs.reason == "StartError" or last_reason == "StartError":
+            # the cause is the StartError's own message; a back-off's says only "back-off"
+            msg = cs.message if cs.reason == "StartError" else last.message
+            print(f"error: pod {name}: container {cs.name} failed to start: {msg}",
+                  file=sys.stderr)
+            failed = True
+        elif cs.reason in PULL_ERRORS:
+            print(f"error: pod {name}: container {cs.name}: {cs.reason}: "
+                  f"{cs.message}", file=sys.stderr)
+            failed = True
+        elif cs.config_wait:   # not a failure: it starts once the object exists
+            sys.stdout.flush()          # after "pod/x created", as it happened
+            print(f"waiting: pod {name}: container {cs.name}: {cs.reason}: "
+                  f"{cs.message}", file=sys.stderr)
+    return failed
 
 
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull")

@@ -62,15 +62,15 @@ def pod_records(paths, names: list[str], namespace: str = "default",
     return [state.refreshed(r) for r in records]
 
 
-def load_manifest(path: str, objects: list | None = None):
+def load_manifest(path: str, objects: list | None = None, data: bytes | None = None):
     """Parse and validate; warnings go to stderr like kubectl's. ConfigMaps
-    and Secrets are appended to `objects` (refused when it is None)."""
+    and Secrets are appended to `objects` (refused when it is None). `data`:
+    the file's bytes, if the caller read them already (stdin reads once)."""
     from minipod.runtime.api import manifest
     try:
-        pods, warnings = manifest.load_file(path, objects)
+        pods, warnings = manifest.load_file(path, objects, data)
     except manifest.ManifestError as e:
-        raise CommandError(f"{path} is not a valid Pod manifest:\n" +
-                           "\n".join(f"  {p}" for p in e.problems))
+        raise CommandError(manifest.invalid_message(path, e))
     for w in warnings:
         print(f"Warning: {w}", file=sys.stderr)
     if not pods and not objects:

@@ -27,7 +27,7 @@ def test_run_and_delete_timings_name_every_step_in_order(minipod, tmp_path):
     assert out.startswith("pod/timed created\npod/timed: where the start went\n")
     steps = rows(out)
     names = [s for _, _, s in steps]
-    for expected in ("CLI: read and validate the manifest", "agent: validate the manifest",
+    for expected in ("CLI: read the manifest", "agent: read and validate the manifest",
                      "sandbox: net, ipc, uts namespaces made and pinned", "IPAM: lease an IP",
                      "veth: pair made, pod side addressed, host side on the bridge",
                      "container timed/main: fork [1:SETNS]",
