@@ -13,14 +13,14 @@ import os
 
 from minipod.linux.clib import fail, ffi, long, syscall
 
-ffi.cdef("""
+CDEF = """
     struct bpf_prog_load { uint32_t prog_type, insn_cnt; uint64_t insns, license;
                            uint32_t log_level, log_size; uint64_t log_buf;
                            uint32_t kern_version, prog_flags; char prog_name[16];
                            uint32_t prog_ifindex, expected_attach_type; };
     struct bpf_prog_attach { uint32_t target_fd, attach_bpf_fd, attach_type,
                              attach_flags, replace_bpf_fd; };
-""")
+"""
 
 # <linux/bpf.h>
 BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8

@@ -15,12 +15,12 @@ import errno
 
 from minipod.linux.clib import fail, ffi, lib
 
-ffi.cdef("""
+CDEF = """
     struct cap_header { uint32_t version; int pid; };
     struct cap_data { uint32_t effective; uint32_t permitted; uint32_t inheritable; };
     int capget(struct cap_header *hdr, struct cap_data *data);
     int capset(struct cap_header *hdr, const struct cap_data *data);
-""")
+"""
 
 # <linux/prctl.h>, <linux/capability.h>
 PR_SET_KEEPCAPS = 8

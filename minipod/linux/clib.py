@@ -1,9 +1,9 @@
 """The C library, opened once through cffi in ABI mode (no compiler needed).
 
 cffi opens the C library already loaded into the process and calls its
-wrappers. The modules of this floor add their declarations to the one FFI
-here (`ffi.cdef`, a lib sees declarations added after it was opened) and
-share three helpers:
+wrappers. The declarations of every module of this floor (each its CDEF)
+live in one FFI, parsed ahead of time into _cdefs.py (see __init__.py),
+which clib opens the C library with; the modules share three helpers:
 
     fail(step, obj)        raise OSError(errno, "STEP: strerror", obj) from errno
     retry(call)            call until it does not fail with EINTR (man 7 signal)
@@ -20,10 +20,12 @@ from __future__ import annotations
 import errno
 import os
 
-import cffi
+from minipod.linux._cdefs import ffi
 
-ffi = cffi.FFI()
-ffi.cdef("long syscall(long number, ...);\nint prctl(int option, ...);")
+CDEF = """
+    long syscall(long number, ...);
+    int prctl(int option, ...);
+"""
 lib = ffi.dlopen(None)
 
 MACHINE = os.uname().machine

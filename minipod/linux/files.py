@@ -103,13 +103,17 @@ def locked(path, how: int = fcntl.LOCK_EX, mode: int = 0o600,
         os.close(fd)
 
 
+CDEF = """
+    int statfs(const char *path, void *buf);
+    int fallocate(int fd, int mode, long offset, long len);
+"""
+
+
 def _c():
-    """The C declarations of this module, on the first call that needs them."""
+    """clib (cffi and the C library), on the first call that needs it."""
     global _clib
     if _clib is None:
         from minipod.linux import clib
-        clib.ffi.cdef("int statfs(const char *path, void *buf);"
-                      "int fallocate(int fd, int mode, long offset, long len);")
         _clib = clib
     return _clib
 

@@ -11,11 +11,11 @@ import struct
 
 from minipod.linux.clib import fail, ffi, lib
 
-ffi.cdef("""
+CDEF = """
     int inotify_init1(int flags);
     int inotify_add_watch(int fd, const char *pathname, uint32_t mask);
     int inotify_rm_watch(int fd, int wd);
-""")
+"""
 
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC

@@ -19,12 +19,12 @@ import os
 
 from minipod.linux.clib import fail, ffi, lib, long, retry, syscall
 
-ffi.cdef("""
+CDEF = """
     int mount(const char *source, const char *target, const char *fstype,
               unsigned long flags, const void *data);
     int umount2(const char *target, int flags);
     struct open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
-""")
+"""
 
 # <linux/mount.h>
 MS_RDONLY = 1

@@ -6,12 +6,12 @@ forked child (fork.py, runtime/container.py). By hand: `unshare --net
 """
 from __future__ import annotations
 
-from minipod.linux.clib import fail, ffi, lib, retry
+from minipod.linux.clib import fail, lib, retry
 
-ffi.cdef("""
+CDEF = """
     int unshare(int flags);
     int setns(int fd, int nstype);
-""")
+"""
 
 # <linux/sched.h>
 CLONE_NEWNS = 0x00020000

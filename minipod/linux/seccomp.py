@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from minipod.linux.clib import MACHINE, fail, ffi, lib
 
-ffi.cdef("""
+CDEF = """
     struct sock_filter { uint16_t code; uint8_t jt; uint8_t jf; uint32_t k; };
     struct sock_fprog { unsigned short len; struct sock_filter *filter; };
 
@@ -32,7 +32,7 @@ ffi.cdef("""
                                unsigned int arg_cnt, const struct scmp_arg_cmp *arg_array);
     int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
     int seccomp_export_pfc(const scmp_filter_ctx ctx, int fd);
-""")
+"""
 
 
 @dataclass(frozen=True)
