@@ -89,6 +89,13 @@ def start(spec: ProcessSpec) -> int:
     The agent must be a child subreaper (PR_SET_CHILD_SUBREAPER): when
     [1:SETNS] exits, its child, the container, is re-parented to the agent,
     which then reaps it and reads its exit code."""
+    return launch(spec).wait()
+
+
+def launch(spec: ProcessSpec) -> "Launch":
+    """Fork [1:SETNS] and return at once: the children set the container up
+    while the caller prepares the next one (a pod's containers start side by
+    side, one core each); Launch.wait() then waits for this one's exec."""
     ns_fds = {ns: os.open(path, os.O_RDONLY | os.O_CLOEXEC)
               for ns, path in spec.namespaces.items() if ns in ("net", "ipc", "uts", "pid")}
     if explain.active():
@@ -101,19 +108,33 @@ def start(spec: ProcessSpec) -> int:
         if setns_pid == 0:
             os.close(status_r)
             _setns_child(spec, ns_fds, status_w, first_child_mark)  # never returns
-        os.close(status_w)
-        status_w = -1
-        channel = Channel(status_r, spec.name)
-        try:
-            init_pid = int(channel.wait_for(Message.PID)["pid"])
-        finally:
-            os.waitpid(setns_pid, 0)
-        channel.wait_for_exec()
-        timings.mark(f"container {spec.name}: exec (the status pipe closes)")
-        timings.add(channel.times)
-        return init_pid
-    finally:
+    except BaseException:
         close_all(*ns_fds.values(), status_r, status_w)
+        raise
+    os.close(status_w)
+    return Launch(spec.name, setns_pid, Channel(status_r, spec.name), list(ns_fds.values()))
+
+
+class Launch:
+    """A container whose children are on their way to exec."""
+
+    def __init__(self, name: str, setns_pid: int, channel: "Channel", fds: list[int]):
+        self.name, self.setns_pid, self.channel, self.fds = name, setns_pid, channel, fds
+
+    def wait(self) -> int:
+        """The host pid of the container's PID 1, once it exec'd; StartError
+        with the children's step and errno if they failed."""
+        try:
+            try:
+                init_pid = int(self.channel.wait_for(Message.PID)["pid"])
+            finally:
+                os.waitpid(self.setns_pid, 0)
+            self.channel.wait_for_exec()
+            timings.mark(f"container {self.name}: exec (the status pipe closes)")
+            timings.add(self.channel.times)
+            return init_pid
+        finally:
+            close_all(*self.fds, self.channel.fd)
 
 
 class Channel:

@@ -11,7 +11,7 @@ call the node library or the kernel themselves; they call `agent.node`:
     node.ipam, node.images, node.cgroups                  IPAM, ImageStore, cgroup driver
     node.attach(netns, ifname, ip)                        the veth on the bridge
     node.ensure_nat(required) / node.host_ip() / node.remove_idle_network()
-    node.start(spec) -> pid                               runtime/container.py start
+    node.launch(spec).wait() -> pid                       runtime/container.py launch
     node.kill(pid, sig) / node.alive(pid, start) / node.start_time(pid) / node.pidfd_open(pid)
     node.wait_any() -> (pid, exit code) | None            reap one exited child
     node.fork_check(...) / node.spawn_pull(ref) / node.fork_measure(checks)   helper children
@@ -114,9 +114,10 @@ class Node:
 
     # ---- processes ---------------------------------------------------------
 
-    def start(self, spec: ctr.ProcessSpec) -> int:
-        """Start a container (runtime/container.py); its pid."""
-        return ctr.start(spec)
+    def launch(self, spec: ctr.ProcessSpec) -> ctr.Launch:
+        """Fork a container's children (runtime/container.py); .wait() gives
+        its pid once it exec'd."""
+        return ctr.launch(spec)
 
     def kill(self, pid: int, sig: int) -> None:
         os.kill(pid, sig)

@@ -25,7 +25,7 @@ from minipod.netns import antispoof, bridge, hostport
 from minipod.runtime import configobjects, faults, namespaces, serviceaccount, timings, volumes
 from minipod.runtime.agent.loop import RequestError, log, now_iso, send_answer, update
 from minipod.runtime.agent.running import RunningContainer
-from minipod.runtime.agent.worker import limits_of
+from minipod.runtime.agent.spec import limits_of
 from minipod.runtime.api import manifest, qos
 from minipod.runtime.api.record import PodRecord, ProcessRef
 from minipod.runtime.paths import pod_key, record_key

@@ -6,7 +6,7 @@ security plan (user from the image's /etc/passwd, capabilities, seccomp),
 the environment (ConfigMaps, Secrets, the `kubernetes` Service), argv, the
 mount plan (volumes, /etc files of the pod, the ServiceAccount token), the
 pod's namespaces to join and the output files. The worker (worker.py)
-calls it and hands the spec to node.start.
+calls it and hands the spec to node.launch.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from minipod import cgroups
 from minipod.rootfs import mounts
 from minipod.runtime import configobjects, process, sandbox, security, serviceaccount, volumes
 from minipod.runtime import container as ctr
@@ -82,3 +83,9 @@ def _read_in_layers(layers: list[Path], rel: str) -> str:
         if p.is_file() and not p.is_symlink():
             return p.read_text(errors="replace")
     return ""
+
+
+def limits_of(c: manifest.Container) -> cgroups.Limits:
+    return cgroups.Limits(cpu_limit_milli=c.resources.cpu_limit_milli,
+                          cpu_request_milli=c.resources.cpu_request_milli,
+                          memory_limit=c.resources.memory_limit)

@@ -3,8 +3,9 @@
     sync(key)             the kubelet's computePodActions: regular init containers
                           one at a time, sidecars (restartPolicy Always init
                           containers) started and kept, then the main containers
-    start_container()     image (images.py), spec, cgroup, output (output.py),
-                          node.start, probes (prober.py); a failure is a status
+                          side by side: each _launch'ed (forked), then each waited for
+    start_container()     _launch (image, spec, cgroup, output, node.launch), then
+                          _running (pid, probes) or _start_failed (a status)
     _container_exited()   the exit as a status (code None: not our child)
     _after_exit()         restartPolicy decides whether, backoff.py when
     _restart()            the back-off is over: start it again
@@ -16,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import signal
 
-from minipod import cgroups
 from minipod.runtime import configobjects, logs, podconfig, process, security, timings, volumes
 from minipod.runtime import container as ctr
 from minipod.runtime.agent import backoff
 from minipod.runtime.agent.loop import find, log, now_iso, update
 from minipod.runtime.agent.running import RunningContainer
-from minipod.runtime.agent.spec import container_spec
-from minipod.runtime.api import manifest, podstatus
+from minipod.runtime.agent.spec import container_spec, limits_of
+from minipod.runtime.api import podstatus
 from minipod.runtime.api.record import ContainerRecord, LastState, User
 
 
@@ -56,11 +56,17 @@ class Worker:
                 if cs.state == "running" and cs.sidecar:
                     continue
             return  # failed, backing off, or just started
-        for cs in record.containers:
-            if cs.state == "waiting" and cs.reason in ("PodInitializing",
-                                                                 "ContainerCreating") \
-                    and not cs.restart_count:
-                self.start_container(pod_name, cs.name)
+        # side by side: one's children set it up while the next is forked
+        launched = [(cs.name, self._launch(pod_name, cs.name)) for cs in record.containers
+                    if cs.state == "waiting" and not cs.restart_count
+                    and cs.reason in ("PodInitializing", "ContainerCreating")]
+        waited = [(name, *_waited(*launch)) for name, launch in launched if launch is not None]
+        for name, rc, pid, error in waited:    # the running first: a failure's
+            if error is None:                  # _after_exit may sync again
+                self._running(pod_name, name, rc, pid)
+        for name, rc, pid, error in waited:
+            if error is not None:
+                self._start_failed(pod_name, name, rc, error)
 
     def _config_changed(self, resource: str, ns: str, name: str) -> None:
         """Write the object's new content into the volumes of the pods that
@@ -93,9 +99,21 @@ class Worker:
 
     def start_container(self, pod_name: str, name: str) -> None:
         """Start (or restart) one container; a failure becomes its status."""
+        launch = self._launch(pod_name, name)
+        if launch is not None:
+            rc, pid, error = _waited(*launch)
+            if error is None:
+                self._running(pod_name, name, rc, pid)
+            else:
+                self._start_failed(pod_name, name, rc, error)
+
+    def _launch(self, pod_name: str, name: str):
+        """Everything up to the fork of the container's children: (its
+        RunningContainer, node.launch's handle), or None when it waits (a
+        pull, a ConfigMap) or failed (its status says so)."""
         record = self.records[pod_name]
         if record.evicted:
-            return  # evicted: its containers stay terminated
+            return None  # evicted: its containers stay terminated
         cs = find(record, name)
         rc = RunningContainer(pod_name, name)
         if record.volumes:   # configMap, secret, ... volumes: written before any start
@@ -106,7 +124,7 @@ class Worker:
         image = self._image_ready(pod_name, name)
         if image is None:  # pulling, or the policy forbids it: a waiting status
             self.store.save(pod_name)
-            return
+            return None
         cs.image_id = image.digest
         timings.mark(f"container {pod_name}/{name}: image looked up")
         try:
@@ -119,7 +137,7 @@ class Worker:
                 update(cs, state="waiting", reason="CreateContainerConfigError", message=str(e))
                 self.store.event(pod_name, "Failed", f"Error: {e}", warning=True)
                 self.store.save(pod_name)
-                return
+                return None
             except configobjects.ConfigError as e:
                 return self._config_wait(pod_name, cs, "CreateContainerConfigError", str(e),
                                          "Failed")
@@ -138,17 +156,27 @@ class Worker:
             self.output.open(rc, record.uid)
             timings.mark(f"container {pod_name}/{name}: log file, output files")
             self.store.event(pod_name, "Created", f"Created container {name}")
-            pid = self.node.start(spec)
-        except (ctr.StartError, process.ProcessError, volumes.VolumeError, OSError) as e:
-            self.output.close(rc, drain=True, ended=True)
-            step = getattr(e, "step", "create")
-            log(f"pod {pod_name} container {name}: start failed at {step}: {e}")
-            update(cs, state="terminated", reason="StartError", message=str(e),
-                      exit_code=128, started_at=None, finished_at=now_iso(), pid=None)
-            cs.container_id = None
-            self.store.event(pod_name, "Failed", f"Error: {e}", warning=True)
-            self._after_exit(pod_name, name)
-            return
+            return rc, self.node.launch(spec)
+        except START_ERRORS as e:
+            self._start_failed(pod_name, name, rc, e)
+            return None
+
+    def _start_failed(self, pod_name: str, name: str, rc: RunningContainer, e: Exception) -> None:
+        """A start that failed at some step: a terminated StartError status."""
+        cs = find(self.records[pod_name], name)
+        self.output.close(rc, drain=True, ended=True)
+        step = getattr(e, "step", "create")
+        log(f"pod {pod_name} container {name}: start failed at {step}: {e}")
+        update(cs, state="terminated", reason="StartError", message=str(e),
+                  exit_code=128, started_at=None, finished_at=now_iso(), pid=None)
+        cs.container_id = None
+        self.store.event(pod_name, "Failed", f"Error: {e}", warning=True)
+        self._after_exit(pod_name, name)
+
+    def _running(self, pod_name: str, name: str, rc: RunningContainer, pid: int) -> None:
+        """The container exec'd as `pid`: record it running, start its probes."""
+        record = self.records[pod_name]
+        cs = find(record, name)
         update(cs, state="running", pid=pid, pid_start=self.node.start_time(pid),
                   started_at=now_iso(), container_id=f"{record.uid[:8]}-{name}",
                   reason=None, message=None, exit_code=None, signal=None, finished_at=None)
@@ -361,7 +389,12 @@ class Worker:
             self.node.kill(rc.pid, signal.SIGTERM)
         self.call_later(grace, self._kill_one, pod_name, name, rc.pid)
 
-def limits_of(c: manifest.Container) -> cgroups.Limits:
-    return cgroups.Limits(cpu_limit_milli=c.resources.cpu_limit_milli,
-                          cpu_request_milli=c.resources.cpu_request_milli,
-                          memory_limit=c.resources.memory_limit)
+START_ERRORS = (ctr.StartError, process.ProcessError, volumes.VolumeError, OSError)
+
+
+def _waited(rc: RunningContainer, launch):
+    """(rc, pid, None) once the container exec'd, (rc, None, error) if it failed."""
+    try:
+        return rc, launch.wait(), None
+    except START_ERRORS as e:
+        return rc, None, e

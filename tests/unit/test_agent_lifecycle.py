@@ -128,11 +128,11 @@ class FakeNode:
     def host_ip(self):
         return "192.0.2.1"
 
-    def start(self, spec):
+    def launch(self, spec):
         pid = next(self._pids)
         self.running[pid] = spec.name
         self.calls.append(("start", (spec.name,)))
-        return pid
+        return types.SimpleNamespace(wait=lambda: pid)
 
     def kill(self, pid, sig):
         self.calls.append(("kill", (self.running.get(pid), sig)))
