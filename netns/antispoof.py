@@ -78,6 +78,7 @@ Equivalent shell, for a pod with uid U, veth mp1a2b3c4d5e, IP 10.89.0.2:
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -88,7 +89,7 @@ from minipod.linux import explain
 from minipod.netns import nft
 
 __all__ = ["Filter", "FilterError", "TABLE", "add", "filters", "owner_tag", "parse",
-           "remove"]
+           "remove", "settle"]
 
 TABLE = "minipod"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")       # a uid, an instance
@@ -149,10 +150,16 @@ def owner_tag(pod_uid: str, instance: str = "") -> str:
     return f"{instance} pod:{pod_uid}" if instance else f"pod:{pod_uid}"
 
 
-def add(pod_uid: str, ifname: str, mac: str, ip: str, instance: str = "") -> None:
+_pending: dict = {}     # pod uid -> the nft run of add(wait=False), until settle()
+
+
+def add(pod_uid: str, ifname: str, mac: str, ip: str, instance: str = "",
+        wait: bool = True) -> None:
     """Let the veth ifname send only as MAC and IP (see the module
-    docstring), in one atomic batch. Idempotent. Call it before any
-    process of the pod runs: until then nothing in the pod can send."""
+    docstring), in one atomic batch. Idempotent. It must be in place before
+    any process of the pod runs: until then nothing in the pod can send.
+    wait=False: nft runs while the caller goes on, and settle(pod_uid)
+    waits for it (and raises its error); remove() settles first."""
     global _converged
     tag = owner_tag(pod_uid, instance)
     step = f"add anti-spoofing filter for pod {pod_uid} on {ifname} ({mac}, {ip})"
@@ -160,13 +167,27 @@ def add(pod_uid: str, ifname: str, mac: str, ip: str, instance: str = "") -> Non
     key = _pods_key(new)
     elements = (f'add element bridge {TABLE} pods {{ {key} comment "{tag}" }}\n'
                 f'add element bridge {TABLE} ports {{ "{ifname}" comment "{tag}" }}\n')
-    try:
-        _nft(elements if _converged else _SKELETON + elements, step)
-    except FilterError as e:
-        if not (_converged and _absent(e)):
-            raise
-        _nft(_SKELETON + elements, step)     # the table went away meanwhile
+    script = elements if _converged else _SKELETON + elements
+    # only the elements, sent to a table deleted meanwhile, are worth a retry
+    _pending[pod_uid] = (nft.start(script, step, FilterError), step, elements, key, ifname,
+                         _converged)
     _converged = True
+    if wait:
+        settle(pod_uid)
+
+
+def settle(pod_uid: str) -> None:
+    """Wait for the nft run add() started for the pod (if one is pending);
+    FilterError if it failed."""
+    if pod_uid not in _pending:
+        return
+    proc, step, elements, key, ifname, retry = _pending.pop(pod_uid)
+    try:
+        nft.finish(proc, step, FilterError)
+    except FilterError as e:
+        if not (retry and _absent(e)):
+            raise
+        nft.run(_SKELETON + elements, step, FilterError)   # the table went away meanwhile
     explain.step(f'nft add element bridge {TABLE} pods {{ {key} }} && '
                  f'nft add element bridge {TABLE} ports {{ "{ifname}" }}',
                  f"anti-spoofing: frames from {ifname} may carry only the pod's MAC and IP "
@@ -179,6 +200,8 @@ def remove(pod_uid: str, instance: str = "", known: Filter | None = None) -> Non
     of a listing first and a delete after; gc (runtime/owners/network.py
     Filter) catches what a changed filter would leave."""
     owner_tag(pod_uid, instance)
+    with contextlib.suppress(FilterError):
+        settle(pod_uid)          # an add still running would land after the delete
     if known is not None and known.pod_uid == pod_uid and known.mac and known.ip:
         _delete([known], f"remove anti-spoofing filter of pod {pod_uid}", instance)
         return

@@ -127,9 +127,10 @@ class Pods:
             link = self.node.attach(str(netns_path), ifname, str(ip))
             timings.mark("veth: pair made, pod side addressed, host side on the bridge")
             undo.callback(self.node.owners.network.remove_filter, self.paths, uid)
+            # nft applies it while the next steps run; in place before any process (below)
             self.node.owners.network.add_filter(self.paths, uid, link.host_ifname, link.mac,
-                                                str(ip))  # before any process
-            timings.mark("anti-spoofing filter (nft)")
+                                                str(ip), wait=False)
+            timings.mark("anti-spoofing filter: nft started")
             try:
                 self.node.ensure_nat(required=bool(mappings))
             except hostport.HostPortError as e:
@@ -183,6 +184,8 @@ class Pods:
                 raise RequestError("FailedMount", str(e)) from None
             timings.mark("volumes")
             faults.point("create:volumes")
+            self.node.owners.network.filter_in_place(uid)  # before any process runs
+            timings.mark("anti-spoofing filter: nft done")
             undo.pop_all()
         record.sandbox_ready = True
         record.start_time = now_iso()

@@ -32,10 +32,19 @@ def remove_veth(ipr, ifname: str) -> None:
     bridge.detach_pod(ipr, ifname)
 
 
-def add_filter(paths: Paths, uid: str, ifname: str, mac: str, ip: str) -> None:
-    """The anti-spoofing filter of the pod's veth: only its MAC and IP pass."""
+def add_filter(paths: Paths, uid: str, ifname: str, mac: str, ip: str,
+               wait: bool = True) -> None:
+    """The anti-spoofing filter of the pod's veth: only its MAC and IP pass.
+    wait=False: nft applies it while the caller goes on; filter_in_place(uid)
+    waits (and raises its error)."""
     from minipod.netns import antispoof
-    antispoof.add(uid, ifname, mac, ip, instance=paths.identity.tag)
+    antispoof.add(uid, ifname, mac, ip, instance=paths.identity.tag, wait=wait)
+
+
+def filter_in_place(uid: str) -> None:
+    """Wait for the filter add_filter(wait=False) started."""
+    from minipod.netns import antispoof
+    antispoof.settle(uid)
 
 
 def remove_filter(paths: Paths, uid: str, known=None) -> None:
