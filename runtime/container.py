@@ -93,9 +93,10 @@ def start(spec: ProcessSpec) -> int:
 
 
 def launch(spec: ProcessSpec) -> "Launch":
-    """Fork [1:SETNS] and return at once: the children set the container up
-    while the caller prepares the next one (a pod's containers start side by
-    side, one core each); Launch.wait() then waits for this one's exec."""
+    """Fork [1:SETNS], wait until it has made [2:INIT], and return: [2:INIT]
+    builds the container's root while the caller prepares the next one (a
+    pod's containers start side by side); Launch.wait() then waits for this
+    one's exec."""
     ns_fds = {ns: os.open(path, os.O_RDONLY | os.O_CLOEXEC)
               for ns, path in spec.namespaces.items() if ns in ("net", "ipc", "uts", "pid")}
     if explain.active():
@@ -112,27 +113,39 @@ def launch(spec: ProcessSpec) -> "Launch":
         close_all(*ns_fds.values(), status_r, status_w)
         raise
     os.close(status_w)
-    return Launch(spec.name, setns_pid, Channel(status_r, spec.name), list(ns_fds.values()))
+    launched = Launch(spec.name, Channel(status_r, spec.name), list(ns_fds.values()))
+    launched.forked(setns_pid)
+    return launched
 
 
 class Launch:
-    """A container whose children are on their way to exec."""
+    """A container whose [2:INIT] is on its way to exec."""
 
-    def __init__(self, name: str, setns_pid: int, channel: "Channel", fds: list[int]):
-        self.name, self.setns_pid, self.channel, self.fds = name, setns_pid, channel, fds
+    def __init__(self, name: str, channel: "Channel", fds: list[int]):
+        self.name, self.channel, self.fds = name, channel, fds
+        self.init_pid, self.error = 0, None
+
+    def forked(self, setns_pid: int) -> None:
+        """Wait until [1:SETNS] forked [2:INIT], moved it into its cgroup and
+        ended: [2:INIT] is our child from then on, so a pod's containers are
+        the agent's children in their order. A failure is raised by wait()."""
+        try:
+            self.init_pid = int(self.channel.wait_for(Message.PID)["pid"])
+        except StartError as e:
+            self.error = e
+        finally:
+            os.waitpid(setns_pid, 0)
 
     def wait(self) -> int:
         """The host pid of the container's PID 1, once it exec'd; StartError
         with the children's step and errno if they failed."""
         try:
-            try:
-                init_pid = int(self.channel.wait_for(Message.PID)["pid"])
-            finally:
-                os.waitpid(self.setns_pid, 0)
+            if self.error is not None:
+                raise self.error
             self.channel.wait_for_exec()
             timings.mark(f"container {self.name}: exec (the status pipe closes)")
             timings.add(self.channel.times)
-            return init_pid
+            return self.init_pid
         finally:
             close_all(*self.fds, self.channel.fd)
 

@@ -5,12 +5,16 @@ kubelet keeps a "pause" process per pod; minipod keeps no process: it pins
 each namespace by bind-mounting /proc/PID/ns/X onto a plain file, the way
 `ip netns add` does (containerd's pkg/netns too). The steps:
 
-    1. fork a child; the child calls unshare(CLONE_NEWNET|CLONE_NEWIPC|
-       CLONE_NEWUTS) and sets the pod's hostname, then waits
-    2. the parent bind-mounts the child's /proc/CHILD/ns/{net,ipc,uts}
+    1. a thread of the agent calls unshare(CLONE_NEWNET|CLONE_NEWIPC|
+       CLONE_NEWUTS) (these three belong to a thread, not to the whole
+       process) and sets the pod's hostname, then waits
+    2. the agent bind-mounts the thread's /proc/self/task/TID/ns/{net,ipc,uts}
        onto POD_DIR/ns/{net,ipc,uts}, and the netns also onto
        /run/netns/minipod-POD so `ip netns list` shows it
-    3. the child exits; the namespaces stay, held by the mounts
+    3. the thread ends; the namespaces stay, held by the mounts
+
+A thread, not a forked child: forking the agent copies its page tables
+(about 3 ms for its ~40 MB, against 0.7 ms for a thread here).
 
 The same by hand:
     unshare --net --ipc --uts sleep infinity &   # then, for X in net ipc uts:
@@ -22,11 +26,12 @@ import errno
 import os
 import signal
 import socket
+import threading
 from pathlib import Path
 
 import prctl
 
-from minipod.linux import descriptors, explain, fork, mount, namespaces
+from minipod.linux import descriptors, explain, mount, namespaces
 
 SHARED = ("net", "ipc", "uts")
 
@@ -37,41 +42,47 @@ def create(pod_dir: Path, netns_path: Path, hostname: str) -> dict[str, str]:
     On failure nothing stays pinned (the caller also calls destroy)."""
     ns_dir = pod_dir / "ns"
     ns_dir.mkdir(parents=True, exist_ok=True)
-    done_r, done_w = os.pipe()
+    made, pinned = threading.Event(), threading.Event()
+    answer: dict = {}
 
     def make():
-        os.close(done_w)  # the parent's end: its close is what lets us go
-        namespaces.unshare(namespaces.CLONE_NEWNET | namespaces.CLONE_NEWIPC
-                           | namespaces.CLONE_NEWUTS)
-        socket.sethostname(hostname)
-        return 0, "ready"
-    try:
-        child = fork.spawn(make, then=lambda: os.read(done_r, 1))  # hold until pinned
-    finally:
-        os.close(done_r)
+        try:
+            namespaces.unshare(namespaces.CLONE_NEWNET | namespaces.CLONE_NEWIPC
+                               | namespaces.CLONE_NEWUTS)
+            socket.sethostname(hostname)
+            answer["tid"] = threading.get_native_id()
+        except OSError as e:
+            answer["error"] = e
+        made.set()
+        pinned.wait()       # its namespaces are held by the mounts: it may end
+    thread = threading.Thread(target=make, name=f"sandbox {hostname}")
+    thread.start()
     paths = {}
     try:
-        answer = child.read()
-        if answer != "ready":
-            raise OSError(f"cannot create namespaces of pod {hostname}: {answer or 'child died'}")
+        made.wait()
+        if "error" in answer:
+            e = answer["error"]
+            raise OSError(e.errno, f"cannot create namespaces of pod {hostname}: {e.strerror}")
         explain.step(f"unshare --net --ipc --uts sh -c 'hostname {hostname}; sleep infinity' &",
                      "a process in three new namespaces: the pod's network, IPC and hostname")
+        task = f"/proc/self/task/{answer['tid']}"
         for ns in SHARED:
             paths[ns] = str(ns_dir / ns)
-            pin(f"/proc/{child.pid}/ns/{ns}", paths[ns])
+            pin(f"{task}/ns/{ns}", paths[ns])
         netns_path.parent.mkdir(parents=True, exist_ok=True)
-        pin(f"/proc/{child.pid}/ns/net", str(netns_path))
+        pin(f"{task}/ns/net", str(netns_path))
         explain.step("kill %1",
                      "the process may go: the bind mounts keep its namespaces alive")
         paths["netns"] = str(netns_path)
     finally:
-        os.close(done_w)  # lets the child exit
-        os.waitpid(child.pid, 0)
+        pinned.set()
+        thread.join()
     return paths
 
 
 def pin(ns_file: str, target: str) -> None:
-    """Bind-mount a namespace file onto target (created empty)."""
+    """Bind-mount a namespace file (/proc/self/task/TID/ns/X) onto target
+    (created empty)."""
     fd = os.open(target, os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o444)
     os.close(fd)
     try:
@@ -79,8 +90,8 @@ def pin(ns_file: str, target: str) -> None:
     except OSError as e:
         os.unlink(target)
         raise OSError(e.errno, f"cannot pin namespace {ns_file}: {e.strerror}", target)
-    explain.step(f"touch {target} && mount --bind {ns_file.replace(ns_file.split('/')[2], '$!')} "
-                 f"{target}",
+    shown = "/proc/$!/ns/" + ns_file.rpartition("/")[2]    # the shell's way: unshare ... &
+    explain.step(f"touch {target} && mount --bind {shown} {target}",
                  "pin the namespace: a bind mount of its /proc file holds it open")
 
 
