@@ -172,7 +172,7 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
     ipaddress.IPv4Address(gateway)
     net = ipaddress.IPv4Network(f"{ip}/{prefixlen}", strict=False)
     try:
-        # An ioctl: no netlink answer to decode.
+        # An ioctl, cheaper than a netlink round trip.
         # That it is a bridge, ensure_bridge checked; if not, joining fails.
         bridge_index = socket.if_nametoindex(cfg.bridge)
     except OSError as e:
