@@ -1,6 +1,7 @@
 """minipod.netns: the pod network.
 
-    bridge       the bridge and each pod's veth pair (netlink, pyroute2)
+    bridge       the bridge and each pod's veth pair (netlink requests)
+    rtnl         rtnetlink: the few messages bridge sends, on AF_NETLINK + struct
     podnetlink   a netlink socket made inside a pod's netns (setns and straight back)
     ipam         one IPv4 address per pod from the pod subnet (a file per lease)
     hostport     hostPort DNAT and the pods' masquerade (nftables `ip minipod`)

@@ -24,12 +24,12 @@ IP 10.89.0.2:
     # detach_pod(): deleting one end of a veth deletes the other
     ip link del mp1a2b3c4d5e
 
-All of it is netlink (rtnetlink, man 7 rtnetlink) through pyroute2: one
-request per line above, no `ip` process per step. The host-side requests
-go through the IPRoute the caller keeps open; the pod-side ones through a
-netlink socket made inside the pod's namespace (minipod.netns.podnetlink).
-pyroute2's synchronous IPRoute cannot run inside a running asyncio event
-loop: call these functions outside one.
+All of it is netlink (rtnetlink, man 7 rtnetlink) through minipod.netns.rtnl:
+one request per line above, no `ip` process per step. The host-side
+requests go through the netlink socket the caller keeps open (an rtnl.Rtnl,
+or any NETLINK_ROUTE socket with a fileno(), e.g. a pyroute2 IPRoute); the
+pod-side ones through one made inside the pod's namespace
+(minipod.netns.podnetlink).
 
 MAC addresses are not left to chance:
   * The bridge gets 0a:58 + its gateway IP. A bridge without an address
@@ -63,10 +63,9 @@ import re
 import socket
 from dataclasses import dataclass
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from minipod.linux import explain
 from minipod.netns.podnetlink import POD_IFNAME, NetworkError, ipr_in, open_netns
+from minipod.netns.rtnl import NetlinkError, Rtnl
 
 # NetworkError is defined beside the pod-side netlink code; it is the error of every call here.
 __all__ = [
@@ -77,8 +76,6 @@ __all__ = [
 IFNAMSIZ = 16                    # including the trailing NUL
 LOOPBACK_INDEX = 1               # lo is the first device of every netns
 _HOST_IFNAME = re.compile(r"mp[0-9a-f]{10}\Z")
-# IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_ADDR_GEN_MODE = IN6_ADDR_GEN_MODE_NONE
-_NO_IPV6_LL = {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]}
 
 
 @dataclass
@@ -119,16 +116,17 @@ def ensure_bridge(ipr, cfg: NetworkConfig, gateway: str, prefixlen: int) -> None
     tolerates EEXIST, which is what the loser of a race gets. A bridge that
     exists with another address keeps it and gets ours as well."""
     _check_ifname(cfg.bridge)
+    ipr = Rtnl.of(ipr)
     # 1. ip link add minipod0 address 0a:58:.. type bridge
     try:
-        ipr.link("add", ifname=cfg.bridge, kind="bridge", address=mac_for_ip(gateway))
+        ipr.new_bridge(cfg.bridge, mac_for_ip(gateway))
         explain.step(f"ip link add {cfg.bridge} address {mac_for_ip(gateway)} type bridge && "
                      f"ip addr add {gateway}/{prefixlen} dev {cfg.bridge} && "
                      f"ip link set {cfg.bridge} up",
                      "the first pod: create the bridge all pods plug into (a virtual switch); "
                      "its address is the pods' gateway")
     except NetlinkError as e:
-        if e.code != errno.EEXIST:
+        if e.errno != errno.EEXIST:
             raise _error(e, f"create bridge {cfg.bridge}") from None
     # 2. a link of that name may exist and be something else
     index, kind = _link_index_kind(ipr, cfg.bridge, "look up bridge")
@@ -139,14 +137,13 @@ def ensure_bridge(ipr, cfg: NetworkConfig, gateway: str, prefixlen: int) -> None
     # 3. ip addr add GATEWAY/PREFIX brd + dev minipod0
     net = ipaddress.IPv4Network(f"{gateway}/{prefixlen}", strict=False)
     try:
-        ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen,
-                 broadcast=str(net.broadcast_address))
+        ipr.add_addr(index, gateway, prefixlen, str(net.broadcast_address))
     except NetlinkError as e:
-        if e.code != errno.EEXIST:
+        if e.errno != errno.EEXIST:
             raise _error(e, f"add address {gateway}/{prefixlen} to bridge {cfg.bridge}") from None
     # 4. ip link set minipod0 up
     try:
-        ipr.link("set", index=index, state="up")
+        ipr.set_link(index, up=True)
     except NetlinkError as e:
         raise _error(e, f"bring bridge {cfg.bridge} up") from None
 
@@ -170,11 +167,12 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
     NetworkError names the step, the object and errno. The calling thread
     is back in its own network namespace when this returns or raises."""
     _check_ifname(host_ifname)
+    ipr = Rtnl.of(ipr)
     mac = mac_for_ip(ip)                 # also checks ip is an IPv4 address
     ipaddress.IPv4Address(gateway)
     net = ipaddress.IPv4Network(f"{ip}/{prefixlen}", strict=False)
     try:
-        # An ioctl, ~100x cheaper than a netlink query decoded by pyroute2.
+        # An ioctl, cheaper than a netlink round trip.
         # That it is a bridge, ensure_bridge checked; if not, joining fails.
         bridge_index = socket.if_nametoindex(cfg.bridge)
     except OSError as e:
@@ -185,12 +183,11 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
         step = (f"step 1/3: create veth {host_ifname} with peer {POD_IFNAME} "
                 f"in {netns_path}")
         try:
-            ipr.link("add", ifname=host_ifname, kind="veth",
-                     peer={"ifname": POD_IFNAME, "address": mac, "net_ns_fd": ns_fd})
+            ipr.new_veth(host_ifname, POD_IFNAME, mac, ns_fd)
         except NetlinkError as e:
-            if e.code == errno.EEXIST:
+            if e.errno == errno.EEXIST:
                 step += (f" ({host_ifname} already exists on the host)"
-                         if ipr.link_lookup(ifname=host_ifname) else
+                         if _link_index(ipr, host_ifname) is not None else
                          f" ({netns_path} already has an {POD_IFNAME})")
             raise _error(e, step) from None
         # Registered at once, so every later failure deletes the pair.
@@ -203,8 +200,8 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
         try:
             # Before the link comes up: an interface that comes up with a
             # carrier gets its IPv6 link-local address (and DAD) at once.
-            ipr.link("set", ifname=host_ifname, master=bridge_index,
-                     IFLA_AF_SPEC=_NO_IPV6_LL, **({"ifalias": alias} if alias else {}))
+            ipr.set_link(host_ifname, master=bridge_index, alias=alias or None,
+                         addrgenmode_none=True)
         except NetlinkError as e:
             raise _error(e, f"step 1/3: join {host_ifname} to bridge {cfg.bridge}") from None
 
@@ -213,14 +210,13 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
             where = f"{POD_IFNAME} in {netns_path}"
             try:
                 step = f"step 2/3: add address {ip}/{prefixlen} to {where}"
-                pod.addr("add", index=eth0, address=ip, prefixlen=prefixlen,
-                         broadcast=str(net.broadcast_address))
+                pod.add_addr(eth0, ip, prefixlen, str(net.broadcast_address))
                 step = f"step 2/3: bring {where} up"
-                pod.link("set", index=eth0, state="up")
+                pod.set_link(eth0, up=True)
                 step = f"step 2/3: bring lo in {netns_path} up"
-                pod.link("set", index=LOOPBACK_INDEX, state="up")
+                pod.set_link(LOOPBACK_INDEX, up=True)
                 step = f"step 2/3: add default route via {gateway} to {where}"
-                pod.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth0)
+                pod.add_default_route(gateway, eth0)
             except NetlinkError as e:
                 raise _error(e, step) from None
         explain.step(f"ip -n {ns} addr add {ip}/{prefixlen} dev {POD_IFNAME} && "
@@ -231,7 +227,7 @@ def attach_pod(ipr, cfg: NetworkConfig, netns_path: str, host_ifname: str,
 
         # 3. ip link set HOST up
         try:
-            ipr.link("set", ifname=host_ifname, state="up")
+            ipr.set_link(host_ifname, up=True)
         except NetlinkError as e:
             raise _error(e, f"step 3/3: bring {host_ifname} up") from None
         explain.step(f"ip link set {host_ifname} master {cfg.bridge} up",
@@ -247,11 +243,11 @@ def detach_pod(ipr, host_ifname: str) -> None:
 
     The pod's end also disappears by itself when the pod's netns dies."""
     try:
-        ipr.link("del", ifname=host_ifname)
+        Rtnl.of(ipr).del_link(host_ifname)
         explain.step(f"ip link del {host_ifname}",
                      "unplug the pod: deleting one end of a veth pair deletes both")
     except NetlinkError as e:
-        if e.code != errno.ENODEV:
+        if e.errno != errno.ENODEV:
             raise _error(e, f"delete veth {host_ifname}") from None
 
 
@@ -263,17 +259,16 @@ def pod_links(ipr, cfg: NetworkConfig, alias: str | None = None,
     into the bridge is not ours to delete. With alias, only those whose
     ifalias is alias (or, untagged=True, that have none: made before
     identities) count: another minipod's veths are not ours either."""
+    ipr = Rtnl.of(ipr)
     index = _link_index(ipr, cfg.bridge)
     if index is None:
         return []
     names = []
-    for link in ipr.link("dump"):
-        name = link.get("ifname")
-        if (link.get("master") == index and _link_kind(link) == "veth"
-                and _HOST_IFNAME.match(name or "")):
-            mark = link.get_attr("IFLA_IFALIAS")
-            if alias is None or mark == alias or (untagged and not mark):
-                names.append(name)
+    for link in ipr.links():
+        if (link.master == index and link.kind == "veth"
+                and _HOST_IFNAME.match(link.ifname or "")):
+            if alias is None or link.alias == alias or (untagged and not link.alias):
+                names.append(link.ifname)
     return sorted(names)
 
 
@@ -281,9 +276,9 @@ def delete_bridge(ipr, cfg: NetworkConfig) -> None:
     """ip link del minipod0; a missing bridge is fine. Its ports (pod veths)
     are released, not deleted."""
     try:
-        ipr.link("del", ifname=cfg.bridge)
+        Rtnl.of(ipr).del_link(cfg.bridge)
     except NetlinkError as e:
-        if e.code != errno.ENODEV:
+        if e.errno != errno.ENODEV:
             raise _error(e, f"delete bridge {cfg.bridge}") from None
 
 
@@ -304,28 +299,24 @@ def _undo_veth(ipr, name: str):
     return undo
 
 
-def _link_index(ipr, name: str) -> int | None:
+def _link_index(ipr: Rtnl, name: str) -> int | None:
     try:
-        return ipr.link("get", ifname=name)[0]["index"]
+        return ipr.get_link(name).index
     except NetlinkError as e:
-        if e.code == errno.ENODEV:
+        if e.errno == errno.ENODEV:
             return None
         raise _error(e, f"look up link {name}") from None
 
 
-def _link_index_kind(ipr, name: str, step: str) -> tuple[int, str | None]:
+def _link_index_kind(ipr: Rtnl, name: str, step: str) -> tuple[int, str | None]:
     try:
-        link = ipr.link("get", ifname=name)[0]
+        link = ipr.get_link(name)
     except NetlinkError as e:
-        if e.code == errno.ENODEV:
-            raise NetworkError(e.code, f"{step} {name}: no such device "
+        if e.errno == errno.ENODEV:
+            raise NetworkError(e.errno, f"{step} {name}: no such device "
                                "(ensure_bridge creates it)") from None
         raise _error(e, f"{step} {name}") from None
-    return link["index"], _link_kind(link)
-
-
-def _link_kind(link) -> str | None:
-    return link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+    return link.index, link.kind
 
 
 def _check_ifname(name: str) -> None:
@@ -335,5 +326,5 @@ def _check_ifname(name: str) -> None:
 
 
 def _error(e: NetlinkError, step: str) -> NetworkError:
-    code = e.code or errno.EIO
+    code = e.errno or errno.EIO
     return NetworkError(code, f"{step}: {os.strerror(code)}")

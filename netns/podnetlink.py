@@ -3,8 +3,8 @@
 The pod-side requests of minipod.netns.bridge need a netlink socket that
 lives in the pod's namespace: a socket belongs to the namespace its
 creator was in at socket(2) time and keeps it, so we setns(2) into the
-pod, create the socket, and setns straight back (pyroute2's own netns code
-does the same in a forked child, which costs milliseconds more). The
+pod, create the socket, and setns straight back (pyroute2's netns code does
+the same in a forked child, which costs milliseconds more). The
 caller's thread is outside its own namespace for two C calls, socket()
 and if_nametoindex(); setns moves one thread only, so a threaded caller
 may run this in a worker thread.
@@ -17,9 +17,8 @@ import errno
 import os
 import socket
 
-from pyroute2 import IPRoute
-
 from minipod.linux import namespaces
+from minipod.netns.rtnl import Rtnl
 
 POD_IFNAME = "eth0"
 
@@ -31,7 +30,7 @@ class NetworkError(OSError):
 
 @contextlib.contextmanager
 def ipr_in(ns_fd: int, netns_path: str):
-    """(IPRoute, index of eth0) for the netns that ns_fd refers to.
+    """(rtnl.Rtnl, index of eth0) for the netns that ns_fd refers to.
 
     setns(2) moves only the calling thread; we hold our own namespace open
     and go back to it right after two C calls made inside the pod's: the
@@ -78,12 +77,7 @@ def ipr_in(ns_fd: int, netns_path: str):
         step, e = failure
         code = e.errno or errno.ENODEV   # if_nametoindex's OSError has no errno
         raise NetworkError(code, f"{step}: {os.strerror(code)}")
-    try:
-        # groups=0: no multicast subscriptions, this socket only asks.
-        pod = IPRoute(fileno=sock.detach(), groups=0)
-    except BaseException:
-        sock.close()
-        raise
+    pod = Rtnl(sock)          # no multicast groups joined: this socket only asks
     try:
         yield pod, index
     finally:

@@ -28,7 +28,7 @@ import sys
 
 from minipod import cgroups
 from minipod.linux import proc
-from minipod.netns import bridge, hostport
+from minipod.netns import bridge, hostport, rtnl
 from minipod.netns.ipam import IPAM
 from minipod.rootfs.store import ImageStore
 from minipod.runtime import container as ctr
@@ -56,10 +56,10 @@ class Node:
         self._bridge_ready = False
 
     @property
-    def ipr(self):
+    def ipr(self) -> rtnl.Rtnl:
+        """The host's netlink socket, opened on first use."""
         if self._ipr is None:
-            from pyroute2 import IPRoute
-            self._ipr = IPRoute()
+            self._ipr = rtnl.Rtnl()
         return self._ipr
 
     def attach(self, netns_path: str, ifname: str, ip: str):
@@ -94,10 +94,9 @@ class Node:
             log(f"warning: no NAT for the pod network (pods cannot reach out): {e}")
 
     def host_ip(self) -> str | None:
-        for addr in self.ipr.get_addr(family=socket.AF_INET):
-            ip = addr.get_attr("IFA_ADDRESS")
-            label = addr.get_attr("IFA_LABEL") or ""
-            if not ip.startswith("127.") and label != self.net.bridge:
+        for addr in self.ipr.addrs(socket.AF_INET):
+            ip = addr.address or ""
+            if ip and not ip.startswith("127.") and (addr.label or "") != self.net.bridge:
                 return ip
         return str(self.ipam.gateway)
 

@@ -141,8 +141,10 @@ def test_leases_of_a_missing_dir_is_empty(tmp_path):
     assert IPAM(tmp_path / "nope").leases() == {}
 
 
-def test_ipam_does_not_import_pyroute2():
-    code = ("import sys, minipod.netns.ipam; "
+@pytest.mark.parametrize("module", ["minipod.netns.ipam", "minipod.runtime.agent.agent"])
+def test_does_not_import_pyroute2(module):
+    """~170 ms of imports: the agent speaks rtnetlink through minipod.netns.rtnl."""
+    code = (f"import sys, {module}; "
             "sys.exit('pyroute2' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
