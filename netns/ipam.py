@@ -40,7 +40,7 @@ the index, is the truth. release() falls back to scanning the leases when
 the index has no entry, so a lease is never leaked for good.
 
 This module imports no netlink code on purpose: `minipod get` reads the
-leases without paying for pyroute2.
+leases without opening a netlink socket or importing netns.rtnl.
 """
 from __future__ import annotations
 
