@@ -166,7 +166,6 @@ def wait_for_images(paths, key: str, record, timeout: float = 600):
     like `run` promises. `record` is the agent's answer (the stored JSON);
     reads the state file after it: the agent is not kept busy."""
     import time
-    from minipod.runtime import state
     from minipod.runtime.api.record import as_pod
     record = as_pod(record)
     deadline = time.monotonic() + timeout
@@ -176,6 +175,7 @@ def wait_for_images(paths, key: str, record, timeout: float = 600):
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)
+        from minipod.runtime import state     # only when it waits: most starts do not
         try:
             record = state.read_record(paths.pod_dir(key))
         except FileNotFoundError:
