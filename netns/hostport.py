@@ -151,11 +151,25 @@ def add_network(bridge: str, subnet: str) -> None:
     """Set up the table for a pod network (idempotent): masquerade for its
     pods (hairpin, 127.0.0.1, outbound), the guard on its bridge, and
     route_localnet=1 on the bridge, which must exist."""
+    finish_network(start_network(bridge, subnet))
+
+
+def start_network(bridge: str, subnet: str):
+    """add_network's nft run, started: it takes 15-30 ms here (the kernel
+    waits for RCU grace periods as it commits base chains), which the
+    caller spends on other work; finish_network(what this returns) waits."""
     net = _subnet(subnet)
     _check_ifname(bridge)
-    _nft(_SKELETON + f"add element ip {TABLE} pod_subnets {{ {net} }}\n"
-                     f'add element ip {TABLE} bridges {{ "{bridge}" }}\n',
-         f"set up NAT for pod network {net} on bridge {bridge}")
+    step = f"set up NAT for pod network {net} on bridge {bridge}"
+    return (nft.start(_SKELETON + f"add element ip {TABLE} pod_subnets {{ {net} }}\n"
+                                  f'add element ip {TABLE} bridges {{ "{bridge}" }}\n',
+                      step, HostPortError), step, bridge)
+
+
+def finish_network(started) -> None:
+    """Wait for start_network's nft; then route_localnet=1 on the bridge."""
+    proc, step, bridge = started
+    nft.finish(proc, step, HostPortError)
     _route_localnet(bridge, 1)          # after the guard is in place
 
 

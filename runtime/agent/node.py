@@ -10,7 +10,7 @@ call the node library or the kernel themselves; they call `agent.node`:
     node.volumes     .prepare                             (runtime/volumes.py)
     node.ipam, node.images, node.cgroups                  IPAM, ImageStore, cgroup driver
     node.attach(netns, ifname, ip)                        the veth on the bridge
-    node.ensure_nat(required) / node.host_ip() / node.remove_idle_network()
+    node.ensure_nat(required) / node.nat_in_place() / node.host_ip() / node.remove_idle_network()
     node.launch(spec).wait() -> pid                       runtime/container.py launch
     node.kill(pid, sig) / node.alive(pid, start) / node.start_time(pid) / node.pidfd_open(pid)
     node.wait_any() -> (pid, exit code) | None            reap one exited child
@@ -53,6 +53,7 @@ class Node:
         self.cgroups = cgroups.detect(parent=paths.cgroup_parent)
         self._ipr = None
         self._nat_ready = False
+        self._nat_started = None        # ensure_nat's nft run, until nat_in_place
         self._bridge_ready = False
 
     @property
@@ -86,7 +87,22 @@ class Node:
         if self._nat_ready:
             return
         try:
-            hostport.add_network(self.net.bridge, self.net.subnet)
+            self._nat_started = hostport.start_network(self.net.bridge, self.net.subnet)
+            if required:                # hostPort rules go into its table next
+                self.nat_in_place(required)
+        except hostport.HostPortError as e:
+            if required:
+                raise
+            log(f"warning: no NAT for the pod network (pods cannot reach out): {e}")
+
+    def nat_in_place(self, required: bool = False) -> None:
+        """Wait for the NAT ensure_nat started (before any process of the pod
+        runs: a connection made before masquerade would keep its source)."""
+        started, self._nat_started = self._nat_started, None
+        if started is None:
+            return
+        try:
+            hostport.finish_network(started)
             self._nat_ready = True
         except hostport.HostPortError as e:
             if required:

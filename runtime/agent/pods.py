@@ -131,13 +131,14 @@ class Pods:
             self.node.owners.network.add_filter(self.paths, uid, link.host_ifname, link.mac,
                                                 str(ip), wait=False)
             timings.mark("anti-spoofing filter: nft started")
+            undo.callback(self.node.nat_in_place)     # never left running (it is our child)
             try:
                 self.node.ensure_nat(required=bool(mappings))
             except hostport.HostPortError as e:
                 raise RequestError("HostPortError", str(e)) from None
             update(record, pod_ip=str(ip), host_ifname=link.host_ifname,
                           host_ip=self.node.host_ip(), bridge=self.net.bridge)
-            timings.mark("NAT, host IP")
+            timings.mark("NAT (nft started once per agent), host IP")
             faults.point("create:veth")
             if mappings:
                 undo.callback(self.node.owners.network.remove_hostport_rules, self.paths, uid)
@@ -185,7 +186,8 @@ class Pods:
             timings.mark("volumes")
             faults.point("create:volumes")
             self.node.owners.network.filter_in_place(uid)  # before any process runs
-            timings.mark("anti-spoofing filter: nft done")
+            self.node.nat_in_place()
+            timings.mark("anti-spoofing filter and NAT: nft done")
             undo.pop_all()
         record.sandbox_ready = True
         record.start_time = now_iso()

@@ -125,6 +125,9 @@ class FakeNode:
     def ensure_nat(self, required):
         pass
 
+    def nat_in_place(self, required=False):
+        pass
+
     def host_ip(self):
         return "192.0.2.1"
 
