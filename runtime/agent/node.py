@@ -10,7 +10,7 @@ call the node library or the kernel themselves; they call `agent.node`:
     node.volumes     .prepare                             (runtime/volumes.py)
     node.ipam, node.images, node.cgroups                  IPAM, ImageStore, cgroup driver
     node.attach(netns, ifname, ip)                        the veth on the bridge
-    node.ensure_nat(required) / node.nat_in_place() / node.host_ip() / node.remove_idle_network()
+    node.start_nat() / ensure_nat(required) / nat_in_place() / node.host_ip() / node.remove_idle_network()
     node.launch(spec).wait() -> pid                       runtime/container.py launch
     node.kill(pid, sig) / node.alive(pid, start) / node.start_time(pid) / node.pidfd_open(pid)
     node.wait_any() -> (pid, exit code) | None            reap one exited child
@@ -83,16 +83,23 @@ class Node:
     def ensure_nat(self, required: bool) -> None:
         """The pod network's NAT table (masquerade out, hostPort hairpin),
         once per agent. Only pods with hostPorts fail without it
-        (hostport.HostPortError)."""
-        if self._nat_ready:
+        (hostport.HostPortError): for them it is waited for at once."""
+        self.start_nat()
+        if required:                # hostPort rules go into its table next
+            self.nat_in_place(required)
+            if not self._nat_ready:   # it could not start: again, its error said
+                hostport.add_network(self.net.bridge, self.net.subnet)
+                self._nat_ready = True
+
+    def start_nat(self) -> None:
+        """Start the NAT table's nft run, if it is not there yet; it goes on
+        while the pod is made (nat_in_place waits). Started early: it takes
+        15-30 ms here, the kernel's RCU grace periods as it commits base chains."""
+        if self._nat_ready or self._nat_started is not None:
             return
         try:
             self._nat_started = hostport.start_network(self.net.bridge, self.net.subnet)
-            if required:                # hostPort rules go into its table next
-                self.nat_in_place(required)
         except hostport.HostPortError as e:
-            if required:
-                raise
             log(f"warning: no NAT for the pod network (pods cannot reach out): {e}")
 
     def nat_in_place(self, required: bool = False) -> None:

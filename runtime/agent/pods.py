@@ -108,6 +108,9 @@ class Pods:
             self.store.save(key)
             timings.mark("agent: state saved (Pending)")
             faults.point("create:state")
+            # the pod network's NAT, once per agent: its nft runs while the pod is made
+            undo.callback(self.node.nat_in_place)     # never left running (it is our child)
+            self.node.start_nat()
             # 1. namespaces: net, ipc, uts, pinned by bind mounts
             undo.callback(self.node.owners.pins.remove, self.paths, key)
             self.node.owners.pins.create(self.paths, key, pod.name)
@@ -131,14 +134,13 @@ class Pods:
             self.node.owners.network.add_filter(self.paths, uid, link.host_ifname, link.mac,
                                                 str(ip), wait=False)
             timings.mark("anti-spoofing filter: nft started")
-            undo.callback(self.node.nat_in_place)     # never left running (it is our child)
             try:
                 self.node.ensure_nat(required=bool(mappings))
             except hostport.HostPortError as e:
                 raise RequestError("HostPortError", str(e)) from None
             update(record, pod_ip=str(ip), host_ifname=link.host_ifname,
                           host_ip=self.node.host_ip(), bridge=self.net.bridge)
-            timings.mark("NAT (nft started once per agent), host IP")
+            timings.mark("NAT, host IP")
             faults.point("create:veth")
             if mappings:
                 undo.callback(self.node.owners.network.remove_hostport_rules, self.paths, uid)

@@ -128,6 +128,9 @@ class FakeNode:
     def nat_in_place(self, required=False):
         pass
 
+    def start_nat(self):
+        pass
+
     def host_ip(self):
         return "192.0.2.1"
 
