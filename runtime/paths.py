@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 IDENTITY_FILE = "identity"
@@ -74,11 +73,30 @@ def record_key(record) -> str:
     return pod_key(record.namespace, record.name)
 
 
-@dataclass(frozen=True)
 class Identity:
-    """Who a state root is: `id` (8 hex digits), `legacy` (pre-identity names)."""
-    id: str
-    legacy: bool = False
+    """Who a state root is: `id` (8 hex digits), `legacy` (pre-identity names).
+    Read-only and compared by value, as a frozen dataclass, but without
+    dataclasses: every command makes a Paths, and importing dataclasses
+    (inspect, ast, dis) took longer than all the rest of `minipod get`."""
+    __slots__ = ("id", "legacy")
+
+    def __init__(self, id: str, legacy: bool = False):
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "legacy", legacy)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r} of an Identity")
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.id, self.legacy) == (other.id, other.legacy)
+
+    def __hash__(self):
+        return hash((self.id, self.legacy))
+
+    def __repr__(self) -> str:
+        return f"Identity(id={self.id!r}, legacy={self.legacy!r})"
 
     @property
     def tag(self) -> str:
