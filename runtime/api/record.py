@@ -101,6 +101,25 @@ class _Fresh:
         self.make = make
 
 
+class _DataclassFields:
+    """A record class's `__dataclass_fields__`, made on first use from a
+    dataclass of the same fields (dataclasses.make_dataclass): so
+    dataclasses.replace(record, pid=...) works as when these classes were
+    dataclasses (the agent's prober calls it), and only a process that asks
+    imports dataclasses."""
+
+    def __get__(self, obj, cls):
+        import dataclasses
+        specs = [(name, object, dataclasses.field(default_factory=default.make)
+                  if isinstance(default, _Fresh) else dataclasses.field(default=default))
+                 for name, default in cls._defaults]
+        specs += [("extra", dict, dataclasses.field(default_factory=dict, kw_only=True)),
+                  ("_keys", frozenset, dataclasses.field(default=frozenset(), kw_only=True))]
+        fields = dataclasses.make_dataclass(cls.__name__, specs).__dataclass_fields__
+        cls.__dataclass_fields__ = fields    # made once per class
+        return fields
+
+
 class _Stored:
     """The fields, from_dict/to_dict of the record's classes.
 
@@ -109,8 +128,8 @@ class _Stored:
     it (and inspect, ast, dis with it) and generating the classes' methods
     cost every `minipod get` 14 ms, more than all else it does. The
     constructor takes the fields in order or by name, as a dataclass's does;
-    two records are equal when their fields are; `replace(**changes)` is
-    dataclasses.replace.
+    two records are equal when their fields are; dataclasses' functions
+    (replace, fields, asdict) still take them (_DataclassFields).
 
     ALWAYS: JSON keys written even at their default (the agent always wrote
     them). NESTED: field -> class of its value (or of each item of a list).
@@ -124,6 +143,7 @@ class _Stored:
     NOT_STORED = frozenset()
     _defaults = ()          # (field, default) of each field, in order
     _stored = ()            # (field, JSON key, default) of each stored field
+    __dataclass_fields__ = _DataclassFields()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -169,12 +189,6 @@ class _Stored:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name, _ in self._defaults)
         return f"{type(self).__qualname__}({fields})"
-
-    def replace(self, **changes):
-        """A copy with `changes` (dataclasses.replace)."""
-        values = {name: getattr(self, name) for name, _ in self._defaults}
-        values.update(extra=self.extra, _keys=self._keys)
-        return type(self)(**dict(values, **changes))
 
     @classmethod
     def from_dict(cls, d: dict, where: str = ""):
