@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from minipod.runtime.paths import Paths
 
@@ -44,9 +43,9 @@ def _connect(paths: Paths):
         return None
 
 
-def spawn_detached(verb: str, log: Path):
+def spawn_detached(verb: str, log):
     """`minipod VERB` in a session of its own (no terminal, cwd /, stdin
-    /dev/null), its output appended to `log`: how the agent and the API
+    /dev/null), its output appended to `log` (a Path): how the agent and the API
     server are started on demand. Returns its subprocess.Popen."""
     log.parent.mkdir(parents=True, exist_ok=True)
     import subprocess   # here: every `get` imports this module, few start an agent
@@ -114,7 +113,7 @@ def agent_running(paths: Paths) -> bool:
     import _socket
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
-        s.connect(str(paths.socket))
+        s.connect(paths.string("socket"))
         return True
     except (FileNotFoundError, ConnectionRefusedError):
         return False
@@ -129,8 +128,9 @@ def revive(paths: Paths) -> None:
     non-root (who cannot start it), or if it does not start, say so on
     stderr; the command goes on either way."""
     try:
-        if not any(paths.pods.iterdir()) or agent_running(paths):
-            return
+        with os.scandir(paths.string("pods")) as pods:
+            if not any(pods) or agent_running(paths):
+                return
     except OSError:          # no pods dir, or not ours to read: nothing to say
         return
     if os.geteuid() != 0:

@@ -48,8 +48,6 @@ def parser(verb: str | None = None):
     """The whole command line (an argparse.ArgumentParser); with `verb`, only
     the module of that verb is imported and registered (main does this when
     the first word names one)."""
-    import importlib
-
     from minipod import __version__
     from minipod.runtime.cli import helptext, parsing
     p = parsing.Parser(prog="minipod", description=helptext.DESCRIPTION)
@@ -57,9 +55,10 @@ def parser(verb: str | None = None):
     sub = p.add_subparsers(dest="verb", metavar="COMMAND")
     one = verb_module(verb) if verb else None
     for entry in [one] if one else VERBS:
-        module = importlib.import_module(f"minipod.runtime.cli.{entry}") if isinstance(
-            entry, str) else entry
-        module.register(sub)
+        if isinstance(entry, str):   # __import__, not importlib (and the warnings it imports)
+            __import__(f"minipod.runtime.cli.{entry}")
+            entry = sys.modules[f"minipod.runtime.cli.{entry}"]
+        entry.register(sub)
     return p
 
 
