@@ -103,6 +103,9 @@ class Identity:
     def __repr__(self) -> str:
         return f"Identity(id={self.id!r}, legacy={self.legacy!r})"
 
+    def __reduce__(self):   # copy and pickle: through __init__, not the refusing __setattr__
+        return Identity, (self.id, self.legacy)
+
     @property
     def tag(self) -> str:
         """The mark objects carry: "minipod-ID" (cgroup parent, ifalias, nft comments)."""

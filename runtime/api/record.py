@@ -113,8 +113,9 @@ class _DataclassFields:
         specs = [(name, object, dataclasses.field(default_factory=default.make)
                   if isinstance(default, _Fresh) else dataclasses.field(default=default))
                  for name, default in cls._defaults]
-        specs += [("extra", dict, dataclasses.field(default_factory=dict, kw_only=True)),
-                  ("_keys", frozenset, dataclasses.field(default=frozenset(), kw_only=True))]
+        hidden = {"kw_only": True, "repr": False, "compare": False}
+        specs += [("extra", dict, dataclasses.field(default_factory=dict, **hidden)),
+                  ("_keys", frozenset, dataclasses.field(default=frozenset(), **hidden))]
         fields = dataclasses.make_dataclass(cls.__name__, specs).__dataclass_fields__
         cls.__dataclass_fields__ = fields    # made once per class
         return fields
