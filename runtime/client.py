@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
-from pathlib import Path
 
 from minipod.runtime.paths import Paths
 
@@ -33,7 +31,9 @@ class AgentError(Exception):
         self.code = code
 
 
-def _connect(paths: Paths) -> socket.socket | None:
+def _connect(paths: Paths):
+    """A socket connected to the agent, or None if none listens."""
+    import socket   # here: the commands that only read state never connect
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         s.connect(str(paths.socket))
@@ -43,9 +43,9 @@ def _connect(paths: Paths) -> socket.socket | None:
         return None
 
 
-def spawn_detached(verb: str, log: Path):
+def spawn_detached(verb: str, log):
     """`minipod VERB` in a session of its own (no terminal, cwd /, stdin
-    /dev/null), its output appended to `log`: how the agent and the API
+    /dev/null), its output appended to `log` (a Path): how the agent and the API
     server are started on demand. Returns its subprocess.Popen."""
     log.parent.mkdir(parents=True, exist_ok=True)
     import subprocess   # here: every `get` imports this module, few start an agent
@@ -106,11 +106,19 @@ def request(paths: Paths, message: dict, start: bool = True, timeout: float | No
 
 
 def agent_running(paths: Paths) -> bool:
-    s = _connect(paths)
-    if s is None:
+    """Does an agent answer on the socket? Asked with the C module under
+    socket.py, whose import (selectors, its enums) would cost every `get`
+    2 ms. (Not from the agent lock in /proc/locks: reading that file takes
+    the kernel's lock table for writing, an RCU grace period: 7-20 ms here.)"""
+    import _socket
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        s.connect(paths.string("socket"))
+        return True
+    except (FileNotFoundError, ConnectionRefusedError):
         return False
-    s.close()
-    return True
+    finally:
+        s.close()
 
 
 def revive(paths: Paths) -> None:
@@ -120,8 +128,9 @@ def revive(paths: Paths) -> None:
     non-root (who cannot start it), or if it does not start, say so on
     stderr; the command goes on either way."""
     try:
-        if not any(paths.pods.iterdir()) or agent_running(paths):
-            return
+        with os.scandir(paths.string("pods")) as pods:
+            if not any(pods) or agent_running(paths):
+                return
     except OSError:          # no pods dir, or not ours to read: nothing to say
         return
     if os.geteuid() != 0:

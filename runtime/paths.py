@@ -45,14 +45,18 @@ fits the 255 bytes of a file name ('~' is in no DNS name either).
 """
 from __future__ import annotations
 
-import contextlib
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 IDENTITY_FILE = "identity"
 DEFAULT_NAMESPACE = "default"
 MAX_KEY = 255 - len("minipod-12345678-")   # the longest netns prefix, then the key
+# The Path attributes of a Paths: name -> (its base, its name there)
+PLACES = {"run": ("run", ""), "lib": ("lib", ""), "log": ("log", ""),
+          "identity_file": ("run", IDENTITY_FILE), "socket": ("run", "agent.sock"),
+          "agent_lock": ("run", "agent.lock"), "agent_log": ("log", "agent.log"),
+          "pods": ("run", "pods"), "namespaces": ("run", "namespaces"), "ipam": ("run", "ipam"),
+          "hostports": ("run", "hostports"), "images": ("lib", "images"),
+          "containers": ("lib", "containers"), "pod_logs": ("log", "pods")}
 
 
 def pod_key(namespace: str | None, name: str) -> str:
@@ -74,11 +78,33 @@ def record_key(record) -> str:
     return pod_key(record.namespace, record.name)
 
 
-@dataclass(frozen=True)
 class Identity:
-    """Who a state root is: `id` (8 hex digits), `legacy` (pre-identity names)."""
-    id: str
-    legacy: bool = False
+    """Who a state root is: `id` (8 hex digits), `legacy` (pre-identity names).
+    Read-only and compared by value, as a frozen dataclass, but without
+    dataclasses: every command makes a Paths, and importing dataclasses
+    (inspect, ast, dis) took longer than all the rest of `minipod get`."""
+    __slots__ = ("id", "legacy")
+
+    def __init__(self, id: str, legacy: bool = False):
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "legacy", legacy)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r} of an Identity")
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.id, self.legacy) == (other.id, other.legacy)
+
+    def __hash__(self):
+        return hash((self.id, self.legacy))
+
+    def __repr__(self) -> str:
+        return f"Identity(id={self.id!r}, legacy={self.legacy!r})"
+
+    def __reduce__(self):   # copy and pickle: through __init__, not the refusing __setattr__
+        return Identity, (self.id, self.legacy)
 
     @property
     def tag(self) -> str:
@@ -89,6 +115,10 @@ class Identity:
 class Paths:
     """All paths of one minipod installation (one MINIPOD_ROOT).
 
+    Its attributes (PLACES: run, pods, socket, ...) are pathlib.Paths, made
+    on first use; string(name) is the same path as a str, for the commands
+    that only read state: they need not import pathlib (3 ms of `get`).
+
     identity: given by unit tests; otherwise read from (or made in)
     RUN/identity the first time a name that needs it is asked for."""
 
@@ -96,24 +126,25 @@ class Paths:
         root = root if root is not None else os.environ.get("MINIPOD_ROOT", "")
         self.root = root
         if root:
-            base = Path(root)
-            self.run, self.lib, self.log = base / "run", base / "lib", base / "log"
+            self._bases = {b: os.path.join(root, b) for b in ("run", "lib", "log")}
         else:
-            self.run = Path("/run/minipod")
-            self.lib = Path("/var/lib/minipod")
-            self.log = Path("/var/log/minipod")
+            self._bases = {"run": "/run/minipod", "lib": "/var/lib/minipod",
+                           "log": "/var/log/minipod"}
         self._identity = identity
-        self.identity_file = self.run / IDENTITY_FILE
-        self.socket = self.run / "agent.sock"
-        self.agent_lock = self.run / "agent.lock"
-        self.agent_log = self.log / "agent.log"
-        self.pods = self.run / "pods"
-        self.namespaces = self.run / "namespaces"
-        self.ipam = self.run / "ipam"
-        self.hostports = self.run / "hostports"
-        self.images = self.lib / "images"
-        self.containers = self.lib / "containers"
-        self.pod_logs = self.log / "pods"
+
+    def string(self, name: str) -> str:
+        """The path attribute `name` (a key of PLACES) as a str."""
+        base, under = PLACES[name]
+        return os.path.join(self._bases[base], under) if under else self._bases[base]
+
+    def __getattr__(self, name: str):
+        """A path attribute, made (and kept) when first asked for."""
+        if name not in PLACES:
+            raise AttributeError(f"'Paths' object has no attribute {name!r}")
+        from pathlib import Path
+        value = Path(self.string(name))
+        setattr(self, name, value)
+        return value
 
     # ---- identity ----------------------------------------------------------
 
@@ -145,8 +176,10 @@ class Paths:
             if ident is None:
                 raise
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         return ident
 
     @property
@@ -163,29 +196,32 @@ class Paths:
 
     # ---- paths -------------------------------------------------------------
 
-    # A pod is named here by its key (pod_key): NAME in default, NS_NAME elsewhere.
+    # A pod is named here by its key (pod_key): NAME in default, NS_NAME
+    # elsewhere. Each returns a pathlib.Path (not annotated: the name would
+    # need pathlib imported at the top).
 
-    def pod_dir(self, key: str) -> Path:
+    def pod_dir(self, key: str):
         return self.pods / key
 
     def netns_name(self, key: str) -> str:
         return self.netns_prefix + key
 
-    def netns_path(self, key: str) -> Path:
+    def netns_path(self, key: str):
+        from pathlib import Path
         return Path("/run/netns") / self.netns_name(key)
 
-    def container_dir(self, pod_uid: str, container: str) -> Path:
+    def container_dir(self, pod_uid: str, container: str):
         return self.containers / pod_uid / container
 
-    def log_path(self, key: str, container: str, restart: int) -> Path:
+    def log_path(self, key: str, container: str, restart: int):
         return self.pod_logs / key / container / f"{restart}.log"
 
-    def namespace_file(self, name: str) -> Path:
+    def namespace_file(self, name: str):
         return self.namespaces / f"{name}.json"
 
 
-def read_identity(path: Path) -> Identity | None:
-    """The identity in `path` ("ID" or "ID legacy"); None if there is none.
+def read_identity(path) -> Identity | None:
+    """The identity in `path` (a Path: "ID" or "ID legacy"); None if there is none.
     A file that says anything else is an error that names it."""
     try:
         words = path.read_text().split()

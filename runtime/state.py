@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
-from minipod.linux import files
 from minipod.runtime.api.record import SCHEMA_VERSION, ContainerState, PodRecord, RecordError
 
 RECORD = "pod.json"
@@ -23,8 +21,9 @@ class StateError(Exception):
     """A state file that cannot be read: reported with its path, never dropped."""
 
 
-def write(pod_dir: Path, record: PodRecord | dict) -> None:
-    """Replace the pod's record (a PodRecord, or the JSON object of one); a
+def write(pod_dir, record: PodRecord | dict) -> None:
+    """Replace the pod's record in pod_dir (a Path) with `record` (a
+    PodRecord, or the JSON object of one); a
     record equal to the one this process wrote last, still in place (same
     inode), is not written again."""
     if isinstance(record, PodRecord):
@@ -39,22 +38,25 @@ def write(pod_dir: Path, record: PodRecord | dict) -> None:
                 return
         except FileNotFoundError:
             pass
+    from minipod.linux import files    # here: readers (`get`) never write
     files.replace_file(path, data)
     if len(_written) > 512:      # pods come and go: keep this small
         _written.clear()
     _written[path] = (data, os.stat(path).st_ino)
 
 
-_written: dict[Path, tuple[bytes, int]] = {}   # what write() left at each path
+_written: dict = {}   # what write() left at each path: (data, inode)
 
 
-def read(pod_dir: Path) -> dict:
-    """The pod's record as stored (a JSON object of this schema version);
-    FileNotFoundError if there is none, StateError if it cannot be read.
-    Readers use read_record: the same, typed."""
-    path = pod_dir / RECORD
+def read(pod_dir) -> dict:
+    """The record in pod_dir (a Path or a str) as stored (a JSON object of
+    this schema version); FileNotFoundError if there is none, StateError if
+    it cannot be read. Readers use read_record: the same, typed. Paths are
+    joined as strings: `get` need not import pathlib."""
+    path = os.path.join(pod_dir, RECORD)
     try:
-        record = json.loads(path.read_bytes())
+        with open(path, "rb") as f:
+            record = json.loads(f.read())
     except FileNotFoundError:
         raise
     except (OSError, ValueError) as e:
@@ -66,18 +68,19 @@ def read(pod_dir: Path) -> dict:
     return record
 
 
-def read_record(pod_dir: Path) -> PodRecord:
+def read_record(pod_dir) -> PodRecord:
     """The pod's record, typed (read, then PodRecord.from_dict); a record of
     the wrong shape is a StateError that names the file and the key."""
     record = read(pod_dir)
     try:
         return PodRecord.from_dict(record)
     except RecordError as e:
-        raise StateError(f"cannot read pod state {pod_dir / RECORD}: {e}") from None
+        raise StateError(f"cannot read pod state {os.path.join(pod_dir, RECORD)}: {e}") from None
 
 
-def read_records(pods_dir: Path) -> tuple[list[PodRecord], list[str]]:
-    """Every pod record (typed), sorted by name, and the errors of unreadable ones."""
+def read_records(pods_dir) -> tuple[list[PodRecord], list[str]]:
+    """Every pod record (typed) in pods_dir (a Path or a str), sorted by
+    name, and the errors of unreadable ones."""
     records, errors = [], []
     try:
         names = sorted(os.listdir(pods_dir))
@@ -85,7 +88,7 @@ def read_records(pods_dir: Path) -> tuple[list[PodRecord], list[str]]:
         return [], []
     for name in names:
         try:
-            records.append(read_record(pods_dir / name))
+            records.append(read_record(os.path.join(pods_dir, name)))
         except FileNotFoundError:
             continue  # a pod being created or removed right now
         except StateError as e:

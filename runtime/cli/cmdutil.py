@@ -110,7 +110,7 @@ def read_pod(paths, namespace: str, name: str):
     pod web in namespace a, though it is that pod's key."""
     from minipod.runtime import state
     from minipod.runtime.paths import pod_key
-    record = state.read_record(paths.pod_dir(pod_key(namespace, name)))
+    record = state.read_record(os.path.join(paths.string("pods"), pod_key(namespace, name)))
     if record.name != name or (record.namespace or "default") != namespace:
         raise FileNotFoundError(f"no pod {namespace}/{name}")
     return record

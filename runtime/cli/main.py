@@ -8,13 +8,9 @@ module only dispatches and turns errors into one line and an exit code:
 """
 from __future__ import annotations
 
-import argparse
-import functools
-import importlib
 import os
 import sys
 
-from minipod import __version__
 from minipod.runtime.cli.cmdutil import CommandError
 
 # verbs that read state: a dead agent is noticed first (client.revive).
@@ -48,63 +44,32 @@ def verb_module(verb: str):
     return None
 
 
-# argparse passes each of its own words ("options", "usage: ") through
-# gettext, which searches the disk for a catalogue on every call: 76 searches
-# for --help, a third of its time here. Within one command the answer cannot
-# change, so each word is looked up once.
-argparse._ = functools.lru_cache(maxsize=None)(argparse._)
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's help layout, with the width found as shutil finds it but
-    without importing shutil (and bz2, lzma with it): argparse makes a
-    formatter for every add_argument, so every command would pay."""
-
-    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
-        if width is None:
-            width = _columns() - 2  # as HelpFormatter does with shutil's figure
-        super().__init__(prog, indent_increment, max_help_position, width)
-
-
-def _columns() -> int:
-    """shutil.get_terminal_size().columns: $COLUMNS, else stdout's terminal, else 80."""
-    try:
-        if int(os.environ["COLUMNS"]) > 0:
-            return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        pass
-    try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose help uses _Formatter (its subparsers too)."""
-
-    def __init__(self, *args, formatter_class=_Formatter, **kwargs):
-        super().__init__(*args, formatter_class=formatter_class, **kwargs)
-
-
-def parser(verb: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; with `verb`, only the module of that verb
-    is imported and registered (main does this when the first word names one)."""
-    p = _Parser(
-        prog="minipod",
-        description="Run Kubernetes v1 Pods on this machine: namespaces, overlayfs, "
-                    "a veth on a bridge. No Docker, no kubelet.")
+def parser(verb: str | None = None):
+    """The whole command line (an argparse.ArgumentParser); with `verb`, only
+    the module of that verb is imported and registered (main does this when
+    the first word names one)."""
+    from minipod import __version__
+    from minipod.runtime.cli import helptext, parsing
+    p = parsing.Parser(prog="minipod", description=helptext.DESCRIPTION)
     p.add_argument("--version", action="version", version=f"minipod {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND")
     one = verb_module(verb) if verb else None
     for entry in [one] if one else VERBS:
-        module = importlib.import_module(f"minipod.runtime.cli.{entry}") if isinstance(
-            entry, str) else entry
-        module.register(sub)
+        if isinstance(entry, str):   # __import__, not importlib (and the warnings it imports)
+            __import__(f"minipod.runtime.cli.{entry}")
+            entry = sys.modules[f"minipod.runtime.cli.{entry}"]
+        entry.register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["--help"], ["-h"]):   # without argparse: see helptext.py
+        from minipod.runtime.cli import helptext
+        text = helptext.render(helptext.columns())
+        if text is not None:
+            sys.stdout.write(text)
+            return 0
     p = parser(argv[0]) if argv else parser()
     args = p.parse_args(argv)
     if not getattr(args, "func", None):

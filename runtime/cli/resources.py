@@ -54,7 +54,7 @@ def pod_records(paths, names: list[str], namespace: str = "default",
         raise CommandError("a resource cannot be retrieved by name across all namespaces")
     if names:
         return [state.refreshed(find_pod(paths, namespace, n)) for n in names]
-    records, errors = state.read_records(paths.pods)
+    records, errors = state.read_records(paths.string("pods"))
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     records = [r for r in records if all_namespaces or (r.namespace or "default") == namespace]
