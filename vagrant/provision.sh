@@ -32,8 +32,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # Reinstall only when the sources changed (the stamp holds their hash).
 stamp="$venv/.minipod-installed"
-want=$(cd "$repo" && find pyproject.toml minipod runtime netns rootfs cgroups -name '*.py' -o -name '*.json.gz' \
-       -o -name pyproject.toml | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+want=$(cd "$repo" && find pyproject.toml bin minipod runtime netns rootfs cgroups -name '*.py' -o -name '*.json.gz' \
+       -o -name pyproject.toml -o -path bin/minipod | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "provision: installing minipod and its dependencies into $venv"
     "$venv/bin/pip" install -q --disable-pip-version-check wheel
