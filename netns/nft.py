@@ -30,7 +30,7 @@ def start(script: str, step: str, error: type[Exception]) -> subprocess.Popen:
         proc.stdin.close()
     except BrokenPipeError:
         pass                        # nft ended at once: finish() says why
-    proc.stdin = None
+    proc.stdin = None               # closed: communicate() must not flush it again
     return proc
 
 
